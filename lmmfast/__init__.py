@@ -1,0 +1,40 @@
+"""lmmfast: lme4's linear mixed models in Python, fast on large crossed designs.
+
+Examples
+--------
+>>> import lmmfast
+>>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+>>> print(fit.summary())  # doctest: +SKIP
+"""
+
+from lmmfast import datasets
+from lmmfast._version import __version__
+from lmmfast.api import lmm
+from lmmfast.errors import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    LmmfastError,
+    LmmfastWarning,
+    MemoryBudgetError,
+    ModelError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
+from lmmfast.result import LmmResult
+
+__all__ = [
+    "__version__",
+    "lmm",
+    "LmmResult",
+    "datasets",
+    "LmmfastError",
+    "FormulaError",
+    "DataError",
+    "ModelError",
+    "MemoryBudgetError",
+    "LmmfastWarning",
+    "ConvergenceWarning",
+    "SingularFitWarning",
+    "RankDeficiencyWarning",
+]

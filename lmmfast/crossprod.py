@@ -1,0 +1,167 @@
+"""Cross-products A = [Z X y]'[Z X y], formed once, in one pass per term pair.
+
+Z'Z is kept as small dense blocks, one per pair of levels that co-occur in some row
+(``Z_a[level i]' Z_b[level j]``, k_a × k_b); within one term only the diagonal blocks exist.
+Everything the optimiser needs afterwards lives here; nothing later touches the n rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from lmmfast.design.random import RandomTerm
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate_outer(slot: np.ndarray, left: np.ndarray, right: np.ndarray, out: np.ndarray) -> None:
+    """``out[slot[i]] += outer(left[i], right[i])`` for every row i."""
+    n = slot.shape[0]
+    ka = left.shape[1]
+    kb = right.shape[1]
+    for i in range(n):
+        s = slot[i]
+        for a in range(ka):
+            la = left[i, a]
+            if la == 0.0:
+                continue
+            for b in range(kb):
+                out[s, a, b] += la * right[i, b]
+
+
+@dataclass(frozen=True)
+class CrossProducts:
+    """The blocks of [Z X y]'[Z X y] and what is needed to address them.
+
+    Attributes
+    ----------
+    term_sizes, term_levels : numpy.ndarray
+        k and number of levels per term (engine order).
+    column_offsets : numpy.ndarray
+        First column of each term in Z.
+    slot_term_a, slot_term_b, slot_level_a, slot_level_b : numpy.ndarray
+        For each stored Z'Z block: the row term and level, and the column term and level
+        (``term_a >= term_b``).
+    slot_offsets : numpy.ndarray
+        Start of each block (row-major k_a × k_b) in ``block_values``.
+    block_values : numpy.ndarray
+    ZtXy : numpy.ndarray, shape (q, p + 1)
+        Z'[X y].
+    XytXy : numpy.ndarray, shape (p + 1, p + 1)
+        [X y]'[X y].
+    n : int
+        Number of observations.
+    sum_log_weights : float
+        Σ log wᵢ of the prior weights (0 without weights).
+    """
+
+    term_sizes: np.ndarray
+    term_levels: np.ndarray
+    column_offsets: np.ndarray
+    slot_term_a: np.ndarray
+    slot_term_b: np.ndarray
+    slot_level_a: np.ndarray
+    slot_level_b: np.ndarray
+    slot_offsets: np.ndarray
+    block_values: np.ndarray
+    ZtXy: np.ndarray
+    XytXy: np.ndarray
+    n: int
+    sum_log_weights: float
+
+    @property
+    def q(self) -> int:
+        """Total number of random effects."""
+        return int(np.sum(self.term_sizes * self.term_levels))
+
+    @property
+    def p(self) -> int:
+        """Number of fixed-effects columns."""
+        return self.XytXy.shape[0] - 1
+
+
+def _pair_slots(a: RandomTerm, b: RandomTerm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row block index for the pair (a, b), and each block's levels of a and of b."""
+    key = a.codes * np.int64(b.n_levels) + b.codes
+    used, slot = np.unique(key, return_inverse=True)
+    return slot.astype(np.int64), used // b.n_levels, used % b.n_levels
+
+
+def form_cross_products(
+    terms: Sequence[RandomTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+) -> CrossProducts:
+    """Form every cross-product the profiled objective needs.
+
+    Parameters
+    ----------
+    terms : sequence of RandomTerm
+        In the engine's order.
+    X : numpy.ndarray, shape (n, p)
+    y : numpy.ndarray, shape (n,)
+    weights : numpy.ndarray, optional
+        Positive prior weights; rows enter scaled by √w.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmmfast.design.random import RandomTerm
+    >>> t = RandomTerm("g", ("(Intercept)",), np.array(["a", "b"]), np.array([0, 0, 1]), np.ones((3, 1)))
+    >>> cp = form_cross_products([t], np.ones((3, 1)), np.array([1.0, 2.0, 3.0]))
+    >>> cp.block_values.tolist(), cp.ZtXy.tolist()
+    ([2.0, 1.0], [[2.0, 3.0], [1.0, 3.0]])
+    """
+    n = len(y)
+    Xy = np.empty((n, X.shape[1] + 1))
+    Xy[:, :-1] = X
+    Xy[:, -1] = y
+    sum_log_weights = 0.0
+    if weights is not None:
+        root = np.sqrt(weights)
+        Xy *= root[:, None]
+        sum_log_weights = float(np.sum(np.log(weights)))
+    values = [t.values * root[:, None] if weights is not None else t.values for t in terms]
+
+    sizes = np.asarray([t.k for t in terms], dtype=np.int64)
+    levels = np.asarray([t.n_levels for t in terms], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes * levels)[:-1]]).astype(np.int64)
+
+    ZtXy = np.zeros((int(np.sum(sizes * levels)), Xy.shape[1]))
+    slot_a, slot_b, level_a, level_b, blocks = [], [], [], [], []
+    for ia, a in enumerate(terms):
+        view = ZtXy[offsets[ia] : offsets[ia] + a.n_levels * a.k].reshape(a.n_levels, a.k, Xy.shape[1])
+        accumulate_outer(a.codes, values[ia], Xy, view)
+        for ib in range(ia + 1):
+            b = terms[ib]
+            if ia == ib:
+                slot, la, lb = a.codes, np.arange(a.n_levels), np.arange(a.n_levels)
+            else:
+                slot, la, lb = _pair_slots(a, b)
+            block = np.zeros((len(la), a.k, b.k))
+            accumulate_outer(slot, values[ia], values[ib], block)
+            slot_a.append(np.full(len(la), ia, dtype=np.int64))
+            slot_b.append(np.full(len(la), ib, dtype=np.int64))
+            level_a.append(la.astype(np.int64))
+            level_b.append(lb.astype(np.int64))
+            blocks.append(block.ravel())
+
+    slot_term_a = np.concatenate(slot_a)
+    slot_term_b = np.concatenate(slot_b)
+    block_sizes = sizes[slot_term_a] * sizes[slot_term_b]
+    return CrossProducts(
+        term_sizes=sizes,
+        term_levels=levels,
+        column_offsets=offsets,
+        slot_term_a=slot_term_a,
+        slot_term_b=slot_term_b,
+        slot_level_a=np.concatenate(level_a),
+        slot_level_b=np.concatenate(level_b),
+        slot_offsets=np.concatenate([[0], np.cumsum(block_sizes)[:-1]]).astype(np.int64),
+        block_values=np.concatenate(blocks),
+        ZtXy=ZtXy,
+        XytXy=Xy.T @ Xy,
+        n=n,
+        sum_log_weights=sum_log_weights,
+    )

@@ -1,0 +1,14 @@
+"""From user data to model matrices: the data frame, X, and the random-effects terms."""
+
+from lmmfast.design.data import ModelFrame, build_model_frame
+from lmmfast.design.fixed import FixedDesign, build_fixed_design
+from lmmfast.design.random import RandomTerm, build_random_terms
+
+__all__ = [
+    "ModelFrame",
+    "build_model_frame",
+    "FixedDesign",
+    "build_fixed_design",
+    "RandomTerm",
+    "build_random_terms",
+]

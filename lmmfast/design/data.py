@@ -1,0 +1,123 @@
+"""Bring user data into one pandas frame holding only the model's columns, complete cases only.
+
+The user's object is never modified: columns are copied out of it, and rows with missing
+values in any column the model uses are dropped (lme4's ``na.omit``) and counted.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lmmfast.errors import DataError
+
+
+@dataclass(frozen=True)
+class ModelFrame:
+    """The complete cases of the columns a model uses.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        Only the used columns, only complete rows, a fresh copy with a 0..n-1 index.
+    dropped_rows : numpy.ndarray
+        Positions (0-based, in the user's data) of the rows dropped for missing values.
+    n_input_rows : int
+        The number of rows the user passed.
+    """
+
+    frame: pd.DataFrame
+    dropped_rows: np.ndarray
+    n_input_rows: int
+
+
+def _to_pandas(data: object) -> pd.DataFrame:
+    """View or copy ``data`` as a pandas DataFrame without modifying it."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    module = type(data).__module__.split(".")[0]
+    if module == "polars":
+        return data.to_pandas()  # type: ignore[attr-defined]
+    if module == "pyarrow":
+        return data.to_pandas()  # type: ignore[attr-defined]
+    if isinstance(data, Mapping):
+        lengths = {}
+        for name, column in data.items():
+            try:
+                lengths[name] = len(column)
+            except TypeError:
+                raise DataError(
+                    f"Column {name!r} of the dict is a {type(column).__name__}, not an array: "
+                    "pass a dict of equal-length arrays or lists."
+                ) from None
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{name!r}: {length}" for name, length in lengths.items())
+            raise DataError(f"The dict's columns have unequal lengths ({detail}); every column needs one value per row.")
+        return pd.DataFrame({name: np.asarray(column) for name, column in data.items()})
+    raise DataError(
+        f"data must be a pandas or polars DataFrame, a pyarrow Table or a dict of arrays, "
+        f"got {type(data).__name__}."
+    )
+
+
+def _check_columns(frame: pd.DataFrame, needed: Iterable[str]) -> list[str]:
+    columns = [str(c) for c in frame.columns]
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    wanted = list(dict.fromkeys(needed))
+    clash = [c for c in duplicated if c in wanted]
+    if clash:
+        raise DataError(f"The data have more than one column named {clash[0]!r}; rename the duplicates.")
+    for name in wanted:
+        if name not in columns:
+            close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            shown = ", ".join(repr(c) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
+            raise DataError(f"Column {name!r} is not in the data (columns: {shown}).{hint}")
+    return wanted
+
+
+def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
+    """Copy the ``needed`` columns out of ``data`` and drop incomplete rows.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame, polars.DataFrame, pyarrow.Table or dict of arrays
+    needed : iterable of str
+        Column names the model uses.
+
+    Returns
+    -------
+    ModelFrame
+
+    Examples
+    --------
+    >>> mf = build_model_frame({"y": [1.0, None, 3.0], "g": ["a", "b", "a"]}, ["y", "g"])
+    >>> len(mf.frame), mf.dropped_rows.tolist()
+    (2, [1])
+    """
+    frame = _to_pandas(data)
+    wanted = _check_columns(frame, needed)
+    n_input = len(frame)
+    if n_input == 0:
+        raise DataError("The data have no rows.")
+    selected = pd.DataFrame({name: frame[name].to_numpy(copy=True) for name in wanted})
+    for name in wanted:
+        original = frame[name]
+        if isinstance(original.dtype, pd.CategoricalDtype):
+            selected[name] = pd.Categorical(selected[name], categories=original.cat.categories)
+    missing = selected.isna().any(axis=1).to_numpy()
+    dropped = np.flatnonzero(missing)
+    if dropped.size == n_input:
+        per_column = {name: int(selected[name].isna().sum()) for name in wanted}
+        worst = max(per_column, key=per_column.get)  # type: ignore[arg-type]
+        raise DataError(
+            f"Every row has a missing value in a column the model uses (column {worst!r} alone "
+            f"misses {per_column[worst]} of {n_input}); nothing is left to fit."
+        )
+    if dropped.size:
+        selected = selected.loc[~missing].reset_index(drop=True)
+    return ModelFrame(frame=selected, dropped_rows=dropped, n_input_rows=n_input)

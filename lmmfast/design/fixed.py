@@ -1,0 +1,125 @@
+"""The fixed-effects model matrix X and the response y, built by formulaic."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from formulaic import model_matrix
+
+from lmmfast.errors import DataError, FormulaError, RankDeficiencyWarning
+
+#: Relative tolerance below which a column counts as a combination of earlier ones (R's qr).
+RANK_TOLERANCE = 1e-7
+
+
+@dataclass(frozen=True)
+class FixedDesign:
+    """Response and fixed-effects matrix, aliased columns already removed.
+
+    Attributes
+    ----------
+    y : numpy.ndarray, shape (n,)
+    X : numpy.ndarray, shape (n, p)
+    names : tuple of str
+        formulaic's column names of the kept columns.
+    dropped : tuple of str
+        Columns dropped because they were linear combinations of earlier ones.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    names: tuple[str, ...]
+    dropped: tuple[str, ...]
+
+
+def _independent_columns(X: np.ndarray) -> np.ndarray:
+    """Indices of the columns kept by sequential Gram–Schmidt: each column is kept unless it
+    lies (to ``RANK_TOLERANCE``) in the span of the columns kept before it, as R's ``qr``
+    keeps the earlier of two aliased columns."""
+    basis: list[np.ndarray] = []
+    kept: list[int] = []
+    for j in range(X.shape[1]):
+        column = X[:, j].astype(np.float64, copy=True)
+        norm = np.linalg.norm(column)
+        if norm == 0.0:
+            continue
+        for _ in range(2):  # twice is enough (Kahan–Parlett)
+            for q in basis:
+                column -= (q @ column) * q
+        residual = np.linalg.norm(column)
+        if residual > RANK_TOLERANCE * norm:
+            basis.append(column / residual)
+            kept.append(j)
+    return np.asarray(kept, dtype=np.int64)
+
+
+def _response(frame: pd.DataFrame, response: str, lhs: pd.DataFrame | None) -> np.ndarray:
+    if response in frame.columns:
+        column = frame[response]
+        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            raise DataError(
+                f"The response {response!r} must be numeric, but its values are of type "
+                f"{column.dtype}; convert it (e.g. to 0/1) before fitting."
+            )
+        y = column.to_numpy(dtype=np.float64)
+    else:
+        if lhs is None or lhs.shape[1] != 1:
+            raise FormulaError(f"The response {response!r} must evaluate to a single numeric column.")
+        y = np.asarray(lhs, dtype=np.float64)[:, 0]
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"The response {response!r} has infinite values; remove or recode those rows.")
+    if np.ptp(y) == 0.0:
+        raise DataError(f"The response {response!r} is constant ({y[0]:g}); there is no variance to model.")
+    return y
+
+
+def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedDesign:
+    """Build y and X for ``response ~ fixed`` on complete-case data.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The model frame (complete cases only).
+    response : str
+        The left-hand side of the formula.
+    fixed : str
+        The fixed-effects right-hand side in formulaic's syntax.
+
+    Returns
+    -------
+    FixedDesign
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = build_fixed_design(pd.DataFrame({"y": [1.0, 2.0, 4.0], "x": [0.0, 1.0, 2.0]}), "y", "x")
+    >>> d.names
+    ('Intercept', 'x')
+    """
+    try:
+        matrices = model_matrix(f"{response} ~ {fixed}", frame, na_action="raise")
+    except Exception as exc:  # formulaic raises many types; the cause is always the formula
+        raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
+    lhs, rhs = matrices.lhs, matrices.rhs
+    y = _response(frame, response, lhs)
+    X = np.asarray(rhs, dtype=np.float64)
+    names = tuple(str(c) for c in rhs.columns)
+    finite = np.isfinite(X).all(axis=0)
+    if not finite.all():
+        bad = names[int(np.flatnonzero(~finite)[0])]
+        raise DataError(f"The fixed-effects column {bad!r} has infinite values; remove or recode those rows.")
+    kept = _independent_columns(X)
+    dropped = tuple(name for j, name in enumerate(names) if j not in set(kept.tolist()))
+    if dropped:
+        warnings.warn(
+            f"The fixed-effects model matrix is rank deficient: dropping {', '.join(dropped)} "
+            "(linear combinations of earlier columns), as lme4 does.",
+            RankDeficiencyWarning,
+            stacklevel=3,
+        )
+        X = np.ascontiguousarray(X[:, kept])
+        names = tuple(names[j] for j in kept)
+    return FixedDesign(y=y, X=X, names=names, dropped=dropped)

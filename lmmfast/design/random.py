@@ -1,0 +1,179 @@
+"""Random-effects terms: grouping codes, per-row term columns, and lme4's term order.
+
+A term is stored as integer level codes (one per row) and a dense ``n × k`` matrix of the
+term's columns; together they *are* the sparse CSC block of Z (column ``level·k + j``), which
+:func:`RandomTerm.z_block` materialises when a caller wants it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from formulaic import model_matrix
+
+from lmmfast.errors import DataError, FormulaError, ModelError
+from lmmfast.formula import RandomTermSpec
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One random-effects term with its data.
+
+    Attributes
+    ----------
+    group : str
+        The grouping factor's name (``"Subject"``, ``"Machine:Worker"``).
+    columns : tuple of str
+        Names of the term's columns (lme4's ``"(Intercept)"`` for the intercept).
+    levels : numpy.ndarray of str
+        The factor's levels, in R's order.
+    codes : numpy.ndarray of int64, shape (n,)
+        Level index of every row.
+    values : numpy.ndarray, shape (n, k)
+        The term's columns per row.
+    """
+
+    group: str
+    columns: tuple[str, ...]
+    levels: np.ndarray
+    codes: np.ndarray
+    values: np.ndarray
+
+    @property
+    def k(self) -> int:
+        """Number of columns (random effects per level)."""
+        return self.values.shape[1]
+
+    @property
+    def n_levels(self) -> int:
+        """Number of levels of the grouping factor."""
+        return len(self.levels)
+
+    def z_block(self) -> sp.csc_matrix:
+        """This term's block of Z as a sparse CSC matrix of shape (n, n_levels·k)."""
+        n, k = self.values.shape
+        rows = np.repeat(np.arange(n), k)
+        cols = (self.codes[:, None] * k + np.arange(k)[None, :]).ravel()
+        return sp.csc_matrix((self.values.ravel(), (rows, cols)), shape=(n, self.n_levels * k))
+
+
+def _level_labels(uniques: object) -> np.ndarray:
+    values = np.asarray(uniques, dtype=object)
+    labels = []
+    for value in values:
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            labels.append(str(int(value)))
+        else:
+            labels.append(str(value))
+    return np.asarray(labels, dtype=object)
+
+
+def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and labels of the (interaction of the) grouping columns; levels as R orders them
+    (sorted, the first column varying slowest), unobserved combinations dropped."""
+    combined = np.zeros(len(frame), dtype=np.int64)
+    labels: np.ndarray | None = None
+    for name in factors:
+        codes, uniques = pd.factorize(frame[name], sort=True)
+        part = _level_labels(uniques)
+        combined = combined * len(part) + codes
+        labels = part if labels is None else np.asarray(
+            [f"{a}:{b}" for a in labels for b in part], dtype=object
+        )
+    assert labels is not None
+    used, codes = np.unique(combined, return_inverse=True)
+    return codes.astype(np.int64), labels[used]
+
+
+def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray, tuple[str, ...]]:
+    try:
+        matrix = model_matrix(spec.expr, frame, na_action="raise")
+    except Exception as exc:
+        raise FormulaError(f"The random term {spec.source} could not be built from {spec.expr!r}: {exc}") from exc
+    values = np.asarray(matrix, dtype=np.float64)
+    if values.shape[1] == 0:
+        raise FormulaError(f"The random term {spec.source} has no columns; write (1 | g) for an intercept.")
+    names = tuple("(Intercept)" if str(c) == "Intercept" else str(c) for c in matrix.columns)
+    finite = np.isfinite(values).all(axis=0)
+    if not finite.all():
+        bad = names[int(np.flatnonzero(~finite)[0])]
+        raise DataError(f"The random-effects column {bad!r} of {spec.source} has infinite values.")
+    return values, names
+
+
+def _make_unique(names: Sequence[str]) -> list[str]:
+    """R's ``make.unique``: the second ``g`` becomes ``g.1``, the third ``g.2``."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            out.append(f"{name}.{seen[name]}")
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out
+
+
+def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> list[RandomTerm]:
+    """Build the random-effects terms in lme4's order (decreasing number of levels, stable).
+
+    ``(x || g)`` becomes one single-column term per column of ``x``'s model matrix, as lme4
+    does for numeric columns (and lme4 2.0's ``diag`` for factors).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from lmmfast.formula import parse_formula
+    >>> frame = pd.DataFrame({"y": [1.0, 2, 3, 4], "x": [0.0, 1, 0, 1], "g": list("aabb")})
+    >>> [t.group for t in build_random_terms(frame, parse_formula("y ~ (x || g)").random)]
+    ['g', 'g']
+    """
+    n = len(frame)
+    terms: list[RandomTerm] = []
+    factor_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+    for spec in specs:
+        if spec.factors not in factor_cache:
+            factor_cache[spec.factors] = _factor_codes(frame, spec.factors)
+        codes, levels = factor_cache[spec.factors]
+        if len(levels) < 2:
+            raise ModelError(
+                f"The grouping factor {spec.group_name!r} in {spec.source} has a single level "
+                f"({levels[0]!r}); a random effect needs at least two sampled levels."
+            )
+        if len(levels) >= n:
+            raise ModelError(
+                f"The grouping factor {spec.group_name!r} in {spec.source} has {len(levels)} levels for "
+                f"{n} observations; each level needs replicate observations (levels < observations) "
+                "or its variance is confounded with the residual."
+            )
+        values, names = _term_columns(frame, spec)
+        pieces = [(values[:, [j]], (names[j],)) for j in range(len(names))] if spec.independent else [(values, names)]
+        for piece, piece_names in pieces:
+            terms.append(
+                RandomTerm(
+                    group=spec.group_name,
+                    columns=piece_names,
+                    levels=levels,
+                    codes=codes,
+                    values=np.ascontiguousarray(piece),
+                )
+            )
+    terms.sort(key=lambda t: -t.n_levels)  # list.sort is stable, as R's order()
+    for term in terms:
+        if term.n_levels * term.k >= n:
+            raise ModelError(
+                f"The term ({' + '.join(term.columns)} | {term.group}) has {term.n_levels * term.k} random "
+                f"effects for {n} observations; the number of random effects per term must be "
+                "smaller than the number of observations. Simplify the term."
+            )
+    return terms
+
+
+def display_names(terms: Sequence[RandomTerm]) -> list[str]:
+    """The names lme4 gives the terms in VarCorr (``Subject``, ``Subject.1``, ...)."""
+    return _make_unique([t.group for t in terms])

@@ -1,0 +1,162 @@
+"""The profiled ML deviance and REML criterion as functions of θ (DESIGN.md §1–2).
+
+Each evaluation scales the stored cross-products by Λθ, refactors, and reads the objective
+off log-diagonals; its cost depends on the numbers of levels and fixed effects, never on n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.base import RandomEffectsFactor
+from lmmfast.parameters import ThetaLayout
+
+#: Returned for θ where the fixed-effects block is not positive definite, so the optimiser
+#: steps back; finite, because BOBYQA's quadratic models cannot digest infinities or NaN.
+INFEASIBLE = 1e30
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Everything that follows from θ at the optimum.
+
+    Attributes
+    ----------
+    beta : numpy.ndarray
+        Fixed effects.
+    u : numpy.ndarray
+        Spherical random effects (engine order).
+    b : numpy.ndarray
+        Random effects Λu (engine order; term after term, level-major).
+    sigma : float
+        Residual standard deviation.
+    beta_covariance : numpy.ndarray
+        σ² (R_X'R_X)⁻¹.
+    penalised_rss : float
+        r², the penalised (weighted) residual sum of squares.
+    logdet_L : float
+        log |L|².
+    logdet_RX : float
+        log |R_X|².
+    """
+
+    beta: np.ndarray
+    u: np.ndarray
+    b: np.ndarray
+    sigma: float
+    beta_covariance: np.ndarray
+    penalised_rss: float
+    logdet_L: float
+    logdet_RX: float
+
+
+def scale_by_lambda_t(layout: ThetaLayout, cp: CrossProducts, theta: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Λθ' rhs for an array with one row per random effect (engine order)."""
+    out = np.empty_like(rhs)
+    for term, (k, levels, offset) in enumerate(zip(cp.term_sizes, cp.term_levels, cp.column_offsets)):
+        rows = slice(offset, offset + levels * k)
+        template = layout.template(theta, term)
+        block = rhs[rows].reshape(levels, k, -1)
+        out[rows] = np.matmul(template.T, block).reshape(levels * k, -1)
+    return out
+
+
+def scale_by_lambda(layout: ThetaLayout, cp: CrossProducts, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Λθ u for a vector of spherical random effects (engine order)."""
+    out = np.empty_like(u)
+    for term, (k, levels, offset) in enumerate(zip(cp.term_sizes, cp.term_levels, cp.column_offsets)):
+        rows = slice(offset, offset + levels * k)
+        template = layout.template(theta, term)
+        out[rows] = (u[rows].reshape(levels, k) @ template.T).ravel()
+    return out
+
+
+class ProfiledObjective:
+    """θ ↦ ML deviance or REML criterion, profiled over β and σ.
+
+    Parameters
+    ----------
+    cross_products : CrossProducts
+    layout : ThetaLayout
+    factor : RandomEffectsFactor
+    reml : bool
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.datasets import load
+    >>> fit = lmmfast.lmm("Yield ~ 1 + (1 | Batch)", load("dyestuff"))
+    >>> round(fit.objective, 4)
+    319.6543
+    """
+
+    def __init__(
+        self, cross_products: CrossProducts, layout: ThetaLayout, factor: RandomEffectsFactor, reml: bool
+    ) -> None:
+        self.cross_products = cross_products
+        self.layout = layout
+        self.factor = factor
+        self.reml = reml
+
+    def _schur(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Factor for θ; return (R_ZX | c_u, lower Cholesky of the [X y] Schur complement)."""
+        cp = self.cross_products
+        self.factor.update(theta)
+        rzx = self.factor.solve_L(scale_by_lambda_t(self.layout, cp, theta, cp.ZtXy))
+        schur = cp.XytXy - rzx.T @ rzx
+        try:
+            lower = np.linalg.cholesky(schur)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(lower)) or lower[-1, -1] <= 0.0:
+            return None
+        return rzx, lower
+
+    def _criterion(self, lower: np.ndarray) -> tuple[float, float, float, float]:
+        cp = self.cross_products
+        p = cp.p
+        logdet_L = self.factor.logdet()
+        logdet_RX = 2.0 * float(np.sum(np.log(np.diag(lower)[:p])))
+        r2 = float(lower[-1, -1] ** 2)
+        dof = cp.n - p if self.reml else cp.n
+        value = logdet_L + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof)) - cp.sum_log_weights
+        if self.reml:
+            value += logdet_RX
+        return float(value), logdet_L, logdet_RX, r2
+
+    def __call__(self, theta: np.ndarray) -> float:
+        schur = self._schur(np.asarray(theta, dtype=np.float64))
+        if schur is None:
+            return INFEASIBLE
+        value = self._criterion(schur[1])[0]
+        return value if np.isfinite(value) else INFEASIBLE
+
+    def solve(self, theta: np.ndarray) -> Solution:
+        """β, u, b, σ and Var(β) at ``theta`` (called once, after the optimum)."""
+        cp = self.cross_products
+        theta = np.asarray(theta, dtype=np.float64)
+        schur = self._schur(theta)
+        if schur is None:
+            raise np.linalg.LinAlgError("the fixed-effects block is not positive definite at this θ")
+        rzx, lower = schur
+        _, logdet_L, logdet_RX, r2 = self._criterion(lower)
+        p = cp.p
+        rx_t = lower[:p, :p]
+        beta = solve_triangular(rx_t.T, lower[p, :p], lower=False) if p else np.zeros(0)
+        u = self.factor.solve_Lt(rzx[:, p] - rzx[:, :p] @ beta)
+        sigma = float(np.sqrt(r2 / (cp.n - p if self.reml else cp.n)))
+        rx_inv = solve_triangular(rx_t, np.eye(p), lower=True) if p else np.zeros((0, 0))
+        return Solution(
+            beta=beta,
+            u=u,
+            b=scale_by_lambda(self.layout, cp, theta, u),
+            sigma=sigma,
+            beta_covariance=sigma**2 * (rx_inv.T @ rx_inv),
+            penalised_rss=r2,
+            logdet_L=logdet_L,
+            logdet_RX=logdet_RX,
+        )

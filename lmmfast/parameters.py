@@ -1,0 +1,101 @@
+"""The covariance parameters θ: their layout, bounds, start, and the Λθ templates.
+
+θ holds, term after term, the lower triangle of each term's k×k template read column by
+column (lme4's order); diagonal entries are bounded below by 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ThetaLayout:
+    """Where each term's template entries sit in θ.
+
+    Examples
+    --------
+    >>> layout = ThetaLayout.from_sizes([2, 1])
+    >>> layout.size, layout.lower_bounds.tolist()
+    (4, [0.0, -inf, 0.0, 0.0])
+    """
+
+    sizes: tuple[int, ...]
+    starts: tuple[int, ...]
+    rows: np.ndarray
+    cols: np.ndarray
+    term_of: np.ndarray
+
+    @classmethod
+    def from_sizes(cls, sizes: Sequence[int]) -> "ThetaLayout":
+        rows, cols, term_of, starts = [], [], [], []
+        for term, k in enumerate(sizes):
+            starts.append(len(rows))
+            for j in range(k):
+                for i in range(j, k):
+                    rows.append(i)
+                    cols.append(j)
+                    term_of.append(term)
+        return cls(
+            sizes=tuple(int(k) for k in sizes),
+            starts=tuple(starts),
+            rows=np.asarray(rows, dtype=np.int64),
+            cols=np.asarray(cols, dtype=np.int64),
+            term_of=np.asarray(term_of, dtype=np.int64),
+        )
+
+    @property
+    def size(self) -> int:
+        """Length of θ."""
+        return len(self.rows)
+
+    @property
+    def is_diagonal(self) -> np.ndarray:
+        """Mask of θ entries on a template's diagonal."""
+        return self.rows == self.cols
+
+    @property
+    def lower_bounds(self) -> np.ndarray:
+        """0 on the diagonal, −∞ elsewhere."""
+        return np.where(self.is_diagonal, 0.0, -np.inf)
+
+    @property
+    def start(self) -> np.ndarray:
+        """lme4's starting point: identity templates."""
+        return np.where(self.is_diagonal, 1.0, 0.0)
+
+    @property
+    def template_offsets(self) -> np.ndarray:
+        """Start of each term's k×k template in the packed array of :meth:`packed_templates`."""
+        squares = np.asarray([k * k for k in self.sizes], dtype=np.int64)
+        return np.concatenate([[0], np.cumsum(squares)[:-1]]).astype(np.int64)
+
+    def packed_templates(self, theta: np.ndarray) -> np.ndarray:
+        """All templates, each a row-major k×k lower-triangular block, concatenated."""
+        offsets = self.template_offsets
+        sizes = np.asarray(self.sizes, dtype=np.int64)
+        packed = np.zeros(int(np.sum(sizes * sizes)), dtype=np.float64)
+        packed[offsets[self.term_of] + self.rows * sizes[self.term_of] + self.cols] = theta
+        return packed
+
+    def template(self, theta: np.ndarray, term: int) -> np.ndarray:
+        """The k×k lower-triangular template of one term."""
+        k = self.sizes[term]
+        out = np.zeros((k, k))
+        mask = self.term_of == term
+        out[self.rows[mask], self.cols[mask]] = theta[mask]
+        return out
+
+    def names(self, groups: Sequence[str], columns: Sequence[Sequence[str]]) -> list[str]:
+        """lme4's θ names: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ..."""
+        out = []
+        for term, i, j in zip(self.term_of, self.rows, self.cols):
+            names = columns[term]
+            if i == j:
+                out.append(f"{groups[term]}.{names[i]}")
+            else:
+                out.append(f"{groups[term]}.{names[i]}.{names[j]}")
+        return out

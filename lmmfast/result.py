@@ -1,0 +1,216 @@
+"""The frozen result of a fit: estimates, variance components, conditional modes, record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmmfast.optimize import SINGULAR_TOLERANCE, OptSummary
+
+
+@dataclass(frozen=True)
+class RandomTermResult:
+    """One random-effects term of a fitted model (lme4's order).
+
+    Attributes
+    ----------
+    name : str
+        Its VarCorr name (``Subject``, ``Subject.1`` for a second term on Subject).
+    group : str
+        The grouping factor (``Subject``).
+    columns : tuple of str
+    levels : numpy.ndarray
+    template : numpy.ndarray
+        The k×k lower-triangular Λ template at the optimum.
+    modes : numpy.ndarray, shape (n_levels, k)
+        Conditional modes b̂.
+    """
+
+    name: str
+    group: str
+    columns: tuple[str, ...]
+    levels: np.ndarray
+    template: np.ndarray
+    modes: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class LmmResult:
+    """A fitted linear mixed model. Immutable; every statistic is read off what is stored.
+
+    Use :func:`lmmfast.lmm` to make one.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> round(fit.fixef["Days"], 3), fit.nobs
+    (10.467, 180)
+    """
+
+    formula: str
+    reml: bool
+    data_name: str | None
+    weights_name: str | None
+    fixef_names: tuple[str, ...]
+    beta: np.ndarray
+    beta_covariance: np.ndarray
+    sigma: float
+    theta: np.ndarray
+    theta_names: tuple[str, ...]
+    terms: tuple[RandomTermResult, ...]
+    objective: float
+    nobs: int
+    dropped_rows: np.ndarray
+    dropped_columns: tuple[str, ...]
+    scaled_residuals: np.ndarray
+    optsummary: OptSummary
+    fit_seconds: float
+    version: str
+
+    # --- likelihood summaries -------------------------------------------------------------
+    @property
+    def criterion(self) -> str:
+        """``"REML"`` or ``"ML"``."""
+        return "REML" if self.reml else "ML"
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters: fixed effects, θ, and σ."""
+        return len(self.beta) + len(self.theta) + 1
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (the REML log-likelihood for REML fits, as lme4's ``logLik``)."""
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        """Akaike's information criterion, −2 logLik + 2 npar."""
+        return self.objective + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        """Schwarz's criterion, −2 logLik + log(n) npar."""
+        return self.objective + np.log(self.nobs) * self.npar
+
+    @property
+    def converged(self) -> bool:
+        """Whether the optimiser stopped on its tolerances."""
+        return self.optsummary.converged
+
+    @property
+    def n_evals(self) -> int:
+        """Objective evaluations used."""
+        return self.optsummary.n_evals
+
+    @property
+    def singular(self) -> bool:
+        """lme4's ``isSingular``: some template diagonal is (near) zero — a boundary fit."""
+        diagonal = np.concatenate([np.diag(t.template) for t in self.terms])
+        return bool(np.any(diagonal < SINGULAR_TOLERANCE))
+
+    # --- estimates ----------------------------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates, indexed by formulaic's column names."""
+        return pd.Series(self.beta, index=list(self.fixef_names), name="estimate")
+
+    @property
+    def stderr(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return pd.Series(np.sqrt(np.diag(self.beta_covariance)), index=list(self.fixef_names), name="std_error")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effects estimates."""
+        names = list(self.fixef_names)
+        return pd.DataFrame(self.beta_covariance, index=names, columns=names)
+
+    @property
+    def ngrps(self) -> dict[str, int]:
+        """Number of levels per grouping factor (lme4's order)."""
+        return {t.group: len(t.levels) for t in self.terms}
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components as R's ``as.data.frame(VarCorr(m))``.
+
+        Columns ``grp, var1, var2, vcov, sdcor``: per term the variances, then the covariances
+        (``sdcor`` the correlation), the residual last.
+        """
+        rows: list[tuple[str, str | None, str | None, float, float]] = []
+        for term in self.terms:
+            cov = self.sigma**2 * term.template @ term.template.T
+            sd = np.sqrt(np.diag(cov))
+            for i, column in enumerate(term.columns):
+                rows.append((term.name, column, None, cov[i, i], sd[i]))
+            for j in range(len(term.columns)):
+                for i in range(j + 1, len(term.columns)):
+                    denominator = sd[i] * sd[j]
+                    corr = cov[i, j] / denominator if denominator > 0 else np.nan
+                    rows.append((term.name, term.columns[j], term.columns[i], cov[i, j], corr))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor: rows are levels, columns the terms' columns."""
+        out: dict[str, pd.DataFrame] = {}
+        for term in self.terms:
+            frame = pd.DataFrame(term.modes, index=pd.Index(term.levels, name=term.group), columns=list(term.columns))
+            out[term.group] = frame if term.group not in out else pd.concat([out[term.group], frame], axis=1)
+        return out
+
+    # --- output ---------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """The fit in lme4's printed layout."""
+        from lmmfast.summary import format_summary
+
+        return format_summary(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the CLI's ``--json``)."""
+
+        def clean(value: float) -> float | None:
+            return None if value is None or not np.isfinite(value) else float(value)
+
+        return {
+            "formula": self.formula,
+            "criterion": self.criterion,
+            "nobs": self.nobs,
+            "n_dropped": int(len(self.dropped_rows)),
+            "ngrps": self.ngrps,
+            "objective": self.objective,
+            "loglik": self.loglik,
+            "aic": self.aic,
+            "bic": self.bic,
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "stderr": {k: float(v) for k, v in self.stderr.items()},
+            "sigma": self.sigma,
+            "theta": [float(t) for t in self.theta],
+            "theta_names": list(self.theta_names),
+            "varcorr": [
+                {
+                    "grp": row.grp,
+                    "var1": row.var1,
+                    "var2": row.var2,
+                    "vcov": clean(row.vcov),
+                    "sdcor": clean(row.sdcor),
+                }
+                for row in self.varcorr.itertuples(index=False)
+            ],
+            "converged": self.converged,
+            "singular": self.singular,
+            "n_evals": self.n_evals,
+            "fit_seconds": self.fit_seconds,
+            "optimizer": self.optsummary.algorithm,
+            "dropped_columns": list(self.dropped_columns),
+            "version": self.version,
+        }
