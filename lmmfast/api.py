@@ -8,21 +8,30 @@ from __future__ import annotations
 import re
 import time
 import warnings
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 from formulaic import Formula
 from formulaic.transforms import TRANSFORMS
 
 from lmmfast._version import __version__
 from lmmfast.crossprod import form_cross_products
-from lmmfast.design import build_fixed_design, build_model_frame, build_random_terms
+from lmmfast.design import (
+    FixedDesign,
+    ModelFrame,
+    RandomTerm,
+    build_fixed_design,
+    build_model_frame,
+    build_random_terms,
+)
 from lmmfast.design.random import display_names
 from lmmfast.errors import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
 from lmmfast.factor import CholmodFactor
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.objective import ProfiledObjective
-from lmmfast.optimize import optimize_theta
+from lmmfast.optimize import SINGULAR_TOLERANCE, OptSummary, optimize_theta
 from lmmfast.parameters import ThetaLayout
 from lmmfast.result import LmmResult, RandomTermResult
 
@@ -87,14 +96,170 @@ def _column_names(data: object) -> list[str]:
     return [str(n) for n in names] if names is not None else []
 
 
-def _check_weights(weights: np.ndarray, name: str) -> None:
-    if not np.all(np.isfinite(weights)):
-        raise DataError(f"The weights {name} have infinite values; weights must be finite and positive.")
-    if np.any(weights <= 0):
+def _data_name(data: object) -> str | None:
+    """The name a summary prints on its ``Data:`` line (``DataFrame.attrs["name"]``)."""
+    attrs = getattr(data, "attrs", None)
+    name = attrs.get("name") if isinstance(attrs, dict) else None
+    return str(name) if name is not None else None
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedModel:
+    """A model ready to optimise: its design, cross-products and objective (lme4's
+    ``lmer(devFunOnly = TRUE)`` and more).
+
+    Attributes
+    ----------
+    formula : ModelFormula
+    model_frame : ModelFrame
+    fixed : FixedDesign
+    terms : list of RandomTerm
+        In lme4's order (decreasing number of levels).
+    weights : numpy.ndarray or None
+    weights_name : str or None
+    layout : ThetaLayout
+    objective : ProfiledObjective
+        θ ↦ REML criterion or ML deviance.
+    data_name : str or None
+    """
+
+    formula: ModelFormula
+    model_frame: ModelFrame
+    fixed: FixedDesign
+    terms: list[RandomTerm]
+    weights: np.ndarray | None
+    weights_name: str | None
+    layout: ThetaLayout
+    objective: ProfiledObjective
+    data_name: str | None
+
+
+def _weights(
+    weights: str | Sequence[float] | np.ndarray | None, frame_info: ModelFrame
+) -> tuple[np.ndarray | None, str | None]:
+    if weights is None:
+        return None, None
+    if isinstance(weights, str):
+        column = frame_info.frame[weights]
+        if not pd.api.types.is_numeric_dtype(column):
+            raise DataError(f"The weights column {weights!r} must be numeric, got {column.dtype}.")
+        values, name = column.to_numpy(dtype=np.float64), weights
+    else:
+        try:
+            given = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError("weights must be a column name or an array of positive numbers.") from None
+        if given.ndim != 1 or len(given) != frame_info.n_input_rows:
+            raise DataError(
+                f"weights must hold one value per row of the data ({frame_info.n_input_rows}), "
+                f"got shape {given.shape}."
+            )
+        keep = np.ones(frame_info.n_input_rows, dtype=bool)
+        keep[frame_info.dropped_rows] = False
+        values, name = given[keep], "weights"
+        if np.any(np.isnan(values)):
+            raise DataError("weights has missing values; give every row a positive weight.")
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"The weights {name!r} have infinite values; weights must be finite and positive.")
+    if np.any(values <= 0):
         raise DataError(
-            f"The weights {name} have {int(np.sum(weights <= 0))} values ≤ 0; prior weights must be positive "
-            "(drop rows that should not count)."
+            f"The weights {name!r} have {int(np.sum(values <= 0))} values <= 0; prior weights must be "
+            "positive (drop the rows that should not count)."
         )
+    return values, name
+
+
+def prepare(
+    formula: str,
+    data: object,
+    *,
+    reml: bool = True,
+    weights: str | Sequence[float] | np.ndarray | None = None,
+) -> PreparedModel:
+    """Parse, build the design and the cross-products, and set up the objective — all of a
+    fit but the optimisation. Arguments as for :func:`lmm`.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> prepared = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
+    >>> round(prepared.objective(prepared.layout.start), 4)
+    327.3271
+    """
+    if not isinstance(reml, (bool, np.bool_)):
+        raise DataError(f"reml must be True or False, got {reml!r}.")
+    if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
+        raise DataError(f"weights must be a column name or an array, got {type(weights).__name__}.")
+    model = parse_formula(formula)
+    columns = required_columns(model, _column_names(data))
+    if isinstance(weights, str) and weights not in columns:
+        columns.append(weights)
+    frame_info = build_model_frame(data, columns)
+    weight_values, weights_name = _weights(weights, frame_info)
+    fixed = build_fixed_design(frame_info.frame, model.response, model.fixed)
+    terms = build_random_terms(frame_info.frame, model.random)
+    cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
+    layout = ThetaLayout.from_sizes([t.k for t in terms])
+    objective = ProfiledObjective(cross_products, layout, CholmodFactor(cross_products, layout), reml=bool(reml))
+    return PreparedModel(
+        formula=model,
+        model_frame=frame_info,
+        fixed=fixed,
+        terms=terms,
+        weights=weight_values,
+        weights_name=weights_name,
+        layout=layout,
+        objective=objective,
+        data_name=_data_name(data),
+    )
+
+
+def _assemble(prepared: PreparedModel, record: OptSummary, began: float) -> LmmResult:
+    """The frozen result at the optimum: one solve, one pass over the rows for residuals."""
+    objective, layout, terms = prepared.objective, prepared.layout, prepared.terms
+    solution = objective.solve(record.final)
+    offsets = objective.cross_products.column_offsets
+    names = display_names(terms)
+    fitted = prepared.fixed.X @ solution.beta
+    term_results = []
+    for index, (term, name) in enumerate(zip(terms, names)):
+        start = int(offsets[index])
+        modes = solution.b[start : start + term.n_levels * term.k].reshape(term.n_levels, term.k)
+        fitted += np.einsum("ij,ij->i", term.values, modes[term.codes])
+        term_results.append(
+            RandomTermResult(
+                name=name,
+                group=term.group,
+                columns=term.columns,
+                levels=term.levels,
+                template=layout.template(record.final, index),
+                modes=modes,
+            )
+        )
+    residuals = prepared.fixed.y - fitted
+    if prepared.weights is not None:
+        residuals = residuals * np.sqrt(prepared.weights)
+    return LmmResult(
+        formula=prepared.formula.text,
+        reml=objective.reml,
+        data_name=prepared.data_name,
+        weights_name=prepared.weights_name,
+        fixef_names=prepared.fixed.names,
+        beta=solution.beta,
+        beta_covariance=solution.beta_covariance,
+        sigma=solution.sigma,
+        theta=record.final,
+        theta_names=tuple(layout.names([t.group for t in terms], [t.columns for t in terms])),
+        terms=tuple(term_results),
+        objective=record.final_objective,
+        nobs=objective.cross_products.n,
+        dropped_rows=prepared.model_frame.dropped_rows,
+        dropped_columns=prepared.fixed.dropped,
+        scaled_residuals=residuals / solution.sigma,
+        optsummary=record,
+        fit_seconds=time.perf_counter() - began,
+        version=__version__,
+    )
 
 
 def lmm(
@@ -128,6 +293,10 @@ def lmm(
     FormulaError, DataError, ModelError
         For malformed formulas, unusable data, and models the data cannot identify.
 
+    Warns
+    -----
+    ConvergenceWarning, SingularFitWarning, RankDeficiencyWarning
+
     Examples
     --------
     >>> import lmmfast
@@ -136,100 +305,9 @@ def lmm(
     1743.628
     """
     began = time.perf_counter()
-    if not isinstance(reml, (bool, np.bool_)):
-        raise DataError(f"reml must be True or False, got {reml!r}.")
-    model = parse_formula(formula)
-    columns = required_columns(model, _column_names(data))
-    weights_name: str | None = None
-    weight_values: np.ndarray | None = None
-    if isinstance(weights, str):
-        weights_name = weights
-        columns.append(weights) if weights not in columns else None
-    elif weights is not None:
-        try:
-            weight_values = np.asarray(weights, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError("weights must be a column name or an array of positive numbers.") from None
-        if weight_values.ndim != 1:
-            raise DataError(f"weights must be one-dimensional, got shape {weight_values.shape}.")
-        weights_name = "weights"
-
-    frame_info = build_model_frame(data, columns)
-    frame = frame_info.frame
-    if weight_values is not None:
-        if len(weight_values) != frame_info.n_input_rows:
-            raise DataError(
-                f"weights has {len(weight_values)} values but the data have {frame_info.n_input_rows} rows."
-            )
-        keep = np.ones(frame_info.n_input_rows, dtype=bool)
-        keep[frame_info.dropped_rows] = False
-        weight_values = weight_values[keep]
-        if np.any(np.isnan(weight_values)):
-            raise DataError("weights has missing values; give every row a positive weight.")
-    elif weights_name is not None:
-        column = frame[weights_name]
-        if not np.issubdtype(column.dtype, np.number):
-            raise DataError(f"The weights column {weights_name!r} must be numeric, got {column.dtype}.")
-        weight_values = column.to_numpy(dtype=np.float64)
-    if weight_values is not None:
-        _check_weights(weight_values, repr(weights_name))
-
-    fixed = build_fixed_design(frame, model.response, model.fixed)
-    terms = build_random_terms(frame, model.random)
-    if frame_info.dropped_rows.size:
-        pass  # counted on the result and printed by summary()
-
-    cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
-    layout = ThetaLayout.from_sizes([t.k for t in terms])
-    objective = ProfiledObjective(cross_products, layout, CholmodFactor(cross_products, layout), reml=bool(reml))
-    record = optimize_theta(objective, layout)
-    solution = objective.solve(record.final)
-
-    names = display_names(terms)
-    term_results = []
-    fitted = fixed.X @ solution.beta
-    for index, (term, name) in enumerate(zip(terms, names)):
-        rows = slice(
-            int(cross_products.column_offsets[index]),
-            int(cross_products.column_offsets[index] + term.n_levels * term.k),
-        )
-        modes = solution.b[rows].reshape(term.n_levels, term.k)
-        fitted += np.einsum("ij,ij->i", term.values, modes[term.codes])
-        term_results.append(
-            RandomTermResult(
-                name=name,
-                group=term.group,
-                columns=term.columns,
-                levels=term.levels,
-                template=layout.template(record.final, index),
-                modes=modes,
-            )
-        )
-    residuals = fixed.y - fitted
-    if weight_values is not None:
-        residuals = residuals * np.sqrt(weight_values)
-
-    result = LmmResult(
-        formula=model.text,
-        reml=bool(reml),
-        data_name=getattr(data, "_lmmfast_name", None),
-        weights_name=weights_name,
-        fixef_names=fixed.names,
-        beta=solution.beta,
-        beta_covariance=solution.beta_covariance,
-        sigma=solution.sigma,
-        theta=record.final,
-        theta_names=tuple(layout.names(names, [t.columns for t in terms])),
-        terms=tuple(term_results),
-        objective=record.final_objective,
-        nobs=cross_products.n,
-        dropped_rows=frame_info.dropped_rows,
-        dropped_columns=fixed.dropped,
-        scaled_residuals=residuals / solution.sigma,
-        optsummary=record,
-        fit_seconds=time.perf_counter() - began,
-        version=__version__,
-    )
+    prepared = prepare(formula, data, reml=reml, weights=weights)
+    record = optimize_theta(prepared.objective, prepared.layout)
+    result = _assemble(prepared, record, began)
     if not record.converged:
         warnings.warn(
             f"The optimiser stopped before converging ({record.return_code} after {record.n_evals} "
@@ -238,11 +316,11 @@ def lmm(
             stacklevel=2,
         )
     if result.singular:
-        zero = [n for n, t, d in zip(result.theta_names, result.theta, layout.is_diagonal) if d and t < 1e-4]
+        zero = [n for n, t, d in zip(result.theta_names, result.theta, prepared.layout.is_diagonal) if d and t < SINGULAR_TOLERANCE]
         warnings.warn(
             "Boundary (singular) fit: the variance of "
             + ", ".join(zero)
-            + " is estimated as zero (or its term's covariance matrix is singular). The estimates are valid "
+            + " is estimated as zero (or its term's covariance matrix is singular). The estimates are valid, "
             "but the random-effects structure is richer than these data support; consider removing those terms.",
             SingularFitWarning,
             stacklevel=2,

@@ -154,7 +154,16 @@ class LmmResult:
                     corr = cov[i, j] / denominator if denominator > 0 else np.nan
                     rows.append((term.name, term.columns[j], term.columns[i], cov[i, j], corr))
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        grp, var1, var2, vcov, sdcor = zip(*rows)
+        return pd.DataFrame(
+            {
+                "grp": pd.Series(grp, dtype=object),
+                "var1": pd.Series(var1, dtype=object),
+                "var2": pd.Series(var2, dtype=object),
+                "vcov": np.asarray(vcov, dtype=np.float64),
+                "sdcor": np.asarray(sdcor, dtype=np.float64),
+            }
+        )
 
     @property
     def ranef(self) -> dict[str, pd.DataFrame]:

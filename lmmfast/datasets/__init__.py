@@ -65,4 +65,6 @@ def load(name: str) -> pd.DataFrame:
     if key not in available:
         raise DataError(f"No bundled dataset {name!r}; available: {', '.join(available)}.")
     with resources.files(__package__).joinpath(f"{key}.csv").open("rb") as handle:
-        return pd.read_csv(handle)
+        frame = pd.read_csv(handle)
+    frame.attrs["name"] = key
+    return frame

@@ -1,4 +1,4 @@
-"""Shared helpers: lme4 reference fits (copied from the project's reference set)."""
+"""Shared test helpers: the lme4 reference fits copied into tests/reference/."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import csv
 import json
 import re
 from pathlib import Path
-
-import pytest
 
 REFERENCE = Path(__file__).parent / "reference"
 
@@ -28,7 +26,3 @@ def r_name(formulaic_name: str) -> str:
     name = "(Intercept)" if formulaic_name == "Intercept" else formulaic_name
     return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name)
 
-
-@pytest.fixture(scope="session")
-def cases() -> list[dict[str, str]]:
-    return reference_cases()

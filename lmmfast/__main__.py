@@ -1,0 +1,3 @@
+from lmmfast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""lme4's printed summary of a fit (``summary(lmer(...))``), as text."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from lmmfast.result import LmmResult
+
+
+def _table(header: list[str], rows: list[list[str]], align_left: set[int]) -> list[str]:
+    widths = [max(len(header[j]), *(len(r[j]) for r in rows)) for j in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return " ".join(c.ljust(w) if j in align_left else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
+
+    return [line(header).rstrip(), *(line(r).rstrip() for r in rows)]
+
+
+def _signif(value: float, digits: int = 4) -> str:
+    if not np.isfinite(value):
+        return "NaN"
+    if value == 0:
+        return "0"
+    return f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:.{max(digits, 1)}g}"
+
+
+def _decimals(values: np.ndarray, digits: int = 4) -> int:
+    """Decimals that show ``digits`` significant digits of the smallest non-zero magnitude,
+    as R's ``format`` does for a column."""
+    finite = np.abs(values[np.isfinite(values) & (values != 0)])
+    if finite.size == 0:
+        return 0
+    return int(min(max(digits - 1 - np.floor(np.log10(finite.min())), 0), 8))
+
+
+def _column(values: np.ndarray, digits: int = 4) -> list[str]:
+    places = _decimals(values, digits)
+    return [f"{v:.{places}f}" if np.isfinite(v) else "NaN" for v in values]
+
+
+def _random_effects(fit: LmmResult) -> list[str]:
+    rows: list[list[str]] = []
+    variances: list[float] = []
+    for term in fit.terms:
+        cov = fit.sigma**2 * term.template @ term.template.T
+        sd = np.sqrt(np.diag(cov))
+        for i, column in enumerate(term.columns):
+            corr = []
+            for j in range(i):
+                denominator = sd[i] * sd[j]
+                corr.append(f"{cov[i, j] / denominator:.2f}" if denominator > 0 else "NaN")
+            rows.append([term.name if i == 0 else "", column, "", "", " ".join(corr)])
+            variances.append(cov[i, i])
+    rows.append(["Residual", "", "", "", ""])
+    variances.append(fit.sigma**2)
+    values = np.asarray(variances)
+    for row, var, sd in zip(rows, _column(values), _column(np.sqrt(values))):
+        row[2], row[3] = var, sd
+    header = ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
+    has_corr = any(r[4] for r in rows)
+    if not has_corr:
+        header, rows = header[:4], [r[:4] for r in rows]
+    return [" " + line for line in _table(header, rows, {0, 1, 4})]
+
+
+def _fixed_effects(fit: LmmResult) -> list[str]:
+    names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
+    se = np.sqrt(np.diag(fit.beta_covariance))
+    estimates = _column(fit.beta)
+    errors = _column(se)
+    tvalues = [f"{v:.3f}" for v in fit.beta / se]
+    rows = [[n, e, s, t] for n, e, s, t in zip(names, estimates, errors, tvalues)]
+    return _table(["", "Estimate", "Std. Error", "t value"], rows, {0})
+
+
+def _abbreviate(name: str) -> str:
+    name = "(Intr)" if name in ("Intercept", "(Intercept)") else name
+    return name if len(name) <= 6 else name[:6]
+
+
+def _fixed_correlation(fit: LmmResult) -> list[str]:
+    p = len(fit.beta)
+    if p < 2 or p > 12:
+        return []
+    sd = np.sqrt(np.diag(fit.beta_covariance))
+    corr = fit.beta_covariance / np.outer(sd, sd)
+    names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
+    short = [_abbreviate(n) for n in names[:-1]]
+    rows = [[names[i]] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i) for i in range(1, p)]
+    return ["", "Correlation of Fixed Effects:", *_table([""] + short, rows, {0})]
+
+
+def format_summary(fit: LmmResult) -> str:
+    """Render ``fit`` as lme4's ``summary()`` prints it.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
+    >>> print(format_summary(fit).splitlines()[0])
+    Linear mixed model fit by REML ['lmerMod']
+    """
+    lines: list[str] = []
+    if fit.reml:
+        lines.append("Linear mixed model fit by REML ['lmerMod']")
+    else:
+        lines.append("Linear mixed model fit by maximum likelihood  ['lmerMod']")
+    lines.append(f"Formula: {fit.formula}")
+    if fit.data_name:
+        lines.append(f"   Data: {fit.data_name}")
+    if fit.weights_name:
+        lines.append(f"Weights: {fit.weights_name}")
+    lines.append("")
+    if fit.reml:
+        lines.append(f"REML criterion at convergence: {fit.objective:.1f}")
+    else:
+        header = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+        cells = [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}", f"{fit.objective:.1f}", str(fit.nobs - fit.npar)]
+        lines.extend(" " + row for row in _table(header, [cells], set()))
+    lines.append("")
+    quantiles = np.quantile(fit.scaled_residuals, [0, 0.25, 0.5, 0.75, 1.0])
+    lines.append("Scaled residuals: ")
+    lines.extend(_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
+    lines.append("")
+    lines.append("Random effects:")
+    lines.extend(_random_effects(fit))
+    groups = ", ".join(f"{name}, {count}" for name, count in fit.ngrps.items())
+    lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    if len(fit.dropped_rows):
+        lines.append(f"({len(fit.dropped_rows)} rows with missing values dropped)")
+    if fit.dropped_columns:
+        lines.append(f"Fixed-effect columns dropped as rank deficient: {', '.join(fit.dropped_columns)}")
+    lines.append("")
+    lines.append("Fixed effects:")
+    lines.extend(_fixed_effects(fit))
+    lines.extend(_fixed_correlation(fit))
+    notes = []
+    if fit.singular:
+        notes.append("boundary (singular) fit: see help('isSingular')")
+    if not fit.converged:
+        notes.append(f"optimizer (BOBYQA) convergence code: {fit.optsummary.return_code}")
+    if notes:
+        lines.append("")
+        lines.extend(notes)
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Agreement with lme4 1.1-31 on the reference cases (DESIGN.md §7 tolerances)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from helpers import r_name, reference_cases, reference_fit
+
+import lmmfast
+from lmmfast.api import prepare
+
+CASES = reference_cases() + [
+    {
+        "id": "sleepstudy_weighted",
+        "data": "sleepstudy_weighted.csv",
+        "formula": "Reaction ~ Days + (Days | Subject)",
+        "criterion": "REML",
+    }
+]
+
+#: Cases whose objective is so flat that lme4's own estimates move by more than 1e-3 when its
+#: tolerances are tightened (checked with lmerControl(optCtrl = list(xtol_abs = 1e-12,
+#: ftol_abs = 1e-12))): there we require our objective to be at least as low as lme4's and
+#: the variance components to agree to 1e-2. orthodont_slopes: lme4 stops 5.5e-6 above the
+#: optimum we find; kb07_zcp: item.SC moves from 736.5 to 736.0 under tighter tolerances.
+FLAT = {"orthodont_slopes", "kb07_zcp"}
+
+
+def _fit(case: dict[str, str]) -> lmmfast.LmmResult:
+    data = lmmfast.datasets.load(case["data"].removesuffix(".csv"))
+    weights = "w" if case["id"] == "sleepstudy_weighted" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmmfast.SingularFitWarning)
+        return lmmfast.lmm(case["formula"], data, reml=case["criterion"] == "REML", weights=weights)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c["id"] for c in CASES])
+def fitted(request: pytest.FixtureRequest) -> tuple[dict, lmmfast.LmmResult, dict[str, str]]:
+    case = request.param
+    return reference_fit(case["id"]), _fit(case), case
+
+
+def test_objective_at_lme4_theta_equals_lme4_objective(fitted) -> None:
+    ref, _, case = fitted
+    data = lmmfast.datasets.load(case["data"].removesuffix(".csv"))
+    weights = "w" if case["id"] == "sleepstudy_weighted" else None
+    prepared = prepare(case["formula"], data, reml=case["criterion"] == "REML", weights=weights)
+    value = prepared.objective(np.asarray(ref["theta"]))
+    assert value == pytest.approx(ref["objective"], rel=1e-10)
+
+
+def test_objective_at_least_as_low_as_lme4(fitted) -> None:
+    ref, fit, _ = fitted
+    assert fit.objective - ref["objective"] <= 1e-6 * abs(ref["objective"])
+    assert fit.converged
+
+
+def test_fixed_effects_and_standard_errors(fitted) -> None:
+    ref, fit, _ = fitted
+    assert [r_name(n) for n in fit.fixef.index] == ref["fixef"]["names"]
+    np.testing.assert_allclose(fit.fixef.to_numpy(), ref["fixef"]["estimate"], rtol=1e-4, atol=1e-10)
+    rtol = 1e-2 if ref["id"] in FLAT else 1e-3
+    np.testing.assert_allclose(fit.stderr.to_numpy(), ref["fixef"]["se"], rtol=rtol)
+
+
+def test_variance_components(fitted) -> None:
+    ref, fit, _ = fitted
+    mine = fit.varcorr
+    rows = ref["varcorr"]
+    assert list(mine.grp) == [r["grp"] for r in rows]
+    assert list(mine.var1) == [r.get("var1") for r in rows]
+    assert list(mine.var2) == [r.get("var2") for r in rows]
+    rtol = 1e-2 if ref["id"] in FLAT else 1e-3
+    sigma = ref["sigma"]
+    for got, want in zip(mine.itertuples(index=False), rows):
+        if want.get("var2") is None:  # a standard deviation; zero ones compare on σ's scale
+            assert got.sdcor == pytest.approx(want["sdcor"], rel=rtol, abs=1e-3 * sigma), got
+        else:  # a correlation
+            assert got.sdcor == pytest.approx(want["sdcor"], abs=rtol), got
+    assert fit.sigma == pytest.approx(sigma, rel=1e-3)
+
+
+def test_likelihood_summaries(fitted) -> None:
+    ref, fit, _ = fitted
+    assert fit.nobs == ref.get("nobs", fit.nobs)
+    assert fit.npar == ref.get("df", len(fit.beta) + len(fit.theta) + 1)
+    assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-6)
+    assert fit.aic == pytest.approx(ref["AIC"], rel=1e-6)
+    assert fit.bic == pytest.approx(ref["BIC"], rel=1e-6)
+    assert fit.singular == ref["singular"]
+    if "ngrps" in ref:
+        assert fit.ngrps == ref["ngrps"]
+
+
+def test_theta_names_follow_lme4(fitted) -> None:
+    ref, fit, _ = fitted
+    if "theta_names" not in ref:
+        pytest.skip("this reference fit does not record θ names")
+    assert list(fit.theta_names) == ref["theta_names"]
+
+
+def test_conditional_modes(fitted) -> None:
+    ref, fit, _ = fitted
+    if "ranef" not in ref:
+        pytest.skip("this reference fit does not record conditional modes")
+    rtol = 1e-2 if ref["id"] in FLAT else 2e-3
+    for group, rows in ref["ranef"].items():
+        mine = fit.ranef[group]
+        scale = max(np.abs(mine.to_numpy()).max(), 1e-12)
+        for row in rows:
+            level = row["level"]
+            for column, value in row.items():
+                if column in ("level", "_row"):
+                    continue
+                mine_column = next(c for c in mine.columns if r_name(c) == column)
+                assert mine.loc[level, mine_column] == pytest.approx(value, rel=rtol, abs=rtol * scale), (group, level)
