@@ -47,7 +47,7 @@ class LmmResult:
     --------
     >>> import lmmfast
     >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
-    >>> round(fit.fixef["Days"], 3), fit.nobs
+    >>> round(float(fit.fixef["Days"]), 3), fit.nobs
     (10.467, 180)
     """
 

@@ -1,0 +1,70 @@
+"""Every bad input ends in the documented exception with a message that names the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmmfast
+from lmmfast import DataError, FormulaError, LmmfastError, ModelError
+
+
+def _sleep() -> pd.DataFrame:
+    return lmmfast.datasets.load("sleepstudy")
+
+
+def _with(**columns) -> pd.DataFrame:
+    return _sleep().assign(**columns)
+
+
+F = "Reaction ~ Days + (Days | Subject)"
+
+#: (id, formula, data factory, keyword arguments, exception, phrase of the message)
+BAD_INPUTS = [
+    ("unknown column", "Reaction ~ Dayz + (1 | Subject)", _sleep, {}, DataError, "Did you mean 'Days'"),
+    ("unknown grouping", "Reaction ~ Days + (1 | Subjekt)", _sleep, {}, DataError, "'Subjekt' is not in the data"),
+    ("unknown slope", "Reaction ~ Days + (Nights | Subject)", _sleep, {}, DataError, "'Nights' is not in the data"),
+    ("no random term", "Reaction ~ Days", _sleep, {}, FormulaError, "ordinary least squares"),
+    ("malformed random term", "Reaction ~ Days + (Days | )", _sleep, {}, FormulaError, "grouping factor is missing"),
+    ("unknown function", "Reaction ~ foo(Days) + (1 | Subject)", _sleep, {}, FormulaError, "Unknown function 'foo'"),
+    ("string response", "label ~ Days + (1 | Subject)", lambda: _with(label=np.where(np.arange(180) % 2, "a", "b")), {}, DataError, "must be numeric"),
+    ("levels == observations", "Reaction ~ Days + (1 | row)", lambda: _with(row=np.arange(180)), {}, ModelError, "levels < observations"),
+    ("single level", "Reaction ~ Days + (1 | one)", lambda: _with(one="x"), {}, ModelError, "single level"),
+    ("too many random effects", "Reaction ~ Days + (Days | pair)", lambda: _with(pair=np.arange(180) // 2), {}, ModelError, "random effects"),
+    ("empty data", F, lambda: _sleep().iloc[:0], {}, DataError, "no rows"),
+    ("all-missing response", F, lambda: _with(Reaction=np.nan), {}, DataError, "Every row has a missing value"),
+    ("infinite response", F, lambda: _with(Reaction=np.r_[np.inf, np.ones(179)]), {}, DataError, "infinite"),
+    ("constant response", F, lambda: _with(Reaction=3.0), {}, DataError, "constant"),
+    ("infinite predictor", F, lambda: _with(Days=np.r_[np.inf, np.arange(179.0)]), {}, DataError, "'Days' has infinite values"),
+    ("unequal dict columns", F, lambda: {"Reaction": [1.0, 2.0], "Days": [1.0], "Subject": ["a", "b"]}, {}, DataError, "unequal lengths"),
+    ("duplicated columns", F, lambda: pd.concat([_sleep(), _sleep()[["Days"]]], axis=1), {}, DataError, "more than one column named 'Days'"),
+    ("not a data frame", F, lambda: [[1, 2, 3]], {}, DataError, "pandas or polars DataFrame"),
+    ("formula not a string", 3, _sleep, {}, FormulaError, "must be a string"),
+    ("reml not a bool", F, _sleep, {"reml": "yes"}, DataError, "reml must be True or False"),
+    ("negative weights", F, _sleep, {"weights": -np.ones(180)}, DataError, "must be positive"),
+    ("weights of wrong length", F, _sleep, {"weights": np.ones(5)}, DataError, "one value per row"),
+    ("unknown weights column", F, _sleep, {"weights": "wt"}, DataError, "'wt' is not in the data"),
+    ("string weights column", F, lambda: _with(w="heavy"), {"weights": "w"}, DataError, "must be numeric"),
+    ("weights of wrong type", F, _sleep, {"weights": 3.0}, DataError, "column name or an array"),
+]
+
+
+@pytest.mark.parametrize(
+    ("formula", "make_data", "kwargs", "error", "phrase"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_input_raises_documented_error(formula, make_data, kwargs, error, phrase) -> None:
+    with pytest.raises(error, match=phrase.replace("(", r"\(").replace(")", r"\)")) as info:
+        lmmfast.lmm(formula, make_data(), **kwargs)
+    assert isinstance(info.value, LmmfastError)
+    assert isinstance(info.value, ValueError)
+
+
+def test_hierarchy() -> None:
+    for cls in (lmmfast.FormulaError, lmmfast.DataError, lmmfast.ModelError):
+        assert issubclass(cls, lmmfast.LmmfastError) and issubclass(cls, ValueError)
+    assert issubclass(lmmfast.MemoryBudgetError, lmmfast.LmmfastError)
+    for cls in (lmmfast.ConvergenceWarning, lmmfast.SingularFitWarning, lmmfast.RankDeficiencyWarning):
+        assert issubclass(cls, lmmfast.LmmfastWarning) and issubclass(cls, UserWarning)

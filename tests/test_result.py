@@ -1,0 +1,94 @@
+"""The result object: contract names, varcorr layout, ranef, summary and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import lmmfast
+
+
+@pytest.fixture(scope="module")
+def fit() -> lmmfast.LmmResult:
+    return lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+
+
+def test_result_is_frozen(fit) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fit.sigma = 1.0  # type: ignore[misc]
+
+
+def test_contract_attributes(fit) -> None:
+    assert list(fit.fixef.index) == ["Intercept", "Days"]
+    assert list(fit.stderr.index) == ["Intercept", "Days"]
+    assert fit.loglik == pytest.approx(-fit.objective / 2)
+    assert fit.aic == pytest.approx(fit.objective + 2 * 6)
+    assert fit.bic == pytest.approx(fit.objective + np.log(180) * 6)
+    assert fit.nobs == 180 and fit.converged and not fit.singular
+    assert fit.theta.shape == (3,)
+    assert fit.optsummary.n_evals == fit.n_evals > 0
+    assert fit.optsummary.initial.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_varcorr_layout(fit) -> None:
+    vc = fit.varcorr
+    assert vc.columns.tolist() == ["grp", "var1", "var2", "vcov", "sdcor"]
+    assert vc.grp.tolist() == ["Subject", "Subject", "Subject", "Residual"]
+    assert vc.var2.tolist() == [None, None, "Days", None]
+    assert vc.vcov.iloc[2] == pytest.approx(vc.sdcor.iloc[2] * vc.sdcor.iloc[0] * vc.sdcor.iloc[1])
+    assert vc.sdcor.iloc[3] == fit.sigma
+
+
+def test_ranef_merges_independent_terms_of_one_factor() -> None:
+    fit = lmmfast.lmm("Reaction ~ Days + (Days || Subject)", lmmfast.datasets.load("sleepstudy"))
+    ranef = fit.ranef
+    assert list(ranef) == ["Subject"]
+    assert ranef["Subject"].columns.tolist() == ["(Intercept)", "Days"]
+    assert ranef["Subject"].index[0] == "308"
+    assert ranef["Subject"].shape == (18, 2)
+
+
+def test_summary_has_lme4_sections(fit) -> None:
+    text = fit.summary()
+    for piece in [
+        "Linear mixed model fit by REML ['lmerMod']",
+        "Formula: Reaction ~ Days + (Days | Subject)",
+        "   Data: sleepstudy",
+        "REML criterion at convergence: 1743.6",
+        "Scaled residuals:",
+        "Random effects:",
+        " Subject  (Intercept)",
+        "Number of obs: 180, groups:  Subject, 18",
+        "Fixed effects:",
+        "Correlation of Fixed Effects:",
+    ]:
+        assert piece in text
+    assert str(fit) == text
+
+
+def test_ml_summary_has_information_criteria() -> None:
+    fit = lmmfast.lmm("Reaction ~ Days + (1 | Subject)", lmmfast.datasets.load("sleepstudy"), reml=False)
+    text = fit.summary()
+    assert "fit by maximum likelihood" in text
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["AIC", "BIC"])
+    assert lines[header].split() == ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    assert lines[header + 1].split() == ["1802.1", "1814.9", "-897.0", "1794.1", "176"]  # lme4's numbers
+
+
+def test_to_dict_is_json_and_has_the_contract_keys(fit) -> None:
+    payload = json.loads(json.dumps(fit.to_dict()))
+    for key in [
+        "formula", "criterion", "nobs", "ngrps", "objective", "loglik", "aic", "bic", "fixef", "stderr",
+        "sigma", "theta", "varcorr", "converged", "singular", "n_evals", "fit_seconds", "version",
+    ]:
+        assert key in payload
+    assert payload["criterion"] == "REML"
+    assert payload["ngrps"] == {"Subject": 18}
+    assert payload["varcorr"][2] == {
+        "grp": "Subject", "var1": "(Intercept)", "var2": "Days",
+        "vcov": pytest.approx(fit.varcorr.vcov.iloc[2]), "sdcor": pytest.approx(fit.varcorr.sdcor.iloc[2]),
+    }
