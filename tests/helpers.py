@@ -7,18 +7,43 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
+
+import lmmfast
+
 REFERENCE = Path(__file__).parent / "reference"
 
 
+EXTRA = REFERENCE / "extra"
+
+
 def reference_cases() -> list[dict[str, str]]:
-    """Rows of ``reference/cases.tsv``: id, data, formula, criterion, nobs."""
-    with open(REFERENCE / "cases.tsv", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+    """The project's reference cases (``reference/cases.tsv``) and the further published
+    analyses in ``reference/extra/cases.tsv``: id, data, formula, criterion."""
+    cases = []
+    for folder in (REFERENCE, EXTRA):
+        with open(folder / "cases.tsv", newline="") as handle:
+            cases.extend(dict(row, folder=str(folder)) for row in csv.DictReader(handle, delimiter="\t"))
+    return cases
 
 
-def reference_fit(case_id: str) -> dict:
-    """lme4's reference fit for one case."""
-    return json.loads((REFERENCE / "fits" / f"{case_id}.json").read_text())
+def reference_fit(case: dict[str, str] | str) -> dict:
+    """lme4's reference fit for one case (a case row or a case id of the main set)."""
+    folder = Path(case["folder"]) if isinstance(case, dict) else REFERENCE
+    case_id = case["id"] if isinstance(case, dict) else case
+    fit = json.loads((folder / "fits" / f"{case_id}.json").read_text())
+    for key in ("names", "estimate", "se"):  # R's JSON writes length-one vectors as scalars
+        if not isinstance(fit["fixef"][key], list):
+            fit["fixef"][key] = [fit["fixef"][key]]
+    return fit
+
+
+def case_data(case: dict[str, str]) -> pd.DataFrame:
+    """The case's data: a file in ``reference/extra/data`` or a bundled dataset."""
+    path = EXTRA / "data" / case["data"]
+    if path.exists():
+        return pd.read_csv(path)
+    return lmmfast.datasets.load(case["data"].removesuffix(".csv"))
 
 
 def r_name(formulaic_name: str) -> str:

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import r_name, reference_cases, reference_fit
+from helpers import REFERENCE, case_data, r_name, reference_cases, reference_fit
 
 import lmmfast
 from lmmfast.api import prepare
@@ -17,6 +17,7 @@ CASES = reference_cases() + [
         "data": "sleepstudy_weighted.csv",
         "formula": "Reaction ~ Days + (Days | Subject)",
         "criterion": "REML",
+        "folder": str(REFERENCE),
     }
 ]
 
@@ -27,9 +28,15 @@ CASES = reference_cases() + [
 #: optimum we find; kb07_zcp: item.SC moves from 736.5 to 736.0 under tighter tolerances.
 FLAT = {"orthodont_slopes", "kb07_zcp"}
 
+#: Cases where lme4 stops clearly short of the optimum (its objective is higher than ours by
+#: far more than its tolerance), so its estimates are not a target: kb07_slopes20 (20 θ,
+#: singular): lme4's deviance is 0.027 above ours after 667 evaluations. There the test asks
+#: for a strictly lower objective and the fixed effects to agree to 1e-3.
+LME4_SHORT = {"kb07_slopes20"}
+
 
 def _fit(case: dict[str, str]) -> lmmfast.LmmResult:
-    data = lmmfast.datasets.load(case["data"].removesuffix(".csv"))
+    data = case_data(case)
     weights = "w" if case["id"] == "sleepstudy_weighted" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lmmfast.SingularFitWarning)
@@ -39,12 +46,12 @@ def _fit(case: dict[str, str]) -> lmmfast.LmmResult:
 @pytest.fixture(scope="module", params=CASES, ids=[c["id"] for c in CASES])
 def fitted(request: pytest.FixtureRequest) -> tuple[dict, lmmfast.LmmResult, dict[str, str]]:
     case = request.param
-    return reference_fit(case["id"]), _fit(case), case
+    return reference_fit(case), _fit(case), case
 
 
 def test_objective_at_lme4_theta_equals_lme4_objective(fitted) -> None:
     ref, _, case = fitted
-    data = lmmfast.datasets.load(case["data"].removesuffix(".csv"))
+    data = case_data(case)
     weights = "w" if case["id"] == "sleepstudy_weighted" else None
     prepared = prepare(case["formula"], data, reml=case["criterion"] == "REML", weights=weights)
     value = prepared.objective(np.asarray(ref["theta"]))
@@ -54,12 +61,17 @@ def test_objective_at_lme4_theta_equals_lme4_objective(fitted) -> None:
 def test_objective_at_least_as_low_as_lme4(fitted) -> None:
     ref, fit, _ = fitted
     assert fit.objective - ref["objective"] <= 1e-6 * abs(ref["objective"])
+    if ref["id"] in LME4_SHORT:
+        assert fit.objective < ref["objective"] - 1e-3
     assert fit.converged
 
 
 def test_fixed_effects_and_standard_errors(fitted) -> None:
     ref, fit, _ = fitted
     assert [r_name(n) for n in fit.fixef.index] == ref["fixef"]["names"]
+    if ref["id"] in LME4_SHORT:
+        np.testing.assert_allclose(fit.fixef.to_numpy(), ref["fixef"]["estimate"], rtol=1e-3)
+        return
     np.testing.assert_allclose(fit.fixef.to_numpy(), ref["fixef"]["estimate"], rtol=1e-4, atol=1e-10)
     rtol = 1e-2 if ref["id"] in FLAT else 1e-3
     np.testing.assert_allclose(fit.stderr.to_numpy(), ref["fixef"]["se"], rtol=rtol)
@@ -70,8 +82,10 @@ def test_variance_components(fitted) -> None:
     mine = fit.varcorr
     rows = ref["varcorr"]
     assert list(mine.grp) == [r["grp"] for r in rows]
-    assert list(mine.var1) == [r.get("var1") for r in rows]
-    assert list(mine.var2) == [r.get("var2") for r in rows]
+    assert [v and r_name(v) for v in mine.var1] == [r.get("var1") for r in rows]
+    assert [v and r_name(v) for v in mine.var2] == [r.get("var2") for r in rows]
+    if ref["id"] in LME4_SHORT:
+        return
     rtol = 1e-2 if ref["id"] in FLAT else 1e-3
     sigma = ref["sigma"]
     for got, want in zip(mine.itertuples(index=False), rows):
@@ -98,13 +112,15 @@ def test_theta_names_follow_lme4(fitted) -> None:
     ref, fit, _ = fitted
     if "theta_names" not in ref:
         pytest.skip("this reference fit does not record θ names")
-    assert list(fit.theta_names) == ref["theta_names"]
+    assert [r_name(n) for n in fit.theta_names] == ref["theta_names"]
 
 
 def test_conditional_modes(fitted) -> None:
     ref, fit, _ = fitted
     if "ranef" not in ref:
         pytest.skip("this reference fit does not record conditional modes")
+    if ref["id"] in LME4_SHORT:
+        pytest.skip("lme4 stopped short of the optimum; its modes are not a target")
     rtol = 1e-2 if ref["id"] in FLAT else 2e-3
     for group, rows in ref["ranef"].items():
         mine = fit.ranef[group]
