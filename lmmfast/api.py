@@ -28,7 +28,7 @@ from lmmfast.design import (
 )
 from lmmfast.design.random import display_names
 from lmmfast.errors import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
-from lmmfast.factor import CholmodFactor
+from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.objective import ProfiledObjective
 from lmmfast.optimize import SINGULAR_TOLERANCE, OptSummary, optimize_theta
@@ -182,6 +182,7 @@ def prepare(
     *,
     reml: bool = True,
     weights: str | Sequence[float] | np.ndarray | None = None,
+    factorization: str = "auto",
 ) -> PreparedModel:
     """Parse, build the design and the cross-products, and set up the objective — all of a
     fit but the optimisation. Arguments as for :func:`lmm`.
@@ -195,6 +196,8 @@ def prepare(
     """
     if not isinstance(reml, (bool, np.bool_)):
         raise DataError(f"reml must be True or False, got {reml!r}.")
+    if factorization not in ("auto", "blocked", "cholmod"):
+        raise DataError(f"factorization must be 'auto', 'blocked' or 'cholmod', got {factorization!r}.")
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
         raise DataError(f"weights must be a column name or an array, got {type(weights).__name__}.")
     model = parse_formula(formula)
@@ -207,7 +210,8 @@ def prepare(
     terms = build_random_terms(frame_info.frame, model.random)
     cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
     layout = ThetaLayout.from_sizes([t.k for t in terms])
-    objective = ProfiledObjective(cross_products, layout, CholmodFactor(cross_products, layout), reml=bool(reml))
+    factor = make_factor(cross_products, layout, factorization)
+    objective = ProfiledObjective(cross_products, layout, factor, reml=bool(reml))
     return PreparedModel(
         formula=model,
         model_frame=frame_info,
@@ -275,6 +279,7 @@ def lmm(
     *,
     reml: bool = True,
     weights: str | Sequence[float] | np.ndarray | None = None,
+    factorization: str = "auto",
 ) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula language.
 
@@ -290,6 +295,10 @@ def lmm(
         REML (lme4's default) or maximum likelihood.
     weights : str or array, optional
         Prior weights: a column name or one positive value per row of ``data``.
+    factorization : {"auto", "blocked", "cholmod"}
+        How Λ'Z'ZΛ + I is factored: eliminating the first term into a dense block (crossed
+        designs), CHOLMOD's sparse supernodal Cholesky (deep nesting), or chosen from the
+        structure. Both give the same optimum.
 
     Returns
     -------
@@ -312,7 +321,7 @@ def lmm(
     1743.628
     """
     began = time.perf_counter()
-    prepared = prepare(formula, data, reml=reml, weights=weights)
+    prepared = prepare(formula, data, reml=reml, weights=weights, factorization=factorization)
     record = optimize_theta(prepared.objective, prepared.layout)
     result = _assemble(prepared, record, began)
     if not record.converged:

@@ -149,6 +149,7 @@ def optimize_theta(
     ``max_restarts`` times). On lme4's reference cases this reaches an objective at least
     as low as lme4's for about 10–20 extra evaluations.
 
+
     Parameters
     ----------
     objective : callable

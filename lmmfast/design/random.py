@@ -74,19 +74,19 @@ def _level_labels(uniques: object) -> np.ndarray:
 
 def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Codes and labels of the (interaction of the) grouping columns; levels as R orders them
-    (sorted, the first column varying slowest), unobserved combinations dropped."""
-    combined = np.zeros(len(frame), dtype=np.int64)
-    labels: np.ndarray | None = None
+    (sorted, the first column varying slowest), only the combinations that occur."""
+    codes_per_column, labels_per_column = [], []
     for name in factors:
         codes, uniques = pd.factorize(frame[name], sort=True)
-        part = _level_labels(uniques)
-        combined = combined * len(part) + codes
-        labels = part if labels is None else np.asarray(
-            [f"{a}:{b}" for a in labels for b in part], dtype=object
-        )
-    assert labels is not None
-    used, codes = np.unique(combined, return_inverse=True)
-    return codes.astype(np.int64), labels[used]
+        codes_per_column.append(codes.astype(np.int64))
+        labels_per_column.append(_level_labels(uniques))
+    if len(factors) == 1:
+        return codes_per_column[0], labels_per_column[0]
+    used, codes = np.unique(np.column_stack(codes_per_column), axis=0, return_inverse=True)
+    labels = np.asarray(
+        [":".join(str(labels_per_column[c][v]) for c, v in enumerate(row)) for row in used], dtype=object
+    )
+    return codes.reshape(-1).astype(np.int64), labels
 
 
 def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -1,6 +1,8 @@
 """Factorisations of Λ'Z'ZΛ + I behind one small interface (set θ, log-determinant, solves)."""
 
 from lmmfast.factor.base import RandomEffectsFactor
+from lmmfast.factor.blocked import BlockedFactor
+from lmmfast.factor.choose import choose_method, make_factor
 from lmmfast.factor.cholmod import CholmodFactor
 
-__all__ = ["RandomEffectsFactor", "CholmodFactor"]
+__all__ = ["RandomEffectsFactor", "BlockedFactor", "CholmodFactor", "choose_method", "make_factor"]
