@@ -9,7 +9,7 @@ import re
 import time
 import warnings
 from dataclasses import dataclass
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,19 @@ from lmmfast.design import (
     build_random_terms,
 )
 from lmmfast.design.random import display_names
-from lmmfast.errors import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
+from lmmfast.errors import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    LmmfastWarning,
+    ModelError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
 from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.objective import ProfiledObjective
-from lmmfast.optimize import SINGULAR_TOLERANCE, OptSummary, optimize_theta
+from lmmfast.optimize import SINGULAR_TOLERANCE, ConvergenceCheck, OptSummary, check_convergence, optimize_theta
 from lmmfast.parameters import ThetaLayout
 from lmmfast.result import LmmResult, RandomTermResult
 
@@ -207,6 +215,12 @@ def prepare(
     frame_info = build_model_frame(data, columns)
     weight_values, weights_name = _weights(weights, frame_info)
     fixed = build_fixed_design(frame_info.frame, model.response, model.fixed)
+    n, p = fixed.X.shape
+    if n <= p:
+        raise ModelError(
+            f"{n} complete observations for {p} fixed-effect columns: the residual variance needs "
+            "more observations than fixed effects. Simplify the fixed part or supply more data."
+        )
     terms = build_random_terms(frame_info.frame, model.random)
     cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
     layout = ThetaLayout.from_sizes([t.k for t in terms])
@@ -225,7 +239,9 @@ def prepare(
     )
 
 
-def _assemble(prepared: PreparedModel, record: OptSummary, began: float) -> LmmResult:
+def _assemble(
+    prepared: PreparedModel, record: OptSummary, began: float, convergence: ConvergenceCheck | None = None
+) -> LmmResult:
     """The frozen result at the optimum: one solve, one pass over the rows for residuals."""
     objective, layout, terms = prepared.objective, prepared.layout, prepared.terms
     solution = objective.solve(record.final)
@@ -268,6 +284,7 @@ def _assemble(prepared: PreparedModel, record: OptSummary, began: float) -> LmmR
         dropped_columns=prepared.fixed.dropped,
         scaled_residuals=residuals / solution.sigma,
         optsummary=record,
+        convergence=convergence,
         fit_seconds=time.perf_counter() - began,
         version=__version__,
     )
@@ -280,6 +297,7 @@ def lmm(
     reml: bool = True,
     weights: str | Sequence[float] | np.ndarray | None = None,
     factorization: str = "auto",
+    checks: Mapping[str, str] | None = None,
 ) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula language.
 
@@ -299,6 +317,12 @@ def lmm(
         How Λ'Z'ZΛ + I is factored: eliminating the first term into a dense block (crossed
         designs), CHOLMOD's sparse supernodal Cholesky (deep nesting), or chosen from the
         structure. Both give the same optimum.
+    checks : dict, optional
+        What to do about each diagnostic — ``"convergence"`` (the optimiser's stop and a
+        finite-difference check of the optimum, 2 evaluations per θ), ``"singular"`` (a
+        boundary fit) and ``"rank_deficiency"`` (aliased fixed-effect columns dropped):
+        ``"warn"`` (default), ``"raise"`` (raise the warning as an exception) or
+        ``"ignore"`` (``"convergence": "ignore"`` also skips the finite-difference check).
 
     Returns
     -------
@@ -321,24 +345,72 @@ def lmm(
     1743.628
     """
     began = time.perf_counter()
+    actions = _resolve_checks(checks)
     prepared = prepare(formula, data, reml=reml, weights=weights, factorization=factorization)
+    if prepared.fixed.dropped:
+        _report(
+            actions["rank_deficiency"],
+            f"The fixed-effects model matrix is rank deficient: dropping {', '.join(prepared.fixed.dropped)} "
+            "(linear combinations of earlier columns), as lme4 does.",
+            RankDeficiencyWarning,
+        )
     record = optimize_theta(prepared.objective, prepared.layout)
-    result = _assemble(prepared, record, began)
+    convergence = None
+    if record.converged and actions["convergence"] != "ignore":
+        convergence = check_convergence(prepared.objective, prepared.layout, record.final, record.final_objective)
+    result = _assemble(prepared, record, began, convergence)
     if not record.converged:
-        warnings.warn(
+        _report(
+            actions["convergence"],
             f"The optimiser stopped before converging ({record.return_code} after {record.n_evals} "
             "evaluations); the estimates may be off. Rescale predictors or simplify the random effects.",
             ConvergenceWarning,
-            stacklevel=2,
+        )
+    elif convergence is not None and not convergence.ok:
+        _report(
+            actions["convergence"],
+            f"The optimum failed its finite-difference check ({convergence.message}); the estimates may be "
+            "slightly off. Simplify the random effects, or compare with factorization='cholmod'.",
+            ConvergenceWarning,
         )
     if result.singular:
-        zero = [n for n, t, d in zip(result.theta_names, result.theta, prepared.layout.is_diagonal) if d and t < SINGULAR_TOLERANCE]
-        warnings.warn(
+        zero = [
+            name
+            for name, value, diagonal in zip(result.theta_names, result.theta, prepared.layout.is_diagonal)
+            if diagonal and value < SINGULAR_TOLERANCE
+        ]
+        _report(
+            actions["singular"],
             "Boundary (singular) fit: the variance of "
             + ", ".join(zero)
             + " is estimated as zero (or its term's covariance matrix is singular). The estimates are valid, "
             "but the random-effects structure is richer than these data support; consider removing those terms.",
             SingularFitWarning,
-            stacklevel=2,
         )
     return result
+
+
+CHECKS = ("convergence", "singular", "rank_deficiency")
+ACTIONS = ("warn", "raise", "ignore")
+
+
+def _resolve_checks(checks: Mapping[str, str] | None) -> dict[str, str]:
+    resolved = dict.fromkeys(CHECKS, "warn")
+    if checks is None:
+        return resolved
+    if not isinstance(checks, Mapping):
+        raise DataError(f"checks must be a dict such as {{'singular': 'ignore'}}, got {type(checks).__name__}.")
+    for name, action in checks.items():
+        if name not in CHECKS:
+            raise DataError(f"Unknown check {name!r}; the checks are {', '.join(map(repr, CHECKS))}.")
+        if action not in ACTIONS:
+            raise DataError(f"Check {name!r} must be 'warn', 'raise' or 'ignore', got {action!r}.")
+        resolved[name] = action
+    return resolved
+
+
+def _report(action: str, message: str, category: type[LmmfastWarning]) -> None:
+    if action == "raise":
+        raise category(message)
+    if action == "warn":
+        warnings.warn(message, category, stacklevel=3)

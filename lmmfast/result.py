@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmmfast.optimize import SINGULAR_TOLERANCE, OptSummary
+from lmmfast.optimize import SINGULAR_TOLERANCE, ConvergenceCheck, OptSummary
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class LmmResult:
     dropped_columns: tuple[str, ...]
     scaled_residuals: np.ndarray
     optsummary: OptSummary
+    convergence: ConvergenceCheck | None
     fit_seconds: float
     version: str
 
@@ -99,8 +100,9 @@ class LmmResult:
 
     @property
     def converged(self) -> bool:
-        """Whether the optimiser stopped on its tolerances."""
-        return self.optsummary.converged
+        """Whether the optimiser stopped on its tolerances and, where it was run, the
+        finite-difference check of the optimum passed."""
+        return self.optsummary.converged and (self.convergence is None or self.convergence.ok)
 
     @property
     def n_evals(self) -> int:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def _table(header: list[str], rows: list[list[str]], align_left: set[int]) -> list[str]:
-    widths = [max(len(header[j]), *(len(r[j]) for r in rows)) for j in range(len(header))]
+    widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(len(header))]
 
     def line(cells: list[str]) -> str:
         return " ".join(c.ljust(w) if j in align_left else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths)))
@@ -67,6 +67,8 @@ def _random_effects(fit: LmmResult) -> list[str]:
 
 
 def _fixed_effects(fit: LmmResult) -> list[str]:
+    if len(fit.beta) == 0:
+        return ["No fixed effect coefficients"]
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
     se = np.sqrt(np.diag(fit.beta_covariance))
     estimates = _column(fit.beta)

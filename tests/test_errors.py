@@ -32,6 +32,7 @@ BAD_INPUTS = [
     ("levels == observations", "Reaction ~ Days + (1 | row)", lambda: _with(row=np.arange(180)), {}, ModelError, "levels < observations"),
     ("single level", "Reaction ~ Days + (1 | one)", lambda: _with(one="x"), {}, ModelError, "single level"),
     ("too many random effects", "Reaction ~ Days + (Days | pair)", lambda: _with(pair=np.arange(180) // 2), {}, ModelError, "random effects"),
+    ("fewer rows than fixed effects", "Reaction ~ C(Days) + (1 | Subject)", lambda: _sleep().iloc[:9], {}, ModelError, "more observations than fixed effects"),
     ("empty data", F, lambda: _sleep().iloc[:0], {}, DataError, "no rows"),
     ("all-missing response", F, lambda: _with(Reaction=np.nan), {}, DataError, "Every row has a missing value"),
     ("infinite response", F, lambda: _with(Reaction=np.r_[np.inf, np.ones(179)]), {}, DataError, "infinite"),

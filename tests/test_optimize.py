@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import lmmfast
@@ -49,3 +50,60 @@ def test_maxeval_exhaustion_warns_of_nonconvergence() -> None:
     assert record.return_code == "MAXEVAL_REACHED"
     assert record.n_evals <= 7
     assert not _assemble(prepared, record, 0.0).converged
+
+
+def test_fit_log_records_every_evaluation() -> None:
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    record = fit.optsummary
+    assert record.trace_theta.shape == (record.n_evals, 3)
+    assert record.trace_objective.min() == pytest.approx(fit.objective)
+    assert record.trace_objective[0] == record.initial_objective
+
+
+def test_convergence_check_passes_at_the_optimum_and_fails_off_it() -> None:
+    from lmmfast.api import prepare
+    from lmmfast.optimize import check_convergence
+
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    assert fit.convergence is not None and fit.convergence.ok and fit.converged
+    assert fit.convergence.predicted_decrease < 1e-6
+    prepared = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    off = fit.theta * 1.3
+    check = check_convergence(prepared.objective, prepared.layout, off, prepared.objective(off))
+    assert not check.ok and "Newton step" in check.message
+
+
+def test_convergence_check_is_scale_free_in_n() -> None:
+    """Replicating every row multiplies the deviance's gradient by 2 but leaves the check's
+    verdict (a predicted decrease in deviance units) at the optimum unchanged."""
+    data = lmmfast.datasets.load("sleepstudy")
+    doubled = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", pd.concat([data, data]))
+    assert doubled.convergence is not None and doubled.convergence.ok
+
+
+@pytest.mark.parametrize("action", ["warn", "raise", "ignore"])
+def test_checks_choose_warn_raise_or_ignore(action) -> None:
+    data = lmmfast.datasets.load("dyestuff2")
+    checks = {"singular": action}
+    if action == "warn":
+        with pytest.warns(lmmfast.SingularFitWarning):
+            lmmfast.lmm("Yield ~ 1 + (1 | Batch)", data, checks=checks)
+    elif action == "raise":
+        with pytest.raises(lmmfast.SingularFitWarning, match="Boundary"):
+            lmmfast.lmm("Yield ~ 1 + (1 | Batch)", data, checks=checks)
+    else:
+        assert lmmfast.lmm("Yield ~ 1 + (1 | Batch)", data, checks=checks).singular
+
+
+def test_ignoring_convergence_skips_the_check() -> None:
+    fit = lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"), checks={"convergence": "ignore"})
+    assert fit.convergence is None and fit.converged
+
+
+@pytest.mark.parametrize(
+    ("checks", "phrase"),
+    [({"singularity": "warn"}, "Unknown check 'singularity'"), ({"singular": "loud"}, "must be 'warn', 'raise' or 'ignore'"), ("all", "must be a dict")],
+)
+def test_bad_checks_are_rejected(checks, phrase) -> None:
+    with pytest.raises(lmmfast.DataError, match=phrase):
+        lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"), checks=checks)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from formulaic import model_matrix
 
-from lmmfast.errors import DataError, FormulaError, RankDeficiencyWarning
+from lmmfast.errors import DataError, FormulaError
 
 #: Relative tolerance below which a column counts as a combination of earlier ones (R's qr).
 RANK_TOLERANCE = 1e-7
@@ -26,7 +25,8 @@ class FixedDesign:
     names : tuple of str
         formulaic's column names of the kept columns.
     dropped : tuple of str
-        Columns dropped because they were linear combinations of earlier ones.
+        Columns dropped because they were linear combinations of earlier ones (the caller
+        reports them).
     """
 
     y: np.ndarray
@@ -114,12 +114,6 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
     kept = _independent_columns(X)
     dropped = tuple(name for j, name in enumerate(names) if j not in set(kept.tolist()))
     if dropped:
-        warnings.warn(
-            f"The fixed-effects model matrix is rank deficient: dropping {', '.join(dropped)} "
-            "(linear combinations of earlier columns), as lme4 does.",
-            RankDeficiencyWarning,
-            stacklevel=3,
-        )
         X = np.ascontiguousarray(X[:, kept])
         names = tuple(names[j] for j in kept)
     return FixedDesign(y=y, X=X, names=names, dropped=dropped)

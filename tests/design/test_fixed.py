@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import lmmfast
+
 from lmmfast.design import build_fixed_design
 from lmmfast.errors import RankDeficiencyWarning
 
@@ -23,13 +25,31 @@ def test_numpy_transforms_and_interactions() -> None:
     np.testing.assert_allclose(design.X[:, 1], np.log(frame.x))
 
 
-def test_aliased_columns_are_dropped_with_a_warning_naming_them() -> None:
+def test_aliased_columns_are_dropped_and_named() -> None:
     frame = pd.DataFrame({"y": [1.0, 2, 3, 5, 4], "x": [1.0, 2, 3, 4, 6]})
     frame["x2"] = 2 * frame["x"]
-    with pytest.warns(RankDeficiencyWarning, match="dropping x2"):
-        design = build_fixed_design(frame, "y", "x + x2")
+    design = build_fixed_design(frame, "y", "x + x2")
     assert design.names == ("Intercept", "x")
     assert design.dropped == ("x2",)
+
+
+def test_fit_warns_about_aliased_columns_and_matches_the_reduced_model() -> None:
+    data = lmmfast.datasets.load("sleepstudy").assign(Days2=lambda d: 2 * d.Days + 1)
+    with pytest.warns(RankDeficiencyWarning, match="dropping Days2"):
+        fit = lmmfast.lmm("Reaction ~ Days + Days2 + (1 | Subject)", data)
+    reduced = lmmfast.lmm("Reaction ~ Days + (1 | Subject)", data)
+    assert list(fit.fixef.index) == ["Intercept", "Days"]
+    assert fit.dropped_columns == ("Days2",)
+    assert fit.objective == pytest.approx(reduced.objective, rel=1e-12)
+
+
+def test_badly_scaled_predictors_give_the_rescaled_answer() -> None:
+    data = lmmfast.datasets.load("sleepstudy")
+    base = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", data)
+    for scale in (1e-9, 1e9):
+        fit = lmmfast.lmm("Reaction ~ Days_scaled + (Days | Subject)", data.assign(Days_scaled=data.Days * scale))
+        assert fit.fixef["Days_scaled"] * scale == pytest.approx(base.fixef["Days"], rel=1e-10)
+        assert fit.stderr["Days_scaled"] * scale == pytest.approx(base.stderr["Days"], rel=1e-6)
 
 
 def test_logical_response_is_numeric() -> None:
