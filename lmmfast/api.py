@@ -38,7 +38,7 @@ from lmmfast.errors import (
 )
 from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
-from lmmfast.objective import ProfiledObjective
+from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.optimize import SINGULAR_TOLERANCE, ConvergenceCheck, OptSummary, check_convergence, optimize_theta
 from lmmfast.parameters import ThetaLayout
 from lmmfast.result import LmmResult, RandomTermResult
@@ -355,6 +355,12 @@ def lmm(
             RankDeficiencyWarning,
         )
     record = optimize_theta(prepared.objective, prepared.layout)
+    if record.final_objective >= INFEASIBLE:
+        raise ModelError(
+            "The objective could not be evaluated at any point the optimiser tried (the fixed-effects "
+            "block was never positive definite); check the fixed effects for near-collinear columns "
+            "and the response for extreme values."
+        )
     convergence = None
     if record.converged and actions["convergence"] != "ignore":
         convergence = check_convergence(prepared.objective, prepared.layout, record.final, record.final_objective)

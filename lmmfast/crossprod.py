@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from lmmfast.design.random import RandomTerm
+from lmmfast.errors import DataError
 
 
 @numba.njit(cache=True, nogil=True)
@@ -147,6 +148,13 @@ def form_cross_products(
             level_b.append(lb.astype(np.int64))
             blocks.append(block.ravel())
 
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, in words
+        XytXy = Xy.T @ Xy
+    if not (np.all(np.isfinite(ZtXy)) and np.all(np.isfinite(XytXy))):
+        raise DataError(
+            "The cross-products of the data overflow double precision (values near 1e154 or beyond); "
+            "rescale the response and predictors, e.g. to other units."
+        )
     slot_term_a = np.concatenate(slot_a)
     slot_term_b = np.concatenate(slot_b)
     block_sizes = sizes[slot_term_a] * sizes[slot_term_b]
@@ -161,7 +169,7 @@ def form_cross_products(
         slot_offsets=np.concatenate([[0], np.cumsum(block_sizes)[:-1]]).astype(np.int64),
         block_values=np.concatenate(blocks),
         ZtXy=ZtXy,
-        XytXy=Xy.T @ Xy,
+        XytXy=XytXy,
         n=n,
         sum_log_weights=sum_log_weights,
     )

@@ -33,6 +33,8 @@ BAD_INPUTS = [
     ("single level", "Reaction ~ Days + (1 | one)", lambda: _with(one="x"), {}, ModelError, "single level"),
     ("too many random effects", "Reaction ~ Days + (Days | pair)", lambda: _with(pair=np.arange(180) // 2), {}, ModelError, "random effects"),
     ("fewer rows than fixed effects", "Reaction ~ C(Days) + (1 | Subject)", lambda: _sleep().iloc[:9], {}, ModelError, "more observations than fixed effects"),
+    ("date predictor", "Reaction ~ t + (1 | Subject)", lambda: _with(t=pd.Timestamp("2020-01-01") + pd.to_timedelta(_sleep().Days, "D")), {}, DataError, "holds dates or durations"),
+    ("overflowing values", F, lambda: _with(Reaction=_sleep().Reaction * 1e300), {}, DataError, "overflow double precision"),
     ("empty data", F, lambda: _sleep().iloc[:0], {}, DataError, "no rows"),
     ("all-missing response", F, lambda: _with(Reaction=np.nan), {}, DataError, "Every row has a missing value"),
     ("infinite response", F, lambda: _with(Reaction=np.r_[np.inf, np.ones(179)]), {}, DataError, "infinite"),
@@ -61,6 +63,20 @@ def test_bad_input_raises_documented_error(formula, make_data, kwargs, error, ph
         lmmfast.lmm(formula, make_data(), **kwargs)
     assert isinstance(info.value, LmmfastError)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "make_data",
+    [
+        lambda: _with(Reaction=pd.array([None] + list(_sleep().Reaction[1:]), dtype="Float64")),
+        lambda: {"Reaction": [None] + _sleep().Reaction.tolist()[1:], "Days": _sleep().Days.tolist(), "Subject": _sleep().Subject.tolist()},
+        lambda: _with(Subject=_sleep().Subject.astype(str).where(_sleep().index != 0, None)),
+    ],
+    ids=["nullable-float", "dict-with-None", "string-group-with-None"],
+)
+def test_missing_values_in_any_container_drop_the_row(make_data) -> None:
+    fit = lmmfast.lmm(F, make_data())
+    assert fit.nobs == 179 and fit.dropped_rows.tolist() == [0]
 
 
 def test_hierarchy() -> None:

@@ -104,11 +104,16 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
     n_input = len(frame)
     if n_input == 0:
         raise DataError("The data have no rows.")
-    selected = pd.DataFrame({name: frame[name].to_numpy(copy=True) for name in wanted})
+    selected = pd.DataFrame({name: frame[name].reset_index(drop=True).copy(deep=True) for name in wanted})
     for name in wanted:
-        original = frame[name]
-        if isinstance(original.dtype, pd.CategoricalDtype):
-            selected[name] = pd.Categorical(selected[name], categories=original.cat.categories)
+        kind = selected[name].dtype.kind
+        if kind in "mM":
+            raise DataError(
+                f"Column {name!r} holds dates or durations ({selected[name].dtype}); convert it to a number "
+                "(e.g. days since the start) or to categories before fitting."
+            )
+        if kind == "c":
+            raise DataError(f"Column {name!r} holds complex numbers; lmmfast models real-valued data only.")
     missing = selected.isna().any(axis=1).to_numpy()
     dropped = np.flatnonzero(missing)
     if dropped.size == n_input:
@@ -120,4 +125,7 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
         )
     if dropped.size:
         selected = selected.loc[~missing].reset_index(drop=True)
+    # object columns of numbers (a dict of lists with None, say) become numeric once the
+    # missing values are gone; columns of strings stay as they are
+    selected = selected.infer_objects()
     return ModelFrame(frame=selected, dropped_rows=dropped, n_input_rows=n_input)

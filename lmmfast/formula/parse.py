@@ -137,7 +137,9 @@ def _grouping_factors(group: str, full: str, start: int) -> list[tuple[str, ...]
     expanded: list[tuple[str, ...]] = []
     prefix: tuple[str, ...] = ()
     for part in nested:
-        names = tuple(name.strip().strip("`") for name in part.split(":"))
+        pieces = [name.strip() for name in part.split(":")]
+        quoted = [len(p) > 1 and p.startswith("`") and p.endswith("`") for p in pieces]
+        names = tuple(p[1:-1] if q else p for p, q in zip(pieces, quoted))
         if not part or any(not name for name in names):
             raise _pointer(
                 full,
@@ -145,8 +147,8 @@ def _grouping_factors(group: str, full: str, start: int) -> list[tuple[str, ...]
                 start + len(group),
                 f"Malformed grouping factor {group.strip()!r}: use a column name, 'a:b' or 'a/b'.",
             )
-        for name in names:
-            if not (name.replace("_", "a").replace(".", "a").isalnum()):
+        for name, was_quoted in zip(names, quoted):
+            if not was_quoted and not name.replace("_", "a").replace(".", "a").isalnum():
                 raise _pointer(
                     full,
                     start,

@@ -77,3 +77,7 @@ def test_error_points_at_the_bad_term() -> None:
 def test_non_string_formula_is_rejected() -> None:
     with pytest.raises(FormulaError, match="must be a string"):
         parse_formula(42)  # type: ignore[arg-type]
+
+
+def test_backticks_quote_grouping_columns_with_spaces() -> None:
+    assert parse_formula("y ~ (1 | `the subject`/`an item`)").random[1].factors == ("an item", "the subject")
