@@ -191,6 +191,7 @@ def prepare(
     reml: bool = True,
     weights: str | Sequence[float] | np.ndarray | None = None,
     factorization: str = "auto",
+    memory_budget: float | None = None,
 ) -> PreparedModel:
     """Parse, build the design and the cross-products, and set up the objective — all of a
     fit but the optimisation. Arguments as for :func:`lmm`.
@@ -204,6 +205,10 @@ def prepare(
     """
     if not isinstance(reml, (bool, np.bool_)):
         raise DataError(f"reml must be True or False, got {reml!r}.")
+    if memory_budget is not None and (
+        isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget > 0
+    ):
+        raise DataError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}.")
     if factorization not in ("auto", "blocked", "cholmod"):
         raise DataError(f"factorization must be 'auto', 'blocked' or 'cholmod', got {factorization!r}.")
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
@@ -224,7 +229,7 @@ def prepare(
     terms = build_random_terms(frame_info.frame, model.random)
     cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
     layout = ThetaLayout.from_sizes([t.k for t in terms])
-    factor = make_factor(cross_products, layout, factorization)
+    factor = make_factor(cross_products, layout, factorization, memory_budget)
     objective = ProfiledObjective(cross_products, layout, factor, reml=bool(reml))
     return PreparedModel(
         formula=model,
@@ -298,6 +303,7 @@ def lmm(
     weights: str | Sequence[float] | np.ndarray | None = None,
     factorization: str = "auto",
     checks: Mapping[str, str] | None = None,
+    memory_budget: float | None = None,
 ) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula language.
 
@@ -323,6 +329,9 @@ def lmm(
         boundary fit) and ``"rank_deficiency"`` (aliased fixed-effect columns dropped):
         ``"warn"`` (default), ``"raise"`` (raise the warning as an exception) or
         ``"ignore"`` (``"convergence": "ignore"`` also skips the finite-difference check).
+    memory_budget : float, optional
+        Bytes the factorisation may use (default: 80% of physical memory). Models that would
+        need more are refused up front with a :class:`MemoryBudgetError`.
 
     Returns
     -------
@@ -346,7 +355,9 @@ def lmm(
     """
     began = time.perf_counter()
     actions = _resolve_checks(checks)
-    prepared = prepare(formula, data, reml=reml, weights=weights, factorization=factorization)
+    prepared = prepare(
+        formula, data, reml=reml, weights=weights, factorization=factorization, memory_budget=memory_budget
+    )
     if prepared.fixed.dropped:
         _report(
             actions["rank_deficiency"],

@@ -17,6 +17,8 @@ exam                 4059   mlmRev: exam scores in schools
 hsb82                7185   mlmRev: High School and Beyond
 cake                 270    lme4: cake breakage angles
 ==================== ====== ===============================================================
+
+:func:`simulate_crossed` makes synthetic subject × item designs of any size.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from importlib import resources
 
 import pandas as pd
 
+from lmmfast.datasets.simulate import simulate_crossed
 from lmmfast.errors import DataError
 
-__all__ = ["load", "names"]
+__all__ = ["load", "names", "simulate_crossed"]
 
 
 def names() -> list[str]:

@@ -141,31 +141,39 @@ def _eliminate_first_term(
 
 
 @numba.njit(cache=True, nogil=True)
-def _rank_update(k1, cross_ptr, cross_row, cross_term, cross_offsets, cross_level, sizes, by_column_ptr, by_column_slot, by_column_index, L21, S):
-    """S -= L21 L21' (lower triangle), one column of S at a time.
+def _rank_update(k1, cross_ptr, cross_row, cross_term, cross_offsets, sizes, L21, S):
+    """S -= L21 L21' (lower triangle), level by level of the first term.
 
-    Each column c gathers the levels j of the first term that touch it and adds their
-    contributions to rows ≥ c, so writes stay within one contiguous, cache-resident column.
-    (Columns are independent and could run in parallel, but numba's threads and OpenBLAS's
-    contend for the cores during ``potrf``; serial kernels measured faster overall.)
+    Each level's rows of L21 are gathered into a small dense panel G (r × k₁), and
+    G G' is subtracted from S at those rows: the writes of one level go down a few
+    columns of S in row order, which keeps them in cache.
     """
-    q2 = S.shape[0]
-    for c in range(q2):
-        for e in range(by_column_ptr[c], by_column_ptr[c + 1]):
-            s = by_column_slot[e]
-            i = by_column_index[e]
-            j = cross_level[s]
-            left = cross_offsets[s] + i * k1
-            for u in range(s, cross_ptr[j + 1]):
-                ku = sizes[cross_term[u]]
-                ru = cross_row[u]
-                bu = cross_offsets[u]
-                first = i if u == s else 0
-                for i2 in range(first, ku):
-                    acc = 0.0
-                    for b in range(k1):
-                        acc += L21[left + b] * L21[bu + i2 * k1 + b]
-                    S[ru + i2, c] -= acc
+    n1 = cross_ptr.shape[0] - 1
+    most = 0
+    for j in range(n1):
+        count = 0
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            count += sizes[cross_term[s]]
+        most = max(most, count)
+    rows = np.empty(most, dtype=np.int64)
+    panel = np.empty((most, k1))
+    for j in range(n1):
+        r = 0
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            ks = sizes[cross_term[s]]
+            base = cross_offsets[s]
+            for i in range(ks):
+                rows[r] = cross_row[s] + i
+                for b in range(k1):
+                    panel[r, b] = L21[base + i * k1 + b]
+                r += 1
+        for c in range(r):
+            column = rows[c]
+            for a in range(c, r):
+                acc = 0.0
+                for b in range(k1):
+                    acc += panel[a, b] * panel[c, b]
+                S[rows[a], column] -= acc
 
 
 @numba.njit(cache=True, nogil=True)
@@ -277,17 +285,13 @@ class BlockedFactor:
         self._cross_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
         np.cumsum(np.bincount(cp.slot_level_b[cross], minlength=self._n1), out=self._cross_ptr[1:])
         self._cross_level = cp.slot_level_b[cross].astype(np.int64)
-        # every (block, row within block) listed under the column of S it lands in
-        block_rows = sizes[self._cross_term]
-        entry_slot = np.repeat(np.arange(len(cross)), block_rows)
-        entry_index = np.arange(len(entry_slot)) - np.repeat(np.cumsum(block_rows) - block_rows, block_rows)
-        entry_column = self._cross_row[entry_slot] + entry_index
-        by_column = np.argsort(entry_column, kind="stable")
-        self._by_column_slot = entry_slot[by_column].astype(np.int64)
-        self._by_column_index = entry_index[by_column].astype(np.int64)
-        self._by_column_ptr = np.zeros(q2 + 1, dtype=np.int64)
-        np.cumsum(np.bincount(entry_column, minlength=q2), out=self._by_column_ptr[1:])
         self._scalar_rest = bool(np.all(sizes[1:] == 1))
+        self._all_scalar = self._scalar_rest and self._k1 == 1
+        if self._all_scalar:
+            # every block (one entry) listed under the column of S it lands in
+            self._by_column_slot = np.argsort(self._cross_row, kind="stable").astype(np.int64)
+            self._by_column_ptr = np.zeros(q2 + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self._cross_row, minlength=q2), out=self._by_column_ptr[1:])
 
         self._base = np.zeros((q2, q2), order="F")
         _scatter_dense(
@@ -319,15 +323,12 @@ class BlockedFactor:
             self._k1, self._first_blocks, lam1, self._cross_ptr, self._cross_term,
             self._cross_offsets, self._cross_values, sizes, templates, offsets, self._L11, self._L21,
         )
-        if self.dense_size and self._k1 == 1 and self._scalar_rest:
+        if self.dense_size and self._all_scalar:
             _rank_update_scalar(
                 self._cross_ptr, self._cross_row, self._cross_level, self._by_column_ptr, self._by_column_slot, self._L21, self._S
             )
         elif self.dense_size:
-            _rank_update(
-                self._k1, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, self._cross_level,
-                sizes, self._by_column_ptr, self._by_column_slot, self._by_column_index, self._L21, self._S,
-            )
+            _rank_update(self._k1, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, self._S)
         if self.dense_size:
             factor, info = lapack.dpotrf(self._S, lower=1, clean=0, overwrite_a=1)
             if info != 0:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from lmmfast.crossprod import CrossProducts
-from lmmfast.errors import DataError
+from lmmfast.errors import DataError, MemoryBudgetError
 from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
@@ -55,10 +57,69 @@ def choose_method(cp: CrossProducts) -> str:
     return "blocked" if q2 <= SMALL_DENSE or density >= DENSE_ENOUGH else "cholmod"
 
 
-def make_factor(cp: CrossProducts, layout: ThetaLayout, method: str = "auto") -> RandomEffectsFactor:
-    """Build the factorisation path ``method`` (``"auto"`` picks by :func:`choose_method`)."""
+def physical_memory() -> int:
+    """Bytes of physical memory on this machine (0 if it cannot be told)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def default_memory_budget() -> int:
+    """80% of physical memory (8 GiB where it cannot be told)."""
+    total = physical_memory()
+    return int(0.8 * total) if total else 8 * 2**30
+
+
+def estimated_bytes(cp: CrossProducts, method: str) -> int:
+    """Memory the factorisation itself needs, estimated before anything is allocated.
+
+    The blocked path holds the later terms' dense block two or three times (data, scaled
+    copy and, for vector-valued terms, a work array); CHOLMOD's factor is bounded by the
+    same block's lower triangle at the estimated density plus the first term's columns.
+    """
+    q2, density = dense_block_density(cp)
+    if method == "blocked":
+        copies = 2 if np.all(cp.term_sizes[1:] == 1) else 3
+        return int(copies * q2 * q2 * 8)
+    q1 = cp.q - q2
+    return int(density * q2 * (q2 + 1) / 2 * 8 * 1.5 + 16 * len(cp.block_values) + 8 * q1 * 4)
+
+
+def _format_bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.1f} {unit}" if unit != "bytes" else f"{int(count)} bytes"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def make_factor(
+    cp: CrossProducts, layout: ThetaLayout, method: str = "auto", memory_budget: float | None = None
+) -> RandomEffectsFactor:
+    """Build the factorisation path ``method`` (``"auto"`` picks by :func:`choose_method`),
+    refusing up front when it would need more than ``memory_budget`` bytes.
+
+    Raises
+    ------
+    MemoryBudgetError
+        With the memory needed, the budget, and what to do instead.
+    """
     if method not in METHODS:
         raise DataError(f"factorization must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
+    budget = default_memory_budget() if memory_budget is None else memory_budget
     if method == "auto":
         method = choose_method(cp)
+        if method == "blocked" and estimated_bytes(cp, "blocked") > budget:
+            method = "cholmod"
+    needed = estimated_bytes(cp, method)
+    if needed > budget:
+        q2, _ = dense_block_density(cp)
+        raise MemoryBudgetError(
+            f"Factoring this model needs about {_format_bytes(needed)} ({method} path; the random effects after "
+            f"the first term form a {q2} × {q2} block that is dense after elimination), more than the memory "
+            f"budget of {_format_bytes(budget)}. Simplify the random effects of the terms with many levels "
+            "(fewer slopes, or fewer levels by pooling rare ones), or raise memory_budget if the machine has "
+            "the memory."
+        )
     return BlockedFactor(cp, layout) if method == "blocked" else CholmodFactor(cp, layout)

@@ -1,0 +1,1 @@
+"""asv benchmarks for lmmfast (run with ``asv run --python=same`` from the repository root)."""
