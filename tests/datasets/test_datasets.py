@@ -1,0 +1,53 @@
+"""Bundled datasets and the synthetic crossed-design generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lmmfast
+from lmmfast.datasets import load, names, simulate_crossed
+
+
+def test_every_reference_dataset_is_bundled() -> None:
+    for name in ["sleepstudy", "dyestuff", "dyestuff2", "penicillin", "pastes", "insteval", "kb07", "dragons"]:
+        assert name in names()
+    assert load("InstEval").shape == (73421, 7)
+    assert load("sleepstudy").attrs["name"] == "sleepstudy"
+
+
+def test_unknown_dataset_lists_the_available_ones() -> None:
+    with pytest.raises(lmmfast.DataError, match="available: cake"):
+        load("iris")
+
+
+def test_load_returns_a_fresh_copy() -> None:
+    first = load("dyestuff")
+    first.loc[0, "Yield"] = -1
+    assert load("dyestuff").loc[0, "Yield"] != -1
+
+
+def test_simulated_design_has_the_requested_shape_and_is_seeded() -> None:
+    data = simulate_crossed(40, 30, 10, trials_per_item=2, seed=5)
+    assert len(data) == 40 * 10 * 2
+    assert data.groupby("subj").item.nunique().eq(10).all()
+    assert data.equals(simulate_crossed(40, 30, 10, trials_per_item=2, seed=5))
+    assert not data.equals(simulate_crossed(40, 30, 10, trials_per_item=2, seed=6))
+    assert set(np.unique(data.cond)) == {-0.5, 0.5}
+
+
+def test_simulated_design_recovers_its_parameters() -> None:
+    data = simulate_crossed(150, 80, 40, seed=3)
+    fit = lmmfast.lmm("y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)", data, reml=False)
+    assert fit.fixef["Intercept"] == pytest.approx(400, abs=15)
+    assert fit.fixef["cond"] == pytest.approx(30, abs=8)
+    assert fit.sigma == pytest.approx(60, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [((1, 10, 5), "n_subjects must be"), ((10, 10, 11), "cannot exceed n_items"), ((10, 10, 0), "items_per_subject must be")],
+)
+def test_simulation_arguments_are_validated(args, phrase) -> None:
+    with pytest.raises(lmmfast.DataError, match=phrase):
+        simulate_crossed(*args)
