@@ -18,6 +18,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.kernels import sandwich_entry
 from lmmfast.parameters import ThetaLayout
 
 
@@ -85,22 +86,18 @@ def _scale_dense(base, col_term, col_start, col_index, sizes, templates, templat
 
 @numba.njit(cache=True, nogil=True)
 def _eliminate_first_term(
-    k1, first_blocks, lam1, cross_ptr, cross_term, cross_offsets, cross_values, sizes, templates, template_offsets, L11, L21
+    k1, first_values, cross_ptr, cross_term, cross_offsets, cross_values, sizes, templates, template_offsets, L11, L21
 ):
     """Factor the first term level by level and form L21 = Λ₂'Z₂'Z₁Λ₁ L11'⁻¹."""
-    n1 = first_blocks.shape[0]
+    n1 = first_values.shape[0] // (k1 * k1)
     scratch = np.empty((k1, k1))
     for j in range(n1):
         # A11_j = Λ1' B_j Λ1 + I, then its Cholesky factor in place
         for a in range(k1):
             for b in range(k1):
-                acc = 0.0
-                for p in range(a, k1):
-                    inner = 0.0
-                    for q in range(b, k1):
-                        inner += first_blocks[j, p, q] * lam1[q, b]
-                    acc += lam1[p, a] * inner
-                scratch[a, b] = acc
+                scratch[a, b] = sandwich_entry(
+                    first_values, j * k1 * k1, k1, k1, templates, template_offsets[0], template_offsets[0], a, b
+                )
             scratch[a, a] += 1.0
         for c in range(k1):
             diag = scratch[c, c]
@@ -119,20 +116,12 @@ def _eliminate_first_term(
         for s in range(cross_ptr[j], cross_ptr[j + 1]):
             t = cross_term[s]
             ka = sizes[t]
-            lam = template_offsets[t]
             base = cross_offsets[s]
             for i in range(ka):
                 for b in range(k1):
-                    acc = 0.0
-                    for p in range(i, ka):
-                        lpi = templates[lam + p * ka + i]
-                        if lpi == 0.0:
-                            continue
-                        inner = 0.0
-                        for q in range(b, k1):
-                            inner += cross_values[base + p * k1 + q] * lam1[q, b]
-                        acc += lpi * inner
-                    L21[base + i * k1 + b] = acc
+                    L21[base + i * k1 + b] = sandwich_entry(
+                        cross_values, base, ka, k1, templates, template_offsets[t], template_offsets[0], i, b
+                    )
                 for b in range(k1):
                     acc = L21[base + i * k1 + b]
                     for p in range(b):
@@ -269,7 +258,7 @@ class BlockedFactor:
         first = first[np.argsort(cp.slot_level_a[first])]
         block = self._k1 * self._k1
         gather = cp.slot_offsets[first][:, None] + np.arange(block)[None, :]
-        self._first_blocks = cp.block_values[gather].reshape(self._n1, self._k1, self._k1)
+        self._first_values = cp.block_values[gather].ravel()
 
         cross = np.flatnonzero((cp.slot_term_b == 0) & (cp.slot_term_a > 0))
         rows = cp.column_offsets[cp.slot_term_a[cross]] - self._q1 + cp.slot_level_a[cross] * sizes[cp.slot_term_a[cross]]
@@ -313,14 +302,13 @@ class BlockedFactor:
         templates = self._layout.packed_templates(theta)
         offsets = self._template_offsets
         sizes = self._cp.term_sizes
-        lam1 = templates[offsets[0] : offsets[0] + self._k1 * self._k1].reshape(self._k1, self._k1)
         if self.dense_size:
             if self._scalar_rest:
                 _scale_dense_scalar(self._base, templates[offsets[self._col_term]], self._S)
             else:
                 _scale_dense(self._base, self._col_term, self._col_start, self._col_index, sizes, templates, offsets, self._work, self._S)
         _eliminate_first_term(
-            self._k1, self._first_blocks, lam1, self._cross_ptr, self._cross_term,
+            self._k1, self._first_values, self._cross_ptr, self._cross_term,
             self._cross_offsets, self._cross_values, sizes, templates, offsets, self._L11, self._L21,
         )
         if self.dense_size and self._all_scalar:

@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.kernels import sandwich_entry
 
 
 @dataclass(frozen=True)
@@ -118,17 +119,7 @@ def fill_scaled(
         for i in range(ka):
             for j in range(kb):
                 p = position[base + i * kb + j]
-                if p < 0:
-                    continue
-                acc = 0.0
-                for r in range(i, ka):
-                    lri = templates[lam_a + r * ka + i]
-                    if lri == 0.0:
-                        continue
-                    inner = 0.0
-                    for c in range(j, kb):
-                        inner += block_values[base + r * kb + c] * templates[lam_b + c * kb + j]
-                    acc += lri * inner
-                out[p] = acc
+                if p >= 0:
+                    out[p] = sandwich_entry(block_values, base, ka, kb, templates, lam_a, lam_b, i, j)
     for d in diagonal:
         out[d] += 1.0

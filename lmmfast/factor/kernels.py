@@ -1,0 +1,21 @@
+"""Small numba kernels shared by the factorisation paths."""
+
+from __future__ import annotations
+
+import numba
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def sandwich_entry(values, base, ka, kb, templates, lam_a, lam_b, i, j):
+    """Entry (i, j) of Λa' B Λb, for B the row-major ka × kb block at ``values[base:]`` and
+    Λa, Λb lower-triangular templates stored row-major at ``templates[lam_a:]``, ``[lam_b:]``."""
+    acc = 0.0
+    for r in range(i, ka):
+        lri = templates[lam_a + r * ka + i]
+        if lri == 0.0:
+            continue
+        inner = 0.0
+        for c in range(j, kb):
+            inner += values[base + r * kb + c] * templates[lam_b + c * kb + j]
+        acc += lri * inner
+    return acc
