@@ -42,6 +42,7 @@ from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.optimize import SINGULAR_TOLERANCE, ConvergenceCheck, OptSummary, check_convergence, optimize_theta
 from lmmfast.parameters import ThetaLayout
 from lmmfast.result import LmmResult, RandomTermResult
+from lmmfast.start import initial_theta
 
 
 _IDENTIFIER = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
@@ -365,7 +366,8 @@ def lmm(
             "(linear combinations of earlier columns), as lme4 does.",
             RankDeficiencyWarning,
         )
-    record = optimize_theta(prepared.objective, prepared.layout)
+    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y)
+    record = optimize_theta(prepared.objective, prepared.layout, start=start)
     if record.final_objective >= INFEASIBLE:
         raise ModelError(
             "The objective could not be evaluated at any point the optimiser tried (the fixed-effects "

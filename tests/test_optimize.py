@@ -107,3 +107,26 @@ def test_ignoring_convergence_skips_the_check() -> None:
 def test_bad_checks_are_rejected(checks, phrase) -> None:
     with pytest.raises(lmmfast.DataError, match=phrase):
         lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"), checks=checks)
+
+
+def test_intercept_only_models_start_from_moment_estimates_and_reach_the_same_optimum() -> None:
+    from lmmfast.api import prepare
+    from lmmfast.start import initial_theta
+
+    data = lmmfast.datasets.load("penicillin")
+    prepared = prepare("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y)
+    assert not np.array_equal(start, prepared.layout.start)
+    fit = lmmfast.lmm("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    np.testing.assert_array_equal(fit.optsummary.initial, start)
+    from_identity = optimize_theta(prepared.objective, prepared.layout)
+    assert fit.objective == pytest.approx(from_identity.final_objective, rel=1e-10)
+
+
+def test_models_with_slopes_keep_lme4_start() -> None:
+    from lmmfast.api import prepare
+    from lmmfast.start import initial_theta
+
+    prepared = prepare("Reaction ~ Days + (Days || Subject)", lmmfast.datasets.load("sleepstudy"))
+    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y)
+    np.testing.assert_array_equal(start, prepared.layout.start)
