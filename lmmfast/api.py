@@ -5,16 +5,12 @@ Each step is a public function of its own module; :func:`lmm` only chains them.
 
 from __future__ import annotations
 
-import re
 import time
-import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula
-from formulaic.transforms import TRANSFORMS
 
 from lmmfast._version import __version__
 from lmmfast.crossprod import form_cross_products
@@ -26,16 +22,12 @@ from lmmfast.design import (
     build_model_frame,
     build_random_terms,
 )
+from lmmfast.design.data import column_names, data_name
 from lmmfast.design.random import display_names
-from lmmfast.errors import (
-    ConvergenceWarning,
-    DataError,
-    FormulaError,
-    LmmfastWarning,
-    ModelError,
-    RankDeficiencyWarning,
-    SingularFitWarning,
-)
+from lmmfast.design.variables import required_columns
+from lmmfast.design.weights import prior_weights
+from lmmfast.diagnostics import report, resolve_checks
+from lmmfast.errors import ConvergenceWarning, DataError, ModelError, RankDeficiencyWarning, SingularFitWarning
 from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
@@ -43,80 +35,6 @@ from lmmfast.optimize import SINGULAR_TOLERANCE, ConvergenceCheck, OptSummary, c
 from lmmfast.parameters import ThetaLayout
 from lmmfast.result import LmmResult, RandomTermResult
 from lmmfast.start import initial_theta
-
-
-_IDENTIFIER = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
-
-
-def _variables(expression: str, where: str, available: set[str]) -> set[str]:
-    """Data variables used by a formulaic expression.
-
-    formulaic hides names that are also transforms (a column ``C`` reads as ``C()``), and
-    misses the arguments of some stateful transforms; so a name counts when formulaic sees it
-    as a value and it is a column or no transform, and any identifier that is a column counts.
-    """
-    try:
-        parsed = Formula(expression)
-    except Exception as exc:
-        raise FormulaError(f"Could not parse {where} {expression!r}: {exc}") from exc
-    parts = [parsed.lhs, parsed.rhs] if hasattr(parsed, "lhs") else [parsed]
-    found: set[str] = set()
-    for part in parts:
-        for term in part:
-            for factor in term.factors:
-                for variable in factor.required_variables:
-                    root = str(variable.root)
-                    if "callable" in {str(role.value) for role in variable.roles}:
-                        if root not in TRANSFORMS and root not in available:
-                            raise FormulaError(
-                                f"Unknown function {root!r} in {where} {expression!r}; use a numpy function "
-                                "(np.log(x)), I(...) for arithmetic, or a formulaic transform."
-                            )
-                        continue
-                    if root in available or root not in TRANSFORMS:
-                        found.add(root)
-    for quoted, bare in _IDENTIFIER.findall(expression):
-        if (quoted or bare) in available:
-            found.add(quoted or bare)
-    return found
-
-
-def required_columns(model: ModelFormula, available: Iterable[str] = ()) -> list[str]:
-    """Every data column the model formula uses, in order of first appearance.
-
-    Examples
-    --------
-    >>> required_columns(parse_formula("y ~ x + (1 + z | g/h)"))
-    ['y', 'x', 'z', 'g', 'h']
-    """
-    columns = {str(c) for c in available}
-    pieces = [_variables(model.fixed_formula, "the fixed part", columns)]
-    for spec in model.random:
-        pieces.append(_variables(spec.expr, f"the random term {spec.source}", columns))
-        pieces.append(set(spec.factors))
-    text = model.text
-    found: list[str] = []
-    for piece in pieces:
-        for name in sorted(piece, key=lambda v: (text.find(v) if v in text else len(text), v)):
-            if name not in found:
-                found.append(name)
-    return found
-
-
-def _column_names(data: object) -> list[str]:
-    names = getattr(data, "columns", None)
-    if names is None and hasattr(data, "column_names"):
-        names = data.column_names  # pyarrow
-    if names is None and isinstance(data, dict):
-        names = list(data.keys())
-    return [str(n) for n in names] if names is not None else []
-
-
-def _data_name(data: object) -> str | None:
-    """The name a summary prints on its ``Data:`` line (``DataFrame.attrs["name"]``)."""
-    attrs = getattr(data, "attrs", None)
-    name = attrs.get("name") if isinstance(attrs, dict) else None
-    return str(name) if name is not None else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,41 +68,6 @@ class PreparedModel:
     data_name: str | None
 
 
-def _weights(
-    weights: str | Sequence[float] | np.ndarray | None, frame_info: ModelFrame
-) -> tuple[np.ndarray | None, str | None]:
-    if weights is None:
-        return None, None
-    if isinstance(weights, str):
-        column = frame_info.frame[weights]
-        if not pd.api.types.is_numeric_dtype(column):
-            raise DataError(f"The weights column {weights!r} must be numeric, got {column.dtype}.")
-        values, name = column.to_numpy(dtype=np.float64), weights
-    else:
-        try:
-            given = np.asarray(weights, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError("weights must be a column name or an array of positive numbers.") from None
-        if given.ndim != 1 or len(given) != frame_info.n_input_rows:
-            raise DataError(
-                f"weights must hold one value per row of the data ({frame_info.n_input_rows}), "
-                f"got shape {given.shape}."
-            )
-        keep = np.ones(frame_info.n_input_rows, dtype=bool)
-        keep[frame_info.dropped_rows] = False
-        values, name = given[keep], "weights"
-        if np.any(np.isnan(values)):
-            raise DataError("weights has missing values; give every row a positive weight.")
-    if not np.all(np.isfinite(values)):
-        raise DataError(f"The weights {name!r} have infinite values; weights must be finite and positive.")
-    if np.any(values <= 0):
-        raise DataError(
-            f"The weights {name!r} have {int(np.sum(values <= 0))} values <= 0; prior weights must be "
-            "positive (drop the rows that should not count)."
-        )
-    return values, name
-
-
 def prepare(
     formula: str,
     data: object,
@@ -215,11 +98,11 @@ def prepare(
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
         raise DataError(f"weights must be a column name or an array, got {type(weights).__name__}.")
     model = parse_formula(formula)
-    columns = required_columns(model, _column_names(data))
+    columns = required_columns(model, column_names(data))
     if isinstance(weights, str) and weights not in columns:
         columns.append(weights)
     frame_info = build_model_frame(data, columns)
-    weight_values, weights_name = _weights(weights, frame_info)
+    weight_values, weights_name = prior_weights(weights, frame_info)
     fixed = build_fixed_design(frame_info.frame, model.response, model.fixed)
     n, p = fixed.X.shape
     if n <= p:
@@ -241,7 +124,7 @@ def prepare(
         weights_name=weights_name,
         layout=layout,
         objective=objective,
-        data_name=_data_name(data),
+        data_name=data_name(data),
     )
 
 
@@ -355,12 +238,12 @@ def lmm(
     1743.628
     """
     began = time.perf_counter()
-    actions = _resolve_checks(checks)
+    actions = resolve_checks(checks)
     prepared = prepare(
         formula, data, reml=reml, weights=weights, factorization=factorization, memory_budget=memory_budget
     )
     if prepared.fixed.dropped:
-        _report(
+        report(
             actions["rank_deficiency"],
             f"The fixed-effects model matrix is rank deficient: dropping {', '.join(prepared.fixed.dropped)} "
             "(linear combinations of earlier columns), as lme4 does.",
@@ -379,14 +262,14 @@ def lmm(
         convergence = check_convergence(prepared.objective, prepared.layout, record.final, record.final_objective)
     result = _assemble(prepared, record, began, convergence)
     if not record.converged:
-        _report(
+        report(
             actions["convergence"],
             f"The optimiser stopped before converging ({record.return_code} after {record.n_evals} "
             "evaluations); the estimates may be off. Rescale predictors or simplify the random effects.",
             ConvergenceWarning,
         )
     elif convergence is not None and not convergence.ok:
-        _report(
+        report(
             actions["convergence"],
             f"The optimum failed its finite-difference check ({convergence.message}); the estimates may be "
             "slightly off. Simplify the random effects, or compare with factorization='cholmod'.",
@@ -398,7 +281,7 @@ def lmm(
             for name, value, diagonal in zip(result.theta_names, result.theta, prepared.layout.is_diagonal)
             if diagonal and value < SINGULAR_TOLERANCE
         ]
-        _report(
+        report(
             actions["singular"],
             "Boundary (singular) fit: the variance of "
             + ", ".join(zero)
@@ -407,29 +290,3 @@ def lmm(
             SingularFitWarning,
         )
     return result
-
-
-CHECKS = ("convergence", "singular", "rank_deficiency")
-ACTIONS = ("warn", "raise", "ignore")
-
-
-def _resolve_checks(checks: Mapping[str, str] | None) -> dict[str, str]:
-    resolved = dict.fromkeys(CHECKS, "warn")
-    if checks is None:
-        return resolved
-    if not isinstance(checks, Mapping):
-        raise DataError(f"checks must be a dict such as {{'singular': 'ignore'}}, got {type(checks).__name__}.")
-    for name, action in checks.items():
-        if name not in CHECKS:
-            raise DataError(f"Unknown check {name!r}; the checks are {', '.join(map(repr, CHECKS))}.")
-        if action not in ACTIONS:
-            raise DataError(f"Check {name!r} must be 'warn', 'raise' or 'ignore', got {action!r}.")
-        resolved[name] = action
-    return resolved
-
-
-def _report(action: str, message: str, category: type[LmmfastWarning]) -> None:
-    if action == "raise":
-        raise category(message)
-    if action == "warn":
-        warnings.warn(message, category, stacklevel=3)

@@ -104,7 +104,10 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
     n_input = len(frame)
     if n_input == 0:
         raise DataError("The data have no rows.")
-    selected = pd.DataFrame({name: frame[name].reset_index(drop=True).copy(deep=True) for name in wanted})
+    label_of = {str(label): label for label in frame.columns}  # formulas name columns by text
+    selected = pd.DataFrame(
+        {name: frame[label_of[name]].reset_index(drop=True).copy(deep=True) for name in wanted}
+    )
     for name in wanted:
         kind = selected[name].dtype.kind
         if kind in "mM":
@@ -129,3 +132,20 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
     # missing values are gone; columns of strings stay as they are
     selected = selected.infer_objects()
     return ModelFrame(frame=selected, dropped_rows=dropped, n_input_rows=n_input)
+
+
+def column_names(data: object) -> list[str]:
+    """The column names of any supported container, as strings (empty if it has none)."""
+    names = getattr(data, "columns", None)
+    if names is None and hasattr(data, "column_names"):
+        names = data.column_names  # pyarrow
+    if names is None and isinstance(data, dict):
+        names = list(data.keys())
+    return [str(n) for n in names] if names is not None else []
+
+
+def data_name(data: object) -> str | None:
+    """The name a summary prints on its ``Data:`` line (``DataFrame.attrs["name"]``)."""
+    attrs = getattr(data, "attrs", None)
+    name = attrs.get("name") if isinstance(attrs, dict) else None
+    return str(name) if name is not None else None

@@ -1,0 +1,71 @@
+"""Which data columns a model formula uses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from formulaic import Formula
+from formulaic.transforms import TRANSFORMS
+
+from lmmfast.errors import FormulaError
+from lmmfast.formula import ModelFormula
+
+
+_IDENTIFIER = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
+
+
+def _variables(expression: str, where: str, available: set[str]) -> set[str]:
+    """Data variables used by a formulaic expression.
+
+    formulaic hides names that are also transforms (a column ``C`` reads as ``C()``), and
+    misses the arguments of some stateful transforms; so a name counts when formulaic sees it
+    as a value and it is a column or no transform, and any identifier that is a column counts.
+    """
+    try:
+        parsed = Formula(expression)
+    except Exception as exc:
+        raise FormulaError(f"Could not parse {where} {expression!r}: {exc}") from exc
+    parts = [parsed.lhs, parsed.rhs] if hasattr(parsed, "lhs") else [parsed]
+    found: set[str] = set()
+    for part in parts:
+        for term in part:
+            for factor in term.factors:
+                for variable in factor.required_variables:
+                    root = str(variable.root)
+                    if "callable" in {str(role.value) for role in variable.roles}:
+                        if root not in TRANSFORMS and root not in available:
+                            raise FormulaError(
+                                f"Unknown function {root!r} in {where} {expression!r}; use a numpy function "
+                                "(np.log(x)), I(...) for arithmetic, or a formulaic transform."
+                            )
+                        continue
+                    if root in available or root not in TRANSFORMS:
+                        found.add(root)
+    for quoted, bare in _IDENTIFIER.findall(expression):
+        if (quoted or bare) in available:
+            found.add(quoted or bare)
+    return found
+
+
+def required_columns(model: ModelFormula, available: Iterable[str] = ()) -> list[str]:
+    """Every data column the model formula uses, in order of first appearance.
+
+    Examples
+    --------
+    >>> from lmmfast.formula import parse_formula
+    >>> required_columns(parse_formula("y ~ x + (1 + z | g/h)"))
+    ['y', 'x', 'z', 'g', 'h']
+    """
+    columns = {str(c) for c in available}
+    pieces = [_variables(model.fixed_formula, "the fixed part", columns)]
+    for spec in model.random:
+        pieces.append(_variables(spec.expr, f"the random term {spec.source}", columns))
+        pieces.append(set(spec.factors))
+    text = model.text
+    found: list[str] = []
+    for piece in pieces:
+        for name in sorted(piece, key=lambda v: (text.find(v) if v in text else len(text), v)):
+            if name not in found:
+                found.append(name)
+    return found

@@ -1,0 +1,41 @@
+"""What to do about each diagnostic of a fit: warn, raise or ignore."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+from lmmfast.errors import DataError, LmmfastWarning
+
+CHECKS = ("convergence", "singular", "rank_deficiency")
+ACTIONS = ("warn", "raise", "ignore")
+
+
+def resolve_checks(checks: Mapping[str, str] | None) -> dict[str, str]:
+    """Every check's action, ``"warn"`` unless ``checks`` says otherwise (validated).
+
+    Examples
+    --------
+    >>> resolve_checks({"singular": "ignore"})
+    {'convergence': 'warn', 'singular': 'ignore', 'rank_deficiency': 'warn'}
+    """
+    resolved = dict.fromkeys(CHECKS, "warn")
+    if checks is None:
+        return resolved
+    if not isinstance(checks, Mapping):
+        raise DataError(f"checks must be a dict such as {{'singular': 'ignore'}}, got {type(checks).__name__}.")
+    for name, action in checks.items():
+        if name not in CHECKS:
+            raise DataError(f"Unknown check {name!r}; the checks are {', '.join(map(repr, CHECKS))}.")
+        if action not in ACTIONS:
+            raise DataError(f"Check {name!r} must be 'warn', 'raise' or 'ignore', got {action!r}.")
+        resolved[name] = action
+    return resolved
+
+
+def report(action: str, message: str, category: type[LmmfastWarning]) -> None:
+    """Warn, raise the warning as an exception, or stay silent, as ``action`` says."""
+    if action == "raise":
+        raise category(message)
+    if action == "warn":
+        warnings.warn(message, category, stacklevel=3)
