@@ -21,11 +21,13 @@ from lmmfast.errors import (
     RankDeficiencyWarning,
     SingularFitWarning,
 )
+from lmmfast.inference import anova
 from lmmfast.result import LmmResult
 
 __all__ = [
     "__version__",
     "lmm",
+    "anova",
     "LmmResult",
     "datasets",
     "LmmfastError",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -153,6 +153,7 @@ def _assemble(
             )
         )
     residuals = prepared.fixed.y - fitted
+    fitted = fitted.copy()
     if prepared.weights is not None:
         residuals = residuals * np.sqrt(prepared.weights)
     return LmmResult(
@@ -172,10 +173,12 @@ def _assemble(
         dropped_rows=prepared.model_frame.dropped_rows,
         dropped_columns=prepared.fixed.dropped,
         scaled_residuals=residuals / solution.sigma,
+        fitted_values=fitted,
         optsummary=record,
         convergence=convergence,
         fit_seconds=time.perf_counter() - began,
         version=__version__,
+        model=prepared,
     )
 
 
@@ -290,3 +293,21 @@ def lmm(
             SingularFitWarning,
         )
     return result
+
+
+def refit(prepared: PreparedModel, *, reml: bool, start: np.ndarray | None = None) -> LmmResult:
+    """Fit the same design again by REML or ML, reusing the cross-products and the factor.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> round(refit(fit.model, reml=False).objective, 3)
+    1751.939
+    """
+    began = time.perf_counter()
+    base = prepared.objective
+    objective = ProfiledObjective(base.cross_products, base.layout, base.factor, reml=reml)
+    model = replace(prepared, objective=objective)
+    record = optimize_theta(objective, model.layout, start=start)
+    return _assemble(model, record, began)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from lmmfast.errors import DataError
 from lmmfast.optimize import SINGULAR_TOLERANCE, ConvergenceCheck, OptSummary
+
+if TYPE_CHECKING:
+    from lmmfast.api import PreparedModel
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,12 @@ class LmmResult:
     dropped_rows: np.ndarray
     dropped_columns: tuple[str, ...]
     scaled_residuals: np.ndarray
+    fitted_values: np.ndarray
     optsummary: OptSummary
     convergence: ConvergenceCheck | None
     fit_seconds: float
     version: str
+    model: PreparedModel = field(repr=False)
 
     # --- likelihood summaries -------------------------------------------------------------
     @property
@@ -175,6 +182,54 @@ class LmmResult:
             frame = pd.DataFrame(term.modes, index=pd.Index(term.levels, name=term.group), columns=list(term.columns))
             out[term.group] = frame if term.group not in out else pd.concat([out[term.group], frame], axis=1)
         return out
+
+    # --- inference -------------------------------------------------------------------------
+    @cached_property
+    def coef_table(self) -> pd.DataFrame:
+        """Fixed effects with Satterthwaite df and p-values (lmerTest's method): columns
+        ``estimate, std_error, df, t_value, p_value``. Computed on first use (finite
+        differences of the deviance: about 8 (m+1)² evaluations for m covariance parameters)."""
+        from lmmfast.inference import satterthwaite_table
+
+        return satterthwaite_table(self)
+
+    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+        """Confidence intervals, columns ``lower`` and ``upper``.
+
+        ``method="wald"``: fixed effects, estimate ± z·SE (lme4's ``confint(method="Wald")``,
+        which has no Wald intervals for variance parameters either).
+        """
+        from scipy import stats
+
+        if method != "wald":
+            raise DataError(f"confint method {method!r} is not available; use method='wald'.")
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+            raise DataError(f"level must be a number between 0 and 1, got {level!r}.")
+        z = stats.norm.ppf(0.5 + level / 2)
+        se = self.stderr.to_numpy()
+        return pd.DataFrame({"lower": self.beta - z * se, "upper": self.beta + z * se}, index=list(self.fixef_names))
+
+    def refit_ml(self) -> "LmmResult":
+        """This model refitted by maximum likelihood (itself if it already is), reusing the
+        cross-products and the factorisation."""
+        if not self.reml:
+            return self
+        from lmmfast.api import refit
+
+        return refit(self.model, reml=False, start=self.theta)
+
+    def fitted(self) -> np.ndarray:
+        """Fitted values Xβ̂ + Zb̂ of the observations used (complete cases, in order)."""
+        return self.fitted_values.copy()
+
+    def residuals(self, type: str = "response") -> np.ndarray:
+        """Residuals of the observations used: ``"response"`` (y − fitted) or ``"pearson"``
+        (scaled by √w, as lme4)."""
+        if type == "response":
+            return self.model.fixed.y - self.fitted_values
+        if type == "pearson":
+            return self.scaled_residuals * self.sigma
+        raise DataError(f"residual type must be 'response' or 'pearson', got {type!r}.")
 
     # --- output ---------------------------------------------------------------------------------
     def summary(self) -> str:

@@ -1,0 +1,52 @@
+"""Satterthwaite df and p-values against lmerTest 3.1-3 on the reference cases."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from helpers import case_data, reference_cases, reference_fit
+
+import lmmfast
+from lmmfast.inference.numderiv import hessian, jacobian
+
+#: lmerTest's df depend on θ̂; where lme4 stops short of the optimum we find (DESIGN.md §7
+#: cases marked flat in tests/test_reference.py) the p-values agree to 1e-3, not 1e-4.
+FLAT = {"orthodont_slopes", "kb07_zcp"}
+#: 17 covariance parameters make the finite-difference Hessian cost ~2300 evaluations.
+SLOW = {"kb07_zcp"}
+
+CASES = [
+    c for c in reference_cases() if "df_satterthwaite" in reference_fit(c)["fixef"] and c["id"] not in SLOW
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_df_and_p_values_match_lmertest(case) -> None:
+    ref = reference_fit(case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmmfast.SingularFitWarning)
+        fit = lmmfast.lmm(case["formula"], case_data(case), reml=case["criterion"] == "REML")
+    table = fit.coef_table
+    assert list(table.columns) == ["estimate", "std_error", "df", "t_value", "p_value"]
+    assert list(table.index) == list(fit.fixef.index)
+    np.testing.assert_allclose(table.df, np.atleast_1d(ref["fixef"]["df_satterthwaite"]), rtol=1e-3)
+    atol = 1e-3 if case["id"] in FLAT else 1e-4
+    np.testing.assert_allclose(table.p_value, np.atleast_1d(ref["fixef"]["p_satterthwaite"]), atol=atol, rtol=0)
+    np.testing.assert_allclose(table.t_value, table.estimate / table.std_error)
+
+
+def test_numerical_derivatives_are_accurate() -> None:
+    def f(v):
+        return np.exp(v[0]) * np.sin(v[1]) + v[0] ** 2 * v[1]
+
+    x = np.array([0.3, 1.1])
+    exact = np.array(
+        [
+            [np.exp(x[0]) * np.sin(x[1]) + 2 * x[1], np.exp(x[0]) * np.cos(x[1]) + 2 * x[0]],
+            [np.exp(x[0]) * np.cos(x[1]) + 2 * x[0], -np.exp(x[0]) * np.sin(x[1])],
+        ]
+    )
+    np.testing.assert_allclose(hessian(f, x), exact, rtol=1e-8)
+    np.testing.assert_allclose(jacobian(lambda v: np.array([f(v)]), x)[0], [exact[0, 0] - 2 * x[1] + 2 * x[0] * x[1], np.exp(x[0]) * np.cos(x[1]) + x[0] ** 2], rtol=1e-8)
