@@ -218,6 +218,30 @@ class LmmResult:
 
         return refit(self.model, reml=False, start=self.theta)
 
+    def predict(self, newdata: object, *, re: str = "all", new_levels: str = "population") -> np.ndarray:
+        """Predicted means for new data; see :func:`lmmfast.predict.predict`."""
+        from lmmfast.predict import predict
+
+        return predict(self, newdata, re=re, new_levels=new_levels)
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
+        """Responses simulated from the fit, shape (nobs, nsim); see :func:`lmmfast.inference.bootstrap.simulate`."""
+        from lmmfast.inference.bootstrap import simulate
+
+        return simulate(self, nsim, seed)
+
+    def refit(self, y: np.ndarray) -> "LmmResult":
+        """The same model fitted to a new response (one value per observation used)."""
+        from lmmfast.inference.bootstrap import refit
+
+        return refit(self, y)
+
+    def bootstrap(self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False) -> pd.DataFrame:
+        """Parametric bootstrap replicates; see :func:`lmmfast.inference.bootstrap.bootstrap`."""
+        from lmmfast.inference.bootstrap import bootstrap
+
+        return bootstrap(self, n, seed=seed, processes=processes, progress=progress)
+
     def fitted(self) -> np.ndarray:
         """Fitted values Xβ̂ + Zb̂ of the observations used (complete cases, in order)."""
         return self.fitted_values.copy()

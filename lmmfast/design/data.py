@@ -124,7 +124,7 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
         worst = max(per_column, key=per_column.get)  # type: ignore[arg-type]
         raise DataError(
             f"Every row has a missing value in a column the model uses (column {worst!r} alone "
-            f"misses {per_column[worst]} of {n_input}); nothing is left to fit."
+            f"misses {per_column[worst]} of {n_input}); no complete row is left."
         )
     if dropped.size:
         selected = selected.loc[~missing].reset_index(drop=True)

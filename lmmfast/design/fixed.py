@@ -27,12 +27,23 @@ class FixedDesign:
     dropped : tuple of str
         Columns dropped because they were linear combinations of earlier ones (the caller
         reports them).
+    spec : formulaic.ModelSpec or None
+        How X was built, to build it again for new data.
+    kept : tuple of int
+        Which of ``spec``'s columns X holds.
     """
 
     y: np.ndarray
     X: np.ndarray
     names: tuple[str, ...]
     dropped: tuple[str, ...]
+    spec: object = None
+    kept: tuple[int, ...] = ()
+
+    def X_for(self, frame: pd.DataFrame) -> np.ndarray:
+        """The fixed-effects matrix for new data, with the fit's encoding and columns."""
+        matrix = self.spec.get_model_matrix(frame, na_action="raise")  # type: ignore[attr-defined]
+        return np.asarray(matrix, dtype=np.float64)[:, list(self.kept)]
 
 
 def _independent_columns(X: np.ndarray) -> np.ndarray:
@@ -116,4 +127,6 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
     if dropped:
         X = np.ascontiguousarray(X[:, kept])
         names = tuple(names[j] for j in kept)
-    return FixedDesign(y=y, X=X, names=names, dropped=dropped)
+    return FixedDesign(
+        y=y, X=X, names=names, dropped=dropped, spec=rhs.model_spec, kept=tuple(int(j) for j in kept)
+    )

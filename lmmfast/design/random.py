@@ -35,6 +35,12 @@ class RandomTerm:
         Level index of every row.
     values : numpy.ndarray, shape (n, k)
         The term's columns per row.
+    factors : tuple of str
+        The grouping columns (``("Machine", "Worker")`` for ``Machine:Worker``).
+    spec : formulaic.ModelSpec or None
+        How the term's columns were built, to build them again for new data.
+    column_index : tuple of int
+        Which of ``spec``'s columns this term holds (a ``||`` term holds one).
     """
 
     group: str
@@ -42,6 +48,9 @@ class RandomTerm:
     levels: np.ndarray
     codes: np.ndarray
     values: np.ndarray
+    factors: tuple[str, ...] = ()
+    spec: object = None
+    column_index: tuple[int, ...] = ()
 
     @property
     def k(self) -> int:
@@ -52,6 +61,18 @@ class RandomTerm:
     def n_levels(self) -> int:
         """Number of levels of the grouping factor."""
         return len(self.levels)
+
+    def codes_for(self, frame: pd.DataFrame) -> np.ndarray:
+        """Level index of each row of new data; −1 for levels the fit has not seen."""
+        labels = [_level_labels(frame[name].to_numpy()) for name in self.factors]
+        combined = labels[0] if len(labels) == 1 else np.asarray([":".join(parts) for parts in zip(*labels)], dtype=object)
+        index = {level: i for i, level in enumerate(self.levels)}
+        return np.asarray([index.get(label, -1) for label in combined], dtype=np.int64)
+
+    def values_for(self, frame: pd.DataFrame) -> np.ndarray:
+        """This term's columns for new data, built as they were for the fit."""
+        matrix = self.spec.get_model_matrix(frame, na_action="raise")  # type: ignore[attr-defined]
+        return np.asarray(matrix, dtype=np.float64)[:, list(self.column_index)]
 
     def z_block(self) -> sp.csc_matrix:
         """This term's block of Z as a sparse CSC matrix of shape (n, n_levels·k)."""
@@ -89,7 +110,7 @@ def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarr
     return codes.reshape(-1).astype(np.int64), labels
 
 
-def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray, tuple[str, ...]]:
+def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray, tuple[str, ...], object]:
     try:
         matrix = model_matrix(spec.expr, frame, na_action="raise")
     except Exception as exc:
@@ -102,7 +123,7 @@ def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray
     if not finite.all():
         bad = names[int(np.flatnonzero(~finite)[0])]
         raise DataError(f"The random-effects column {bad!r} of {spec.source} has infinite values.")
-    return values, names
+    return values, names, matrix.model_spec
 
 
 def _make_unique(names: Sequence[str]) -> list[str]:
@@ -151,16 +172,22 @@ def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> 
                 f"{n} observations; each level needs replicate observations (levels < observations) "
                 "or its variance is confounded with the residual."
             )
-        values, names = _term_columns(frame, spec)
-        pieces = [(values[:, [j]], (names[j],)) for j in range(len(names))] if spec.independent else [(values, names)]
-        for piece, piece_names in pieces:
+        values, names, model_spec = _term_columns(frame, spec)
+        if spec.independent:
+            pieces = [((j,), (names[j],)) for j in range(len(names))]
+        else:
+            pieces = [(tuple(range(len(names))), names)]
+        for index, piece_names in pieces:
             terms.append(
                 RandomTerm(
                     group=spec.group_name,
                     columns=piece_names,
                     levels=levels,
                     codes=codes,
-                    values=np.ascontiguousarray(piece),
+                    values=np.ascontiguousarray(values[:, list(index)]),
+                    factors=spec.factors,
+                    spec=model_spec,
+                    column_index=index,
                 )
             )
     terms.sort(key=lambda t: -t.n_levels)  # list.sort is stable, as R's order()

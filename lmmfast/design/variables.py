@@ -15,7 +15,7 @@ from lmmfast.formula import ModelFormula
 _IDENTIFIER = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
 
 
-def _variables(expression: str, where: str, available: set[str]) -> set[str]:
+def formula_variables(expression: str, where: str, available: set[str]) -> set[str]:
     """Data variables used by a formulaic expression.
 
     formulaic hides names that are also transforms (a column ``C`` reads as ``C()``), and
@@ -58,9 +58,9 @@ def required_columns(model: ModelFormula, available: Iterable[str] = ()) -> list
     ['y', 'x', 'z', 'g', 'h']
     """
     columns = {str(c) for c in available}
-    pieces = [_variables(model.fixed_formula, "the fixed part", columns)]
+    pieces = [formula_variables(model.fixed_formula, "the fixed part", columns)]
     for spec in model.random:
-        pieces.append(_variables(spec.expr, f"the random term {spec.source}", columns))
+        pieces.append(formula_variables(spec.expr, f"the random term {spec.source}", columns))
         pieces.append(set(spec.factors))
     text = model.text
     found: list[str] = []

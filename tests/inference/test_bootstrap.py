@@ -1,0 +1,70 @@
+"""Simulation, refits to a new response, and the reproducible parametric bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lmmfast
+
+
+@pytest.fixture(scope="module")
+def fit():
+    return lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+
+
+def test_refit_to_the_same_response_reproduces_the_fit(fit) -> None:
+    again = fit.refit(fit.model.fixed.y)
+    assert again.objective == pytest.approx(fit.objective, rel=1e-12)
+    np.testing.assert_allclose(again.beta, fit.beta, rtol=1e-8)
+
+
+def test_refit_equals_a_fresh_fit_to_the_new_response(fit) -> None:
+    data = lmmfast.datasets.load("sleepstudy")
+    y = fit.simulate(1, seed=11)[:, 0]
+    fresh = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", data.assign(Reaction=y))
+    refitted = fit.refit(y)
+    assert refitted.objective == pytest.approx(fresh.objective, rel=1e-9)
+    np.testing.assert_allclose(refitted.beta, fresh.beta, rtol=1e-5)
+
+
+def test_weighted_refit_equals_a_fresh_weighted_fit() -> None:
+    data = lmmfast.datasets.load("sleepstudy_weighted")
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", data, weights="w")
+    y = fit.simulate(1, seed=2)[:, 0]
+    fresh = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", data.assign(Reaction=y), weights="w")
+    assert fit.refit(y).objective == pytest.approx(fresh.objective, rel=1e-9)
+
+
+def test_simulation_has_the_fitted_moments(fit) -> None:
+    sims = fit.simulate(4000, seed=5)
+    np.testing.assert_allclose(sims.mean(axis=1), fit.model.fixed.X @ fit.beta, atol=3.0)
+    # marginal variance at Days = 0: σ_b0² + σ²
+    day0 = fit.model.fixed.X[:, 1] == 0
+    expected = fit.varcorr.vcov.iloc[0] + fit.sigma**2
+    assert sims[day0].var(axis=1).mean() == pytest.approx(expected, rel=0.05)
+
+
+def test_bootstrap_is_reproducible_serially_and_in_parallel(fit) -> None:
+    serial = fit.bootstrap(12, seed=7)
+    again = fit.bootstrap(12, seed=7)
+    parallel = fit.bootstrap(12, seed=7, processes=2)
+    assert np.array_equal(serial.to_numpy(), again.to_numpy())
+    assert np.array_equal(serial.to_numpy(), parallel.to_numpy())
+    assert not np.array_equal(serial.to_numpy(), fit.bootstrap(12, seed=8).to_numpy())
+    assert list(serial.columns) == ["Intercept", "Days", "sigma", *fit.theta_names, "objective"]
+
+
+@pytest.mark.parametrize(
+    ("call", "phrase"),
+    [
+        (lambda f: f.simulate(0), "nsim must be a positive integer"),
+        (lambda f: f.bootstrap(0), "n must be a positive integer"),
+        (lambda f: f.bootstrap(2, processes=0), "processes must be a positive integer"),
+        (lambda f: f.refit(np.ones(3)), "one value per observation"),
+        (lambda f: f.refit(np.full(180, np.nan)), "missing or infinite"),
+    ],
+)
+def test_bad_arguments(fit, call, phrase) -> None:
+    with pytest.raises(lmmfast.DataError, match=phrase):
+        call(fit)
