@@ -193,6 +193,27 @@ class LmmResult:
 
         return satterthwaite_table(self)
 
+    @cached_property
+    def cond_var(self) -> dict[str, np.ndarray]:
+        """Conditional covariance matrices of the random effects, per term name (VarCorr's
+        names): arrays of shape (n_levels, k, k). Computed on first use (q solves)."""
+        from lmmfast.inference.condvar import conditional_covariances
+
+        return {term.name: block for term, block in zip(self.terms, conditional_covariances(self))}
+
+    def ranef_table(self) -> pd.DataFrame:
+        """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
+        from lmmfast.inference.condvar import ranef_table
+
+        return ranef_table(self)
+
+    def variance_decomposition(self) -> pd.DataFrame:
+        """Variance components and their shares of the total (intraclass correlations for
+        random-intercept models)."""
+        from lmmfast.inference.condvar import variance_decomposition
+
+        return variance_decomposition(self)
+
     def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
         """Confidence intervals, columns ``lower`` and ``upper``.
 
