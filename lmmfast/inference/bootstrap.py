@@ -7,6 +7,7 @@ that involve y (one pass over the rows), then optimises from the original θ̂.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -161,6 +162,10 @@ def bootstrap(
         frame = model.model_frame.frame
         factorization = "blocked" if type(model.objective.factor).__name__ == "BlockedFactor" else "cholmod"
         init = (model.formula.text, frame, fit.reml, model.weights, factorization, fit.optsummary)
-        with ProcessPoolExecutor(max_workers=int(processes), initializer=_worker_init, initargs=init) as pool:
+        # "spawn": forking a process whose BLAS and numba thread pools are running can deadlock
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=int(processes), mp_context=context, initializer=_worker_init, initargs=init
+        ) as pool:
             rows = list(tqdm(pool.map(_worker_replicate, seeds), total=len(seeds), disable=not progress, desc="bootstrap"))
     return pd.DataFrame(np.vstack(rows), columns=columns)
