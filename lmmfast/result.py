@@ -214,21 +214,49 @@ class LmmResult:
 
         return variance_decomposition(self)
 
-    def confint(self, method: str = "wald", level: float = 0.95) -> pd.DataFrame:
+    def confint(
+        self,
+        method: str = "wald",
+        level: float = 0.95,
+        *,
+        n: int = 1000,
+        seed: int | None = None,
+        boot_type: str = "percentile",
+        processes: int = 1,
+    ) -> pd.DataFrame:
         """Confidence intervals, columns ``lower`` and ``upper``.
 
-        ``method="wald"``: fixed effects, estimate ± z·SE (lme4's ``confint(method="Wald")``,
-        which has no Wald intervals for variance parameters either).
+        ``method="wald"``: fixed effects only, estimate ± z·SE (lme4's ``method = "Wald"``
+        has none for variance parameters either). ``"profile"``: profile likelihood on the
+        ML deviance, as lme4; rows are the variance parameters named as lme4 names them
+        (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``) then the
+        fixed effects. ``"boot"``: parametric bootstrap with ``n`` replicates, ``seed``,
+        ``processes``, and ``boot_type`` ``"percentile"`` or ``"shortest"``.
         """
         from scipy import stats
 
-        if method != "wald":
-            raise DataError(f"confint method {method!r} is not available; use method='wald'.")
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
             raise DataError(f"level must be a number between 0 and 1, got {level!r}.")
+        if method == "profile":
+            from lmmfast.inference.profile import profile_intervals
+
+            return profile_intervals(self, level)
+        if method == "boot":
+            from lmmfast.inference.profile import bootstrap_intervals
+
+            return bootstrap_intervals(self, n, level, seed=seed, kind=boot_type, processes=processes)
+        if method != "wald":
+            raise DataError(f"confint method must be 'wald', 'profile' or 'boot', got {method!r}.")
         z = stats.norm.ppf(0.5 + level / 2)
         se = self.stderr.to_numpy()
         return pd.DataFrame({"lower": self.beta - z * se, "upper": self.beta + z * se}, index=list(self.fixef_names))
+
+    def profile(self, level: float = 0.99, points: int = 9) -> pd.DataFrame:
+        """Profile traces (``parameter, value, zeta``) for plotting; see
+        :func:`lmmfast.inference.profile.profile_traces`."""
+        from lmmfast.inference.profile import profile_traces
+
+        return profile_traces(self, level, points)
 
     def refit_ml(self) -> "LmmResult":
         """This model refitted by maximum likelihood (itself if it already is), reusing the
