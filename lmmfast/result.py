@@ -185,6 +185,27 @@ class LmmResult:
 
     # --- inference -------------------------------------------------------------------------
     @cached_property
+    def variance_derivatives(self) -> tuple[np.ndarray, np.ndarray]:
+        """(A, J): the asymptotic covariance of (θ, σ) and the derivatives of Var(β̂) in them,
+        shared by the Satterthwaite t and F tests. Computed on first use."""
+        from lmmfast.inference.satterthwaite import variance_derivatives
+
+        return variance_derivatives(self)
+
+    def test_contrasts(self, contrasts: np.ndarray | pd.DataFrame) -> dict[str, float]:
+        """Joint F test of Lβ = 0 with Satterthwaite's denominator df (lmerTest's method);
+        see :func:`lmmfast.inference.ftest.contrast_test`."""
+        from lmmfast.inference.ftest import contrast_test
+
+        return contrast_test(self, contrasts)
+
+    def anova_terms(self) -> pd.DataFrame:
+        """One joint F test per fixed-effects term; see :func:`lmmfast.inference.ftest.term_tests`."""
+        from lmmfast.inference.ftest import term_tests
+
+        return term_tests(self)
+
+    @cached_property
     def coef_table(self) -> pd.DataFrame:
         """Fixed effects with Satterthwaite df and p-values (lmerTest's method): columns
         ``estimate, std_error, df, t_value, p_value``. Computed on first use (finite

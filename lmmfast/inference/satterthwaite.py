@@ -39,6 +39,29 @@ def beta_covariance_at(objective: ProfiledObjective, theta: np.ndarray, sigma: f
     return solution.beta_covariance * (sigma / solution.sigma) ** 2
 
 
+def variance_derivatives(fit: LmmResult) -> tuple[np.ndarray, np.ndarray]:
+    """A = 2 H⁻¹ (asymptotic covariance of φ = (θ, σ)) and J = ∂C/∂φ, shape (p, p, len(φ)),
+    by finite differences at the estimate."""
+    objective = fit.model.objective
+    phi = np.append(fit.theta, fit.sigma)
+
+    def deviance(point: np.ndarray) -> float:
+        return deviance_at(objective, point[:-1], point[-1])
+
+    def covariance(point: np.ndarray) -> np.ndarray:
+        return beta_covariance_at(objective, point[:-1], point[-1])
+
+    return 2.0 * np.linalg.pinv(hessian(deviance, phi)), jacobian(covariance, phi)
+
+
+def contrast_df(contrast: np.ndarray, C: np.ndarray, A: np.ndarray, J: np.ndarray) -> float:
+    """Satterthwaite df of one contrast ℓ: 2 (ℓ'Cℓ)² / (g'Ag), g_i = ℓ' ∂C/∂φ_i ℓ."""
+    gradient = np.einsum("a,abi,b->i", contrast, J, contrast)
+    denominator = float(gradient @ A @ gradient)
+    variance = float(contrast @ C @ contrast)
+    return 2.0 * variance**2 / denominator if denominator > 0 else np.inf
+
+
 def satterthwaite_table(fit: LmmResult) -> pd.DataFrame:
     """Estimates, standard errors, Satterthwaite df, t values and two-sided p-values.
 
@@ -49,25 +72,11 @@ def satterthwaite_table(fit: LmmResult) -> pd.DataFrame:
     >>> round(float(satterthwaite_table(fit).loc["Days", "df"]), 2)
     17.0
     """
-    objective = fit.model.objective
-    phi = np.append(fit.theta, fit.sigma)
-
-    def deviance(point: np.ndarray) -> float:
-        return deviance_at(objective, point[:-1], point[-1])
-
-    def covariance(point: np.ndarray) -> np.ndarray:
-        return beta_covariance_at(objective, point[:-1], point[-1])
-
-    H = hessian(deviance, phi)
-    A = 2.0 * np.linalg.pinv(H)
-    J = jacobian(covariance, phi)  # shape (p, p, len(φ))
+    A, J = fit.variance_derivatives
     C = fit.beta_covariance
-    variance = np.diag(C)
-    gradients = np.stack([np.diag(J[:, :, i]) for i in range(len(phi))], axis=1)  # (p, len(φ))
-    denominator = np.einsum("ki,ij,kj->k", gradients, A, gradients)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df = np.where(denominator > 0, 2.0 * variance**2 / denominator, np.inf)
-    std_error = np.sqrt(variance)
+    p = len(fit.beta)
+    df = np.array([contrast_df(np.eye(p)[j], C, A, J) for j in range(p)])
+    std_error = np.sqrt(np.diag(C))
     t_value = fit.beta / std_error
     p_value = 2.0 * stats.t.sf(np.abs(t_value), df)
     return pd.DataFrame(
