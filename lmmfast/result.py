@@ -326,11 +326,12 @@ class LmmResult:
         raise DataError(f"residual type must be 'response' or 'pearson', got {type!r}.")
 
     # --- output ---------------------------------------------------------------------------------
-    def summary(self) -> str:
-        """The fit in lme4's printed layout."""
+    def summary(self, ddf: str = "auto") -> str:
+        """The fit in lme4's printed layout, with lmerTest's Satterthwaite columns
+        (``ddf="auto"``: when cheap; ``"satterthwaite"``: always; ``"none"``: never)."""
         from lmmfast.summary import format_summary
 
-        return format_summary(self)
+        return format_summary(self, ddf)
 
     def __str__(self) -> str:
         return self.summary()

@@ -66,7 +66,23 @@ def _random_effects(fit: LmmResult) -> list[str]:
     return [" " + line for line in _table(header, rows, {0, 1, 4})]
 
 
-def _fixed_effects(fit: LmmResult) -> list[str]:
+#: ``ddf="auto"`` adds Satterthwaite columns when they should take less than this (seconds),
+#: judged from the optimiser's time per evaluation.
+AUTO_DDF_SECONDS = 2.0
+
+
+def _satterthwaite_cost(fit: LmmResult) -> float:
+    """Estimated seconds for the Satterthwaite df: ~8(m+1)² + 8(m+1) evaluations."""
+    m = len(fit.theta) + 1
+    per_eval = fit.optsummary.seconds / max(fit.optsummary.n_evals, 1)
+    return (8 * m * m + 8 * m) * per_eval
+
+
+def _p_value(p: float) -> str:
+    return "< 2e-16" if p < 2e-16 else f"{p:.3g}"
+
+
+def _fixed_effects(fit: LmmResult, satterthwaite: bool) -> list[str]:
     if len(fit.beta) == 0:
         return ["No fixed effect coefficients"]
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
@@ -74,8 +90,14 @@ def _fixed_effects(fit: LmmResult) -> list[str]:
     estimates = _column(fit.beta)
     errors = _column(se)
     tvalues = [f"{v:.3f}" for v in fit.beta / se]
-    rows = [[n, e, s, t] for n, e, s, t in zip(names, estimates, errors, tvalues)]
-    return _table(["", "Estimate", "Std. Error", "t value"], rows, {0})
+    if not satterthwaite:
+        rows = [[n, e, s, t] for n, e, s, t in zip(names, estimates, errors, tvalues)]
+        return _table(["", "Estimate", "Std. Error", "t value"], rows, {0})
+    table = fit.coef_table
+    dfs = [f"{v:.2f}" for v in table.df]
+    pvalues = [_p_value(v) for v in table.p_value]
+    rows = [[n, e, s, d, t, p] for n, e, s, d, t, p in zip(names, estimates, errors, dfs, tvalues, pvalues)]
+    return _table(["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"], rows, {0})
 
 
 def _abbreviate(name: str) -> str:
@@ -95,8 +117,12 @@ def _fixed_correlation(fit: LmmResult) -> list[str]:
     return ["", "Correlation of Fixed Effects:", *_table([""] + short, rows, {0})]
 
 
-def format_summary(fit: LmmResult) -> str:
-    """Render ``fit`` as lme4's ``summary()`` prints it.
+def format_summary(fit: LmmResult, ddf: str = "auto") -> str:
+    """Render ``fit`` as lme4's ``summary()`` prints it (lmerTest's, with Satterthwaite df).
+
+    ``ddf``: ``"satterthwaite"`` adds df and p-values to the fixed effects (lmerTest's
+    layout), ``"none"`` leaves lme4's layout, ``"auto"`` adds them when they are estimated to
+    take under ``AUTO_DDF_SECONDS`` and says so when it leaves them out.
 
     Examples
     --------
@@ -137,7 +163,17 @@ def format_summary(fit: LmmResult) -> str:
         lines.append(f"Fixed-effect columns dropped as rank deficient: {', '.join(fit.dropped_columns)}")
     lines.append("")
     lines.append("Fixed effects:")
-    lines.extend(_fixed_effects(fit))
+    if ddf not in ("auto", "satterthwaite", "none"):
+        from lmmfast.errors import DataError
+
+        raise DataError(f"ddf must be 'auto', 'satterthwaite' or 'none', got {ddf!r}.")
+    satterthwaite = ddf == "satterthwaite" or (ddf == "auto" and _satterthwaite_cost(fit) < AUTO_DDF_SECONDS)
+    lines.extend(_fixed_effects(fit, satterthwaite and len(fit.beta) > 0))
+    if ddf == "auto" and not satterthwaite and len(fit.beta):
+        lines.append(
+            f"(Satterthwaite df and p-values left out: about {_satterthwaite_cost(fit):.0f} s to compute; "
+            "summary(ddf='satterthwaite') or fit.coef_table computes them.)"
+        )
     lines.extend(_fixed_correlation(fit))
     notes = []
     if fit.singular:

@@ -92,3 +92,14 @@ def test_to_dict_is_json_and_has_the_contract_keys(fit) -> None:
         "grp": "Subject", "var1": "(Intercept)", "var2": "Days",
         "vcov": pytest.approx(fit.varcorr.vcov.iloc[2]), "sdcor": pytest.approx(fit.varcorr.sdcor.iloc[2]),
     }
+
+
+def test_summary_shows_satterthwaite_columns_when_cheap(fit) -> None:
+    text = fit.summary()
+    header = next(line for line in text.splitlines() if "Estimate" in line)
+    assert header.split() == ["Estimate", "Std.", "Error", "df", "t", "value", "Pr(>|t|)"]
+    assert "17.00" in text
+    plain = fit.summary(ddf="none")
+    assert "Pr(>|t|)" not in plain
+    with pytest.raises(lmmfast.DataError, match="ddf must be"):
+        fit.summary(ddf="kenward-roger")
