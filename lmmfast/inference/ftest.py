@@ -7,10 +7,12 @@ over νᵢ > 2, the denominator df is 2E/(E − q) when E > q.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from formulaic import model_matrix
 from scipy import stats
 
 from lmmfast.errors import DataError
@@ -73,34 +75,77 @@ def contrast_test(fit: LmmResult, contrasts: np.ndarray | pd.DataFrame) -> dict[
     return {"F": F, "num_df": float(q), "den_df": den_df, "p_value": float(stats.f.sf(F, q, den_df))}
 
 
-def term_tests(fit: LmmResult) -> pd.DataFrame:
-    """One F test per term of the fixed-effects formula: are all its coefficients zero?
+def _sum_coded_map(fit: LmmResult) -> tuple[np.ndarray, object] | None:
+    """(T, spec) with X_sum = X T for the same fixed part coded with sum-to-zero contrasts,
+    or None when that recoding does not apply (explicit ``C(...)``, aliased columns)."""
+    model = fit.model
+    fixed = model.formula.fixed
+    frame = model.model_frame.frame
+    categorical = [
+        c for c in frame.columns
+        if c != model.formula.response and not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+    ]
+    if not categorical or "C(" in fixed or model.fixed.dropped:
+        return None
+    rewritten = fixed
+    for name in categorical:
+        rewritten = re.sub(rf"(?<![\w.`]){re.escape(name)}(?![\w.(`])", f"C({name}, contr.sum)", rewritten)
+    try:
+        matrix = model_matrix(rewritten, frame, na_action="raise")
+    except Exception:
+        return None
+    X_sum = np.asarray(matrix, dtype=np.float64)
+    X = model.fixed.X
+    if X_sum.shape != X.shape:
+        return None
+    T, *_ = np.linalg.lstsq(X, X_sum, rcond=None)
+    if not np.allclose(X @ T, X_sum, rtol=1e-8, atol=1e-8 * max(1.0, np.abs(X_sum).max())):
+        return None
+    return T, matrix.model_spec
 
-    For a term that no higher-order term of the model contains (``marginal`` True), this is
-    the type III test whatever the coding. For a term inside an interaction it is type III
-    only under sum-to-zero coding (write ``C(x, contr.sum)``); with the default treatment
-    coding it tests the effect at the reference levels of the other factors.
+
+def term_tests(fit: LmmResult) -> pd.DataFrame:
+    """Type III F tests, one per term of the fixed-effects formula (lmerTest's ``anova``).
+
+    The hypotheses are those of the coefficients under sum-to-zero coding of the categorical
+    predictors, which is what makes them type III; they are tested on this fit through the
+    exact reparametrisation X_sum = X T, whatever coding the formula used. Where recoding
+    does not apply (explicit ``C(...)`` in the formula, aliased columns), each term's own
+    coefficients are tested and ``type3`` says whether that is type III (it is for terms that
+    no interaction contains, and for every term when the formula codes its factors with
+    ``contr.sum``).
 
     Examples
     --------
     >>> import lmmfast
     >>> fit = lmmfast.lmm("score ~ Machine + (1 | Worker/Machine)", lmmfast.datasets.load("machines"))
-    >>> term_tests(fit).loc["Machine", "num_df"]
-    np.float64(2.0)
+    >>> float(term_tests(fit).loc["Machine", "num_df"])
+    2.0
     """
     spec = fit.model.fixed.spec
     kept = list(fit.model.fixed.kept)
     position = {column: i for i, column in enumerate(kept)}
-    terms = [(term, [position[c] for c in columns if c in position]) for term, columns in spec.term_indices.items()]
-    factor_sets = {str(term): {str(f) for f in term.factors} for term, _ in terms}
+    original = [(term, [position[c] for c in columns if c in position]) for term, columns in spec.term_indices.items()]
+    factor_sets = {str(term): {str(f) for f in term.factors} for term, _ in original}
+    recoded = _sum_coded_map(fit)
+    p = len(kept)
     rows = {}
-    for term, columns in terms:
-        name = str(term)
-        if name == "1" or not columns:
-            continue
-        L = np.eye(len(kept))[columns]
-        result = contrast_test(fit, L)
-        mine = factor_sets[name]
-        marginal = not any(mine < other for key, other in factor_sets.items() if key != name)
-        rows[name] = {**result, "marginal": marginal}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["F", "num_df", "den_df", "p_value", "marginal"])
+    if recoded is not None:
+        T, sum_spec = recoded
+        inverse = np.linalg.inv(T)
+        for (term, _), sum_columns in zip(original, sum_spec.term_indices.values()):
+            name = str(term)
+            if name == "1" or not sum_columns:
+                continue
+            result = contrast_test(fit, np.eye(p)[list(sum_columns)] @ inverse)
+            rows[name] = {**result, "type3": True}
+    else:
+        for term, columns in original:
+            name = str(term)
+            if name == "1" or not columns:
+                continue
+            mine = factor_sets[name]
+            contained = any(mine < other for key, other in factor_sets.items() if key != name)
+            result = contrast_test(fit, np.eye(p)[columns])
+            rows[name] = {**result, "type3": not contained or "contr.sum" in fit.model.formula.fixed}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["F", "num_df", "den_df", "p_value", "type3"])

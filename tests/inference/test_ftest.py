@@ -23,7 +23,7 @@ CAKE_TYPE3 = {  # F, NumDF, DenDF, Pr(>F)
 def test_sum_coded_term_tests_are_lmertest_type3() -> None:
     fit = lmmfast.lmm("angle ~ C(recipe, contr.sum) * temp + (1 | recipe:replicate)", lmmfast.datasets.load("cake"))
     table = fit.anova_terms()
-    assert list(table.columns) == ["F", "num_df", "den_df", "p_value", "marginal"]
+    assert list(table.columns) == ["F", "num_df", "den_df", "p_value", "type3"]
     names = {"recipe": "C(recipe, contr.sum)", "temp": "temp", "recipe:temp": "C(recipe, contr.sum):temp"}
     for key, (F, num, den, p) in CAKE_TYPE3.items():
         row = table.loc[names[key]]
@@ -32,13 +32,17 @@ def test_sum_coded_term_tests_are_lmertest_type3() -> None:
         assert row.den_df == pytest.approx(den, rel=1e-6)
         if p is not None:
             assert row.p_value == pytest.approx(p, abs=1e-5)
-    assert table.marginal.tolist() == [False, False, True]
+    assert table.type3.all()
 
 
-def test_marginal_terms_do_not_depend_on_coding() -> None:
+def test_treatment_coded_fit_gets_the_same_type3_tests() -> None:
     data = lmmfast.datasets.load("cake")
-    treatment = lmmfast.lmm("angle ~ recipe * temp + (1 | recipe:replicate)", data).anova_terms()
-    assert treatment.loc["recipe:temp", "F"] == pytest.approx(CAKE_TYPE3["recipe:temp"][0], rel=1e-4)
+    table = lmmfast.lmm("angle ~ recipe * temp + (1 | recipe:replicate)", data).anova_terms()
+    assert list(table.index) == ["recipe", "temp", "recipe:temp"]
+    for key, (F, num, den, _) in CAKE_TYPE3.items():
+        assert table.loc[key, "F"] == pytest.approx(F, rel=1e-4)
+        assert table.loc[key, "den_df"] == pytest.approx(den, rel=1e-6)
+    assert table.type3.all()
 
 
 def test_machine_effect_matches_lmertest() -> None:
