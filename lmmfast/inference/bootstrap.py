@@ -7,7 +7,6 @@ that involve y (one pass over the rows), then optimises from the original θ̂.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from lmmfast.crossprod import accumulate_outer
 from lmmfast.errors import DataError
@@ -97,16 +97,19 @@ def _replicate_row(fit: LmmResult, seed: np.random.SeedSequence) -> np.ndarray:
 
 
 _WORKER_FIT: LmmResult | None = None
+_WORKER_LIMITS: object = None  # keeps the worker's BLAS thread limit in force
 
 
 def _worker_init(
     formula: str, frame: pd.DataFrame, reml: bool, weights: np.ndarray | None, factorization: str, record: OptSummary
 ) -> None:
     """Rebuild the fit in a worker process (factor objects cannot be pickled): the same
-    design and the same optimiser record, so every estimate is the parent's to the bit."""
+    design and the same optimiser record, so every estimate is the parent's to the bit.
+    Each worker's BLAS runs one thread: the processes are the parallelism."""
     from lmmfast.api import _assemble, prepare
 
-    global _WORKER_FIT
+    global _WORKER_FIT, _WORKER_LIMITS
+    _WORKER_LIMITS = threadpool_limits(limits=1)
     prepared = prepare(formula, frame, reml=reml, weights=weights, factorization=factorization)
     _WORKER_FIT = _assemble(prepared, record, time.perf_counter())
 
@@ -121,8 +124,9 @@ def bootstrap(
 ) -> pd.DataFrame:
     """Parametric bootstrap: simulate from the fit, refit, collect the estimates.
 
-    Replicate i draws from its own seed (``SeedSequence(seed).spawn(n)[i]``), so the result is
-    the same bit for bit whether it runs in one process or several.
+    Replicate i draws from its own seed (``SeedSequence(seed).spawn(n)[i]``) and all
+    linear algebra runs with one BLAS thread per process, so the result is the same bit for
+    bit whether it runs in one process or several.
 
     Parameters
     ----------
@@ -153,19 +157,25 @@ def bootstrap(
         raise DataError(f"n must be a positive integer, got {n!r}.")
     if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) or processes < 1:
         raise DataError(f"processes must be a positive integer, got {processes!r}.")
+    from lmmfast.api import _assemble
+
     seeds = np.random.SeedSequence(seed).spawn(int(n))
     columns = [*fit.fixef_names, "sigma", *fit.theta_names, "objective"]
-    if processes == 1:
-        rows = [_replicate_row(fit, s) for s in tqdm(seeds, disable=not progress, desc="bootstrap")]
-    else:
-        model = fit.model
-        frame = model.model_frame.frame
-        factorization = "blocked" if type(model.objective.factor).__name__ == "BlockedFactor" else "cholmod"
-        init = (model.formula.text, frame, fit.reml, model.weights, factorization, fit.optsummary)
-        # "spawn": forking a process whose BLAS and numba thread pools are running can deadlock
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=int(processes), mp_context=context, initializer=_worker_init, initargs=init
-        ) as pool:
-            rows = list(tqdm(pool.map(_worker_replicate, seeds), total=len(seeds), disable=not progress, desc="bootstrap"))
+    model = fit.model
+    with threadpool_limits(limits=1):
+        # BLAS with one thread everywhere, and the fit re-assembled under it, so that the
+        # numbers cannot depend on how many processes share the work
+        base = _assemble(model, fit.optsummary, time.perf_counter())
+        if processes == 1:
+            rows = [_replicate_row(base, s) for s in tqdm(seeds, disable=not progress, desc="bootstrap")]
+        else:
+            factorization = "blocked" if type(model.objective.factor).__name__ == "BlockedFactor" else "cholmod"
+            init = (model.formula.text, model.model_frame.frame, fit.reml, model.weights, factorization, fit.optsummary)
+            # the platform's default start method: "spawn" re-imports the caller's main module,
+            # which fails for scripts read from stdin; OpenBLAS and numba (no parallel kernels
+            # here) are fork-safe on Linux
+            with ProcessPoolExecutor(max_workers=int(processes), initializer=_worker_init, initargs=init) as pool:
+                rows = list(
+                    tqdm(pool.map(_worker_replicate, seeds), total=len(seeds), disable=not progress, desc="bootstrap")
+                )
     return pd.DataFrame(np.vstack(rows), columns=columns)
