@@ -111,7 +111,8 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
     ('Intercept', 'x')
     """
     try:
-        matrices = model_matrix(f"{response} ~ {fixed}", frame, na_action="raise")
+        with np.errstate(all="ignore"):  # inf·0 in a product column is reported below, in words
+            matrices = model_matrix(f"{response} ~ {fixed}", frame, na_action="raise")
     except Exception as exc:  # formulaic raises many types; the cause is always the formula
         raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
     lhs, rhs = matrices.lhs, matrices.rhs
@@ -121,7 +122,10 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
     finite = np.isfinite(X).all(axis=0)
     if not finite.all():
         bad = names[int(np.flatnonzero(~finite)[0])]
-        raise DataError(f"The fixed-effects column {bad!r} has infinite values; remove or recode those rows.")
+        raise DataError(
+            f"The fixed-effects column {bad!r} has infinite or undefined values (infinite predictors, or "
+            "inf·0 in a product); remove or recode those rows."
+        )
     kept = _independent_columns(X)
     dropped = tuple(name for j, name in enumerate(names) if j not in set(kept.tolist()))
     if dropped:

@@ -112,7 +112,8 @@ def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarr
 
 def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray, tuple[str, ...], object]:
     try:
-        matrix = model_matrix(spec.expr, frame, na_action="raise")
+        with np.errstate(all="ignore"):  # non-finite columns are reported below, in words
+            matrix = model_matrix(spec.expr, frame, na_action="raise")
     except Exception as exc:
         raise FormulaError(f"The random term {spec.source} could not be built from {spec.expr!r}: {exc}") from exc
     values = np.asarray(matrix, dtype=np.float64)
@@ -122,7 +123,7 @@ def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray
     finite = np.isfinite(values).all(axis=0)
     if not finite.all():
         bad = names[int(np.flatnonzero(~finite)[0])]
-        raise DataError(f"The random-effects column {bad!r} of {spec.source} has infinite values.")
+        raise DataError(f"The random-effects column {bad!r} of {spec.source} has infinite or undefined values.")
     return values, names, matrix.model_spec
 
 
