@@ -41,6 +41,7 @@ def test_treatment_coded_fit_gets_the_same_type3_tests() -> None:
     assert list(table.index) == ["recipe", "temp", "recipe:temp"]
     for key, (F, num, den, _) in CAKE_TYPE3.items():
         assert table.loc[key, "F"] == pytest.approx(F, rel=1e-4)
+        assert table.loc[key, "num_df"] == num
         assert table.loc[key, "den_df"] == pytest.approx(den, rel=1e-6)
     assert table.type3.all()
 
