@@ -27,11 +27,23 @@ from lmmfast.design.random import display_names
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.diagnostics import report, resolve_checks
-from lmmfast.errors import ConvergenceWarning, DataError, ModelError, RankDeficiencyWarning, SingularFitWarning
+from lmmfast.errors import (
+    ConvergenceWarning,
+    DataError,
+    ModelError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
 from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
-from lmmfast.optimize import SINGULAR_TOLERANCE, ConvergenceCheck, OptSummary, check_convergence, optimize_theta
+from lmmfast.optimize import (
+    SINGULAR_TOLERANCE,
+    ConvergenceCheck,
+    OptSummary,
+    check_convergence,
+    optimize_theta,
+)
 from lmmfast.parameters import ThetaLayout
 from lmmfast.result import LmmResult, RandomTermResult
 from lmmfast.start import initial_theta

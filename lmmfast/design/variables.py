@@ -11,7 +11,6 @@ from formulaic.transforms import TRANSFORMS
 from lmmfast.errors import FormulaError
 from lmmfast.formula import ModelFormula
 
-
 _IDENTIFIER = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
 
 

@@ -2,7 +2,7 @@
 
 from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.factor.blocked import BlockedFactor
-from lmmfast.factor.choose import choose_method, make_factor
 from lmmfast.factor.cholmod import CholmodFactor
+from lmmfast.factor.choose import choose_method, make_factor
 
 __all__ = ["RandomEffectsFactor", "BlockedFactor", "CholmodFactor", "choose_method", "make_factor"]
