@@ -6,6 +6,7 @@ Usage: ``.venv/bin/python benchmarks/inference_agreement.py``
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
@@ -16,35 +17,22 @@ import numpy as np
 
 import lmmfast
 
-REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "reference" / "fits"
-CASES = {
-    "cake_interaction": ("cake", "angle ~ recipe * temp + (1 | recipe:replicate)", True),
-    "dragons_intercept": ("dragons", "testScore ~ bodyLength2 + (1|mountainRange)", True),
-    "dragons_nested": ("dragons", "testScore ~ bodyLength2 + (1|mountainRange/site)", True),
-    "dyestuff": ("dyestuff", "Yield ~ 1 + (1 | Batch)", True),
-    "dyestuff2_singular": ("dyestuff2", "Yield ~ 1 + (1 | Batch)", True),
-    "exam_slopes": ("exam", "normexam ~ standLRT + (standLRT | school)", True),
-    "hsb82_crosslevel": ("hsb82", "mAch ~ meanses * cses + sx + minrty + (cses | school)", True),
-    "insteval_crossed_ml": ("insteval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", False),
-    "kb07_m6": ("kb07", "RTtrunc ~ 1+S+P+C+SP+SC+PC+SPC + (1|subj) + (1+P|item)", False),
-    "kb07_zcp": ("kb07", "RTtrunc ~ 1+S+P+C+SP+SC+PC+SPC + (1+S+P+C+SP+SC+PC+SPC||subj) + (1+S+P+C+SP+SC+PC+SPC||item)", False),
-    "machines_nested": ("machines", "score ~ Machine + (1 | Worker/Machine)", True),
-    "orthodont_slopes": ("orthodont", "distance ~ age * Sex + (age | Subject)", True),
-    "pastes_nested": ("pastes", "strength ~ 1 + (1 | batch/cask)", True),
-    "penicillin_crossed": ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", True),
-    "sleepstudy_intercept_ml": ("sleepstudy", "Reaction ~ Days + (1 | Subject)", False),
-    "sleepstudy_slopes_ml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", False),
-    "sleepstudy_slopes_reml": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True),
-    "sleepstudy_uncorr": ("sleepstudy", "Reaction ~ Days + (Days || Subject)", True),
-}
+REFERENCE = Path(__file__).resolve().parent.parent / "tests" / "reference"
+
+
+def _cases() -> list[dict[str, str]]:
+    with open(REFERENCE / "cases.tsv", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
 
 
 def main() -> int:
     warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
     print(f"{'case':24s} {'max rel Δdf':>11s} {'max |Δp|':>9s} {'max rel Δprofile':>16s} {'profile s':>9s}")
-    for case, (dataset, formula, reml) in CASES.items():
-        ref = json.loads((REFERENCE / f"{case}.json").read_text())
-        fit = lmmfast.lmm(formula, lmmfast.datasets.load(dataset), reml=reml)
+    for row in _cases():
+        case = row["id"]
+        ref = json.loads((REFERENCE / "fits" / f"{case}.json").read_text())
+        data = lmmfast.datasets.load(row["data"].removesuffix(".csv"))
+        fit = lmmfast.lmm(row["formula"], data, reml=row["criterion"] == "REML")
         table = fit.coef_table
         df = np.atleast_1d(ref["fixef"]["df_satterthwaite"])
         p = np.atleast_1d(ref["fixef"]["p_satterthwaite"])
