@@ -35,6 +35,7 @@ from lmmfast.errors import (
     SingularFitWarning,
 )
 from lmmfast.factor import make_factor
+from lmmfast.factor.choose import METHODS as FACTORIZATION_METHODS
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.optimize import (
@@ -105,7 +106,7 @@ def prepare(
         isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget > 0
     ):
         raise DataError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}.")
-    if factorization not in ("auto", "blocked", "cholmod"):
+    if factorization not in FACTORIZATION_METHODS:
         raise DataError(f"factorization must be 'auto', 'blocked' or 'cholmod', got {factorization!r}.")
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
         raise DataError(f"weights must be a column name or an array, got {type(weights).__name__}.")

@@ -292,7 +292,8 @@ class BlockedFactor:
         self._col_term = col_term
         self._col_index = (local % sizes[col_term]).astype(np.int64)
         self._col_start = (np.arange(q2) - self._col_index).astype(np.int64)
-        self._work = np.empty((q2, q2), order="F")
+        # the scaling of vector-valued terms needs a work array; scalar terms are scaled in place
+        self._work = None if self._scalar_rest else np.empty((q2, q2), order="F")
         self._S = np.empty((q2, q2), order="F")
         self._L11 = np.empty((self._n1, self._k1, self._k1))
         self._L21 = np.empty_like(self._cross_values)

@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from lmmfast.crossprod import accumulate_outer
 from lmmfast.errors import DataError
+from lmmfast.factor import BlockedFactor
 from lmmfast.objective import ProfiledObjective
 from lmmfast.optimize import OptSummary
 
@@ -169,7 +170,7 @@ def bootstrap(
         if processes == 1:
             rows = [_replicate_row(base, s) for s in tqdm(seeds, disable=not progress, desc="bootstrap")]
         else:
-            factorization = "blocked" if type(model.objective.factor).__name__ == "BlockedFactor" else "cholmod"
+            factorization = "blocked" if isinstance(model.objective.factor, BlockedFactor) else "cholmod"
             init = (model.formula.text, model.model_frame.frame, fit.reml, model.weights, factorization, fit.optsummary)
             # the platform's default start method: "spawn" re-imports the caller's main module,
             # which fails for scripts read from stdin; OpenBLAS and numba (no parallel kernels
