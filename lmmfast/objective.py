@@ -13,6 +13,7 @@ from scipy.linalg import solve_triangular
 
 from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.base import RandomEffectsFactor
+from lmmfast.gradient import off_boundary, theta_gradient
 from lmmfast.parameters import ThetaLayout
 
 #: Returned for θ where the fixed-effects block is not positive definite, so the optimiser
@@ -134,6 +135,56 @@ class ProfiledObjective:
             return INFEASIBLE
         value = self._criterion(schur[1])[0]
         return value if np.isfinite(value) else INFEASIBLE
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether :meth:`value_and_gradient` is available (the blocked factorisation path)."""
+        return bool(getattr(self.factor, "supports_gradient", False))
+
+    def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The criterion and its analytic gradient with respect to θ (:mod:`lmmfast.gradient`).
+
+        At θ on the boundary both are taken at :func:`~lmmfast.gradient.off_boundary` θ,
+        a hair inside. Costs about three evaluations of the criterion alone.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> from lmmfast.api import prepare
+        >>> model = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        >>> value, gradient = model.objective.value_and_gradient(np.array([1.0, 0.0, 1.0]))
+        >>> gradient.shape
+        (3,)
+        """
+        if not self.has_gradient:
+            raise NotImplementedError("the analytic gradient needs the blocked factorisation path")
+        cp = self.cross_products
+        theta = off_boundary(self.layout, np.asarray(theta, dtype=np.float64))
+        schur = self._schur(theta)
+        if schur is None:
+            return INFEASIBLE, np.zeros(self.layout.size)
+        rzx, lower = schur
+        value, _, _, r2 = self._criterion(lower)
+        if not np.isfinite(value):
+            return INFEASIBLE, np.zeros(self.layout.size)
+        p = cp.p
+        rx_t = lower[:p, :p]
+        beta = solve_triangular(rx_t.T, lower[p, :p], lower=False) if p else np.zeros(0)
+        rhs = [(rzx[:, p] - rzx[:, :p] @ beta)[:, None]]
+        if self.reml and p:
+            rhs.append(solve_triangular(rx_t, rzx[:, :p].T, lower=True).T)
+        solved = self.factor.solve_Lt(np.hstack(rhs))
+        gradient = theta_gradient(
+            self.layout,
+            cp,
+            theta,
+            self.factor.inverse_block_sums(),
+            solved[:, 0],
+            solved[:, 1:] if self.reml and p else None,
+            r2,
+            cp.n - p if self.reml else cp.n,
+        )
+        return float(value), gradient
 
     def solve(self, theta: np.ndarray) -> Solution:
         """β, u, b, σ and Var(β) at ``theta`` (called once, after the optimum)."""

@@ -18,7 +18,9 @@ import numpy as np
 from scipy.linalg import lapack
 
 from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.inverse_blocks import coupled_sum, first_term_inverse_rows, first_term_own_sum, mirror_lower
 from lmmfast.factor.kernels import sandwich_entry
+from lmmfast.factor.rank_update import PARALLEL_WORK, UpdatePattern, available_cores, subtract_outer_products
 from lmmfast.parameters import ThetaLayout
 
 
@@ -130,54 +132,6 @@ def _eliminate_first_term(
 
 
 @numba.njit(cache=True, nogil=True)
-def _rank_update(k1, cross_ptr, cross_row, cross_term, cross_offsets, sizes, L21, S):
-    """S -= L21 L21' (lower triangle), level by level of the first term.
-
-    Each level's rows of L21 are gathered into a small dense panel G (r × k₁), and
-    G G' is subtracted from S at those rows: the writes of one level go down a few
-    columns of S in row order, which keeps them in cache.
-    """
-    n1 = cross_ptr.shape[0] - 1
-    most = 0
-    for j in range(n1):
-        count = 0
-        for s in range(cross_ptr[j], cross_ptr[j + 1]):
-            count += sizes[cross_term[s]]
-        most = max(most, count)
-    rows = np.empty(most, dtype=np.int64)
-    panel = np.empty((most, k1))
-    for j in range(n1):
-        r = 0
-        for s in range(cross_ptr[j], cross_ptr[j + 1]):
-            ks = sizes[cross_term[s]]
-            base = cross_offsets[s]
-            for i in range(ks):
-                rows[r] = cross_row[s] + i
-                for b in range(k1):
-                    panel[r, b] = L21[base + i * k1 + b]
-                r += 1
-        for c in range(r):
-            column = rows[c]
-            for a in range(c, r):
-                acc = 0.0
-                for b in range(k1):
-                    acc += panel[a, b] * panel[c, b]
-                S[rows[a], column] -= acc
-
-
-@numba.njit(cache=True, nogil=True)
-def _rank_update_scalar(cross_ptr, cross_row, cross_level, by_column_ptr, by_column_slot, L21, S):
-    """:func:`_rank_update` when every term has one column (the common crossed design)."""
-    q2 = S.shape[0]
-    for c in range(q2):
-        for e in range(by_column_ptr[c], by_column_ptr[c + 1]):
-            s = by_column_slot[e]
-            weight = L21[s]
-            for u in range(s, cross_ptr[cross_level[s] + 1]):
-                S[cross_row[u], c] -= weight * L21[u]
-
-
-@numba.njit(cache=True, nogil=True)
 def _forward_first(L11, cross_ptr, cross_row, cross_term, cross_offsets, sizes, L21, rhs1, rhs2):
     """x1 = L11⁻¹ rhs1 (in place), then rhs2 -= L21 x1."""
     n1, k1, _ = L11.shape
@@ -242,7 +196,7 @@ class BlockedFactor:
     True
     """
 
-    def __init__(self, cross_products: CrossProducts, layout: ThetaLayout) -> None:
+    def __init__(self, cross_products: CrossProducts, layout: ThetaLayout, threads: int | None = None) -> None:
         cp = cross_products
         self._cp = cp
         self._layout = layout
@@ -275,12 +229,21 @@ class BlockedFactor:
         np.cumsum(np.bincount(cp.slot_level_b[cross], minlength=self._n1), out=self._cross_ptr[1:])
         self._cross_level = cp.slot_level_b[cross].astype(np.int64)
         self._scalar_rest = bool(np.all(sizes[1:] == 1))
-        self._all_scalar = self._scalar_rest and self._k1 == 1
-        if self._all_scalar:
-            # every block (one entry) listed under the column of S it lands in
-            self._by_column_slot = np.argsort(self._cross_row, kind="stable").astype(np.int64)
-            self._by_column_ptr = np.zeros(q2 + 1, dtype=np.int64)
-            np.cumsum(np.bincount(self._cross_row, minlength=q2), out=self._by_column_ptr[1:])
+        # one entry per (first-term level, row of S) it touches, level by level, rows sorted;
+        # entry e's k₁ values sit at L21[e k₁ : (e + 1) k₁]
+        heights = sizes[self._cross_term]
+        within = np.arange(int(heights.sum())) - np.repeat(np.cumsum(heights) - heights, heights)
+        entry_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self._cross_level, weights=heights, minlength=self._n1).astype(np.int64), out=entry_ptr[1:])
+        self._update_pattern = UpdatePattern.build(
+            self._k1, entry_ptr, np.repeat(self._cross_row, heights) + within, q2
+        )
+        self._entry_ptr = entry_ptr
+        self._entry_level = np.repeat(np.arange(self._n1, dtype=np.int64), np.diff(entry_ptr))
+        #: threads for the rank update: more than one only where the work pays for them
+        self.threads = (
+            (available_cores() if self._update_pattern.work >= PARALLEL_WORK else 1) if threads is None else int(threads)
+        )
 
         self._base = np.zeros((q2, q2), order="F")
         _scatter_dense(
@@ -312,17 +275,41 @@ class BlockedFactor:
             self._k1, self._first_values, self._cross_ptr, self._cross_term,
             self._cross_offsets, self._cross_values, sizes, templates, offsets, self._L11, self._L21,
         )
-        if self.dense_size and self._all_scalar:
-            _rank_update_scalar(
-                self._cross_ptr, self._cross_row, self._cross_level, self._by_column_ptr, self._by_column_slot, self._L21, self._S
-            )
-        elif self.dense_size:
-            _rank_update(self._k1, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, self._S)
         if self.dense_size:
+            subtract_outer_products(self._update_pattern, self._L21, self._S, self.threads)
             factor, info = lapack.dpotrf(self._S, lower=1, clean=0, overwrite_a=1)
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotrf failed (info={info}) on a matrix that must be positive definite")
             self._L22 = factor
+
+    #: :meth:`inverse_block_sums` is available, so the objective has an analytic gradient.
+    supports_gradient = True
+
+    def inverse_block_sums(self) -> list[np.ndarray]:
+        """For each term, Σ over its levels of the k×k diagonal blocks of M⁻¹ at the θ of the
+        last :meth:`update` (see :mod:`lmmfast.factor.inverse_blocks`); costs about two
+        dense factorisations and one rank update."""
+        cp = self._cp
+        first = first_term_own_sum(self._L11)
+        sums = [first]
+        if not self.dense_size:
+            return sums
+        inverse, info = lapack.dpotri(self._L22, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
+        inverse = np.asfortranarray(inverse)
+        mirror_lower(inverse)
+        w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
+        coupled = coupled_sum(self._update_pattern, self._entry_ptr, w, inverse, self.threads)
+        first += coupled
+        for term in range(1, len(cp.term_sizes)):
+            k = int(cp.term_sizes[term])
+            levels = int(cp.term_levels[term])
+            start = int(cp.column_offsets[term]) - self._q1
+            diagonal = np.arange(start, start + levels * k).reshape(levels, k)
+            blocks = inverse[diagonal[:, :, None], diagonal[:, None, :]]
+            sums.append(blocks.sum(axis=0))
+        return sums
 
     def logdet(self) -> float:
         first = 2.0 * float(np.sum(np.log(np.diagonal(self._L11, axis1=1, axis2=2))))

@@ -106,12 +106,14 @@ def _worker_init(
 ) -> None:
     """Rebuild the fit in a worker process (factor objects cannot be pickled): the same
     design and the same optimiser record, so every estimate is the parent's to the bit.
-    Each worker's BLAS runs one thread: the processes are the parallelism."""
+    Each worker's BLAS and rank update run one thread: the processes are the parallelism."""
     from lmmfast.api import _assemble, prepare
 
     global _WORKER_FIT, _WORKER_LIMITS
     _WORKER_LIMITS = threadpool_limits(limits=1)
     prepared = prepare(formula, frame, reml=reml, weights=weights, factorization=factorization)
+    if isinstance(prepared.objective.factor, BlockedFactor):
+        prepared.objective.factor.threads = 1
     _WORKER_FIT = _assemble(prepared, record, time.perf_counter())
 
 
@@ -173,8 +175,8 @@ def bootstrap(
             factorization = "blocked" if isinstance(model.objective.factor, BlockedFactor) else "cholmod"
             init = (model.formula.text, model.model_frame.frame, fit.reml, model.weights, factorization, fit.optsummary)
             # the platform's default start method: "spawn" re-imports the caller's main module,
-            # which fails for scripts read from stdin; OpenBLAS and numba (no parallel kernels
-            # here) are fork-safe on Linux
+            # which fails for scripts read from stdin; OpenBLAS, numba's serial kernels and the
+            # rank update's Python threads (none running while we fork) are fork-safe on Linux
             with ProcessPoolExecutor(max_workers=int(processes), initializer=_worker_init, initargs=init) as pool:
                 rows = list(
                     tqdm(pool.map(_worker_replicate, seeds), total=len(seeds), disable=not progress, desc="bootstrap")

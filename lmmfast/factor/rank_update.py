@@ -1,0 +1,149 @@
+"""The sparse rank update S ← S − L21 L21' of the blocked path.
+
+L21 couples the first term's levels to the rows of the dense block S. Level j touches only
+the r_j rows it co-occurs with, so the update costs Σ_j r_j² k₁ / 2 multiply-adds, scattered
+over S — which for large designs is far bigger than any cache. The kernel is column-
+oriented (left-looking): column c of S collects, from every level that touches row c, that
+level's products with its rows at or below c. All writes of a column land in that one
+column, which stays in the L1/L2 cache, and each level's entries are read as one contiguous
+run. Columns are disjoint, so they are dealt out to threads without locks; every entry of S
+is updated by one thread in a fixed order, so the result does not depend on the number of
+threads.
+
+On the synthetic 1M-row benchmark design (5,000 subjects × 200 of 2,000 items, correlated
+slopes on both) one update took 1.15 s on 2 threads, against 11.7 s for the earlier
+level-by-level panel kernel; on InstEval 5.4 ms against 8.4 ms.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+#: Multiply-adds below which the update runs on one thread (starting threads costs ~0.1 ms).
+PARALLEL_WORK = 1e6
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class UpdatePattern:
+    """Where L21's entries go, fixed for the whole fit.
+
+    Entry e is one (first-term level, row of S) pair; entries are stored level by level with
+    rows increasing, and entry e's k₁ values sit at ``L21[e k₁ : (e + 1) k₁]``.
+
+    Attributes
+    ----------
+    k1 : int
+        Columns per first-term level.
+    rows : numpy.ndarray
+        Row of S of each entry.
+    level_end : numpy.ndarray
+        One past the last entry of the entry's level.
+    column_ptr, column_entries : numpy.ndarray
+        The entries of each row c of S (CSR-style), so that column c can gather them.
+    work : float
+        Multiply-adds per update.
+    """
+
+    k1: int
+    rows: np.ndarray
+    level_end: np.ndarray
+    column_ptr: np.ndarray
+    column_entries: np.ndarray
+    work: float
+
+    @classmethod
+    def build(cls, k1: int, entry_ptr: np.ndarray, rows: np.ndarray, size: int) -> "UpdatePattern":
+        """From the level pointer ``entry_ptr`` (n₁ + 1) and each entry's row of S.
+
+        Examples
+        --------
+        >>> pattern = UpdatePattern.build(1, np.array([0, 2, 3]), np.array([0, 1, 1]), 2)
+        >>> pattern.level_end.tolist(), pattern.column_ptr.tolist(), pattern.work
+        ([2, 2, 3], [0, 1, 3], 4.0)
+        """
+        counts = np.diff(entry_ptr)
+        column_ptr = np.zeros(size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=size), out=column_ptr[1:])
+        per_level = counts.astype(np.float64)
+        return cls(
+            k1=int(k1),
+            rows=np.asarray(rows, dtype=np.int64),
+            level_end=np.repeat(entry_ptr[1:], counts).astype(np.int64),
+            column_ptr=column_ptr,
+            column_entries=np.argsort(rows, kind="stable").astype(np.int64),
+            work=float(np.sum(per_level * (per_level + 1) / 2)) * k1,
+        )
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _subtract_columns(k1, rows, level_end, column_ptr, column_entries, columns, values, S):
+    """The update restricted to the columns ``columns`` of S (lower triangle)."""
+    for c in columns:
+        column = S[:, c]
+        for t in range(column_ptr[c], column_ptr[c + 1]):
+            e = column_entries[t]
+            end = level_end[e]
+            # entries after e in its level have rows below c: the lower triangle only
+            if k1 == 1:
+                ve = values[e]
+                for u in range(e, end):
+                    column[rows[u]] -= values[u] * ve
+            elif k1 == 2:
+                v0 = values[2 * e]
+                v1 = values[2 * e + 1]
+                for u in range(e, end):
+                    column[rows[u]] -= values[2 * u] * v0 + values[2 * u + 1] * v1
+            else:
+                pe = e * k1
+                for u in range(e, end):
+                    pu = u * k1
+                    acc = 0.0
+                    for b in range(k1):
+                        acc += values[pu + b] * values[pe + b]
+                    column[rows[u]] -= acc
+
+
+def subtract_outer_products(pattern: UpdatePattern, values: np.ndarray, S: np.ndarray, threads: int = 1) -> None:
+    """S −= L21 L21' on the lower triangle of the Fortran-ordered ``S``, L21 given by
+    ``pattern`` and its ``values``.
+
+    With ``threads`` > 1 the columns are dealt out round-robin to that many threads (the
+    kernel releases the GIL); Python threads rather than numba's parallel layer, because the
+    latter's OpenMP backend aborts a process that forks after using it (as the bootstrap does).
+
+    Examples
+    --------
+    >>> pattern = UpdatePattern.build(1, np.array([0, 2]), np.array([0, 1]), 2)
+    >>> S = np.zeros((2, 2), order="F")
+    >>> subtract_outer_products(pattern, np.array([1.0, 2.0]), S)
+    >>> S.tolist()
+    [[-1.0, 0.0], [-2.0, -4.0]]
+    """
+    p = pattern
+    columns = np.arange(S.shape[1], dtype=np.int64)
+    if threads <= 1 or len(columns) < 2:
+        _subtract_columns(p.k1, p.rows, p.level_end, p.column_ptr, p.column_entries, columns, values, S)
+        return
+    shares = [columns[i::threads] for i in range(min(threads, len(columns)))]
+    with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+        list(
+            pool.map(
+                lambda share: _subtract_columns(
+                    p.k1, p.rows, p.level_end, p.column_ptr, p.column_entries, share, values, S
+                ),
+                shares,
+            )
+        )
