@@ -173,3 +173,43 @@ def form_cross_products(
         n=n,
         sum_log_weights=sum_log_weights,
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def _zz_times(slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets, sizes, offsets, values, V, out):
+    for s in range(slot_term_a.shape[0]):
+        ta = slot_term_a[s]
+        tb = slot_term_b[s]
+        ka = sizes[ta]
+        kb = sizes[tb]
+        ra = offsets[ta] + slot_level_a[s] * ka
+        rb = offsets[tb] + slot_level_b[s] * kb
+        base = slot_offsets[s]
+        mirrored = ta != tb or slot_level_a[s] != slot_level_b[s]
+        for i in range(ka):
+            for j in range(kb):
+                value = values[base + i * kb + j]
+                for m in range(V.shape[1]):
+                    out[ra + i, m] += value * V[rb + j, m]
+                    if mirrored:
+                        out[rb + j, m] += value * V[ra + i, m]
+
+
+def zz_times(cp: CrossProducts, V: np.ndarray) -> np.ndarray:
+    """Z'Z V from the stored blocks (``V`` with one row per random effect, engine order).
+
+    Examples
+    --------
+    >>> from lmmfast.design.random import RandomTerm
+    >>> t = RandomTerm("g", ("(Intercept)",), np.array(["a", "b"]), np.array([0, 0, 1]), np.ones((3, 1)))
+    >>> cp = form_cross_products([t], np.ones((3, 1)), np.ones(3))
+    >>> zz_times(cp, np.ones((2, 1))).ravel().tolist()
+    [2.0, 1.0]
+    """
+    V = np.ascontiguousarray(V, dtype=np.float64).reshape(cp.q, -1)
+    out = np.zeros_like(V)
+    _zz_times(
+        cp.slot_term_a, cp.slot_term_b, cp.slot_level_a, cp.slot_level_b, cp.slot_offsets,
+        cp.term_sizes.astype(np.int64), cp.column_offsets.astype(np.int64), cp.block_values, V, out,
+    )
+    return out

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from lmmfast.crossprod import CrossProducts
+from lmmfast.crossprod import CrossProducts, zz_times
 from lmmfast.factor.base import RandomEffectsFactor
-from lmmfast.gradient import off_boundary, theta_gradient
+from lmmfast.gradient import per_level_products, theta_gradient
 from lmmfast.parameters import ThetaLayout
 
 #: Returned for θ where the fixed-effects block is not positive definite, so the optimiser
@@ -67,12 +67,13 @@ def scale_by_lambda_t(layout: ThetaLayout, cp: CrossProducts, theta: np.ndarray,
 
 
 def scale_by_lambda(layout: ThetaLayout, cp: CrossProducts, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Λθ u for a vector of spherical random effects (engine order)."""
+    """Λθ u for spherical random effects ``u`` (engine order; a vector or one column each)."""
     out = np.empty_like(u)
     for term, (k, levels, offset) in enumerate(zip(cp.term_sizes, cp.term_levels, cp.column_offsets)):
         rows = slice(offset, offset + levels * k)
         template = layout.template(theta, term)
-        out[rows] = (u[rows].reshape(levels, k) @ template.T).ravel()
+        block = u[rows].reshape(levels, k, -1)
+        out[rows] = np.matmul(template, block).reshape(out[rows].shape)
     return out
 
 
@@ -142,10 +143,8 @@ class ProfiledObjective:
         return bool(getattr(self.factor, "supports_gradient", False))
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The criterion and its analytic gradient with respect to θ (:mod:`lmmfast.gradient`).
-
-        At θ on the boundary both are taken at :func:`~lmmfast.gradient.off_boundary` θ,
-        a hair inside. Costs about three evaluations of the criterion alone.
+        """The criterion and its analytic gradient with respect to θ (:mod:`lmmfast.gradient`);
+        costs about two to three evaluations of the criterion alone.
 
         Examples
         --------
@@ -159,7 +158,7 @@ class ProfiledObjective:
         if not self.has_gradient:
             raise NotImplementedError("the analytic gradient needs the blocked factorisation path")
         cp = self.cross_products
-        theta = off_boundary(self.layout, np.asarray(theta, dtype=np.float64))
+        theta = np.asarray(theta, dtype=np.float64)
         schur = self._schur(theta)
         if schur is None:
             return INFEASIBLE, np.zeros(self.layout.size)
@@ -170,17 +169,26 @@ class ProfiledObjective:
         p = cp.p
         rx_t = lower[:p, :p]
         beta = solve_triangular(rx_t.T, lower[p, :p], lower=False) if p else np.zeros(0)
-        rhs = [(rzx[:, p] - rzx[:, :p] @ beta)[:, None]]
+        rhs = np.hstack([(rzx[:, p] - rzx[:, :p] @ beta)[:, None], rzx[:, :p]]) if self.reml else (
+            rzx[:, p] - rzx[:, :p] @ beta
+        )[:, None]
+        # û and, for REML, C = M⁻¹Λ'Z'X in one solve; then Λ[û C] and A Λ[û C]
+        solved = self.factor.solve_Lt(rhs)
+        scaled = scale_by_lambda(self.layout, cp, theta, solved)
+        products = zz_times(cp, scaled)
+        u = solved[:, :1]
+        z_residual = cp.ZtXy[:, p:] - cp.ZtXy[:, :p] @ beta[:, None] - products[:, :1]
+        sizes, levels = cp.term_sizes, cp.term_levels
+        reml_sums = None
         if self.reml and p:
-            rhs.append(solve_triangular(rx_t, rzx[:, :p].T, lower=True).T)
-        solved = self.factor.solve_Lt(np.hstack(rhs))
+            c = solved[:, 1:]
+            k = solve_triangular(rx_t.T, solve_triangular(rx_t, c.T, lower=True), lower=False).T
+            reml_sums = per_level_products(k, products[:, 1:] - cp.ZtXy[:, :p], sizes, levels)
         gradient = theta_gradient(
             self.layout,
-            cp,
-            theta,
-            self.factor.inverse_block_sums(),
-            solved[:, 0],
-            solved[:, 1:] if self.reml and p else None,
+            self.factor.logdet_gradient_sums(theta),
+            per_level_products(z_residual, u, sizes, levels),
+            reml_sums,
             r2,
             cp.n - p if self.reml else cp.n,
         )

@@ -1,4 +1,11 @@
-"""Minimise the profiled objective over θ with BOBYQA (NLopt), and record how it went."""
+"""Minimise the profiled objective over θ, and record how it went.
+
+Two optimisers: NLopt's BOBYQA (derivative-free, lme4's choice) and, where the analytic
+gradient is available, SciPy's L-BFGS-B. :func:`choose_optimizer` picks L-BFGS-B when the
+model has many variance parameters or an expensive factorisation, where it needs a fraction
+of BOBYQA's evaluations (kb07 with 20 θ: 59 evaluations with gradient against 775; InstEval:
+12 against 84).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from dataclasses import dataclass
 
 import nlopt
 import numpy as np
+from scipy.optimize import minimize
 
 from lmmfast.parameters import ThetaLayout
 
@@ -31,6 +39,8 @@ class OptSummary:
     Attributes
     ----------
     algorithm : str
+        ``"NLOPT_LN_BOBYQA"``, ``"L-BFGS-B"``, or ``"L-BFGS-B+NLOPT_LN_BOBYQA"`` when BOBYQA
+        had to finish what L-BFGS-B started.
     initial, final : numpy.ndarray
         θ at the start and at the end (after boundary snapping).
     initial_objective, final_objective : float
@@ -39,9 +49,9 @@ class OptSummary:
     seconds : float
         Wall time spent optimising.
     return_code : str
-        NLopt's reason for stopping.
+        The optimiser's reason for stopping.
     converged : bool
-        True when NLopt stopped on a tolerance.
+        True when the optimiser stopped on a tolerance.
     snapped : tuple of int
         Indices of θ set exactly to zero on the boundary after the optimiser stopped.
     ftol_abs, xtol_abs, ftol_rel, maxeval : float or int
@@ -69,24 +79,76 @@ class OptSummary:
     trace_objective: np.ndarray
 
 
-class _Recorder:
-    """Wraps the objective for NLopt: counts calls and keeps the best point seen."""
+OPTIMIZERS = ("auto", "bobyqa", "lbfgsb")
 
-    def __init__(self, objective: Callable[[np.ndarray], float]) -> None:
+#: L-BFGS-B is chosen automatically from this many θ on ...
+GRADIENT_MIN_THETA = 6
+
+#: ... or when the dense block of the blocked factorisation is at least this large (each
+#: evaluation is then dominated by the factorisation, which the gradient costs about twice).
+GRADIENT_MIN_DENSE = 500
+
+
+def gradient_for(objective: object, n_theta: int, optimizer: str) -> Callable[[np.ndarray], tuple[float, np.ndarray]] | None:
+    """The objective's ``value_and_gradient`` when ``optimizer`` (``"auto"``, ``"bobyqa"``,
+    ``"lbfgsb"``) resolves to L-BFGS-B for it, else None."""
+    has_gradient = bool(getattr(objective, "has_gradient", False))
+    if optimizer == "auto":
+        dense_size = int(getattr(getattr(objective, "factor", None), "dense_size", 0))
+        optimizer = choose_optimizer(n_theta, has_gradient, dense_size)
+    if optimizer == "lbfgsb" and has_gradient:
+        return objective.value_and_gradient  # type: ignore[attr-defined]
+    return None
+
+
+def choose_optimizer(n_theta: int, has_gradient: bool, dense_size: int) -> str:
+    """``"lbfgsb"`` where the gradient exists and pays for itself, else ``"bobyqa"``.
+
+    Small models are cheaper by BOBYQA: their evaluations cost less than the fixed overhead
+    of a gradient.
+
+    Examples
+    --------
+    >>> choose_optimizer(3, True, 0), choose_optimizer(20, True, 128), choose_optimizer(20, False, 0)
+    ('bobyqa', 'lbfgsb', 'bobyqa')
+    """
+    if has_gradient and (n_theta >= GRADIENT_MIN_THETA or dense_size >= GRADIENT_MIN_DENSE):
+        return "lbfgsb"
+    return "bobyqa"
+
+
+class _Recorder:
+    """Wraps the objective for the optimisers: counts calls and keeps the best point seen."""
+
+    def __init__(
+        self,
+        objective: Callable[[np.ndarray], float],
+        value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
+    ) -> None:
         self.objective = objective
+        self.value_and_gradient = value_and_gradient
         self.count = 0
         self.best_x: np.ndarray | None = None
         self.best_f = np.inf
         self.history: list[tuple[np.ndarray, float]] = []
 
-    def __call__(self, x: np.ndarray, grad: np.ndarray) -> float:
-        value = float(self.objective(x))
+    def _record(self, x: np.ndarray, value: float) -> None:
         self.count += 1
         self.history.append((np.array(x, copy=True), value))
         if value < self.best_f:
             self.best_f = value
             self.best_x = np.array(x, copy=True)
+
+    def __call__(self, x: np.ndarray, grad: np.ndarray) -> float:
+        value = float(self.objective(x))
+        self._record(x, value)
         return value
+
+    def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        assert self.value_and_gradient is not None
+        value, gradient = self.value_and_gradient(x)
+        self._record(x, float(value))
+        return float(value), gradient
 
 
 def _snap_to_boundary(
@@ -136,11 +198,29 @@ def _bobyqa(
     return _RESULT_NAMES.get(code, str(code)), converged
 
 
+def _lbfgsb(recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float) -> tuple[str, bool]:
+    # Unbounded: the objective is even in every template column, so a negative diagonal is as
+    # good as its mirror image (ThetaLayout.canonical maps it back). With lme4's bound at 0
+    # instead, a scalar term's variance that reaches 0 would stay there, as the objective's
+    # slope at 0 is exactly 0 whether 0 is its minimum or not.
+    result = minimize(
+        recorder.with_gradient,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        # SciPy's ftol is relative to the objective: convert lme4's absolute tolerance
+        options={"ftol": ftol_abs / max(1.0, abs(scale)), "gtol": 1e-6, "maxcor": 20, "maxfun": max(1, maxeval), "maxiter": max(1, maxeval)},
+    )
+    message = str(result.message)
+    return message, bool(result.success)
+
+
 def optimize_theta(
     objective: Callable[[np.ndarray], float],
     layout: ThetaLayout,
     *,
     start: np.ndarray | None = None,
+    value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
     ftol_abs: float = 1e-8,
     ftol_rel: float = 0.0,
     xtol_abs: float = 1e-8,
@@ -148,9 +228,12 @@ def optimize_theta(
     restart_step: float = 1e-2,
     max_restarts: int = 2,
 ) -> OptSummary:
-    """Minimise ``objective`` over θ by BOBYQA with lme4's bounds and tolerances.
+    """Minimise ``objective`` over θ with lme4's bounds and tolerances: by L-BFGS-B when
+    ``value_and_gradient`` is given, else by BOBYQA.
 
-    BOBYQA can stop early on the flat objectives of models with many variance parameters;
+    L-BFGS-B stops when an iteration lowers the objective by less than ``ftol_abs`` or the
+    projected gradient is below 1e-6; should it stop for another reason (a failed line
+    search), BOBYQA carries on from its best point. BOBYQA can stop early on the flat objectives of models with many variance parameters;
     after it stops it is restarted from its best point with a small initial step, for as
     long as a restart improves the objective by more than ``ftol_abs`` (at most
     ``max_restarts`` times). On lme4's reference cases this reaches an objective at least
@@ -165,6 +248,8 @@ def optimize_theta(
         Supplies the bounds and the default start.
     start : numpy.ndarray, optional
         Starting θ; lme4's identity templates by default.
+    value_and_gradient : callable, optional
+        θ ↦ (criterion, gradient); selects L-BFGS-B.
     ftol_abs, ftol_rel, xtol_abs, maxeval
         NLopt stopping rules (lme4's ``nloptwrap`` defaults).
     restart_step, max_restarts
@@ -184,12 +269,26 @@ def optimize_theta(
     lower = layout.lower_bounds
     x0 = layout.start if start is None else np.asarray(start, dtype=np.float64).copy()
     x0 = np.maximum(x0, lower)
-    recorder = _Recorder(objective)
+    recorder = _Recorder(objective, value_and_gradient)
     began = time.perf_counter()
     initial_value = recorder(x0, np.empty(0))
     rules = dict(ftol_abs=ftol_abs, xtol_abs=xtol_abs, ftol_rel=ftol_rel)
-    return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)
-    for _ in range(max_restarts):
+    algorithm = "NLOPT_LN_BOBYQA"
+    if value_and_gradient is not None:
+        algorithm = "L-BFGS-B"
+        return_code, converged = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval - 1, scale=initial_value)
+        assert recorder.best_x is not None
+        recorder.best_x = layout.canonical(recorder.best_x)
+        if not converged and maxeval - recorder.count > 2 * layout.size + 1:
+            assert recorder.best_x is not None
+            algorithm = "L-BFGS-B+NLOPT_LN_BOBYQA"
+            return_code, converged = _bobyqa(
+                recorder, lower, recorder.best_x.copy(), maxeval=maxeval - recorder.count,
+                initial_step=restart_step, **rules,
+            )
+    else:
+        return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)
+    for _ in range(max_restarts if value_and_gradient is None else 0):
         before = recorder.best_f
         remaining = maxeval - recorder.count
         if not converged or remaining <= 2 * layout.size + 1:
@@ -203,7 +302,7 @@ def optimize_theta(
     assert recorder.best_x is not None
     theta, value, snapped = _snap_to_boundary(recorder, layout, recorder.best_x.copy(), recorder.best_f)
     return OptSummary(
-        algorithm="NLOPT_LN_BOBYQA",
+        algorithm=algorithm,
         initial=x0,
         final=theta,
         initial_objective=initial_value,

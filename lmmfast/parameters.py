@@ -81,6 +81,26 @@ class ThetaLayout:
         packed[offsets[self.term_of] + self.rows * sizes[self.term_of] + self.cols] = theta
         return packed
 
+    def canonical(self, theta: np.ndarray) -> np.ndarray:
+        """θ with every template column whose diagonal is negative negated.
+
+        The model depends on each template T only through TT', which does not change when a
+        column of T changes sign; this maps any θ to the equivalent one inside lme4's bounds.
+
+        Examples
+        --------
+        >>> ThetaLayout.from_sizes([2]).canonical(np.array([-1.0, 2.0, 3.0])).tolist()
+        [1.0, -2.0, 3.0]
+        """
+        out = np.array(theta, dtype=np.float64, copy=True)
+        for term, k in enumerate(self.sizes):
+            for column in range(k):
+                in_column = (self.term_of == term) & (self.cols == column)
+                diagonal = in_column & (self.rows == column)
+                if out[diagonal][0] < 0.0:
+                    out[in_column] = -out[in_column]
+        return out
+
     def template(self, theta: np.ndarray, term: int) -> np.ndarray:
         """The k×k lower-triangular template of one term."""
         k = self.sizes[term]

@@ -51,6 +51,12 @@ BAD_INPUTS = [
     ("unknown weights column", F, _sleep, {"weights": "wt"}, DataError, "'wt' is not in the data"),
     ("string weights column", F, lambda: _with(w="heavy"), {"weights": "w"}, DataError, "must be numeric"),
     ("weights of wrong type", F, _sleep, {"weights": 3.0}, DataError, "column name or an array"),
+    ("unknown optimizer", F, _sleep, {"optimizer": "newton"}, DataError, "optimizer must be 'auto', 'bobyqa' or 'lbfgsb'"),
+    ("optimizer not a string", F, _sleep, {"optimizer": 1}, DataError, "optimizer must be 'auto', 'bobyqa' or 'lbfgsb'"),
+    (
+        "gradient optimizer on the CHOLMOD path", F, _sleep, {"optimizer": "lbfgsb", "factorization": "cholmod"},
+        DataError, "only the blocked factorisation provides",
+    ),
 ]
 
 

@@ -130,3 +130,28 @@ def test_models_with_slopes_keep_lme4_start() -> None:
     prepared = prepare("Reaction ~ Days + (Days || Subject)", lmmfast.datasets.load("sleepstudy"))
     start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y)
     np.testing.assert_array_equal(start, prepared.layout.start)
+
+
+def test_automatic_choice_of_optimizer() -> None:
+    sleep = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    assert sleep.optsummary.algorithm == "NLOPT_LN_BOBYQA"
+    kb07 = lmmfast.lmm(
+        "RTtrunc ~ 1 + S + P + C + (1 + S + P | subj) + (1 + P | item)",
+        lmmfast.datasets.load("kb07"),
+        reml=False,
+        checks={"singular": "ignore"},
+    )
+    assert kb07.optsummary.algorithm == "L-BFGS-B" and kb07.converged
+    # θ within lme4's bounds even though L-BFGS-B searched without them
+    assert np.all(kb07.theta[kb07.model.layout.is_diagonal] >= 0.0)
+
+
+def test_lbfgsb_falls_back_to_bobyqa_when_its_line_search_fails() -> None:
+    layout = ThetaLayout.from_sizes([1])
+
+    def value_and_wrong_gradient(theta):
+        return float((theta[0] - 2.0) ** 2), np.array([1.0])  # points uphill: the line search fails
+
+    summary = optimize_theta(lambda t: (t[0] - 2.0) ** 2, layout, value_and_gradient=value_and_wrong_gradient)
+    assert summary.algorithm == "L-BFGS-B+NLOPT_LN_BOBYQA"
+    assert summary.final[0] == pytest.approx(2.0, abs=1e-4) and summary.converged

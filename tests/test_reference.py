@@ -34,15 +34,7 @@ FLAT = {"orthodont_slopes", "kb07_zcp"}
 #: for a strictly lower objective and the fixed effects to agree to 1e-3.
 LME4_SHORT = {"kb07_slopes20"}
 
-#: Known optimiser trouble, pinned to one path until the gradient-based optimiser lands:
-#: on kb07_slopes20 (20 θ, two zero diagonals) BOBYQA from the identity start ends in a
-#: boundary corner 0.8 deviance units above the optimum when the objective is evaluated by
-#: the blocked path, and reaches the optimum (below lme4's) by the CHOLMOD path; the two
-#: paths' objectives differ only by rounding (tests/factor/test_blocked.py).
-FACTORIZATION = {"kb07_slopes20": "cholmod"}
-
-
-def _fit(case: dict[str, str]) -> lmmfast.LmmResult:
+def _fit(case: dict[str, str], optimizer: str = "auto") -> lmmfast.LmmResult:
     data = case_data(case)
     weights = "w" if case["id"] == "sleepstudy_weighted" else None
     with warnings.catch_warnings():
@@ -52,7 +44,7 @@ def _fit(case: dict[str, str]) -> lmmfast.LmmResult:
             data,
             reml=case["criterion"] == "REML",
             weights=weights,
-            factorization=FACTORIZATION.get(case["id"], "auto"),
+            optimizer=optimizer,
         )
 
 
@@ -77,6 +69,18 @@ def test_objective_at_least_as_low_as_lme4(fitted) -> None:
     if ref["id"] in LME4_SHORT:
         assert fit.objective < ref["objective"] - 1e-3
     assert fit.converged
+
+
+@pytest.mark.parametrize("optimizer", ["bobyqa", "lbfgsb"])
+def test_each_optimizer_reaches_the_automatic_optimum(fitted, optimizer) -> None:
+    ref, fit, case = fitted
+    if optimizer == "lbfgsb" and not fit.model.objective.has_gradient:
+        pytest.skip("this model takes the CHOLMOD path, which has no analytic gradient")
+    if optimizer == "bobyqa" and ref["id"] in LME4_SHORT:
+        pytest.skip("BOBYQA stops in a boundary corner on this model, as lme4 does")
+    other = _fit(case, optimizer)
+    assert other.objective == pytest.approx(fit.objective, rel=1e-8, abs=1e-7)
+    assert other.optsummary.algorithm.startswith("L-BFGS-B" if optimizer == "lbfgsb" else "NLOPT_LN_BOBYQA")
 
 
 def test_fixed_effects_and_standard_errors(fitted) -> None:

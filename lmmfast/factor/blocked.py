@@ -18,7 +18,13 @@ import numpy as np
 from scipy.linalg import lapack
 
 from lmmfast.crossprod import CrossProducts
-from lmmfast.factor.inverse_blocks import coupled_sum, first_term_inverse_rows, first_term_own_sum, mirror_lower
+from lmmfast.factor.inverse_blocks import (
+    coupled_rows,
+    first_term_inverse_blocks,
+    first_term_inverse_rows,
+    logdet_trace_sums,
+    mirror_lower,
+)
 from lmmfast.factor.kernels import sandwich_entry
 from lmmfast.factor.rank_update import PARALLEL_WORK, UpdatePattern, available_cores, subtract_outer_products
 from lmmfast.parameters import ThetaLayout
@@ -245,6 +251,20 @@ class BlockedFactor:
             (available_cores() if self._update_pattern.work >= PARALLEL_WORK else 1) if threads is None else int(threads)
         )
 
+        # the blocks of Z'Z within the dense part: terms, first row and column in it, values
+        dense = np.flatnonzero(cp.slot_term_b > 0)
+        dense_a, dense_b = cp.slot_term_a[dense], cp.slot_term_b[dense]
+        dense_widths = sizes[dense_a] * sizes[dense_b]
+        self._dense_slots = (
+            dense_a.astype(np.int64),
+            dense_b.astype(np.int64),
+            (cp.column_offsets[dense_a] - self._q1 + cp.slot_level_a[dense] * sizes[dense_a]).astype(np.int64),
+            (cp.column_offsets[dense_b] - self._q1 + cp.slot_level_b[dense] * sizes[dense_b]).astype(np.int64),
+            np.concatenate([[0], np.cumsum(dense_widths)[:-1]]).astype(np.int64),
+            np.concatenate([cp.block_values[o : o + w] for o, w in zip(cp.slot_offsets[dense], dense_widths)])
+            if len(dense) else np.zeros(0),
+        )
+
         self._base = np.zeros((q2, q2), order="F")
         _scatter_dense(
             cp.block_values, cp.slot_term_a, cp.slot_term_b, cp.slot_level_a, cp.slot_level_b,
@@ -285,31 +305,35 @@ class BlockedFactor:
     #: :meth:`inverse_block_sums` is available, so the objective has an analytic gradient.
     supports_gradient = True
 
-    def inverse_block_sums(self) -> list[np.ndarray]:
-        """For each term, Σ over its levels of the k×k diagonal blocks of M⁻¹ at the θ of the
-        last :meth:`update` (see :mod:`lmmfast.factor.inverse_blocks`); costs about two
-        dense factorisations and one rank update."""
+    def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
+        """For each term t, G_t = Σ over its levels of the k×k diagonal blocks of M⁻¹Λ'Z'Z,
+        at the θ of the last :meth:`update` (which must be ``theta``): ∂ log|M| / ∂θᵢ is
+        2 G_t[c, r] for θᵢ at T_t[r, c] (:mod:`lmmfast.factor.inverse_blocks`). Costs about
+        one ``potri`` of the dense block and two rank updates."""
         cp = self._cp
-        first = first_term_own_sum(self._L11)
-        sums = [first]
-        if not self.dense_size:
-            return sums
-        inverse, info = lapack.dpotri(self._L22, lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
-        inverse = np.asfortranarray(inverse)
-        mirror_lower(inverse)
-        w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
-        coupled = coupled_sum(self._update_pattern, self._entry_ptr, w, inverse, self.threads)
-        first += coupled
-        for term in range(1, len(cp.term_sizes)):
-            k = int(cp.term_sizes[term])
-            levels = int(cp.term_levels[term])
-            start = int(cp.column_offsets[term]) - self._q1
-            diagonal = np.arange(start, start + levels * k).reshape(levels, k)
-            blocks = inverse[diagonal[:, :, None], diagonal[:, None, :]]
-            sums.append(blocks.sum(axis=0))
-        return sums
+        templates = self._layout.packed_templates(theta)
+        offsets = self._template_offsets
+        sizes = cp.term_sizes
+        k1 = self._k1
+        if self.dense_size:
+            inverse, info = lapack.dpotri(self._L22, lower=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
+            inverse = np.asfortranarray(inverse)
+            mirror_lower(inverse)
+            w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
+            coupled = coupled_rows(self._update_pattern, w, inverse, self.threads)
+        else:
+            inverse = np.zeros((0, 0), order="F")
+            w = coupled = np.zeros(0)
+        first_inverse = first_term_inverse_blocks(self._L11, self._entry_ptr, w, coupled)
+        out = np.zeros_like(templates)
+        logdet_trace_sums(
+            k1, self._first_values, first_inverse, self._cross_ptr, self._cross_row, self._cross_term,
+            self._cross_offsets, self._cross_values, coupled, *self._dense_slots, inverse,
+            sizes, templates, offsets, out,
+        )
+        return [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
 
     def logdet(self) -> float:
         first = 2.0 * float(np.sum(np.log(np.diagonal(self._L11, axis1=1, axis2=2))))

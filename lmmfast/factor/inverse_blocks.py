@@ -1,17 +1,19 @@
-"""Sums of the diagonal blocks of M⁻¹ = (Λ'Z'ZΛ + I)⁻¹ from the blocked factor.
+"""Selected blocks of M⁻¹ = (Λ'Z'ZΛ + I)⁻¹ from the blocked factor, and the traces the
+gradient of log|M| needs (:mod:`lmmfast.gradient`).
 
-The gradient of log|M| with respect to θ needs, per random-effects term, only the sum over
-its levels of M⁻¹'s k×k diagonal blocks (:mod:`lmmfast.gradient`). With the blocked factor
+    ∂ log|M| / ∂θᵢ = 2 tr(M⁻¹ Λ'Z'Z Λᵢ) = 2 Σ over levels l of term t [M⁻¹ Λ'Z'Z]_ll[c, r]
 
-    L = [L11 0; L21 L22],   M⁻¹ = L'⁻¹L⁻¹,   X = (L22 L22')⁻¹,
+for θᵢ at T_t[r, c]. [M⁻¹Λ'A]_ll = Σ_m (M⁻¹)_lm T_m' A_ml runs over the blocks A_ml that
+Z'Z stores, so M⁻¹ is needed only on Z'Z's pattern. With the blocked factor
 
-the later terms' blocks are diagonal blocks of X, and the first term's level-l block is
+    L = [L11 0; L21 L22],   X = (L22 L22')⁻¹,   W = L21 L11⁻¹ (level by level),
 
-    L11ₗ'⁻¹ (I + V_l' X V_l) L11ₗ⁻¹,   V_l = the (sparse) columns of L21 of level l.
-
-Summed over levels, the second part is Σₗ W_l' X W_l with W_l = V_l L11ₗ⁻¹: for each level,
-the rows of X at that level's entries are read at the same entries — the pairs the rank
-update visits, read instead of written, so it costs about two rank updates.
+the blocks are: X itself between later terms; −(X W)ₑ for the coupling of a first-term level
+with the row e of the dense block (one k₁-vector yₑ per entry of L21); and
+L11ₗ'⁻¹L11ₗ⁻¹ + Σₑ wₑ yₑ' on the first term's diagonal. Everything is read down the columns
+of X, in the order the rank update writes them, so the whole costs about one inversion of
+the dense block (``potri``) and two rank updates. No Λ⁻¹ appears: the gradient is as
+accurate on and near the boundary as inside.
 """
 
 from __future__ import annotations
@@ -42,13 +44,63 @@ def first_term_inverse_rows(L11: np.ndarray, level_of_entry: np.ndarray, values:
 
 
 @numba.njit(cache=True, nogil=True)
-def first_term_own_sum(L11: np.ndarray) -> np.ndarray:
-    """Σₗ L11ₗ'⁻¹ L11ₗ⁻¹ (k₁ × k₁)."""
+def mirror_lower(X: np.ndarray) -> None:
+    """Copy the lower triangle of the square ``X`` onto its upper triangle, in place."""
+    n = X.shape[0]
+    for c in range(n):
+        for r in range(c + 1, n):
+            X[c, r] = X[r, c]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _coupled_rows(k1, rows, level_start, level_end, column_ptr, column_entries, columns, w, X, out):
+    """out[e] = Σ over the entries u of e's level of X[rows[u], rows[e]] w_u, for the entries
+    e in the columns ``columns`` (X symmetric, both triangles)."""
+    for c in columns:
+        column = X[:, c]
+        for t in range(column_ptr[c], column_ptr[c + 1]):
+            e = column_entries[t]
+            for b in range(k1):
+                out[e * k1 + b] = 0.0
+            for u in range(level_start[e], level_end[e]):
+                x = column[rows[u]]
+                for b in range(k1):
+                    out[e * k1 + b] += x * w[u * k1 + b]
+
+
+def coupled_rows(pattern: UpdatePattern, w: np.ndarray, X: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Y = (X W) at the entries of L21: yₑ = Σ_u X[rows_u, rows_e] w_u over e's level.
+
+    Each column of X is read once per entry in it, down the column; columns are disjoint,
+    so threads need no locks and the result does not depend on their number.
+
+    Examples
+    --------
+    >>> pattern = UpdatePattern.build(1, np.array([0, 2]), np.array([0, 1]), 2)
+    >>> X = np.array([[2.0, 1.0], [1.0, 3.0]], order="F")
+    >>> coupled_rows(pattern, np.array([1.0, 1.0]), X).tolist()  # X @ [1, 1]
+    [3.0, 4.0]
+    """
+    p = pattern
+    out = np.empty(len(p.rows) * p.k1)
+    columns = np.arange(X.shape[1], dtype=np.int64)
+    args = (p.k1, p.rows, p.level_start, p.level_end, p.column_ptr, p.column_entries)
+    if threads <= 1 or len(columns) < 2:
+        _coupled_rows(*args, columns, w, X, out)
+        return out
+    shares = [columns[i::threads] for i in range(min(threads, len(columns)))]
+    with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+        list(pool.map(lambda share: _coupled_rows(*args, share, w, X, out), shares))
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def first_term_inverse_blocks(L11: np.ndarray, entry_ptr: np.ndarray, w: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(M⁻¹)ₗₗ = L11ₗ'⁻¹L11ₗ⁻¹ + Σ_{e in l} wₑ yₑ' for every first-term level l."""
     n1, k1, _ = L11.shape
-    total = np.zeros((k1, k1))
+    out = np.zeros((n1, k1, k1))
     inverse = np.zeros((k1, k1))
     for j in range(n1):
-        # inverse of the lower-triangular L11ₗ, column by column
         for c in range(k1):
             for r in range(k1):
                 inverse[r, c] = 0.0
@@ -63,63 +115,73 @@ def first_term_own_sum(L11: np.ndarray) -> np.ndarray:
                 acc = 0.0
                 for m in range(k1):
                     acc += inverse[m, a] * inverse[m, b]
-                total[a, b] += acc
-    return total
+                for e in range(entry_ptr[j], entry_ptr[j + 1]):
+                    acc += w[e * k1 + a] * y[e * k1 + b]
+                out[j, a, b] = acc
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_block_traces(inverse, ka, kb, values, base, templates, lam_a, lam_b, mirrored, out, out_a, out_b):
+    """For a stored block B = A_ab (ka × kb at ``values[base:]``) with the matching block
+    N = (M⁻¹)_ab (``inverse``, ka × kb): out_b += N' T_a' B and, unless the block is on the
+    diagonal, out_a += N T_b' B'."""
+    for x in range(kb):
+        for y in range(kb):
+            acc = 0.0
+            for i in range(ka):
+                for j in range(i, ka):
+                    acc += inverse[i, x] * templates[lam_a + j * ka + i] * values[base + j * kb + y]
+            out[out_b + x * kb + y] += acc
+    if mirrored:
+        for x in range(ka):
+            for y in range(ka):
+                acc = 0.0
+                for i in range(kb):
+                    for j in range(i, kb):
+                        acc += inverse[x, i] * templates[lam_b + j * kb + i] * values[base + y * kb + j]
+                out[out_a + x * ka + y] += acc
 
 
 @numba.njit(cache=True, nogil=True)
-def mirror_lower(X: np.ndarray) -> None:
-    """Copy the lower triangle of the square ``X`` onto its upper triangle, in place."""
-    n = X.shape[0]
-    for c in range(n):
-        for r in range(c + 1, n):
-            X[c, r] = X[r, c]
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _level_sums(k1, rows, entry_ptr, levels, w, X, out):
-    """``out[j]`` = W_j' X W_j for each level j in ``levels`` (X symmetric, both triangles)."""
-    y = np.empty(k1)
-    for j in levels:
-        total = out[j]
-        for e in range(entry_ptr[j], entry_ptr[j + 1]):
-            column = X[:, rows[e]]
-            for b in range(k1):
-                y[b] = 0.0
-            for u in range(entry_ptr[j], entry_ptr[j + 1]):
-                x = column[rows[u]]
+def logdet_trace_sums(
+    k1, first_values, first_inverse, cross_ptr, cross_row, cross_term, cross_offsets, cross_values, coupled,
+    dense_term_a, dense_term_b, dense_row, dense_col, dense_offsets, dense_values, X,
+    sizes, templates, template_offsets, out,
+):
+    """``out`` (packed like the templates) += Σₗ [M⁻¹Λ'Z'Z]ₗₗ per term, over every stored
+    block of Z'Z: the first term's diagonal blocks, its couplings to the dense block, and
+    the blocks within the dense block (rows/columns relative to it)."""
+    lam1 = template_offsets[0]
+    n1 = first_inverse.shape[0]
+    for j in range(n1):
+        _add_block_traces(first_inverse[j], k1, k1, first_values, j * k1 * k1, templates, lam1, lam1, False, out, lam1, lam1)
+    most = 1
+    for t in range(sizes.shape[0]):
+        most = max(most, sizes[t])
+    scratch = np.empty((most, most))
+    for j in range(n1):
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            ta = cross_term[s]
+            ka = sizes[ta]
+            first_entry = cross_offsets[s] // k1
+            for i in range(ka):
                 for b in range(k1):
-                    y[b] += x * w[u * k1 + b]
-            for a in range(k1):
-                for b in range(k1):
-                    total[a, b] += w[e * k1 + a] * y[b]
-
-
-def coupled_sum(
-    pattern: UpdatePattern, entry_ptr: np.ndarray, w: np.ndarray, X: np.ndarray, threads: int = 1
-) -> np.ndarray:
-    """Σₗ W_l' X W_l (k₁ × k₁) for X symmetric with both triangles filled; ``entry_ptr``
-    delimits each level's entries.
-
-    Examples
-    --------
-    >>> pattern = UpdatePattern.build(1, np.array([0, 2]), np.array([0, 1]), 2)
-    >>> X = np.array([[2.0, 1.0], [1.0, 3.0]], order="F")
-    >>> coupled_sum(pattern, np.array([0, 2]), np.array([1.0, 1.0]), X).tolist()  # [1 1] X [1 1]'
-    [[7.0]]
-    """
-    n1 = len(entry_ptr) - 1
-    levels = np.arange(n1, dtype=np.int64)
-    # one partial sum per level, added up in level order: the same bits for any thread count
-    per_level = np.zeros((n1, pattern.k1, pattern.k1))
-    if threads <= 1 or n1 < 2:
-        _level_sums(pattern.k1, pattern.rows, entry_ptr, levels, w, X, per_level)
-    else:
-        shares = [levels[i::threads] for i in range(min(threads, n1))]
-        with ThreadPoolExecutor(max_workers=len(shares)) as pool:
-            list(
-                pool.map(
-                    lambda share: _level_sums(pattern.k1, pattern.rows, entry_ptr, share, w, X, per_level), shares
-                )
-            )
-    return per_level.sum(axis=0)
+                    scratch[i, b] = -coupled[(first_entry + i) * k1 + b]
+            lam_a = template_offsets[ta]
+            _add_block_traces(scratch[:ka, :k1], ka, k1, cross_values, cross_offsets[s], templates, lam_a, lam1, True, out, lam_a, lam1)
+    for s in range(dense_term_a.shape[0]):
+        ta = dense_term_a[s]
+        tb = dense_term_b[s]
+        ka = sizes[ta]
+        kb = sizes[tb]
+        r0 = dense_row[s]
+        c0 = dense_col[s]
+        for i in range(ka):
+            for jj in range(kb):
+                scratch[i, jj] = X[r0 + i, c0 + jj]
+        mirrored = r0 != c0
+        _add_block_traces(
+            scratch[:ka, :kb], ka, kb, dense_values, dense_offsets[s], templates,
+            template_offsets[ta], template_offsets[tb], mirrored, out, template_offsets[ta], template_offsets[tb],
+        )

@@ -49,8 +49,8 @@ class UpdatePattern:
         Columns per first-term level.
     rows : numpy.ndarray
         Row of S of each entry.
-    level_end : numpy.ndarray
-        One past the last entry of the entry's level.
+    level_start, level_end : numpy.ndarray
+        The first entry of the entry's level, and one past its last.
     column_ptr, column_entries : numpy.ndarray
         The entries of each row c of S (CSR-style), so that column c can gather them.
     work : float
@@ -59,6 +59,7 @@ class UpdatePattern:
 
     k1: int
     rows: np.ndarray
+    level_start: np.ndarray
     level_end: np.ndarray
     column_ptr: np.ndarray
     column_entries: np.ndarray
@@ -81,6 +82,7 @@ class UpdatePattern:
         return cls(
             k1=int(k1),
             rows=np.asarray(rows, dtype=np.int64),
+            level_start=np.repeat(entry_ptr[:-1], counts).astype(np.int64),
             level_end=np.repeat(entry_ptr[1:], counts).astype(np.int64),
             column_ptr=column_ptr,
             column_entries=np.argsort(rows, kind="stable").astype(np.int64),

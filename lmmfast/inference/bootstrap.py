@@ -63,7 +63,7 @@ def refit(fit: LmmResult, y: np.ndarray) -> LmmResult:
     True
     """
     from lmmfast.api import _assemble
-    from lmmfast.optimize import optimize_theta
+    from lmmfast.optimize import gradient_for, optimize_theta
 
     model = fit.model
     y = np.asarray(y, dtype=np.float64)
@@ -88,7 +88,12 @@ def refit(fit: LmmResult, y: np.ndarray) -> LmmResult:
     new_cp = replace(cp, ZtXy=ZtXy, XytXy=XytXy)
     objective = ProfiledObjective(new_cp, model.layout, model.objective.factor, reml=model.objective.reml)
     new_model = replace(model, fixed=replace(model.fixed, y=y), objective=objective)
-    record = optimize_theta(objective, model.layout, start=fit.theta)
+    record = optimize_theta(
+        objective,
+        model.layout,
+        start=fit.theta,
+        value_and_gradient=gradient_for(objective, model.layout.size, model.optimizer),
+    )
     return _assemble(new_model, record, began)
 
 
@@ -102,7 +107,13 @@ _WORKER_LIMITS: object = None  # keeps the worker's BLAS thread limit in force
 
 
 def _worker_init(
-    formula: str, frame: pd.DataFrame, reml: bool, weights: np.ndarray | None, factorization: str, record: OptSummary
+    formula: str,
+    frame: pd.DataFrame,
+    reml: bool,
+    weights: np.ndarray | None,
+    factorization: str,
+    optimizer: str,
+    record: OptSummary,
 ) -> None:
     """Rebuild the fit in a worker process (factor objects cannot be pickled): the same
     design and the same optimiser record, so every estimate is the parent's to the bit.
@@ -111,7 +122,7 @@ def _worker_init(
 
     global _WORKER_FIT, _WORKER_LIMITS
     _WORKER_LIMITS = threadpool_limits(limits=1)
-    prepared = prepare(formula, frame, reml=reml, weights=weights, factorization=factorization)
+    prepared = replace(prepare(formula, frame, reml=reml, weights=weights, factorization=factorization), optimizer=optimizer)
     if isinstance(prepared.objective.factor, BlockedFactor):
         prepared.objective.factor.threads = 1
     _WORKER_FIT = _assemble(prepared, record, time.perf_counter())
@@ -173,7 +184,10 @@ def bootstrap(
             rows = [_replicate_row(base, s) for s in tqdm(seeds, disable=not progress, desc="bootstrap")]
         else:
             factorization = "blocked" if isinstance(model.objective.factor, BlockedFactor) else "cholmod"
-            init = (model.formula.text, model.model_frame.frame, fit.reml, model.weights, factorization, fit.optsummary)
+            init = (
+                model.formula.text, model.model_frame.frame, fit.reml, model.weights, factorization, model.optimizer,
+                fit.optsummary,
+            )
             # the platform's default start method: "spawn" re-imports the caller's main module,
             # which fails for scripts read from stdin; OpenBLAS, numba's serial kernels and the
             # rank update's Python threads (none running while we fork) are fork-safe on Linux

@@ -1,0 +1,140 @@
+"""The analytic gradient of the profiled criterion against finite differences, and the
+pieces it is built from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lmmfast
+from lmmfast.api import prepare
+from lmmfast.factor.inverse_blocks import coupled_rows, mirror_lower
+from lmmfast.factor.rank_update import UpdatePattern, subtract_outer_products
+from lmmfast.parameters import ThetaLayout
+
+MODELS = [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True),
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", False),
+    ("sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", False),
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", True),
+    ("pastes", "strength ~ 1 + (1 | batch/cask)", True),
+    ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S + P | subj) + (1 + P + C | item)", False),
+    ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S | subj) + (1 + P + C || item)", True),
+    ("machines", "score ~ Machine + (0 + Machine | Worker) + (1 | Machine:Worker)", True),
+    ("hsb82", "mAch ~ meanses * cses + sx + minrty + (cses | school)", True),
+]
+
+
+def _central_differences(objective, theta: np.ndarray, step: float = 1e-5) -> np.ndarray:
+    """Fourth-order central differences (error O(h⁴))."""
+    out = np.empty_like(theta)
+    for i in range(len(theta)):
+        h = step * max(1.0, abs(theta[i]))
+        values = []
+        for shift in (-2, -1, 1, 2):
+            point = theta.copy()
+            point[i] += shift * h
+            values.append(objective(point))
+        out[i] = (values[0] - 8 * values[1] + 8 * values[2] - values[3]) / (12 * h)
+    return out
+
+
+def _points(layout: ThetaLayout, rng: np.random.Generator) -> list[np.ndarray]:
+    inside = layout.start + rng.uniform(-0.4, 0.6, layout.size)
+    inside[layout.is_diagonal] = np.abs(inside[layout.is_diagonal]) + 0.05
+    boundary = inside.copy()
+    boundary[np.flatnonzero(layout.is_diagonal)[::2]] = 0.0  # every other variance at exactly 0
+    near_singular = inside.copy()
+    near_singular[np.flatnonzero(layout.is_diagonal)[-1]] = 1e-7
+    return [inside, boundary, near_singular]
+
+
+@pytest.mark.parametrize(("dataset", "formula", "reml"), MODELS, ids=[f"{m[0]}-{m[1]}-{m[2]}" for m in MODELS])
+def test_gradient_matches_finite_differences(dataset, formula, reml) -> None:
+    model = prepare(formula, lmmfast.datasets.load(dataset), reml=reml, factorization="blocked")
+    rng = np.random.default_rng(7)
+    for theta in _points(model.layout, rng):
+        value, gradient = model.objective.value_and_gradient(theta)
+        assert value == model.objective(theta)
+        numeric = _central_differences(model.objective, theta)
+        scale = max(1.0, float(np.abs(numeric).max()))
+        np.testing.assert_allclose(gradient, numeric, rtol=0, atol=2e-6 * scale)
+
+
+def test_gradient_with_prior_weights() -> None:
+    data = lmmfast.datasets.load("sleepstudy_weighted")
+    model = prepare("Reaction ~ Days + (Days | Subject)", data, weights="w")
+    theta = np.array([0.8, 0.1, 0.3])
+    _, gradient = model.objective.value_and_gradient(theta)
+    np.testing.assert_allclose(gradient, _central_differences(model.objective, theta), rtol=1e-6)
+
+
+def test_gradient_vanishes_at_the_optimum() -> None:
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    _, gradient = fit.model.objective.value_and_gradient(fit.theta)
+    assert np.abs(gradient).max() < 1e-3
+
+
+def test_cholmod_path_has_no_gradient() -> None:
+    model = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"), factorization="cholmod")
+    assert not model.objective.has_gradient
+    with pytest.raises(NotImplementedError, match="blocked"):
+        model.objective.value_and_gradient(np.ones(1))
+
+
+def _random_pattern(rng: np.random.Generator, k1: int, levels: int, size: int) -> tuple[UpdatePattern, np.ndarray]:
+    rows = [np.sort(rng.choice(size, rng.integers(1, size // 2), replace=False)) for _ in range(levels)]
+    entry_ptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    pattern = UpdatePattern.build(k1, entry_ptr, np.concatenate(rows), size)
+    return pattern, rng.normal(size=int(entry_ptr[-1]) * k1)
+
+
+def _dense_coupling(pattern: UpdatePattern, values: np.ndarray, size: int) -> np.ndarray:
+    """L21 as a dense size × (levels k1) matrix."""
+    k1 = pattern.k1
+    levels = np.searchsorted(np.unique(pattern.level_start), pattern.level_start)
+    dense = np.zeros((size, (levels.max() + 1) * k1))
+    for e, (row, level) in enumerate(zip(pattern.rows, levels)):
+        dense[row, level * k1 : (level + 1) * k1] = values[e * k1 : (e + 1) * k1]
+    return dense
+
+
+@pytest.mark.parametrize("k1", [1, 2, 3])
+def test_rank_update_matches_dense_product_for_any_thread_count(k1) -> None:
+    rng = np.random.default_rng(k1)
+    size = 40
+    pattern, values = _random_pattern(rng, k1, 25, size)
+    dense = _dense_coupling(pattern, values, size)
+    results = []
+    for threads in (1, 2, 3):
+        S = np.zeros((size, size), order="F")
+        subtract_outer_products(pattern, values, S, threads)
+        results.append(S)
+    np.testing.assert_allclose(np.tril(results[0]), -np.tril(dense @ dense.T), atol=1e-12)
+    assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], results[2])
+
+
+@pytest.mark.parametrize("k1", [1, 2])
+def test_coupled_rows_match_dense_product(k1) -> None:
+    rng = np.random.default_rng(10 + k1)
+    size = 30
+    pattern, w = _random_pattern(rng, k1, 12, size)
+    root = rng.normal(size=(size, size))
+    X = np.asfortranarray(root @ root.T)
+    lower = np.asfortranarray(np.tril(X))
+    mirror_lower(lower)
+    assert np.array_equal(lower, X)
+    dense = _dense_coupling(pattern, w, size)
+    product = X @ dense  # column block l of X W restricted to the rows of level l's entries
+    levels = np.searchsorted(np.unique(pattern.level_start), pattern.level_start)
+    expected = np.concatenate([product[row, level * k1 : (level + 1) * k1] for row, level in zip(pattern.rows, levels)])
+    for threads in (1, 2):
+        np.testing.assert_allclose(coupled_rows(pattern, w, X, threads), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_canonical_theta_leaves_the_objective_unchanged() -> None:
+    model = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    mirrored = np.array([-0.9, 0.2, -0.3])
+    canonical = model.layout.canonical(mirrored)
+    assert canonical.tolist() == [0.9, -0.2, 0.3]
+    assert model.objective(canonical) == pytest.approx(model.objective(mirrored), rel=1e-13)
