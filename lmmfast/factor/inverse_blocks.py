@@ -56,16 +56,36 @@ def mirror_lower(X: np.ndarray) -> None:
 def _coupled_rows(k1, rows, level_start, level_end, column_ptr, column_entries, columns, w, X, out):
     """out[e] = Σ over the entries u of e's level of X[rows[u], rows[e]] w_u, for the entries
     e in the columns ``columns`` (X symmetric, both triangles)."""
+    acc = np.empty(k1)
     for c in columns:
         column = X[:, c]
         for t in range(column_ptr[c], column_ptr[c + 1]):
             e = column_entries[t]
-            for b in range(k1):
-                out[e * k1 + b] = 0.0
-            for u in range(level_start[e], level_end[e]):
-                x = column[rows[u]]
+            start = level_start[e]
+            end = level_end[e]
+            # scalar accumulators for the common k₁ ≤ 2, so the loop keeps them in registers
+            if k1 == 1:
+                acc0 = 0.0
+                for u in range(start, end):
+                    acc0 += column[rows[u]] * w[u]
+                out[e] = acc0
+            elif k1 == 2:
+                acc0 = 0.0
+                acc1 = 0.0
+                for u in range(start, end):
+                    x = column[rows[u]]
+                    acc0 += x * w[2 * u]
+                    acc1 += x * w[2 * u + 1]
+                out[2 * e] = acc0
+                out[2 * e + 1] = acc1
+            else:
+                acc[:] = 0.0
+                for u in range(start, end):
+                    x = column[rows[u]]
+                    for b in range(k1):
+                        acc[b] += x * w[u * k1 + b]
                 for b in range(k1):
-                    out[e * k1 + b] += x * w[u * k1 + b]
+                    out[e * k1 + b] = acc[b]
 
 
 def coupled_rows(pattern: UpdatePattern, w: np.ndarray, X: np.ndarray, threads: int = 1) -> np.ndarray:
