@@ -304,7 +304,10 @@ def lmm(
         )
     convergence = None
     if record.converged and actions["convergence"] != "ignore":
-        convergence = check_convergence(prepared.objective, prepared.layout, record.final, record.final_objective)
+        quasi_newton = None if record.gradient is None else (record.gradient, record.inverse_hessian)
+        convergence = check_convergence(
+            prepared.objective, prepared.layout, record.final, record.final_objective, quasi_newton
+        )
     result = _assemble(prepared, record, began, convergence)
     if not record.converged:
         report(

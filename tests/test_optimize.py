@@ -155,3 +155,28 @@ def test_lbfgsb_falls_back_to_bobyqa_when_its_line_search_fails() -> None:
     summary = optimize_theta(lambda t: (t[0] - 2.0) ** 2, layout, value_and_gradient=value_and_wrong_gradient)
     assert summary.algorithm == "L-BFGS-B+NLOPT_LN_BOBYQA"
     assert summary.final[0] == pytest.approx(2.0, abs=1e-4) and summary.converged
+
+
+def test_quasi_newton_check_needs_no_evaluation_and_flags_a_large_step() -> None:
+    from lmmfast.optimize import check_convergence
+
+    layout = ThetaLayout.from_sizes([1, 1])
+
+    def no_calls(theta):
+        raise AssertionError("the quasi-Newton check must not evaluate the objective")
+
+    theta = np.array([0.5, 0.7])
+    small = check_convergence(no_calls, layout, theta, 1.0, (np.array([1e-3, -1e-3]), np.eye(2)))
+    assert small.ok and small.n_evals == 0 and small.predicted_decrease == pytest.approx(1e-6)
+    large = check_convergence(no_calls, layout, theta, 1.0, (np.array([0.1, 0.0]), np.eye(2)))
+    assert not large.ok and "quasi-Newton step" in large.message
+
+
+def test_lbfgsb_fit_is_checked_from_its_own_gradient() -> None:
+    fit = lmmfast.lmm(
+        "RTtrunc ~ 1 + S + P + (1 | subj) + (1 + P | item)", lmmfast.datasets.load("kb07"), reml=False,
+        optimizer="lbfgsb",
+    )
+    assert fit.convergence is not None and fit.convergence.ok and fit.convergence.n_evals == 0
+    _, gradient = fit.model.objective.value_and_gradient(fit.theta)
+    np.testing.assert_allclose(fit.optsummary.gradient, gradient, atol=1e-8)
