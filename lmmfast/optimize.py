@@ -139,6 +139,7 @@ class _Recorder:
         self.best_x: np.ndarray | None = None
         self.best_f = np.inf
         self.history: list[tuple[np.ndarray, float]] = []
+        self._last: tuple[np.ndarray, float, np.ndarray] | None = None
 
     def _record(self, x: np.ndarray, value: float) -> None:
         self.count += 1
@@ -154,8 +155,12 @@ class _Recorder:
 
     def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         assert self.value_and_gradient is not None
+        if self._last is not None and np.array_equal(self._last[0], x):
+            # L-BFGS-B asks again for the starting point the recorder has already evaluated
+            return self._last[1], self._last[2].copy()
         value, gradient = self.value_and_gradient(x)
         self._record(x, float(value))
+        self._last = (np.array(x, copy=True), float(value), np.array(gradient, copy=True))
         return float(value), gradient
 
 
@@ -281,7 +286,7 @@ def optimize_theta(
     x0 = np.maximum(x0, lower)
     recorder = _Recorder(objective, value_and_gradient)
     began = time.perf_counter()
-    initial_value = recorder(x0, np.empty(0))
+    initial_value = recorder.with_gradient(x0)[0] if value_and_gradient is not None else recorder(x0, np.empty(0))
     rules = dict(ftol_abs=ftol_abs, xtol_abs=xtol_abs, ftol_rel=ftol_rel)
     algorithm = "NLOPT_LN_BOBYQA"
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None

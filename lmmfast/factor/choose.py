@@ -74,13 +74,14 @@ def default_memory_budget() -> int:
 def estimated_bytes(cp: CrossProducts, method: str) -> int:
     """Memory the factorisation itself needs, estimated before anything is allocated.
 
-    The blocked path holds the later terms' dense block two or three times (data, scaled
-    copy and, for vector-valued terms, a work array); CHOLMOD's factor is bounded by the
-    same block's lower triangle at the estimated density plus the first term's columns.
+    The blocked path holds the later terms' dense block three or four times (data, scaled
+    copy, its inverse for the analytic gradient and, for vector-valued terms, a work array);
+    CHOLMOD's factor is bounded by the same block's lower triangle at the estimated density
+    plus the first term's columns.
     """
     q2, density = dense_block_density(cp)
     if method == "blocked":
-        copies = 2 if np.all(cp.term_sizes[1:] == 1) else 3
+        copies = 3 if np.all(cp.term_sizes[1:] == 1) else 4
         return int(copies * q2 * q2 * 8)
     q1 = cp.q - q2
     return int(density * q2 * (q2 + 1) / 2 * 8 * 1.5 + 16 * len(cp.block_values) + 8 * q1 * 4)
