@@ -211,6 +211,12 @@ def _bobyqa(
     return _RESULT_NAMES.get(code, str(code)), converged
 
 
+#: L-BFGS-B's relative tolerance never goes below this: on objectives of 1e6 and more (large
+#: n), lme4's absolute 1e-8 is at the objective's rounding level, where the line search
+#: fails after dozens of useless evaluations instead of stopping.
+RELATIVE_FTOL_FLOOR = 1e-13
+
+
 def _lbfgsb(
     recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float
 ) -> tuple[str, bool, object]:
@@ -224,7 +230,13 @@ def _lbfgsb(
         jac=True,
         method="L-BFGS-B",
         # SciPy's ftol is relative to the objective: convert lme4's absolute tolerance
-        options={"ftol": ftol_abs / max(1.0, abs(scale)), "gtol": 1e-6, "maxcor": 20, "maxfun": max(1, maxeval), "maxiter": max(1, maxeval)},
+        options={
+            "ftol": max(ftol_abs / max(1.0, abs(scale)), RELATIVE_FTOL_FLOOR),
+            "gtol": 1e-6,
+            "maxcor": 20,
+            "maxfun": max(1, maxeval),
+            "maxiter": max(1, maxeval),
+        },
     )
     message = str(result.message)
     return message, bool(result.success), result
