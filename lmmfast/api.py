@@ -39,10 +39,10 @@ from lmmfast.factor.choose import METHODS as FACTORIZATION_METHODS
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.optimize import (
+    OPTIMIZERS,
     SINGULAR_TOLERANCE,
     ConvergenceCheck,
     OptSummary,
-    OPTIMIZERS,
     check_convergence,
     gradient_for,
     optimize_theta,

@@ -26,7 +26,12 @@ from lmmfast.factor.inverse_blocks import (
     mirror_lower,
 )
 from lmmfast.factor.kernels import sandwich_entry
-from lmmfast.factor.rank_update import PARALLEL_WORK, UpdatePattern, available_cores, subtract_outer_products
+from lmmfast.factor.rank_update import (
+    PARALLEL_WORK,
+    UpdatePattern,
+    available_cores,
+    subtract_outer_products,
+)
 from lmmfast.parameters import ThetaLayout
 
 

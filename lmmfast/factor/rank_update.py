@@ -66,7 +66,7 @@ class UpdatePattern:
     work: float
 
     @classmethod
-    def build(cls, k1: int, entry_ptr: np.ndarray, rows: np.ndarray, size: int) -> "UpdatePattern":
+    def build(cls, k1: int, entry_ptr: np.ndarray, rows: np.ndarray, size: int) -> UpdatePattern:
         """From the level pointer ``entry_ptr`` (n₁ + 1) and each entry's row of S.
 
         Examples
