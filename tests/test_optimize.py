@@ -180,3 +180,18 @@ def test_lbfgsb_fit_is_checked_from_its_own_gradient() -> None:
     assert fit.convergence is not None and fit.convergence.ok and fit.convergence.n_evals == 0
     _, gradient = fit.model.objective.value_and_gradient(fit.theta)
     np.testing.assert_allclose(fit.optsummary.gradient, gradient, atol=1e-8)
+
+
+def test_boundary_fit_by_lbfgsb_checks_free_theta_by_gradient_and_boundary_theta_one_sided() -> None:
+    fit = lmmfast.lmm(
+        "RTtrunc ~ 1+S+P+C+SP+SC+PC+SPC + (1+S+P+C | subj) + (1+S+P+C | item)",
+        lmmfast.datasets.load("kb07"),
+        reml=False,
+        checks={"singular": "ignore"},
+    )
+    check = fit.convergence
+    assert fit.optsummary.snapped and check.ok
+    assert check.n_evals == int(np.sum(~check.free)) == len(fit.optsummary.snapped)
+    _, gradient = fit.model.objective.value_and_gradient(fit.theta)
+    np.testing.assert_allclose(check.gradient, gradient, atol=1e-8)
+    assert 0.0 <= check.predicted_decrease < 1e-3

@@ -27,6 +27,7 @@ from lmmfast.factor.inverse_blocks import (
 )
 from lmmfast.factor.kernels import sandwich_entry
 from lmmfast.factor.rank_update import (
+    PARALLEL_COLUMNS,
     PARALLEL_WORK,
     UpdatePattern,
     available_cores,
@@ -252,9 +253,8 @@ class BlockedFactor:
         self._entry_ptr = entry_ptr
         self._entry_level = np.repeat(np.arange(self._n1, dtype=np.int64), np.diff(entry_ptr))
         #: threads for the rank update: more than one only where the work pays for them
-        self.threads = (
-            (available_cores() if self._update_pattern.work >= PARALLEL_WORK else 1) if threads is None else int(threads)
-        )
+        worth_sharing = self._update_pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
+        self.threads = (available_cores() if worth_sharing else 1) if threads is None else int(threads)
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
         dense = np.flatnonzero(cp.slot_term_b > 0)

@@ -27,6 +27,10 @@ import numpy as np
 #: Multiply-adds below which the update runs on one thread (starting threads costs ~0.1 ms).
 PARALLEL_WORK = 1e6
 
+#: Columns of S below which the update runs on one thread: too few to share (kb07's 128
+#: took longer on 2 threads than on 1).
+PARALLEL_COLUMNS = 512
+
 
 def available_cores() -> int:
     """Cores this process may run on."""
