@@ -231,10 +231,11 @@ def lmm(
         structure. Both give the same optimum.
     checks : dict, optional
         What to do about each diagnostic — ``"convergence"`` (the optimiser's stop and a
-        finite-difference check of the optimum, 2 evaluations per θ), ``"singular"`` (a
+        check of the optimum: 2 evaluations per θ by finite differences after BOBYQA, the
+        gradient and quasi-Newton curvature after L-BFGS-B), ``"singular"`` (a
         boundary fit) and ``"rank_deficiency"`` (aliased fixed-effect columns dropped):
         ``"warn"`` (default), ``"raise"`` (raise the warning as an exception) or
-        ``"ignore"`` (``"convergence": "ignore"`` also skips the finite-difference check).
+        ``"ignore"`` (``"convergence": "ignore"`` also skips that check).
     memory_budget : float, optional
         Bytes the factorisation may use (default: 80% of physical memory). Models that would
         need more are refused up front with a :class:`MemoryBudgetError`.
