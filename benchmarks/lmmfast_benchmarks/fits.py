@@ -96,7 +96,9 @@ class EvaluationCost:
         data = lmmfast.datasets.simulate_crossed(300, 100, 50, trials_per_item=trials, seed=2)
         self.prepared = prepare("y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)", data, reml=False)
         self.theta = self.prepared.layout.start
+        # first calls load the numba kernels from the cache: keep them out of the timings
         self.prepared.objective(self.theta)
+        self.prepared.objective.value_and_gradient(self.theta)
 
     def time_objective(self, trials: int) -> None:
         self.prepared.objective(self.theta)
