@@ -168,12 +168,10 @@ class ProfiledObjective:
             return INFEASIBLE, np.zeros(self.layout.size)
         p = cp.p
         rx_t = lower[:p, :p]
-        beta = solve_triangular(rx_t.T, lower[p, :p], lower=False) if p else np.zeros(0)
-        rhs = np.hstack([(rzx[:, p] - rzx[:, :p] @ beta)[:, None], rzx[:, :p]]) if self.reml else (
-            rzx[:, p] - rzx[:, :p] @ beta
-        )[:, None]
+        beta = self._beta(lower)
+        modes_rhs = (rzx[:, p] - rzx[:, :p] @ beta)[:, None]
         # û and, for REML, C = M⁻¹Λ'Z'X in one solve; then Λ[û C] and A Λ[û C]
-        solved = self.factor.solve_Lt(rhs)
+        solved = self.factor.solve_Lt(np.hstack([modes_rhs, rzx[:, :p]]) if self.reml else modes_rhs)
         scaled = scale_by_lambda(self.layout, cp, theta, solved)
         products = zz_times(cp, scaled)
         u = solved[:, :1]
@@ -182,8 +180,8 @@ class ProfiledObjective:
         reml_sums = None
         if self.reml and p:
             c = solved[:, 1:]
-            k = solve_triangular(rx_t.T, solve_triangular(rx_t, c.T, lower=True), lower=False).T
-            reml_sums = per_level_products(k, products[:, 1:] - cp.ZtXy[:, :p], sizes, levels)
+            c_by_rx = solve_triangular(rx_t.T, solve_triangular(rx_t, c.T, lower=True), lower=False).T
+            reml_sums = per_level_products(c_by_rx, products[:, 1:] - cp.ZtXy[:, :p], sizes, levels)
         gradient = theta_gradient(
             self.layout,
             self.factor.logdet_gradient_sums(theta),
@@ -193,6 +191,11 @@ class ProfiledObjective:
             cp.n - p if self.reml else cp.n,
         )
         return float(value), gradient
+
+    def _beta(self, lower: np.ndarray) -> np.ndarray:
+        """β̂ = R_X⁻¹ c_β from the lower Cholesky factor of the [X y] Schur complement."""
+        p = self.cross_products.p
+        return solve_triangular(lower[:p, :p].T, lower[p, :p], lower=False) if p else np.zeros(0)
 
     def solve(self, theta: np.ndarray) -> Solution:
         """β, u, b, σ and Var(β) at ``theta`` (called once, after the optimum)."""
@@ -205,7 +208,7 @@ class ProfiledObjective:
         _, logdet_L, logdet_RX, r2 = self._criterion(lower)
         p = cp.p
         rx_t = lower[:p, :p]
-        beta = solve_triangular(rx_t.T, lower[p, :p], lower=False) if p else np.zeros(0)
+        beta = self._beta(lower)
         u = self.factor.solve_Lt(rzx[:, p] - rzx[:, :p] @ beta)
         sigma = float(np.sqrt(r2 / (cp.n - p if self.reml else cp.n)))
         rx_inv = solve_triangular(rx_t, np.eye(p), lower=True) if p else np.zeros((0, 0))

@@ -307,7 +307,7 @@ class BlockedFactor:
                 raise np.linalg.LinAlgError(f"dpotrf failed (info={info}) on a matrix that must be positive definite")
             self._L22 = factor
 
-    #: :meth:`inverse_block_sums` is available, so the objective has an analytic gradient.
+    #: :meth:`logdet_gradient_sums` is available, so the objective has an analytic gradient.
     supports_gradient = True
 
     def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
