@@ -269,18 +269,13 @@ def lmm(
     actions = resolve_checks(checks)
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise DataError(f"optimizer must be 'auto', 'bobyqa' or 'lbfgsb', got {optimizer!r}.")
-    if optimizer == "lbfgsb" and factorization == "cholmod":
-        raise DataError(
-            "optimizer='lbfgsb' needs the analytic gradient, which only the blocked factorisation provides; "
-            "use factorization='blocked' (or 'auto'), or optimizer='bobyqa'."
-        )
     prepared = prepare(
         formula, data, reml=reml, weights=weights, factorization=factorization, memory_budget=memory_budget
     )
     if optimizer == "lbfgsb" and not prepared.objective.has_gradient:
         raise DataError(
             "optimizer='lbfgsb' needs the analytic gradient, which only the blocked factorisation provides, "
-            "and this model was given the CHOLMOD path; use optimizer='bobyqa' or 'auto'."
+            "and this model takes the CHOLMOD path; use optimizer='bobyqa' or 'auto', or factorization='blocked'."
         )
     prepared = replace(prepared, optimizer=optimizer)
     if prepared.fixed.dropped:
