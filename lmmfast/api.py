@@ -285,13 +285,11 @@ def lmm(
             "(linear combinations of earlier columns), as lme4 does.",
             RankDeficiencyWarning,
         )
-    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y)
-    record = optimize_theta(
-        prepared.objective,
-        prepared.layout,
-        start=start,
-        value_and_gradient=gradient_for(prepared.objective, prepared.layout.size, optimizer),
+    value_and_gradient = gradient_for(prepared.objective, prepared.layout.size, optimizer)
+    start = initial_theta(
+        prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y, slopes=value_and_gradient is not None
     )
+    record = optimize_theta(prepared.objective, prepared.layout, start=start, value_and_gradient=value_and_gradient)
     if record.final_objective >= INFEASIBLE:
         raise ModelError(
             "The objective could not be evaluated at any point the optimiser tried (the fixed-effects "

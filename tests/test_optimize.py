@@ -195,3 +195,35 @@ def test_boundary_fit_by_lbfgsb_checks_free_theta_by_gradient_and_boundary_theta
     _, gradient = fit.model.objective.value_and_gradient(fit.theta)
     np.testing.assert_allclose(check.gradient, gradient, atol=1e-8)
     assert 0.0 <= check.predicted_decrease < 1e-3
+
+
+def test_gradient_path_starts_from_moment_covariances_closer_to_the_optimum() -> None:
+    from lmmfast.api import prepare
+    from lmmfast.start import initial_theta
+
+    data = lmmfast.datasets.simulate_crossed(400, 300, 100, seed=3)
+    formula = "y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)"
+    prepared = prepare(formula, data, reml=False)
+    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y, slopes=True)
+    # the simulated subject template is [0.667, 0.075, 0.238] (sd 40 and 15, correlation 0.3, σ 60):
+    # moments of per-subject fits land near it, the identity does not
+    np.testing.assert_allclose(start[:3], [0.667, 0.075, 0.238], rtol=0.5)
+    assert prepared.objective(start) < prepared.objective(prepared.layout.start) - 100.0
+    fit = lmmfast.lmm(formula, data, reml=False)
+    np.testing.assert_array_equal(fit.optsummary.initial, start)
+    from_identity = optimize_theta(
+        prepared.objective, prepared.layout, value_and_gradient=prepared.objective.value_and_gradient
+    )
+    assert fit.objective == pytest.approx(from_identity.final_objective, rel=1e-10)
+    assert fit.n_evals < from_identity.n_evals
+
+
+def test_moment_start_keeps_identity_for_a_term_no_level_can_estimate() -> None:
+    from lmmfast.api import prepare
+    from lmmfast.start import initial_theta
+
+    # a slope constant within each subject: no subject's own fit of (1 + slope) has full rank
+    data = lmmfast.datasets.load("sleepstudy").assign(group_constant=lambda d: d.Subject.astype(int) % 3)
+    prepared = prepare("Reaction ~ Days + (1 + group_constant | Subject)", data)
+    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y, slopes=True)
+    np.testing.assert_array_equal(start, prepared.layout.start)
