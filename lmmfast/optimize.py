@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import nlopt
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
 from lmmfast.parameters import ThetaLayout
 
@@ -217,14 +217,12 @@ def _bobyqa(
 RELATIVE_FTOL_FLOOR = 1e-13
 
 
-def _lbfgsb(
-    recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float
-) -> tuple[str, bool, object]:
+def _lbfgsb(recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float) -> OptimizeResult:
     # Unbounded: the objective is even in every template column, so a negative diagonal is as
     # good as its mirror image (ThetaLayout.canonical maps it back). With lme4's bound at 0
     # instead, a scalar term's variance that reaches 0 would stay there, as the objective's
     # slope at 0 is exactly 0 whether 0 is its minimum or not.
-    result = minimize(
+    return minimize(
         recorder.with_gradient,
         x0,
         jac=True,
@@ -238,8 +236,6 @@ def _lbfgsb(
             "maxiter": max(1, maxeval),
         },
     )
-    message = str(result.message)
-    return message, bool(result.success), result
 
 
 def optimize_theta(
@@ -304,14 +300,12 @@ def optimize_theta(
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     if value_and_gradient is not None:
         algorithm = "L-BFGS-B"
-        return_code, converged, result = _lbfgsb(
-            recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval - 1, scale=initial_value
-        )
+        result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval - 1, scale=initial_value)
+        return_code, converged = str(result.message), bool(result.success)
         assert recorder.best_x is not None
         if converged and np.array_equal(result.x, recorder.best_x):
             # the same point in canonical coordinates: flipped entries change sign
             signs = np.where(layout.canonical(recorder.best_x) == recorder.best_x, 1.0, -1.0)
-            signs[recorder.best_x == 0.0] = 1.0
             quasi_newton = (signs * result.jac, signs[:, None] * result.hess_inv.todense() * signs[None, :])
         recorder.best_x = layout.canonical(recorder.best_x)
         if not converged and maxeval - recorder.count > 2 * layout.size + 1:

@@ -208,7 +208,7 @@ class BlockedFactor:
     True
     """
 
-    def __init__(self, cross_products: CrossProducts, layout: ThetaLayout, threads: int | None = None) -> None:
+    def __init__(self, cross_products: CrossProducts, layout: ThetaLayout) -> None:
         cp = cross_products
         self._cp = cp
         self._layout = layout
@@ -252,9 +252,9 @@ class BlockedFactor:
         )
         self._entry_ptr = entry_ptr
         self._entry_level = np.repeat(np.arange(self._n1, dtype=np.int64), np.diff(entry_ptr))
-        #: threads for the rank update: more than one only where the work pays for them
+        #: threads for the sparse passes: more than one only where the work pays for them
         worth_sharing = self._update_pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
-        self.threads = (available_cores() if worth_sharing else 1) if threads is None else int(threads)
+        self.threads = available_cores() if worth_sharing else 1
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
         dense = np.flatnonzero(cp.slot_term_b > 0)
