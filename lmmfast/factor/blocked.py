@@ -36,6 +36,14 @@ from lmmfast.factor.rank_update import (
 from lmmfast.parameters import ThetaLayout
 
 
+def _gather_runs(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``values[starts[i] : starts[i] + lengths[i]]`` for every i, concatenated."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    run_starts = np.cumsum(lengths) - lengths
+    index = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(np.asarray(starts, dtype=np.int64) - run_starts, lengths)
+    return values[index]
+
+
 @numba.njit(cache=True)
 def _scatter_dense(block_values, slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets, sizes, offsets, shift, out):
     """Z₂'Z₂ (every block between later terms, both triangles) into the dense ``out``."""
@@ -234,9 +242,7 @@ class BlockedFactor:
         self._cross_row = rows.astype(np.int64)
         self._cross_term = cp.slot_term_a[cross].astype(np.int64)
         self._cross_offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-        self._cross_values = np.concatenate(
-            [cp.block_values[o : o + w] for o, w in zip(cp.slot_offsets[cross], widths)]
-        ) if len(cross) else np.zeros(0)
+        self._cross_values = _gather_runs(cp.block_values, cp.slot_offsets[cross], widths)
         self._cross_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
         np.cumsum(np.bincount(cp.slot_level_b[cross], minlength=self._n1), out=self._cross_ptr[1:])
         self._cross_level = cp.slot_level_b[cross].astype(np.int64)
@@ -266,8 +272,7 @@ class BlockedFactor:
             (cp.column_offsets[dense_a] - self._q1 + cp.slot_level_a[dense] * sizes[dense_a]).astype(np.int64),
             (cp.column_offsets[dense_b] - self._q1 + cp.slot_level_b[dense] * sizes[dense_b]).astype(np.int64),
             np.concatenate([[0], np.cumsum(dense_widths)[:-1]]).astype(np.int64),
-            np.concatenate([cp.block_values[o : o + w] for o, w in zip(cp.slot_offsets[dense], dense_widths)])
-            if len(dense) else np.zeros(0),
+            _gather_runs(cp.block_values, cp.slot_offsets[dense], dense_widths),
         )
 
         self._base = np.zeros((q2, q2), order="F")
