@@ -8,6 +8,8 @@ import pytest
 
 import lmmfast
 from lmmfast.api import prepare
+from lmmfast.factor import blocked
+from lmmfast.factor.dense_coupling import DenseCoupling
 from lmmfast.factor.inverse_blocks import coupled_rows, mirror_lower
 from lmmfast.factor.rank_update import UpdatePattern, subtract_outer_products
 from lmmfast.parameters import ThetaLayout
@@ -130,6 +132,45 @@ def test_coupled_rows_match_dense_product(k1) -> None:
     expected = np.concatenate([product[row, level * k1 : (level + 1) * k1] for row, level in zip(pattern.rows, levels)])
     for threads in (1, 2):
         np.testing.assert_allclose(coupled_rows(pattern, w, X, threads), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k1", [1, 3])
+def test_dense_coupling_matches_the_sparse_kernels(k1) -> None:
+    rng = np.random.default_rng(20 + k1)
+    size = 30
+    pattern, values = _random_pattern(rng, k1, 12, size)
+    levels = np.searchsorted(np.unique(pattern.level_start), pattern.level_start)
+    coupling = DenseCoupling(pattern, levels, int(levels.max()) + 1)
+    root = rng.normal(size=(size, size))
+    start = np.asfortranarray(root @ root.T)
+    sparse, dense = start.copy(order="F"), start.copy(order="F")
+    subtract_outer_products(pattern, values, sparse)
+    coupling.subtract_outer_products(values, dense)
+    np.testing.assert_allclose(np.tril(dense), np.tril(sparse), rtol=1e-12, atol=1e-12)
+    X = np.asfortranarray(start)
+    w = rng.normal(size=values.shape)
+    np.testing.assert_allclose(coupling.coupled_rows(w, X), coupled_rows(pattern, w, X), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "dataset, formula",
+    [
+        ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S + P | subj) + (1 + P + C | item)"),
+        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+        ("insteval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"),
+    ],
+)
+def test_dense_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch, dataset, formula) -> None:
+    data = lmmfast.datasets.load(dataset)
+    results = []
+    for dense in (True, False):
+        monkeypatch.setattr(blocked, "prefer_dense", lambda *args, dense=dense: dense)
+        model = prepare(formula, data, reml=False)
+        assert (model.objective.factor._dense_coupling is not None) == dense
+        theta = model.layout.start * 0.7 + 0.05
+        results.append(model.objective.value_and_gradient(theta))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-8, atol=1e-8 * np.abs(results[1][1]).max())
 
 
 def test_canonical_theta_leaves_the_objective_unchanged() -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.dense_coupling import DenseCoupling, prefer_dense
 from lmmfast.factor.inverse_blocks import (
     coupled_rows,
     first_term_inverse_blocks,
@@ -261,6 +262,12 @@ class BlockedFactor:
         #: threads for the sparse passes: more than one only where the work pays for them
         worth_sharing = self._update_pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
         self.threads = available_cores() if worth_sharing else 1
+        #: L21 as a dense matrix for BLAS where the coupling is dense enough (else None)
+        self._dense_coupling = (
+            DenseCoupling(self._update_pattern, self._entry_level, self._n1)
+            if prefer_dense(self._update_pattern, self._q1, q2, self.threads)
+            else None
+        )
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
         dense = np.flatnonzero(cp.slot_term_b > 0)
@@ -306,7 +313,10 @@ class BlockedFactor:
             self._cross_offsets, self._cross_values, sizes, templates, offsets, self._L11, self._L21,
         )
         if self.dense_size:
-            subtract_outer_products(self._update_pattern, self._L21, self._S, self.threads)
+            if self._dense_coupling is not None:
+                self._dense_coupling.subtract_outer_products(self._L21, self._S)
+            else:
+                subtract_outer_products(self._update_pattern, self._L21, self._S, self.threads)
             factor, info = lapack.dpotrf(self._S, lower=1, clean=0, overwrite_a=1)
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotrf failed (info={info}) on a matrix that must be positive definite")
@@ -332,7 +342,10 @@ class BlockedFactor:
             inverse = np.asfortranarray(inverse)
             mirror_lower(inverse)
             w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
-            coupled = coupled_rows(self._update_pattern, w, inverse, self.threads)
+            if self._dense_coupling is not None:
+                coupled = self._dense_coupling.coupled_rows(w, inverse)
+            else:
+                coupled = coupled_rows(self._update_pattern, w, inverse, self.threads)
         else:
             inverse = np.zeros((0, 0), order="F")
             w = coupled = np.zeros(0)

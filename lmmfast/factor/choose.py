@@ -77,7 +77,9 @@ def estimated_bytes(cp: CrossProducts, method: str) -> int:
     The blocked path holds the later terms' dense block three or four times (data, scaled
     copy, its inverse for the analytic gradient and, for vector-valued terms, a work array);
     CHOLMOD's factor is bounded by the same block's lower triangle at the estimated density
-    plus the first term's columns.
+    plus the first term's columns. Not counted: a dense copy of the coupling block where the
+    blocked path multiplies it with BLAS (:mod:`lmmfast.factor.dense_coupling`), at most
+    128 MiB.
     """
     q2, density = dense_block_density(cp)
     if method == "blocked":

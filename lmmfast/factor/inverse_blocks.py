@@ -197,6 +197,14 @@ def logdet_trace_sums(
         kb = sizes[tb]
         r0 = dense_row[s]
         c0 = dense_col[s]
+        if ka == 1 and kb == 1:  # scalar blocks (most of them in `||` and intercept models)
+            x = X[r0, c0] * dense_values[dense_offsets[s]]
+            lam_a = template_offsets[ta]
+            lam_b = template_offsets[tb]
+            out[lam_b] += x * templates[lam_a]
+            if r0 != c0:
+                out[lam_a] += x * templates[lam_b]
+            continue
         for i in range(ka):
             for jj in range(kb):
                 scratch[i, jj] = X[r0 + i, c0 + jj]
