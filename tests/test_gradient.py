@@ -134,6 +134,45 @@ def test_coupled_rows_match_dense_product(k1) -> None:
         np.testing.assert_allclose(coupled_rows(pattern, w, X, threads), expected, rtol=1e-12, atol=1e-12)
 
 
+def _grouped_pattern(rng: np.random.Generator, k1: int, width: int, levels: int, groups: int):
+    """A pattern whose columns come in groups of ``width`` that each level touches whole."""
+    size = groups * width
+    rows = []
+    for _ in range(levels):
+        chosen = np.sort(rng.choice(groups, rng.integers(1, groups // 2 + 1), replace=False))
+        rows.append((chosen[:, None] * width + np.arange(width)[None, :]).ravel())
+    entry_ptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    group_ptr = np.arange(0, size + 1, width)
+    pattern = UpdatePattern.build(k1, entry_ptr, np.concatenate(rows), size, group_ptr)
+    return pattern, rng.normal(size=int(entry_ptr[-1]) * k1), size
+
+
+@pytest.mark.parametrize("k1, width", [(1, 2), (2, 2), (2, 3), (3, 2)])
+def test_grouped_kernels_match_dense_products_for_any_thread_count(k1, width) -> None:
+    rng = np.random.default_rng(100 * k1 + width)
+    pattern, values, size = _grouped_pattern(rng, k1, width, 15, 12)
+    dense = _dense_coupling(pattern, values, size)
+    updates = []
+    for threads in (1, 2):
+        S = np.zeros((size, size), order="F")
+        subtract_outer_products(pattern, values, S, threads)
+        updates.append(S)
+    np.testing.assert_allclose(np.tril(updates[0]), -np.tril(dense @ dense.T), atol=1e-12)
+    assert np.array_equal(updates[0], updates[1])
+    root = rng.normal(size=(size, size))
+    X = np.asfortranarray(root @ root.T)
+    product = X @ dense
+    levels = np.searchsorted(np.unique(pattern.level_start), pattern.level_start)
+    expected = np.concatenate([product[row, level * k1 : (level + 1) * k1] for row, level in zip(pattern.rows, levels)])
+    for threads in (1, 2):
+        np.testing.assert_allclose(coupled_rows(pattern, values, X, threads), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_level_that_touches_part_of_a_column_group_is_refused() -> None:
+    with pytest.raises(ValueError, match="column group partly"):
+        UpdatePattern.build(1, np.array([0, 1]), np.array([0]), 2, np.array([0, 2]))
+
+
 @pytest.mark.parametrize("k1", [1, 3])
 def test_dense_coupling_matches_the_sparse_kernels(k1) -> None:
     rng = np.random.default_rng(20 + k1)

@@ -254,8 +254,12 @@ class BlockedFactor:
         within = np.arange(int(heights.sum())) - np.repeat(np.cumsum(heights) - heights, heights)
         entry_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
         np.cumsum(np.bincount(self._cross_level, weights=heights, minlength=self._n1).astype(np.int64), out=entry_ptr[1:])
+        col_term = np.repeat(np.arange(1, len(sizes)), cp.term_levels[1:] * sizes[1:]).astype(np.int64)
+        col_index = (np.arange(q2) - (cp.column_offsets[col_term] - self._q1)) % sizes[col_term]
+        # the k columns of a vector-valued term's level are touched together
+        groups = np.append(np.flatnonzero(col_index == 0), q2).astype(np.int64)
         self._update_pattern = UpdatePattern.build(
-            self._k1, entry_ptr, np.repeat(self._cross_row, heights) + within, q2
+            self._k1, entry_ptr, np.repeat(self._cross_row, heights) + within, q2, groups
         )
         self._entry_ptr = entry_ptr
         self._entry_level = np.repeat(np.arange(self._n1, dtype=np.int64), np.diff(entry_ptr))

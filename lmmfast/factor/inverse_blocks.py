@@ -88,11 +88,69 @@ def _coupled_rows(k1, rows, level_start, level_end, column_ptr, column_entries, 
                     out[e * k1 + b] = acc[b]
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _coupled_groups(k1, rows, level_start, level_end, column_ptr, column_entries, group_ptr, groups, w, X, out):
+    """As :func:`_coupled_rows` for the column groups ``groups``: each level's entries are
+    read once for all the group's columns."""
+    most = 1
+    for g in range(group_ptr.shape[0] - 1):
+        most = max(most, group_ptr[g + 1] - group_ptr[g])
+    acc = np.empty((most, k1))
+    for g in groups:
+        c0 = group_ptr[g]
+        width = group_ptr[g + 1] - c0
+        for t in range(column_ptr[c0], column_ptr[c0 + 1]):
+            e = column_entries[t]
+            start = level_start[e]
+            end = level_end[e]
+            if width == 2 and k1 == 2:
+                a0 = 0.0
+                a1 = 0.0
+                b0 = 0.0
+                b1 = 0.0
+                for u in range(start, end):
+                    r = rows[u]
+                    x0 = X[r, c0]
+                    x1 = X[r, c0 + 1]
+                    w0 = w[2 * u]
+                    w1 = w[2 * u + 1]
+                    a0 += x0 * w0
+                    a1 += x0 * w1
+                    b0 += x1 * w0
+                    b1 += x1 * w1
+                out[2 * e] = a0
+                out[2 * e + 1] = a1
+                out[2 * e + 2] = b0
+                out[2 * e + 3] = b1
+            elif width == 2 and k1 == 1:
+                a0 = 0.0
+                b0 = 0.0
+                for u in range(start, end):
+                    r = rows[u]
+                    wu = w[u]
+                    a0 += X[r, c0] * wu
+                    b0 += X[r, c0 + 1] * wu
+                out[e] = a0
+                out[e + 1] = b0
+            else:
+                acc[:width, :] = 0.0
+                for u in range(start, end):
+                    r = rows[u]
+                    for j in range(width):
+                        x = X[r, c0 + j]
+                        for b in range(k1):
+                            acc[j, b] += x * w[u * k1 + b]
+                for j in range(width):
+                    for b in range(k1):
+                        out[(e + j) * k1 + b] = acc[j, b]
+
+
 def coupled_rows(pattern: UpdatePattern, w: np.ndarray, X: np.ndarray, threads: int = 1) -> np.ndarray:
     """Y = (X W) at the entries of L21: yₑ = Σ_u X[rows_u, rows_e] w_u over e's level.
 
-    Each column of X is read once per entry in it, down the column; columns are disjoint,
-    so threads need no locks and the result does not depend on their number.
+    Each column of X is read once per entry in it, down the column, the columns of a group
+    (:class:`~lmmfast.factor.rank_update.UpdatePattern`) together; groups are disjoint, so
+    threads need no locks and the result does not depend on their number.
 
     Examples
     --------
@@ -103,14 +161,22 @@ def coupled_rows(pattern: UpdatePattern, w: np.ndarray, X: np.ndarray, threads: 
     """
     p = pattern
     out = np.empty(len(p.rows) * p.k1)
-    columns = np.arange(X.shape[1], dtype=np.int64)
-    args = (p.k1, p.rows, p.level_start, p.level_end, p.column_ptr, p.column_entries)
-    if threads <= 1 or len(columns) < 2:
-        _coupled_rows(*args, columns, w, X, out)
+    groups = np.arange(len(p.group_ptr) - 1, dtype=np.int64)
+    singles = len(groups) == X.shape[1]
+
+    def run(share: np.ndarray) -> None:
+        common = (p.k1, p.rows, p.level_start, p.level_end, p.column_ptr, p.column_entries)
+        if singles:
+            _coupled_rows(*common, share, w, X, out)
+        else:
+            _coupled_groups(*common, p.group_ptr, share, w, X, out)
+
+    if threads <= 1 or len(groups) < 2:
+        run(groups)
         return out
-    shares = [columns[i::threads] for i in range(min(threads, len(columns)))]
+    shares = [groups[i::threads] for i in range(min(threads, len(groups)))]
     with ThreadPoolExecutor(max_workers=len(shares)) as pool:
-        list(pool.map(lambda share: _coupled_rows(*args, share, w, X, out), shares))
+        list(pool.map(run, shares))
     return out
 
 

@@ -50,7 +50,9 @@ def test_machine_effect_matches_lmertest() -> None:
     fit = lmmfast.lmm("score ~ Machine + (1 | Worker/Machine)", lmmfast.datasets.load("machines"))
     row = fit.anova_terms().loc["Machine"]
     assert row.F == pytest.approx(20.57608, rel=1e-5)
-    assert row.den_df == pytest.approx(9.999999937, rel=1e-5)
+    # the df moves by a few 1e-5 with θ̂ inside the optimiser's tolerance (the last bits of the
+    # factorisation move BOBYQA's last steps): 10.00005 and 9.99964 were both seen
+    assert row.den_df == pytest.approx(9.999999937, rel=1e-4)
     assert row.p_value == pytest.approx(0.00028555, rel=1e-3)
 
 
