@@ -21,6 +21,7 @@ from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.dense_coupling import DenseCoupling, prefer_dense
 from lmmfast.factor.inverse_blocks import (
     coupled_rows,
+    coupling_trace_sums,
     first_term_inverse_blocks,
     first_term_inverse_rows,
     logdet_trace_sums,
@@ -356,10 +357,12 @@ class BlockedFactor:
         first_inverse = first_term_inverse_blocks(self._L11, self._entry_ptr, w, coupled)
         out = np.zeros_like(templates)
         logdet_trace_sums(
-            k1, self._first_values, first_inverse, self._cross_ptr, self._cross_row, self._cross_term,
-            self._cross_offsets, self._cross_values, coupled, *self._dense_slots, inverse,
-            sizes, templates, offsets, out,
+            k1, self._first_values, first_inverse, *self._dense_slots, inverse, sizes, templates, offsets, out
         )
+        if self.dense_size:
+            coupling_trace_sums(
+                k1, self._cross_term, self._cross_offsets, self._cross_values, coupled, sizes, templates, offsets, out
+            )
         return [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
 
     def logdet(self) -> float:

@@ -231,13 +231,12 @@ def _add_block_traces(inverse, ka, kb, values, base, templates, lam_a, lam_b, mi
 
 @numba.njit(cache=True, nogil=True)
 def logdet_trace_sums(
-    k1, first_values, first_inverse, cross_ptr, cross_row, cross_term, cross_offsets, cross_values, coupled,
-    dense_term_a, dense_term_b, dense_row, dense_col, dense_offsets, dense_values, X,
+    k1, first_values, first_inverse, dense_term_a, dense_term_b, dense_row, dense_col, dense_offsets, dense_values, X,
     sizes, templates, template_offsets, out,
 ):
-    """``out`` (packed like the templates) += Σₗ [M⁻¹Λ'Z'Z]ₗₗ per term, over every stored
-    block of Z'Z: the first term's diagonal blocks, its couplings to the dense block, and
-    the blocks within the dense block (rows/columns relative to it)."""
+    """``out`` (packed like the templates) += Σₗ [M⁻¹Λ'Z'Z]ₗₗ per term, over the first
+    term's diagonal blocks and the blocks within the dense block (rows/columns relative to
+    it); the first term's couplings are added by :func:`coupling_trace_sums`."""
     lam1 = template_offsets[0]
     n1 = first_inverse.shape[0]
     for j in range(n1):
@@ -246,16 +245,6 @@ def logdet_trace_sums(
     for t in range(sizes.shape[0]):
         most = max(most, sizes[t])
     scratch = np.empty((most, most))
-    for j in range(n1):
-        for s in range(cross_ptr[j], cross_ptr[j + 1]):
-            ta = cross_term[s]
-            ka = sizes[ta]
-            first_entry = cross_offsets[s] // k1
-            for i in range(ka):
-                for b in range(k1):
-                    scratch[i, b] = -coupled[(first_entry + i) * k1 + b]
-            lam_a = template_offsets[ta]
-            _add_block_traces(scratch[:ka, :k1], ka, k1, cross_values, cross_offsets[s], templates, lam_a, lam1, True, out, lam_a, lam1)
     for s in range(dense_term_a.shape[0]):
         ta = dense_term_a[s]
         tb = dense_term_b[s]
@@ -279,3 +268,48 @@ def logdet_trace_sums(
             scratch[:ka, :kb], ka, kb, dense_values, dense_offsets[s], templates,
             template_offsets[ta], template_offsets[tb], mirrored, out, template_offsets[ta], template_offsets[tb],
         )
+
+
+@numba.njit(cache=True, nogil=True)
+def _coupling_products(k1, cross_term, cross_offsets, sizes, coupled, cross_values, out):
+    """out[t] = Σ over the coupling blocks s of term t of vec(Yₛ) vec(Bₛ)', Yₛ and Bₛ the
+    kₜ × k₁ blocks of the coupled rows and of Z'Z at the same place."""
+    for s in range(cross_term.shape[0]):
+        t = cross_term[s]
+        width = sizes[t] * k1
+        base = cross_offsets[s]
+        for a in range(width):
+            y = coupled[base + a]
+            for b in range(width):
+                out[t, a, b] += y * cross_values[base + b]
+
+
+def coupling_trace_sums(
+    k1: int, cross_term: np.ndarray, cross_offsets: np.ndarray, cross_values: np.ndarray, coupled: np.ndarray,
+    sizes: np.ndarray, templates: np.ndarray, template_offsets: np.ndarray, out: np.ndarray,
+) -> None:
+    """``out`` += the couplings' share of Σₗ [M⁻¹Λ'Z'Z]ₗₗ, for the first term and each later one.
+
+    The block of M⁻¹ at a coupling block Bₛ = (Z'Z)ₛ (term t's rows, the first term's
+    columns) is −Yₛ, so the first term gains Σₛ Yₛ'T_t'Bₛ and term t gains Σₛ Yₛ T₁'Bₛ'. Both
+    are contractions of one k₁²kₜ² sum of products per term, accumulated in a single pass.
+
+    Examples
+    --------
+    >>> out = np.zeros(2)
+    >>> coupling_trace_sums(1, np.array([1, 1]), np.array([0, 1]), np.array([2.0, 3.0]), np.array([1.0, 1.0]),
+    ...                     np.array([1, 1]), np.array([1.0, 1.0]), np.array([0, 1]), out)
+    >>> out.tolist()  # −Σ yₛ bₛ for each side
+    [-5.0, -5.0]
+    """
+    width = int(np.max(sizes)) * k1
+    products = np.zeros((len(sizes), width, width))
+    _coupling_products(k1, cross_term, cross_offsets, sizes, coupled, cross_values, products)
+    first = templates[template_offsets[0] : template_offsets[0] + k1 * k1].reshape(k1, k1)
+    for t in range(1, len(sizes)):
+        k = int(sizes[t])
+        # Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y]; the sign: the block of M⁻¹ is −Yₛ
+        Q = -products[t, : k * k1, : k * k1].reshape(k, k1, k, k1)
+        own = templates[template_offsets[t] : template_offsets[t] + k * k].reshape(k, k)
+        out[template_offsets[0] : template_offsets[0] + k1 * k1] += np.einsum("ji,ixjy->xy", own, Q).ravel()
+        out[template_offsets[t] : template_offsets[t] + k * k] += np.einsum("ji,xiyj->xy", first, Q).ravel()
