@@ -5,12 +5,14 @@ Each step is a public function of its own module; :func:`lmm` only chains them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from lmmfast._version import __version__
 from lmmfast.crossprod import form_cross_products
@@ -23,7 +25,7 @@ from lmmfast.design import (
     build_random_terms,
 )
 from lmmfast.design.data import column_names, data_name
-from lmmfast.design.random import display_names
+from lmmfast.design.random import display_names, grouping_keys
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.diagnostics import report, resolve_checks
@@ -131,7 +133,7 @@ def prepare(
     terms = build_random_terms(frame_info.frame, model.random)
     cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
     layout = ThetaLayout.from_sizes([t.k for t in terms])
-    factor = make_factor(cross_products, layout, factorization, memory_budget)
+    factor = make_factor(cross_products, layout, factorization, memory_budget, grouping_keys(terms))
     objective = ProfiledObjective(cross_products, layout, factor, reml=bool(reml))
     return PreparedModel(
         formula=model,
@@ -285,6 +287,19 @@ def lmm(
             "(linear combinations of earlier columns), as lme4 does.",
             RankDeficiencyWarning,
         )
+    with blas_threads_for(prepared.objective):
+        return _fit(prepared, actions, optimizer, began)
+
+
+def blas_threads_for(objective: ProfiledObjective) -> contextlib.AbstractContextManager:
+    """A context that limits BLAS to the threads the factor asks for (see
+    :attr:`lmmfast.factor.BlockedFactor.blas_threads`), or changes nothing."""
+    threads = getattr(objective.factor, "blas_threads", None)
+    return threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
+
+
+def _fit(prepared: PreparedModel, actions: Mapping[str, str], optimizer: str, began: float) -> LmmResult:
+    """Optimise, check and assemble the result of a prepared model."""
     value_and_gradient = gradient_for(prepared.objective, prepared.layout.size, optimizer)
     start = initial_theta(
         prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y, slopes=value_and_gradient is not None
@@ -348,10 +363,11 @@ def refit(prepared: PreparedModel, *, reml: bool, start: np.ndarray | None = Non
     base = prepared.objective
     objective = ProfiledObjective(base.cross_products, base.layout, base.factor, reml=reml)
     model = replace(prepared, objective=objective)
-    record = optimize_theta(
-        objective,
-        model.layout,
-        start=start,
-        value_and_gradient=gradient_for(objective, model.layout.size, prepared.optimizer),
-    )
-    return _assemble(model, record, began)
+    with blas_threads_for(objective):
+        record = optimize_theta(
+            objective,
+            model.layout,
+            start=start,
+            value_and_gradient=gradient_for(objective, model.layout.size, prepared.optimizer),
+        )
+        return _assemble(model, record, began)

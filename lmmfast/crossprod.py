@@ -186,6 +186,14 @@ def _zz_times(slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets
         rb = offsets[tb] + slot_level_b[s] * kb
         base = slot_offsets[s]
         mirrored = ta != tb or slot_level_a[s] != slot_level_b[s]
+        if ka == 1 and kb == 1:  # scalar blocks: most of the slots of `||` and intercept models
+            value = values[base]
+            for m in range(V.shape[1]):
+                out[ra, m] += value * V[rb, m]
+            if mirrored:
+                for m in range(V.shape[1]):
+                    out[rb, m] += value * V[ra, m]
+            continue
         for i in range(ka):
             for j in range(kb):
                 value = values[base + i * kb + j]

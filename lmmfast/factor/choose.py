@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from lmmfast.errors import DataError, MemoryBudgetError
 from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
+from lmmfast.factor.merge import merge_terms
 from lmmfast.parameters import ThetaLayout
 
 METHODS = ("auto", "blocked", "cholmod")
@@ -98,10 +100,18 @@ def _format_bytes(count: float) -> str:
 
 
 def make_factor(
-    cp: CrossProducts, layout: ThetaLayout, method: str = "auto", memory_budget: float | None = None
+    cp: CrossProducts,
+    layout: ThetaLayout,
+    method: str = "auto",
+    memory_budget: float | None = None,
+    merge_keys: Sequence[int] | None = None,
 ) -> RandomEffectsFactor:
     """Build the factorisation path ``method`` (``"auto"`` picks by :func:`choose_method`),
     refusing up front when it would need more than ``memory_budget`` bytes.
+
+    ``merge_keys`` (one per term; equal for terms on the same grouping factor) lets the
+    blocked path factor such terms as one (:mod:`lmmfast.factor.merge`); its choice and
+    memory estimate are then those of the merged terms.
 
     Raises
     ------
@@ -111,13 +121,15 @@ def make_factor(
     if method not in METHODS:
         raise DataError(f"factorization must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
     budget = default_memory_budget() if memory_budget is None else memory_budget
+    merged = None if merge_keys is None else merge_terms(cp, layout, merge_keys)
+    blocked_cp = cp if merged is None else merged.cross_products
     if method == "auto":
-        method = choose_method(cp)
-        if method == "blocked" and estimated_bytes(cp, "blocked") > budget:
+        method = choose_method(blocked_cp)
+        if method == "blocked" and estimated_bytes(blocked_cp, "blocked") > budget:
             method = "cholmod"
-    needed = estimated_bytes(cp, method)
+    needed = estimated_bytes(blocked_cp if method == "blocked" else cp, method)
     if needed > budget:
-        q2, _ = dense_block_density(cp)
+        q2, _ = dense_block_density(blocked_cp if method == "blocked" else cp)
         raise MemoryBudgetError(
             f"Factoring this model needs about {_format_bytes(needed)} ({method} path; the random effects after "
             f"the first term form a {q2} × {q2} block that is dense after elimination), more than the memory "
@@ -125,4 +137,4 @@ def make_factor(
             "(fewer slopes, or fewer levels by pooling rare ones), or raise memory_budget if the machine has "
             "the memory."
         )
-    return BlockedFactor(cp, layout) if method == "blocked" else CholmodFactor(cp, layout)
+    return BlockedFactor(cp, layout, merged) if method == "blocked" else CholmodFactor(cp, layout)

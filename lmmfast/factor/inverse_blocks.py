@@ -270,46 +270,35 @@ def logdet_trace_sums(
         )
 
 
-@numba.njit(cache=True, nogil=True)
-def _coupling_products(k1, cross_term, cross_offsets, sizes, coupled, cross_values, out):
-    """out[t] = Σ over the coupling blocks s of term t of vec(Yₛ) vec(Bₛ)', Yₛ and Bₛ the
-    kₜ × k₁ blocks of the coupled rows and of Z'Z at the same place."""
-    for s in range(cross_term.shape[0]):
-        t = cross_term[s]
-        width = sizes[t] * k1
-        base = cross_offsets[s]
-        for a in range(width):
-            y = coupled[base + a]
-            for b in range(width):
-                out[t, a, b] += y * cross_values[base + b]
-
-
 def coupling_trace_sums(
-    k1: int, cross_term: np.ndarray, cross_offsets: np.ndarray, cross_values: np.ndarray, coupled: np.ndarray,
+    k1: int, term_entries: list[tuple[int, np.ndarray | None]], cross_values: np.ndarray, coupled: np.ndarray,
     sizes: np.ndarray, templates: np.ndarray, template_offsets: np.ndarray, out: np.ndarray,
 ) -> None:
     """``out`` += the couplings' share of Σₗ [M⁻¹Λ'Z'Z]ₗₗ, for the first term and each later one.
 
-    The block of M⁻¹ at a coupling block Bₛ = (Z'Z)ₛ (term t's rows, the first term's
-    columns) is −Yₛ, so the first term gains Σₛ Yₛ'T_t'Bₛ and term t gains Σₛ Yₛ T₁'Bₛ'. Both
-    are contractions of one k₁²kₜ² sum of products per term, accumulated in a single pass.
+    The block of M⁻¹ at a coupling block Bₛ = (Z'Z)ₛ (kₜ rows of term t, the first term's k₁
+    columns) is −Yₛ, so the first term gains −Σₛ Yₛ'Tₜ'Bₛ and term t gains −Σₛ YₛT₁'Bₛ':
+    contractions of one (kₜk₁)² matrix, Σₛ vec(Yₛ) vec(Bₛ)', formed by a single matrix product. ``term_entries`` lists, per later term,
+    the positions of its blocks' values in ``cross_values`` (and ``coupled``, laid out alike),
+    or None where that term owns them all.
 
     Examples
     --------
     >>> out = np.zeros(2)
-    >>> coupling_trace_sums(1, np.array([1, 1]), np.array([0, 1]), np.array([2.0, 3.0]), np.array([1.0, 1.0]),
+    >>> coupling_trace_sums(1, [(1, None)], np.array([2.0, 3.0]), np.array([1.0, 1.0]),
     ...                     np.array([1, 1]), np.array([1.0, 1.0]), np.array([0, 1]), out)
     >>> out.tolist()  # −Σ yₛ bₛ for each side
     [-5.0, -5.0]
     """
-    width = int(np.max(sizes)) * k1
-    products = np.zeros((len(sizes), width, width))
-    _coupling_products(k1, cross_term, cross_offsets, sizes, coupled, cross_values, products)
-    first = templates[template_offsets[0] : template_offsets[0] + k1 * k1].reshape(k1, k1)
-    for t in range(1, len(sizes)):
+    lam1 = int(template_offsets[0])
+    first = templates[lam1 : lam1 + k1 * k1].reshape(k1, k1)
+    for t, entries in term_entries:
         k = int(sizes[t])
-        # Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y]; the sign: the block of M⁻¹ is −Yₛ
-        Q = -products[t, : k * k1, : k * k1].reshape(k, k1, k, k1)
-        own = templates[template_offsets[t] : template_offsets[t] + k * k].reshape(k, k)
-        out[template_offsets[0] : template_offsets[0] + k1 * k1] += np.einsum("ji,ixjy->xy", own, Q).ravel()
-        out[template_offsets[t] : template_offsets[t] + k * k] += np.einsum("ji,xiyj->xy", first, Q).ravel()
+        lam = int(template_offsets[t])
+        own = templates[lam : lam + k * k].reshape(k, k)
+        Y = (coupled if entries is None else coupled[entries]).reshape(-1, k * k1)
+        B = (cross_values if entries is None else cross_values[entries]).reshape(-1, k * k1)
+        # Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y]: one matrix product over all of t's blocks
+        Q = (Y.T @ B).reshape(k, k1, k, k1)
+        out[lam1 : lam1 + k1 * k1] -= np.einsum("ji,ixjy->xy", own, Q).ravel()
+        out[lam : lam + k * k] -= np.einsum("ji,xiyj->xy", first, Q).ravel()

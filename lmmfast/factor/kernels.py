@@ -19,3 +19,22 @@ def sandwich_entry(values, base, ka, kb, templates, lam_a, lam_b, i, j):
             inner += values[base + r * kb + c] * templates[lam_b + c * kb + j]
         acc += lri * inner
     return acc
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def sandwich_block(values, base, ka, kb, templates, lam_a, lam_b, scratch, out, out_base):
+    """``out[out_base:]`` ← Λa' B Λb (row-major ka × kb) for the block B and templates as in
+    :func:`sandwich_entry`: B Λb first, then Λa' times it, O(ka kb (ka + kb)) instead of
+    O(ka² kb²) for the entries one by one. ``scratch`` holds at least ka × kb values."""
+    for r in range(ka):
+        for j in range(kb):
+            acc = 0.0
+            for c in range(j, kb):
+                acc += values[base + r * kb + c] * templates[lam_b + c * kb + j]
+            scratch[r * kb + j] = acc
+    for i in range(ka):
+        for j in range(kb):
+            acc = 0.0
+            for r in range(i, ka):
+                acc += templates[lam_a + r * ka + i] * scratch[r * kb + j]
+            out[out_base + i * kb + j] = acc
