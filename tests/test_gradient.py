@@ -202,10 +202,40 @@ def test_dense_coupling_matches_the_sparse_kernels(k1) -> None:
 def test_dense_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch, dataset, formula) -> None:
     data = lmmfast.datasets.load(dataset)
     results = []
+    monkeypatch.setattr(blocked, "prefer_grouped", lambda *args: False)
     for dense in (True, False):
         monkeypatch.setattr(blocked, "prefer_dense", lambda *args, dense=dense: dense)
         model = prepare(formula, data, reml=False)
         assert (model.objective.factor._dense_coupling is not None) == dense
+        theta = model.layout.start * 0.7 + 0.05
+        results.append(model.objective.value_and_gradient(theta))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-8, atol=1e-8 * np.abs(results[1][1]).max())
+
+
+@pytest.mark.parametrize(
+    "dataset, formula, groups",
+    [
+        ("sim", "y ~ cond + freq + (1 | subj) + (1 | item)", 1),
+        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", 1),
+        ("kb07", "RTtrunc ~ 1 + S + P + C + (1 | subj) + (1 | item)", 2),
+        ("insteval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", 86),
+    ],
+)
+def test_grouped_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch, dataset, formula, groups) -> None:
+    if dataset == "sim":
+        data = lmmfast.datasets.simulate_crossed(200, 50, 10, seed=3)
+    else:
+        data = lmmfast.datasets.load(dataset)
+    monkeypatch.setattr(blocked, "prefer_dense", lambda *args: False)
+    results = []
+    for grouped in (True, False):
+        monkeypatch.setattr(blocked, "prefer_grouped", lambda *args, grouped=grouped: grouped)
+        model = prepare(formula, data, reml=True)
+        factor = model.objective.factor
+        assert (factor._grouped is not None) == grouped
+        if grouped:
+            assert len(factor._grouped.counts) == groups
         theta = model.layout.start * 0.7 + 0.05
         results.append(model.objective.value_and_gradient(theta))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)

@@ -19,6 +19,7 @@ from scipy.linalg import lapack
 
 from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.dense_coupling import DenseCoupling, prefer_dense
+from lmmfast.factor.grouped_coupling import GroupedCoupling, prefer_grouped
 from lmmfast.factor.inverse_blocks import (
     coupled_rows,
     coupling_trace_sums,
@@ -142,6 +143,18 @@ def _eliminate_first_term(
             for r in range(c):
                 L11[j, r, c] = 0.0
         # L21 blocks of this level: C = Λa' X Λ1, then solve L21 L11' = C row by row
+        if k1 == 1:  # scalar first term: L21 = Λa' x t₁ / l₁₁, scalar blocks without loops
+            factor = templates[template_offsets[0]] / L11[j, 0, 0]
+            for s in range(cross_ptr[j], cross_ptr[j + 1]):
+                t = cross_term[s]
+                base = cross_offsets[s]
+                if sizes[t] == 1:
+                    L21[base] = templates[template_offsets[t]] * cross_values[base] * factor
+                    continue
+                sandwich_block(cross_values, base, sizes[t], 1, templates, template_offsets[t], template_offsets[0], work, L21, base)
+                for i in range(sizes[t]):
+                    L21[base + i] /= L11[j, 0, 0]
+            continue
         for s in range(cross_ptr[j], cross_ptr[j + 1]):
             t = cross_term[s]
             ka = sizes[t]
@@ -288,11 +301,18 @@ class BlockedFactor:
         #: (a 256 block) fitted in 0.71 s on one thread against 1.38 s on two, one run each.
         self.blas_threads = 1 if q2 < PARALLEL_COLUMNS else None
         #: L21 as a dense matrix for BLAS where the coupling is dense enough (else None)
-        self._dense_coupling = (
-            DenseCoupling(self._update_pattern, self._entry_level, self._n1)
-            if prefer_dense(self._update_pattern, self._q1, q2, self.threads)
-            else None
-        )
+        dense = prefer_dense(self._update_pattern, self._q1, q2, self.threads)
+        #: or the update summed per distinct first-term count (balanced scalar designs)
+        self._grouped = None
+        if self._k1 == 1 and self._scalar_rest and q2:
+            groups = len(np.unique(self._first_values))
+            if prefer_grouped(self._update_pattern, groups, q2, self.threads) and not (dense and self._q1 < 8 * groups):
+                self._grouped = GroupedCoupling(
+                    self._update_pattern, self._cross_values, self._entry_level, self._first_values
+                )
+                self._effective = np.empty((q2, q2), order="F")
+                dense = False
+        self._dense_coupling = DenseCoupling(self._update_pattern, self._entry_level, self._n1) if dense else None
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
         dense = np.flatnonzero(cp.slot_term_b > 0)
@@ -331,11 +351,15 @@ class BlockedFactor:
         templates = self._layout.packed_templates(self._engine_theta(theta))
         offsets = self._template_offsets
         sizes = self._cp.term_sizes
+        base = self._base
+        if self._grouped is not None:
+            self._grouped.effective_block(self._base, float(templates[offsets[0]]), self._effective)
+            base = self._effective
         if self.dense_size:
             if self._scalar_rest:
-                _scale_dense_scalar(self._base, templates[offsets[self._col_term]], self._S)
+                _scale_dense_scalar(base, templates[offsets[self._col_term]], self._S)
             else:
-                _scale_dense(self._base, self._col_term, self._col_start, self._col_index, sizes, templates, offsets, self._work, self._S)
+                _scale_dense(base, self._col_term, self._col_start, self._col_index, sizes, templates, offsets, self._work, self._S)
         _eliminate_first_term(
             self._k1, self._first_values, self._cross_ptr, self._cross_term,
             self._cross_offsets, self._cross_values, sizes, templates, offsets, self._L11, self._L21,
@@ -343,7 +367,7 @@ class BlockedFactor:
         if self.dense_size:
             if self._dense_coupling is not None:
                 self._dense_coupling.subtract_outer_products(self._L21, self._S)
-            else:
+            elif self._grouped is None:
                 subtract_outer_products(self._update_pattern, self._L21, self._S, self.threads)
             factor, info = lapack.dpotrf(self._S, lower=1, clean=0, overwrite_a=1)
             if info != 0:
@@ -369,10 +393,13 @@ class BlockedFactor:
                 raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
             inverse = np.asfortranarray(inverse)
             mirror_lower(inverse)
-            w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
-            if self._dense_coupling is not None:
+            if self._grouped is not None:  # the couplings are added per group below
+                w = coupled = np.zeros_like(self._L21)
+            elif self._dense_coupling is not None:
+                w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
                 coupled = self._dense_coupling.coupled_rows(w, inverse)
             else:
+                w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
                 coupled = coupled_rows(self._update_pattern, w, inverse, self.threads)
         else:
             inverse = np.zeros((0, 0), order="F")
@@ -382,7 +409,13 @@ class BlockedFactor:
         logdet_trace_sums(
             k1, self._first_values, first_inverse, *self._dense_slots, inverse, sizes, templates, offsets, out
         )
-        if self.dense_size:
+        if self._grouped is not None:
+            first, later = self._grouped.trace_sums(
+                inverse, float(templates[offsets[0]]), templates[offsets[self._col_term]], self._col_term, len(sizes)
+            )
+            out[offsets[0]] += first
+            out[offsets[1:]] += later[1:]
+        elif self.dense_size:
             coupling_trace_sums(k1, self._term_entries, self._cross_values, coupled, sizes, templates, offsets, out)
         sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
         return sums if self._merged is None else self._merged.split_blocks(sums, self._model_sizes)
