@@ -270,6 +270,22 @@ def logdet_trace_sums(
         )
 
 
+#: Width (kₜk₁) from which the couplings' products go to BLAS.
+MIN_BLAS_WIDTH = 16
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_products(Y, B):
+    """Y'B for tall, narrow Y and B, in one pass without BLAS."""
+    out = np.zeros((Y.shape[1], B.shape[1]))
+    for s in range(Y.shape[0]):
+        for a in range(Y.shape[1]):
+            y = Y[s, a]
+            for b in range(B.shape[1]):
+                out[a, b] += y * B[s, b]
+    return out
+
+
 def coupling_trace_sums(
     k1: int, term_entries: list[tuple[int, np.ndarray | None]], cross_values: np.ndarray, coupled: np.ndarray,
     sizes: np.ndarray, templates: np.ndarray, template_offsets: np.ndarray, out: np.ndarray,
@@ -298,7 +314,12 @@ def coupling_trace_sums(
         own = templates[lam : lam + k * k].reshape(k, k)
         Y = (coupled if entries is None else coupled[entries]).reshape(-1, k * k1)
         B = (cross_values if entries is None else cross_values[entries]).reshape(-1, k * k1)
-        # Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y]: one matrix product over all of t's blocks
-        Q = (Y.T @ B).reshape(k, k1, k, k1)
+        # Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y]: one matrix product over all of t's blocks, by
+        # BLAS where its result is large enough; a long product with a tiny result (scalar
+        # terms) left OpenBLAS's threads spinning and slowed everything after it 1.5-fold
+        if k * k1 >= MIN_BLAS_WIDTH:
+            Q = (Y.T @ B).reshape(k, k1, k, k1)
+        else:
+            Q = _column_products(Y, B).reshape(k, k1, k, k1)
         out[lam1 : lam1 + k1 * k1] -= np.einsum("ji,ixjy->xy", own, Q).ravel()
         out[lam : lam + k * k] -= np.einsum("ji,xiyj->xy", first, Q).ravel()
