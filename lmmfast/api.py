@@ -6,13 +6,14 @@ Each step is a public function of its own module; :func:`lmm` only chains them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from lmmfast._version import __version__
 from lmmfast.crossprod import form_cross_products
@@ -291,11 +292,17 @@ def lmm(
         return _fit(prepared, actions, optimizer, began)
 
 
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The loaded thread pools (BLAS, OpenMP), found once: finding them costs about 1 ms."""
+    return ThreadpoolController()
+
+
 def blas_threads_for(objective: ProfiledObjective) -> contextlib.AbstractContextManager:
     """A context that limits BLAS to the threads the factor asks for (see
     :attr:`lmmfast.factor.BlockedFactor.blas_threads`), or changes nothing."""
     threads = getattr(objective.factor, "blas_threads", None)
-    return threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
+    return _thread_pools().limit(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
 
 
 def _fit(prepared: PreparedModel, actions: Mapping[str, str], optimizer: str, began: float) -> LmmResult:
