@@ -154,7 +154,14 @@ def _assemble(
 ) -> LmmResult:
     """The frozen result at the optimum: one solve, one pass over the rows for residuals."""
     objective, layout, terms = prepared.objective, prepared.layout, prepared.terms
-    solution = objective.solve(record.final)
+    try:
+        solution = objective.solve(record.final)
+    except np.linalg.LinAlgError as error:
+        raise ModelError(
+            f"The model cannot be solved at the optimum the optimiser reported ({error}). The random "
+            "effects are redundant (the same term twice, or a term that duplicates another) or the data "
+            "are of extreme scale; remove the redundant terms or rescale the predictors."
+        ) from error
     offsets = objective.cross_products.column_offsets
     names = display_names(terms)
     fitted = prepared.fixed.X @ solution.beta

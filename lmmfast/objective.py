@@ -107,7 +107,11 @@ class ProfiledObjective:
     def _schur(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Factor for θ; return (R_ZX | c_u, lower Cholesky of the [X y] Schur complement)."""
         cp = self.cross_products
-        self.factor.update(theta)
+        try:
+            self.factor.update(theta)
+        except np.linalg.LinAlgError:
+            # Λ'Z'ZΛ + I ≥ I, so only rounding (data of extreme scale) gets here: infeasible
+            return None
         rzx = self.factor.solve_L(scale_by_lambda_t(self.layout, cp, theta, cp.ZtXy))
         schur = cp.XytXy - rzx.T @ rzx
         try:
@@ -182,9 +186,13 @@ class ProfiledObjective:
             c = solved[:, 1:]
             c_by_rx = solve_triangular(rx_t.T, solve_triangular(rx_t, c.T, lower=True), lower=False).T
             reml_sums = per_level_products(c_by_rx, products[:, 1:] - cp.ZtXy[:, :p], sizes, levels)
+        try:
+            logdet_sums = self.factor.logdet_gradient_sums(theta)
+        except np.linalg.LinAlgError:  # potri on a factor that rounding left singular
+            return INFEASIBLE, np.zeros(self.layout.size)
         gradient = theta_gradient(
             self.layout,
-            self.factor.logdet_gradient_sums(theta),
+            logdet_sums,
             per_level_products(z_residual, u, sizes, levels),
             reml_sums,
             r2,
@@ -203,7 +211,7 @@ class ProfiledObjective:
         theta = np.asarray(theta, dtype=np.float64)
         schur = self._schur(theta)
         if schur is None:
-            raise np.linalg.LinAlgError("the fixed-effects block is not positive definite at this θ")
+            raise np.linalg.LinAlgError("Λ'Z'ZΛ + I or the fixed-effects block is not numerically positive definite at this θ")
         rzx, lower = schur
         _, logdet_L, logdet_RX, r2 = self._criterion(lower)
         p = cp.p

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from dense_reference import dense_objective
 
 import lmmfast
 from lmmfast.api import prepare
+from lmmfast.objective import INFEASIBLE
 
 MODELS = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)", None),
@@ -50,3 +52,16 @@ def test_solution_matches_generalised_least_squares() -> None:
     # conditional modes: b = ΛΛ'Z'V⁻¹(y − Xβ)
     np.testing.assert_allclose(solution.b, lam @ lam.T @ Z.T @ Vinv @ (y - X @ beta), rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(solution.beta_covariance, solution.sigma**2 * np.linalg.inv(X.T @ Vinv @ X), rtol=1e-8)
+
+
+def test_a_block_that_rounding_leaves_indefinite_is_infeasible_not_an_exception() -> None:
+    # the same term twice merges into one 2 × 2 term with a rank-1 cross-product block, so at
+    # huge θ the second pivot of its Cholesky factor is lost to cancellation
+    data = pd.DataFrame(
+        {"y": [2.04, -2.55, 0.41, -0.56, -0.45, 1.2], "x": [-0.2, -2.0, -0.23, -0.86, 3.3, 1.1], "g": [1, 0, 0, 0, 2, 2]}
+    )
+    model = prepare("y ~ 1 + (0 + x | g) + (0 + x | g)", data, reml=False)
+    assert model.objective(np.array([1e9, 1e9])) == INFEASIBLE
+    value, gradient = model.objective.value_and_gradient(np.array([1e9, 1e9]))
+    assert value == INFEASIBLE and not np.any(gradient)
+    assert np.isfinite(model.objective(np.array([1.0, 1.0])))

@@ -8,7 +8,12 @@ dense for crossed factors, is factored by LAPACK ``potrf``:
     [A11  .  ]   [L11  0 ] [L11' L21']
     [A21  A22] = [L21 L22] [0    L22'],   L21 = A21 L11'⁻¹,   L22 L22' = A22 − L21 L21'.
 
-No permutation is applied (P = I).
+The update L21 L21' takes one of three routes, whichever is estimated cheapest: the
+scattered sparse kernels (:mod:`~lmmfast.factor.rank_update`), BLAS on a dense copy of L21
+where the coupling is dense (:mod:`~lmmfast.factor.dense_coupling`), or per-count sums for
+balanced scalar designs (:mod:`~lmmfast.factor.grouped_coupling`). Terms on one grouping
+factor may be merged into one first (:mod:`~lmmfast.factor.merge`); the only permutation P
+is the one that merging implies.
 """
 
 from __future__ import annotations
@@ -114,7 +119,9 @@ def _scale_dense(base, col_term, col_start, col_index, sizes, templates, templat
 def _eliminate_first_term(
     k1, first_values, cross_ptr, cross_term, cross_offsets, cross_values, sizes, templates, template_offsets, L11, L21
 ):
-    """Factor the first term level by level and form L21 = Λ₂'Z₂'Z₁Λ₁ L11'⁻¹."""
+    """Factor the first term level by level and form L21 = Λ₂'Z₂'Z₁Λ₁ L11'⁻¹. Returns −1, or
+    the first level whose block is not numerically positive definite (cancellation in data
+    of extreme scale: mathematically the blocks are at least I)."""
     n1 = first_values.shape[0] // (k1 * k1)
     most = k1
     for t in range(sizes.shape[0]):
@@ -133,6 +140,8 @@ def _eliminate_first_term(
             diag = scratch[c, c]
             for p in range(c):
                 diag -= L11[j, c, p] * L11[j, c, p]
+            if not diag > 0.0:
+                return j
             diag = np.sqrt(diag)
             L11[j, c, c] = diag
             for r in range(c + 1, k1):
@@ -166,6 +175,7 @@ def _eliminate_first_term(
                     for p in range(b):
                         acc -= L21[base + i * k1 + p] * L11[j, b, p]
                     L21[base + i * k1 + b] = acc / L11[j, b, b]
+    return -1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -360,10 +370,14 @@ class BlockedFactor:
                 _scale_dense_scalar(base, templates[offsets[self._col_term]], self._S)
             else:
                 _scale_dense(base, self._col_term, self._col_start, self._col_index, sizes, templates, offsets, self._work, self._S)
-        _eliminate_first_term(
+        failed = _eliminate_first_term(
             self._k1, self._first_values, self._cross_ptr, self._cross_term,
             self._cross_offsets, self._cross_values, sizes, templates, offsets, self._L11, self._L21,
         )
+        if failed >= 0:
+            raise np.linalg.LinAlgError(
+                f"the first term's block of level {failed} is not numerically positive definite at this θ"
+            )
         if self.dense_size:
             if self._dense_coupling is not None:
                 self._dense_coupling.subtract_outer_products(self._L21, self._S)

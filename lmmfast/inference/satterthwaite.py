@@ -9,12 +9,14 @@ coefficient), with C(φ) = σ² (R_X'R_X)⁻¹(θ) and g_i = ℓ' ∂C/∂φ_i �
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lmmfast.errors import ConvergenceWarning
 from lmmfast.inference.numderiv import hessian, jacobian
 from lmmfast.objective import ProfiledObjective
 
@@ -51,7 +53,19 @@ def variance_derivatives(fit: LmmResult) -> tuple[np.ndarray, np.ndarray]:
     def covariance(point: np.ndarray) -> np.ndarray:
         return beta_covariance_at(objective, point[:-1], point[-1])
 
-    return 2.0 * np.linalg.pinv(hessian(deviance, phi)), jacobian(covariance, phi)
+    try:
+        return 2.0 * np.linalg.pinv(hessian(deviance, phi)), jacobian(covariance, phi)
+    except np.linalg.LinAlgError as error:
+        warnings.warn(
+            ConvergenceWarning(
+                "Satterthwaite degrees of freedom are not available (reported as NaN): the deviance cannot "
+                f"be evaluated next to the estimate ({error}). The fit itself is unaffected; this usually "
+                "means redundant random effects (the same term twice) or data of extreme scale."
+            ),
+            stacklevel=2,
+        )
+        p, m = len(fit.beta), len(phi)
+        return np.full((m, m), np.nan), np.full((p, p, m), np.nan)
 
 
 def contrast_df(contrast: np.ndarray, C: np.ndarray, A: np.ndarray, J: np.ndarray) -> float:
@@ -59,6 +73,8 @@ def contrast_df(contrast: np.ndarray, C: np.ndarray, A: np.ndarray, J: np.ndarra
     gradient = np.einsum("a,abi,b->i", contrast, J, contrast)
     denominator = float(gradient @ A @ gradient)
     variance = float(contrast @ C @ contrast)
+    if not np.isfinite(denominator):
+        return np.nan
     return 2.0 * variance**2 / denominator if denominator > 0 else np.inf
 
 

@@ -87,3 +87,10 @@ def test_crossed_design_chooses_blocked_and_deep_nesting_chooses_cholmod() -> No
 def test_unknown_factorization_is_rejected() -> None:
     with pytest.raises(lmmfast.DataError, match="factorization must be"):
         lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"), factorization="qr")
+
+
+def test_small_dense_blocks_ask_for_one_blas_thread() -> None:
+    small = prepare("RTtrunc ~ 1 + S + (1 | subj) + (1 | item)", lmmfast.datasets.load("kb07"))
+    large = prepare("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", lmmfast.datasets.load("insteval"), reml=False)
+    assert small.objective.factor.blas_threads == 1
+    assert large.objective.factor.blas_threads is None

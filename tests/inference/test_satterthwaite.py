@@ -10,6 +10,7 @@ from helpers import case_data, reference_cases, reference_fit
 
 import lmmfast
 from lmmfast.inference.numderiv import hessian, jacobian
+from lmmfast.inference.satterthwaite import contrast_df
 
 #: lmerTest's df depend on θ̂; where lme4 stops short of the optimum we find (DESIGN.md §7
 #: cases marked flat in tests/test_reference.py) the p-values agree to 1e-3, not 1e-4.
@@ -70,3 +71,9 @@ def test_at_lme4s_theta_orthodont_matches_lmertest_to_1e5() -> None:
     at_lme4 = _assemble(prepared, record, time.perf_counter())
     np.testing.assert_allclose(at_lme4.coef_table.p_value, ref["fixef"]["p_satterthwaite"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(at_lme4.coef_table.df, ref["fixef"]["df_satterthwaite"], rtol=1e-4)
+
+
+def test_unavailable_derivatives_give_nan_df_not_infinite() -> None:
+    C = np.eye(2)
+    assert np.isnan(contrast_df(np.array([1.0, 0.0]), C, np.full((3, 3), np.nan), np.full((2, 2, 3), np.nan)))
+    assert contrast_df(np.array([1.0, 0.0]), C, np.zeros((3, 3)), np.zeros((2, 2, 3))) == np.inf
