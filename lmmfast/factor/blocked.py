@@ -316,7 +316,8 @@ class BlockedFactor:
         self._grouped = None
         if self._k1 == 1 and self._scalar_rest and q2:
             groups = len(np.unique(self._first_values))
-            if prefer_grouped(self._update_pattern, groups, q2, self.threads) and not (dense and self._q1 < 8 * groups):
+            # per update and gradient: about 4 G q2² multiply-adds grouped, 1.5 q2² q1 dense
+            if prefer_grouped(self._update_pattern, groups, q2, self.threads) and not (dense and 1.5 * self._q1 < 4 * groups):
                 self._grouped = GroupedCoupling(
                     self._update_pattern, self._cross_values, self._entry_level, self._first_values
                 )
