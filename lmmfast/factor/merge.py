@@ -139,7 +139,7 @@ def merge_terms(cp: CrossProducts, layout: ThetaLayout, keys: Sequence[int]) -> 
     level_a, level_b = cp.slot_level_a[slot], cp.slot_level_b[slot]
     row = first_row[cp.slot_term_a][slot] + i
     col = first_row[cp.slot_term_b][slot] + j
-    values = cp.block_values[cp.slot_offsets[slot] + position]
+    values = cp.block_values  # stored block after block, as ``slot`` and ``position`` run
     # merged blocks keep the convention term_a >= term_b, level_a >= level_b within a term
     flip = (term_a < term_b) | ((term_a == term_b) & (level_a < level_b))
     term_a, term_b = np.where(flip, term_b, term_a), np.where(flip, term_a, term_b)
