@@ -410,12 +410,12 @@ class BlockedFactor:
             mirror_lower(inverse)
             if self._grouped is not None:  # the couplings are added per group below
                 w = coupled = np.zeros_like(self._L21)
-            elif self._dense_coupling is not None:
-                w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
-                coupled = self._dense_coupling.coupled_rows(w, inverse)
             else:
                 w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
-                coupled = coupled_rows(self._update_pattern, w, inverse, self.threads)
+                if self._dense_coupling is not None:
+                    coupled = self._dense_coupling.coupled_rows(w, inverse)
+                else:
+                    coupled = coupled_rows(self._update_pattern, w, inverse, self.threads)
         else:
             inverse = np.zeros((0, 0), order="F")
             w = coupled = np.zeros(0)

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from lmmfast.factor.dense_coupling import DENSE_SECONDS_PER_MADD, SPARSE_SECONDS_PER_MADD
+from lmmfast.factor.inverse_blocks import mirror_lower
 from lmmfast.factor.rank_update import UpdatePattern, subtract_outer_products
 
 #: Most memory the per-group sums may take (all groups together).
@@ -85,8 +86,9 @@ class GroupedCoupling:
         for g in range(len(self.counts)):
             S = np.zeros((q2, q2), order="F")
             subtract_outer_products(pattern, np.where(group_of_entry == g, coupling, 0.0), S)
-            lower = -np.tril(S)
-            self.sums.append(np.asfortranarray(lower + np.tril(lower, -1).T))
+            np.negative(S, out=S)
+            mirror_lower(S)
+            self.sums.append(S)
 
     def _weights(self, t1: float) -> tuple[np.ndarray, np.ndarray]:
         """w_g = t₁²/(1 + t₁²g) and s_g = t₁/(1 + t₁²g)."""
