@@ -73,45 +73,49 @@ def _scatter_dense(block_values, slot_term_a, slot_term_b, slot_level_a, slot_le
                 out[c0 + j, r0 + i] = value
 
 
-@numba.njit(cache=True, nogil=True)
-def _scale_dense_scalar(base, scale, out):
-    """``out`` (lower triangle) ← D base D + I for diagonal D = diag(scale) (every k = 1)."""
-    q2 = base.shape[0]
-    for c in range(q2):
-        sc = scale[c]
-        for r in range(c, q2):
-            out[r, c] = scale[r] * base[r, c] * sc
-        out[c, c] += 1.0
+def band_positions(sizes: np.ndarray, template_offsets: np.ndarray, col_term: np.ndarray, col_index: np.ndarray) -> np.ndarray:
+    """Where in the packed templates each band of Λ₂ sits: Λ₂[c + d, c] is
+    ``templates[positions[d, c]]``, or 0 where ``positions[d, c]`` is −1.
+
+    Λ₂ is block-diagonal with a lower-triangular k×k template per level, so it is banded:
+    column c (index j within its level's block) has entries T[j + d, j] for j + d < k only.
+
+    Examples
+    --------
+    >>> band_positions(np.array([1, 2]), np.array([0, 1]), np.array([1, 1]), np.array([0, 1])).tolist()
+    [[1, 4], [3, -1]]
+    """
+    width = int(np.max(sizes[col_term], initial=1))
+    k = sizes[col_term]
+    d = np.arange(width)[:, None]
+    inside = col_index[None, :] + d < k[None, :]
+    positions = template_offsets[col_term][None, :] + (col_index[None, :] + d) * k[None, :] + col_index[None, :]
+    return np.where(inside, positions, -1).astype(np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
-def _scale_dense(base, col_term, col_start, col_index, sizes, templates, template_offsets, work, out):
-    """``out`` (lower triangle) ← Λ₂' base Λ₂ + I, with Λ₂ block-diagonal (k×k per level)."""
+def _scale_dense(base, band, work, out):
+    """``out`` (lower triangle) ← Λ₂' base Λ₂ + I, with Λ₂[c + d, c] = ``band[d, c]``.
+
+    Column by column: w = (base Λ₂)[:, c] = Σ_d band[d, c] base[:, c + d], then
+    out[r, c] = Σ_d band[d, r] w[r + d]; both loops run down contiguous columns. Only rows
+    r ≥ c of w are needed, and ``work`` holds one column."""
     q2 = base.shape[0]
-    # work = base Λ₂
+    width = band.shape[0]
     for c in range(q2):
-        t = col_term[c]
-        k = sizes[t]
-        j = col_index[c]
-        start = col_start[c]
-        lam = template_offsets[t]
-        for r in range(q2):
-            acc = 0.0
-            for q in range(j, k):
-                acc += base[r, start + q] * templates[lam + q * k + j]
-            work[r, c] = acc
-    # out = Λ₂' work + I (lower triangle only)
-    for c in range(q2):
+        coefficient = band[0, c]
         for r in range(c, q2):
-            t = col_term[r]
-            k = sizes[t]
-            i = col_index[r]
-            start = col_start[r]
-            lam = template_offsets[t]
-            acc = 0.0
-            for p in range(i, k):
-                acc += templates[lam + p * k + i] * work[start + p, c]
-            out[r, c] = acc
+            work[r] = coefficient * base[r, c]
+        for d in range(1, min(width, q2 - c)):
+            coefficient = band[d, c]
+            if coefficient != 0.0:
+                for r in range(c, q2):
+                    work[r] += coefficient * base[r, c + d]
+        for r in range(c, q2):
+            out[r, c] = band[0, r] * work[r]
+        for d in range(1, width):
+            for r in range(c, q2 - d):
+                out[r, c] += band[d, r] * work[r + d]
         out[c, c] += 1.0
 
 
@@ -164,10 +168,35 @@ def _eliminate_first_term(
                 for i in range(sizes[t]):
                     L21[base + i] /= L11[j, 0, 0]
             continue
+        f00 = f10 = f11 = l00 = l10 = l11 = 0.0
+        if k1 == 2:  # correlated slopes on the first term: 2×2 blocks written out
+            f00 = templates[template_offsets[0]]
+            f10 = templates[template_offsets[0] + 2]
+            f11 = templates[template_offsets[0] + 3]
+            l00 = L11[j, 0, 0]
+            l10 = L11[j, 1, 0]
+            l11 = L11[j, 1, 1]
         for s in range(cross_ptr[j], cross_ptr[j + 1]):
             t = cross_term[s]
             ka = sizes[t]
             base = cross_offsets[s]
+            if k1 == 2 and ka == 2:
+                lam = template_offsets[t]
+                a00 = templates[lam]
+                a10 = templates[lam + 2]
+                a11 = templates[lam + 3]
+                # X Λ₁, then Λa' times it, then the rows of C L11'⁻¹
+                s00 = cross_values[base] * f00 + cross_values[base + 1] * f10
+                s01 = cross_values[base + 1] * f11
+                s10 = cross_values[base + 2] * f00 + cross_values[base + 3] * f10
+                s11 = cross_values[base + 3] * f11
+                for i in range(2):
+                    c0 = a00 * s00 + a10 * s10 if i == 0 else a11 * s10
+                    c1 = a00 * s01 + a10 * s11 if i == 0 else a11 * s11
+                    first = c0 / l00
+                    L21[base + 2 * i] = first
+                    L21[base + 2 * i + 1] = (c1 - first * l10) / l11
+                continue
             sandwich_block(cross_values, base, ka, k1, templates, template_offsets[t], template_offsets[0], work, L21, base)
             for i in range(ka):
                 for b in range(k1):
@@ -343,13 +372,10 @@ class BlockedFactor:
             cp.block_values, cp.slot_term_a, cp.slot_term_b, cp.slot_level_a, cp.slot_level_b,
             cp.slot_offsets, sizes, cp.column_offsets, self._q1, self._base,
         )
-        col_term = np.repeat(np.arange(1, len(sizes)), cp.term_levels[1:] * sizes[1:]).astype(np.int64)
-        local = np.arange(q2) - (cp.column_offsets[col_term] - self._q1)
         self._col_term = col_term
-        self._col_index = (local % sizes[col_term]).astype(np.int64)
-        self._col_start = (np.arange(q2) - self._col_index).astype(np.int64)
-        # the scaling of vector-valued terms needs a work array; scalar terms are scaled in place
-        self._work = None if self._scalar_rest else np.empty((q2, q2), order="F")
+        self._col_index = col_index.astype(np.int64)
+        self._band_positions = band_positions(sizes, self._template_offsets, col_term, self._col_index)
+        self._work = np.empty(q2)
         self._S = np.empty((q2, q2), order="F")
         self._L11 = np.empty((self._n1, self._k1, self._k1))
         self._L21 = np.empty_like(self._cross_values)
@@ -367,10 +393,12 @@ class BlockedFactor:
             self._grouped.effective_block(self._base, float(templates[offsets[0]]), self._effective)
             base = self._effective
         if self.dense_size:
-            if self._scalar_rest:
-                _scale_dense_scalar(base, templates[offsets[self._col_term]], self._S)
-            else:
-                _scale_dense(base, self._col_term, self._col_start, self._col_index, sizes, templates, offsets, self._work, self._S)
+            positions = self._band_positions
+            band = np.where(positions >= 0, templates[np.maximum(positions, 0)], 0.0)
+            # a band that is zero throughout (uncorrelated pieces of a merged term) costs nothing
+            while len(band) > 1 and not np.any(band[-1]):
+                band = band[:-1]
+            _scale_dense(base, band, self._work, self._S)
         failed = _eliminate_first_term(
             self._k1, self._first_values, self._cross_ptr, self._cross_term,
             self._cross_offsets, self._cross_values, sizes, templates, offsets, self._L11, self._L21,

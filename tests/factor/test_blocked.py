@@ -8,11 +8,14 @@ import pytest
 import lmmfast
 from lmmfast.api import prepare
 from lmmfast.factor import BlockedFactor, CholmodFactor, choose_method
+from lmmfast.factor.blocked import _scale_dense, band_positions
 
 MODELS = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
     ("sleepstudy", "Reaction ~ Days + (Days | Subject) + (1 | Days)"),
     ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S | subj) + (1 + P + C | item)"),
+    # 2×2 blocks on both sides: the elimination's written-out case
+    ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S | subj) + (1 + P | item)"),
     ("pastes", "strength ~ 1 + (1 | batch/cask)"),
     ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
     ("machines", "score ~ Machine + (0 + Machine | Worker) + (1 | Machine:Worker)"),
@@ -94,3 +97,30 @@ def test_small_dense_blocks_ask_for_one_blas_thread() -> None:
     large = prepare("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", lmmfast.datasets.load("insteval"), reml=False)
     assert small.objective.factor.blas_threads == 1
     assert large.objective.factor.blas_threads is None
+
+
+def test_banded_scaling_matches_dense_sandwich() -> None:
+    # later terms of sizes 3, 1 and 2 (two, three and two levels): bands of different lengths
+    sizes = np.array([1, 3, 1, 2])
+    levels = np.array([1, 2, 3, 2])
+    rng = np.random.default_rng(5)
+    templates = [np.tril(rng.normal(size=(k, k))) for k in sizes]
+    offsets = np.concatenate([[0], np.cumsum(sizes**2)[:-1]])
+    packed = np.concatenate([t.ravel() for t in templates])
+    col_term = np.repeat(np.arange(1, 4), levels[1:] * sizes[1:])
+    col_index = np.concatenate([np.tile(np.arange(sizes[t]), levels[t]) for t in range(1, 4)])
+    Lambda = np.zeros((len(col_term), len(col_term)))
+    start = 0
+    for t in range(1, 4):
+        for _ in range(levels[t]):
+            k = sizes[t]
+            Lambda[start : start + k, start : start + k] = templates[t]
+            start += k
+    base = rng.normal(size=Lambda.shape)
+    base = np.asfortranarray(base + base.T)
+    positions = band_positions(sizes, offsets, col_term, col_index)
+    band = np.where(positions >= 0, packed[np.maximum(positions, 0)], 0.0)
+    out = np.zeros_like(base, order="F")
+    _scale_dense(base, band, np.empty(len(base)), out)
+    expected = Lambda.T @ base @ Lambda + np.eye(len(base))
+    np.testing.assert_allclose(np.tril(out), np.tril(expected), rtol=1e-12, atol=1e-12)
