@@ -18,6 +18,8 @@ is the one that merging implies.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 from scipy.linalg import lapack
@@ -102,6 +104,13 @@ def _scale_dense(base, band, work, out):
     r ≥ c of w are needed, and ``work`` holds one column."""
     q2 = base.shape[0]
     width = band.shape[0]
+    if width == 1:  # diagonal Λ₂ (scalar terms): one pass
+        for c in range(q2):
+            coefficient = band[0, c]
+            for r in range(c, q2):
+                out[r, c] = band[0, r] * base[r, c] * coefficient
+            out[c, c] += 1.0
+        return
     for c in range(q2):
         coefficient = band[0, c]
         for r in range(c, q2):
@@ -335,6 +344,7 @@ class BlockedFactor:
         #: threads for the sparse passes: more than one only where the work pays for them
         worth_sharing = self._update_pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
         self.threads = available_cores() if worth_sharing else 1
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
         #: BLAS threads the fit should use (None: BLAS's default). On a small dense block a
         #: second BLAS thread costs more in wake-ups than it saves: kb07's zero-correlation model
         #: (a 256 block) fitted in 0.71 s on one thread against 1.38 s on two, one run each.
@@ -381,6 +391,15 @@ class BlockedFactor:
         self._L21 = np.empty_like(self._cross_values)
         self._L22 = self._S
 
+    def _executor(self) -> ThreadPoolExecutor | None:
+        """The factor's own threads for the sparse passes (None: one thread), started on first
+        use and kept for the fit, sized by :attr:`threads` as it is now."""
+        if self.threads <= 1:
+            return None
+        if self._pool is None or self._pool[0] != self.threads:
+            self._pool = (self.threads, ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lmmfast"))
+        return self._pool[1]
+
     def _engine_theta(self, theta: np.ndarray) -> np.ndarray:
         return theta if self._merged is None else self._merged.merged_theta(theta)
 
@@ -411,7 +430,7 @@ class BlockedFactor:
             if self._dense_coupling is not None:
                 self._dense_coupling.subtract_outer_products(self._L21, self._S)
             elif self._grouped is None:
-                subtract_outer_products(self._update_pattern, self._L21, self._S, self.threads)
+                subtract_outer_products(self._update_pattern, self._L21, self._S, self.threads, self._executor())
             factor, info = lapack.dpotrf(self._S, lower=1, clean=0, overwrite_a=1)
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotrf failed (info={info}) on a matrix that must be positive definite")
@@ -443,7 +462,7 @@ class BlockedFactor:
                 if self._dense_coupling is not None:
                     coupled = self._dense_coupling.coupled_rows(w, inverse)
                 else:
-                    coupled = coupled_rows(self._update_pattern, w, inverse, self.threads)
+                    coupled = coupled_rows(self._update_pattern, w, inverse, self.threads, self._executor())
         else:
             inverse = np.zeros((0, 0), order="F")
             w = coupled = np.zeros(0)

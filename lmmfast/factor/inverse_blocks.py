@@ -18,12 +18,12 @@ accurate on and near the boundary as inside.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 import numba
 import numpy as np
 
-from lmmfast.factor.rank_update import UpdatePattern
+from lmmfast.factor.rank_update import UpdatePattern, map_shares
 
 
 @numba.njit(cache=True, nogil=True)
@@ -115,14 +115,16 @@ def _coupled_pairs(k1, rows, level_end, column_ptr, column_entries, group_ptr, g
                             out[u * k1 + b] += x * w[(e + j) * k1 + b]
 
 
-def coupled_rows(pattern: UpdatePattern, w: np.ndarray, X: np.ndarray, threads: int = 1) -> np.ndarray:
+def coupled_rows(
+    pattern: UpdatePattern, w: np.ndarray, X: np.ndarray, threads: int = 1, executor: Executor | None = None
+) -> np.ndarray:
     """Y = (X W) at the entries of L21: yₑ = Σ_u X[rows_u, rows_e] w_u over e's level.
 
     Reads only X's lower triangle, each column once per entry in it, the columns of a group
     (:class:`~lmmfast.factor.rank_update.UpdatePattern`) together. A pair of entries adds to
-    both, so threads write into their own copies of Y, summed at the end: on InstEval one
-    pass took 8.2 ms against 15.4 ms for a pass that reads every level whole (one thread,
-    one run of the kernels alone).
+    both, so threads (those of ``executor`` where given) write into their own copies of Y,
+    summed at the end. On InstEval one pass took 8.2 ms against 15.4 ms for a pass that
+    reads every level whole (one thread, one run of the kernels alone).
 
     Examples
     --------
@@ -139,11 +141,7 @@ def coupled_rows(pattern: UpdatePattern, w: np.ndarray, X: np.ndarray, threads: 
         _coupled_pairs(p.k1, p.rows, p.level_end, p.column_ptr, p.column_entries, p.group_ptr, share, w, X, out)
         return out
 
-    if threads <= 1 or len(groups) < 2:
-        return run(groups)
-    shares = [groups[i::threads] for i in range(min(threads, len(groups)))]
-    with ThreadPoolExecutor(max_workers=len(shares)) as pool:
-        parts = list(pool.map(run, shares))
+    parts = map_shares(run, groups, threads, executor)
     total = parts[0]
     for part in parts[1:]:
         total += part
