@@ -454,7 +454,8 @@ class BlockedFactor:
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
             inverse = np.asfortranarray(inverse)
-            mirror_lower(inverse)
+            if self._grouped is not None or self._dense_coupling is not None:
+                mirror_lower(inverse)  # the sparse kernels read the lower triangle only
             if self._grouped is not None:  # the couplings are added per group below
                 w = coupled = np.zeros_like(self._L21)
             else:

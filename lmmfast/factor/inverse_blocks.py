@@ -204,7 +204,8 @@ def logdet_trace_sums(
 ):
     """``out`` (packed like the templates) += Σₗ [M⁻¹Λ'Z'Z]ₗₗ per term, over the first
     term's diagonal blocks and the blocks within the dense block (rows/columns relative to
-    it); the first term's couplings are added by :func:`coupling_trace_sums`."""
+    it, row term ≥ column term as Z'Z stores them); the first term's couplings are added
+    by :func:`coupling_trace_sums`. Reads the lower triangle of X only."""
     lam1 = template_offsets[0]
     n1 = first_inverse.shape[0]
     for j in range(n1):
@@ -228,9 +229,10 @@ def logdet_trace_sums(
             if r0 != c0:
                 out[lam_a] += x * templates[lam_b]
             continue
+        # X's lower triangle: blocks between terms or levels lie in it, diagonal blocks straddle it
         for i in range(ka):
             for jj in range(kb):
-                scratch[i, jj] = X[r0 + i, c0 + jj]
+                scratch[i, jj] = X[max(r0 + i, c0 + jj), min(r0 + i, c0 + jj)]
         mirrored = r0 != c0
         _add_block_traces(
             scratch[:ka, :kb], ka, kb, dense_values, dense_offsets[s], templates,
