@@ -25,7 +25,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from lmmfast.crossprod import CrossProducts
-from lmmfast.factor.dense_coupling import DenseCoupling, prefer_dense
+from lmmfast.factor.dense_coupling import SPARSE_SECONDS_PER_MADD, DenseCoupling, prefer_dense
 from lmmfast.factor.grouped_coupling import GroupedCoupling, prefer_grouped
 from lmmfast.factor.inverse_blocks import (
     coupled_rows,
@@ -73,6 +73,48 @@ def _scatter_dense(block_values, slot_term_a, slot_term_b, slot_level_a, slot_le
                 value = block_values[base + i * kb + j]
                 out[r0 + i, c0 + j] = value
                 out[c0 + j, r0 + i] = value
+
+
+#: Seconds per multiply-add of ``potrf`` and ``potri`` on two BLAS threads (measured
+#: 0.035–0.05 ns on dense blocks of 1,000 to 4,000).
+FACTOR_SECONDS_PER_MADD = 5e-11
+
+#: How long OpenBLAS's idle threads keep spinning after a call (2²⁸ cycles, about 0.1 s).
+BLAS_SPIN_SECONDS = 0.1
+
+
+def choose_blas_threads(q2: int, sparse_work: float, threads: int) -> int | None:
+    """BLAS threads for a fit on a blocked factor: 1, or None for BLAS's default.
+
+    ``q2`` is the width of the dense block, ``sparse_work`` the multiply-adds of one sparse
+    pass (0 where the update goes through BLAS or per-count sums), ``threads`` the threads
+    those passes run on. One BLAS thread:
+
+    - for a dense block under ``PARALLEL_COLUMNS``: a second thread costs more in wake-ups
+      than it saves (kb07's zero-correlation model, a 256 block, fitted in 0.71 s on one
+      thread against 1.38 s on two);
+    - where the threaded sparse passes lose more than a second BLAS thread saves. OpenBLAS's
+      idle threads spin for about 0.1 s after each call, holding a core that the passes
+      right after it need, and run them at about one thread's speed; the second BLAS thread
+      saves about the two-thread time of ``potrf`` and ``potri``. A 100k-row design with
+      slopes (q2 = 1,000, 2.1e7 multiply-adds per pass) took 83–105 ms per evaluation with
+      gradient on one BLAS thread against 107–144 ms on two; InstEval (1.8e6) and the 1M
+      and 10M designs (q2 = 4,000) lost nothing to the spinning.
+
+    Examples
+    --------
+    >>> choose_blas_threads(256, 0.0, 1), choose_blas_threads(1000, 2e7, 2), choose_blas_threads(4000, 8e8, 2)
+    (1, 1, None)
+    """
+    if q2 < PARALLEL_COLUMNS:
+        return 1
+    if threads <= 1 or sparse_work <= 0:
+        return None
+    one_pass = SPARSE_SECONDS_PER_MADD * sparse_work / threads
+    # the update's pass and the gradient's each take up to the spinning window longer
+    lost_to_spinning = 2.0 * min(one_pass, BLAS_SPIN_SECONDS)
+    saved_by_second_thread = FACTOR_SECONDS_PER_MADD * 0.5 * float(q2) ** 3
+    return 1 if lost_to_spinning > saved_by_second_thread else None
 
 
 def band_positions(sizes: np.ndarray, template_offsets: np.ndarray, col_term: np.ndarray, col_index: np.ndarray) -> np.ndarray:
@@ -345,10 +387,6 @@ class BlockedFactor:
         worth_sharing = self._update_pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
         self.threads = available_cores() if worth_sharing else 1
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
-        #: BLAS threads the fit should use (None: BLAS's default). On a small dense block a
-        #: second BLAS thread costs more in wake-ups than it saves: kb07's zero-correlation model
-        #: (a 256 block) fitted in 0.71 s on one thread against 1.38 s on two, one run each.
-        self.blas_threads = 1 if q2 < PARALLEL_COLUMNS else None
         #: L21 as a dense matrix for BLAS where the coupling is dense enough (else None)
         dense = prefer_dense(self._update_pattern, self._q1, q2, self.threads)
         #: or the update summed per distinct first-term count (balanced scalar designs)
@@ -363,6 +401,9 @@ class BlockedFactor:
                 self._effective = np.empty((q2, q2), order="F")
                 dense = False
         self._dense_coupling = DenseCoupling(self._update_pattern, self._entry_level, self._n1) if dense else None
+        sparse = self._grouped is None and self._dense_coupling is None
+        #: BLAS threads the fit should use (None: BLAS's default; :func:`choose_blas_threads`)
+        self.blas_threads = choose_blas_threads(q2, self._update_pattern.work if sparse else 0.0, self.threads)
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
         dense = np.flatnonzero(cp.slot_term_b > 0)

@@ -8,7 +8,7 @@ import pytest
 import lmmfast
 from lmmfast.api import prepare
 from lmmfast.factor import BlockedFactor, CholmodFactor, choose_method
-from lmmfast.factor.blocked import _scale_dense, band_positions
+from lmmfast.factor.blocked import _scale_dense, band_positions, choose_blas_threads
 
 MODELS = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
@@ -97,6 +97,21 @@ def test_small_dense_blocks_ask_for_one_blas_thread() -> None:
     large = prepare("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", lmmfast.datasets.load("insteval"), reml=False)
     assert small.objective.factor.blas_threads == 1
     assert large.objective.factor.blas_threads is None
+
+
+@pytest.mark.parametrize(
+    ("q2", "work", "threads", "expected"),
+    [
+        (256, 0.0, 1, 1),  # small dense block
+        (1000, 2.1e7, 2, 1),  # 100k rows with slopes: short threaded passes lose to spinning
+        (1000, 2.1e7, 1, None),  # one thread for the passes: nothing to lose
+        (1142, 1.8e6, 2, None),  # InstEval: the factorisation dominates
+        (4000, 8.0e8, 2, None),  # 1M rows: passes far longer than the spinning
+        (1000, 0.0, 2, None),  # update by BLAS or per-count sums
+    ],
+)
+def test_blas_threads_weigh_spinning_against_the_factorisation(q2, work, threads, expected) -> None:
+    assert choose_blas_threads(q2, work, threads) == expected
 
 
 def test_banded_scaling_matches_dense_sandwich() -> None:
