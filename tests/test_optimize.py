@@ -227,3 +227,21 @@ def test_moment_start_keeps_identity_for_a_term_no_level_can_estimate() -> None:
     prepared = prepare("Reaction ~ Days + (1 + group_constant | Subject)", data)
     start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y, slopes=True)
     np.testing.assert_array_equal(start, prepared.layout.start)
+
+
+def test_lbfgsb_first_step_goes_to_the_minimum_of_the_probed_parabola() -> None:
+    # from θ = 1 L-BFGS-B's own first step (length 1) would land at 2, 45 units up; one probe
+    # 0.1 down the gradient fixes the parabola, whose minimum is the objective's
+    layout = ThetaLayout.from_sizes([1])
+
+    def objective(theta):
+        return float(50.0 * (theta[0] - 1.05) ** 2)
+
+    def value_and_gradient(theta):
+        return objective(theta), np.array([100.0 * (theta[0] - 1.05)])
+
+    summary = optimize_theta(objective, layout, start=np.array([1.0]), value_and_gradient=value_and_gradient)
+    assert summary.trace_theta[1, 0] == pytest.approx(1.1)  # the probe, recorded
+    assert summary.trace_theta[2, 0] == pytest.approx(1.05)  # the first step
+    assert summary.final[0] == pytest.approx(1.05) and summary.converged
+    assert np.all(summary.trace_theta[:, 0] < 1.2)
