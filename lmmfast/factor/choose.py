@@ -76,8 +76,8 @@ def default_memory_budget() -> int:
 def estimated_bytes(cp: CrossProducts, method: str) -> int:
     """Memory the factorisation itself needs, estimated before anything is allocated.
 
-    The blocked path holds the later terms' dense block three or four times (data, scaled
-    copy, its inverse for the analytic gradient and, for vector-valued terms, a work array);
+    The blocked path holds the later terms' dense block three times (data, scaled copy and
+    its inverse for the analytic gradient);
     CHOLMOD's factor is bounded by the same block's lower triangle at the estimated density
     plus the first term's columns. Not counted: a dense copy of the coupling block where the
     blocked path multiplies it with BLAS (:mod:`lmmfast.factor.dense_coupling`), at most
@@ -85,8 +85,7 @@ def estimated_bytes(cp: CrossProducts, method: str) -> int:
     """
     q2, density = dense_block_density(cp)
     if method == "blocked":
-        copies = 3 if np.all(cp.term_sizes[1:] == 1) else 4
-        return int(copies * q2 * q2 * 8)
+        return int(3 * q2 * q2 * 8)
     q1 = cp.q - q2
     return int(density * q2 * (q2 + 1) / 2 * 8 * 1.5 + 16 * len(cp.block_values) + 8 * q1 * 4)
 
