@@ -172,11 +172,14 @@ def _scale_dense(base, band, work, out):
 
 @numba.njit(cache=True, nogil=True)
 def _eliminate_first_term(
-    k1, first_values, cross_ptr, cross_term, cross_offsets, cross_values, sizes, templates, template_offsets, L11, L21
+    k1, first_values, cross_ptr, cross_term, cross_offsets, cross_values, sizes, templates, template_offsets,
+    diagonal_terms, L11, L21,
 ):
     """Factor the first term level by level and form L21 = Λ₂'Z₂'Z₁Λ₁ L11'⁻¹. Returns −1, or
     the first level whose block is not numerically positive definite (cancellation in data
-    of extreme scale: mathematically the blocks are at least I)."""
+    of extreme scale: mathematically the blocks are at least I). ``diagonal_terms`` marks
+    the terms whose templates have no θ below the diagonal (merged ``||`` pieces), whose
+    sandwiches are scalings."""
     n1 = first_values.shape[0] // (k1 * k1)
     most = k1
     for t in range(sizes.shape[0]):
@@ -184,9 +187,19 @@ def _eliminate_first_term(
     work = np.empty(most * k1)
     block = np.empty(k1 * k1)
     scratch = np.empty((k1, k1))
+    # the first term's template diagonal, for diagonal templates
+    first_scale = np.empty(k1)
+    for a in range(k1):
+        first_scale[a] = templates[template_offsets[0] + a * k1 + a]
+    first_diagonal = diagonal_terms[0]
     for j in range(n1):
         # A11_j = Λ1' B_j Λ1 + I, then its Cholesky factor in place
-        sandwich_block(first_values, j * k1 * k1, k1, k1, templates, template_offsets[0], template_offsets[0], work, block, 0)
+        if first_diagonal:
+            for a in range(k1):
+                for b in range(k1):
+                    block[a * k1 + b] = first_scale[a] * first_values[j * k1 * k1 + a * k1 + b] * first_scale[b]
+        else:
+            sandwich_block(first_values, j * k1 * k1, k1, k1, templates, template_offsets[0], template_offsets[0], work, block, 0)
         for a in range(k1):
             for b in range(k1):
                 scratch[a, b] = block[a * k1 + b]
@@ -248,7 +261,14 @@ def _eliminate_first_term(
                     L21[base + 2 * i] = first
                     L21[base + 2 * i + 1] = (c1 - first * l10) / l11
                 continue
-            sandwich_block(cross_values, base, ka, k1, templates, template_offsets[t], template_offsets[0], work, L21, base)
+            if first_diagonal and diagonal_terms[t]:
+                lam = template_offsets[t]
+                for i in range(ka):
+                    scale = templates[lam + i * ka + i]
+                    for b in range(k1):
+                        L21[base + i * k1 + b] = scale * cross_values[base + i * k1 + b] * first_scale[b]
+            else:
+                sandwich_block(cross_values, base, ka, k1, templates, template_offsets[t], template_offsets[0], work, L21, base)
             for i in range(ka):
                 for b in range(k1):
                     acc = L21[base + i * k1 + b]
@@ -333,6 +353,11 @@ class BlockedFactor:
         self._cp = cp
         self._layout = layout
         self._template_offsets = layout.template_offsets
+        # terms whose templates have no θ below the diagonal (a merged layout is full, but
+        # only the positions the model's θ feed are ever nonzero)
+        fed = np.arange(layout.size) if merged is None else merged.theta_index
+        self._diagonal_terms = np.ones(len(cp.term_sizes), dtype=np.bool_)
+        self._diagonal_terms[layout.term_of[fed][layout.rows[fed] != layout.cols[fed]]] = False
         sizes = cp.term_sizes
         self._k1 = int(sizes[0])
         self._n1 = int(cp.term_levels[0])
@@ -460,8 +485,8 @@ class BlockedFactor:
                 band = band[:-1]
             _scale_dense(base, band, self._work, self._S)
         failed = _eliminate_first_term(
-            self._k1, self._first_values, self._cross_ptr, self._cross_term,
-            self._cross_offsets, self._cross_values, sizes, templates, offsets, self._L11, self._L21,
+            self._k1, self._first_values, self._cross_ptr, self._cross_term, self._cross_offsets,
+            self._cross_values, sizes, templates, offsets, self._diagonal_terms, self._L11, self._L21,
         )
         if failed >= 0:
             raise np.linalg.LinAlgError(

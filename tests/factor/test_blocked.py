@@ -16,6 +16,9 @@ MODELS = [
     ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S | subj) + (1 + P + C | item)"),
     # 2×2 blocks on both sides: the elimination's written-out case
     ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S | subj) + (1 + P | item)"),
+    # merged `||` pieces: diagonal templates on both sides, then on the first term only
+    ("kb07", "RTtrunc ~ 1 + S + P + (1 + S + P || subj) + (1 + S || item)"),
+    ("kb07", "RTtrunc ~ 1 + S + P + (1 + S + P || subj) + (1 + S | item)"),
     ("pastes", "strength ~ 1 + (1 | batch/cask)"),
     ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
     ("machines", "score ~ Machine + (0 + Machine | Worker) + (1 | Machine:Worker)"),
