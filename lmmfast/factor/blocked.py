@@ -412,6 +412,8 @@ class BlockedFactor:
         worth_sharing = self._update_pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
         self.threads = available_cores() if worth_sharing else 1
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        #: the θ the factor holds (None before the first update and after a failed one)
+        self._theta: np.ndarray | None = None
         #: L21 as a dense matrix for BLAS where the coupling is dense enough (else None)
         dense = prefer_dense(self._update_pattern, self._q1, q2, self.threads)
         #: or the update summed per distinct first-term count (balanced scalar designs)
@@ -470,6 +472,9 @@ class BlockedFactor:
         return theta if self._merged is None else self._merged.merged_theta(theta)
 
     def update(self, theta: np.ndarray) -> None:
+        if self._theta is not None and np.array_equal(theta, self._theta):
+            return  # already factored here (the result's solve at the optimiser's last point)
+        self._theta = None
         templates = self._layout.packed_templates(self._engine_theta(theta))
         offsets = self._template_offsets
         sizes = self._cp.term_sizes
@@ -501,6 +506,7 @@ class BlockedFactor:
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotrf failed (info={info}) on a matrix that must be positive definite")
             self._L22 = factor
+        self._theta = np.array(theta, dtype=np.float64, copy=True)
 
     #: :meth:`logdet_gradient_sums` is available, so the objective has an analytic gradient.
     supports_gradient = True
