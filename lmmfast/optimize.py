@@ -256,6 +256,7 @@ class _QuasiNewtonResult:
     """What :func:`_lbfgsb` found, in θ's own coordinates."""
 
     x: np.ndarray
+    value: float
     gradient: np.ndarray
     inverse_hessian: np.ndarray
     success: bool
@@ -298,6 +299,7 @@ def _lbfgsb(recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: in
     )
     return _QuasiNewtonResult(
         x=to_theta(result.x),
+        value=float(result.fun),
         gradient=result.jac / step,
         inverse_hessian=result.hess_inv.todense() * step**2,
         success=bool(result.success),
@@ -370,6 +372,11 @@ def optimize_theta(
         result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval - 2, scale=initial_value)
         return_code, converged = result.message, result.success
         assert recorder.best_x is not None
+        if converged and result.value <= recorder.best_f + ftol_abs:
+            # L-BFGS-B's own last point, where its gradient and curvature are, when an earlier
+            # point is lower by no more than the tolerance it stopped on (rounding, mostly):
+            # the convergence check then needs no evaluations
+            recorder.best_x, recorder.best_f = result.x.copy(), result.value
         if converged and np.array_equal(result.x, recorder.best_x):
             # the same point in canonical coordinates: flipped entries change sign
             signs = np.where(layout.canonical(recorder.best_x) == recorder.best_x, 1.0, -1.0)
