@@ -526,8 +526,10 @@ class BlockedFactor:
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
             inverse = np.asfortranarray(inverse)
+            # the per-count sums and the dense coupling's BLAS products read both triangles;
+            # the sparse kernels and the trace sums read the lower one only
             if self._grouped is not None or self._dense_coupling is not None:
-                mirror_lower(inverse)  # the sparse kernels read the lower triangle only
+                mirror_lower(inverse)
             if self._grouped is not None:  # the couplings are added per group below
                 w = coupled = np.zeros_like(self._L21)
             else:
