@@ -7,6 +7,14 @@ Examples
 >>> print(fit.summary())  # doctest: +SKIP
 """
 
+import os as _os
+import sys as _sys
+
+from lmmfast.blas import request_short_idle_spin as _request_short_idle_spin
+
+# before anything below imports SciPy's LAPACK, which reads the variable once (lmmfast.blas)
+_request_short_idle_spin(_os.environ, _sys.modules)
+
 from lmmfast import datasets
 from lmmfast._version import __version__
 from lmmfast.api import lmm

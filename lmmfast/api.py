@@ -6,16 +6,15 @@ Each step is a public function of its own module; :func:`lmm` only chains them.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import ThreadpoolController
 
 from lmmfast._version import __version__
+from lmmfast.blas import limit_blas_threads
 from lmmfast.crossprod import form_cross_products
 from lmmfast.design import (
     FixedDesign,
@@ -299,17 +298,10 @@ def lmm(
         return _fit(prepared, actions, optimizer, began)
 
 
-@functools.cache
-def _thread_pools() -> ThreadpoolController:
-    """The loaded thread pools (BLAS, OpenMP), found once: finding them costs about 1 ms."""
-    return ThreadpoolController()
-
-
 def blas_threads_for(objective: ProfiledObjective) -> contextlib.AbstractContextManager:
     """A context that limits BLAS to the threads the factor asks for (see
     :attr:`lmmfast.factor.BlockedFactor.blas_threads`), or changes nothing."""
-    threads = getattr(objective.factor, "blas_threads", None)
-    return _thread_pools().limit(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
+    return limit_blas_threads(getattr(objective.factor, "blas_threads", None))
 
 
 def _fit(prepared: PreparedModel, actions: Mapping[str, str], optimizer: str, began: float) -> LmmResult:

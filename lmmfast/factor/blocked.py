@@ -18,12 +18,14 @@ is the one that merging implies.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 from scipy.linalg import lapack
 
+from lmmfast.blas import idle_spin_seconds
 from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.dense_coupling import SPARSE_SECONDS_PER_MADD, DenseCoupling, prefer_dense
 from lmmfast.factor.grouped_coupling import GroupedCoupling, prefer_grouped
@@ -79,31 +81,28 @@ def _scatter_dense(block_values, slot_term_a, slot_term_b, slot_level_a, slot_le
 #: 0.035–0.05 ns on dense blocks of 1,000 to 4,000).
 FACTOR_SECONDS_PER_MADD = 5e-11
 
-#: How long OpenBLAS's idle threads keep spinning after a call (2²⁸ cycles, about 0.1 s).
-BLAS_SPIN_SECONDS = 0.1
-
-
-def choose_blas_threads(q2: int, sparse_work: float, threads: int) -> int | None:
+def choose_blas_threads(q2: int, sparse_work: float, threads: int, idle_spin: float) -> int | None:
     """BLAS threads for a fit on a blocked factor: 1, or None for BLAS's default.
 
     ``q2`` is the width of the dense block, ``sparse_work`` the multiply-adds of one sparse
     pass (0 where the update goes through BLAS or per-count sums), ``threads`` the threads
-    those passes run on. One BLAS thread:
+    those passes run on, ``idle_spin`` the seconds BLAS's idle threads spin after a call
+    (:mod:`lmmfast.blas`). One BLAS thread:
 
     - for a dense block under ``PARALLEL_COLUMNS``: a second thread costs more in wake-ups
       than it saves (kb07's zero-correlation model, a 256 block, fitted in 0.71 s on one
       thread against 1.38 s on two);
-    - where the threaded sparse passes lose more than a second BLAS thread saves. OpenBLAS's
-      idle threads spin for about 0.1 s after each call, holding a core that the passes
-      right after it need, and run them at about one thread's speed; the second BLAS thread
-      saves about the two-thread time of ``potrf`` and ``potri``. A 100k-row design with
+    - where the threaded sparse passes lose more than a second BLAS thread saves. A spinning
+      BLAS thread holds a core that the passes right after a call need, and runs them at
+      about one thread's speed; the second BLAS thread saves about the two-thread time of
+      ``potrf`` and ``potri``. With OpenBLAS's default spin (0.1 s), a 100k-row design with
       slopes (q2 = 1,000, 2.1e7 multiply-adds per pass) took 83–105 ms per evaluation with
-      gradient on one BLAS thread against 107–144 ms on two; InstEval (1.8e6) and the 1M
-      and 10M designs (q2 = 4,000) lost nothing to the spinning.
+      gradient on one BLAS thread against 107–144 ms on two; with lmmfast's short spin
+      (0.35 ms) two BLAS threads fitted it in 1.46–1.74 s against 1.72–1.93 s on one.
 
     Examples
     --------
-    >>> choose_blas_threads(256, 0.0, 1), choose_blas_threads(1000, 2e7, 2), choose_blas_threads(4000, 8e8, 2)
+    >>> choose_blas_threads(256, 0.0, 1, 3e-4), choose_blas_threads(1000, 2e7, 2, 0.09), choose_blas_threads(1000, 2e7, 2, 3e-4)
     (1, 1, None)
     """
     if q2 < PARALLEL_COLUMNS:
@@ -112,7 +111,7 @@ def choose_blas_threads(q2: int, sparse_work: float, threads: int) -> int | None
         return None
     one_pass = SPARSE_SECONDS_PER_MADD * sparse_work / threads
     # the update's pass and the gradient's each take up to the spinning window longer
-    lost_to_spinning = 2.0 * min(one_pass, BLAS_SPIN_SECONDS)
+    lost_to_spinning = 2.0 * min(one_pass, idle_spin)
     saved_by_second_thread = FACTOR_SECONDS_PER_MADD * 0.5 * float(q2) ** 3
     return 1 if lost_to_spinning > saved_by_second_thread else None
 
@@ -430,7 +429,9 @@ class BlockedFactor:
         self._dense_coupling = DenseCoupling(self._update_pattern, self._entry_level, self._n1) if dense else None
         sparse = self._grouped is None and self._dense_coupling is None
         #: BLAS threads the fit should use (None: BLAS's default; :func:`choose_blas_threads`)
-        self.blas_threads = choose_blas_threads(q2, self._update_pattern.work if sparse else 0.0, self.threads)
+        self.blas_threads = choose_blas_threads(
+            q2, self._update_pattern.work if sparse else 0.0, self.threads, idle_spin_seconds(os.environ)
+        )
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
         dense = np.flatnonzero(cp.slot_term_b > 0)

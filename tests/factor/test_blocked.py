@@ -102,19 +102,24 @@ def test_small_dense_blocks_ask_for_one_blas_thread() -> None:
     assert large.objective.factor.blas_threads is None
 
 
+DEFAULT_SPIN = 0.089  # OpenBLAS's own idle spin, 2²⁸ cycles
+SHORT_SPIN = 3.5e-4  # the one lmmfast asks for (lmmfast.blas)
+
+
 @pytest.mark.parametrize(
-    ("q2", "work", "threads", "expected"),
+    ("q2", "work", "threads", "spin", "expected"),
     [
-        (256, 0.0, 1, 1),  # small dense block
-        (1000, 2.1e7, 2, 1),  # 100k rows with slopes: short threaded passes lose to spinning
-        (1000, 2.1e7, 1, None),  # one thread for the passes: nothing to lose
-        (1142, 1.8e6, 2, None),  # InstEval: the factorisation dominates
-        (4000, 8.0e8, 2, None),  # 1M rows: passes far longer than the spinning
-        (1000, 0.0, 2, None),  # update by BLAS or per-count sums
+        (256, 0.0, 1, SHORT_SPIN, 1),  # small dense block: wake-ups cost more than a thread saves
+        (1000, 2.1e7, 2, DEFAULT_SPIN, 1),  # 100k rows with slopes: short threaded passes lose to spinning
+        (1000, 2.1e7, 2, SHORT_SPIN, None),  # ... unless the spinning stops soon
+        (1000, 2.1e7, 1, DEFAULT_SPIN, None),  # one thread for the passes: nothing to lose
+        (1142, 1.8e6, 2, DEFAULT_SPIN, None),  # InstEval: the factorisation dominates
+        (4000, 8.0e8, 2, DEFAULT_SPIN, None),  # 1M rows: passes far longer than the spinning
+        (1000, 0.0, 2, DEFAULT_SPIN, None),  # update by BLAS or per-count sums
     ],
 )
-def test_blas_threads_weigh_spinning_against_the_factorisation(q2, work, threads, expected) -> None:
-    assert choose_blas_threads(q2, work, threads) == expected
+def test_blas_threads_weigh_spinning_against_the_factorisation(q2, work, threads, spin, expected) -> None:
+    assert choose_blas_threads(q2, work, threads, spin) == expected
 
 
 def test_banded_scaling_matches_dense_sandwich() -> None:
