@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -21,6 +22,9 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+
+# R runs in the environment it was started with, not with the OpenBLAS spin lmmfast asks for
+R_ENVIRONMENT = dict(os.environ)
 
 import lmmfast
 
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             data.to_csv(path, index=False)
             completed = subprocess.run(
                 [rscript, str(script), str(path), formula, "TRUE" if reml else "FALSE", groups, str(args.repeat)],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True, check=True, env=R_ENVIRONMENT,
             )
             lme4 = json.loads(completed.stdout.strip().splitlines()[-1])
             times, fit = [], None
