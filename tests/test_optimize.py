@@ -257,3 +257,56 @@ def test_lbfgsb_keeps_its_last_point_when_an_earlier_one_is_lower_only_by_roundi
     assert fit.optsummary.gradient is not None
     assert fit.convergence is not None and fit.convergence.ok and fit.convergence.n_evals == 0
     assert fit.objective <= fit.optsummary.trace_objective.min() + 1e-8
+
+
+def _pseudo_huber_with_gradient_flipped_within(radius: float):
+    """Σ w(√(1 + (θ − 1)²) − 1), whose gradient turns uphill within ``radius`` of the optimum
+    (as rounding turns a gradient that small): L-BFGS-B's line search fails there."""
+    weights = np.array([1.0, 3.0])
+
+    def value(theta):
+        return float(np.sum(weights * (np.sqrt(1.0 + (theta - 1.0) ** 2) - 1.0)))
+
+    def value_and_gradient(theta):
+        gradient = weights * (theta - 1.0) / np.sqrt(1.0 + (theta - 1.0) ** 2)
+        return value(theta), (-gradient if np.max(np.abs(theta - 1.0)) < radius else gradient)
+
+    return value, value_and_gradient
+
+
+def test_lbfgsb_failing_its_line_search_where_nothing_is_left_to_gain_has_converged() -> None:
+    value, value_and_gradient = _pseudo_huber_with_gradient_flipped_within(3e-4)
+    summary = optimize_theta(value, ThetaLayout.from_sizes([1, 1]), start=np.array([0.2, 2.5]), value_and_gradient=value_and_gradient)
+    # without the rule BOBYQA took over for 26 more evaluations
+    assert summary.algorithm == "L-BFGS-B" and summary.converged
+    assert summary.return_code.startswith("ABNORMAL") and "settled" in summary.return_code
+    assert summary.final == pytest.approx([1.0, 1.0], abs=3e-4)
+
+
+def test_lbfgsb_failing_its_line_search_far_from_the_optimum_hands_over_to_bobyqa() -> None:
+    value, value_and_gradient = _pseudo_huber_with_gradient_flipped_within(0.1)
+    summary = optimize_theta(value, ThetaLayout.from_sizes([1, 1]), start=np.array([0.2, 2.5]), value_and_gradient=value_and_gradient)
+    assert summary.algorithm == "L-BFGS-B+NLOPT_LN_BOBYQA" and summary.converged
+    assert summary.final == pytest.approx([1.0, 1.0], abs=1e-4)
+
+
+def test_steps_below_the_objectives_resolution_are_answered_without_evaluating() -> None:
+    from lmmfast.optimize import _Recorder
+
+    calls = []
+
+    def value_and_gradient(theta):
+        calls.append(theta.copy())
+        return 1e6 + float(theta @ theta), 2.0 * theta
+
+    recorder = _Recorder(lambda t: value_and_gradient(t)[0], value_and_gradient)
+    start = np.array([0.5, 0.25])
+    first = recorder.with_gradient(start)
+    nearby = start + np.array([1e-12, -1e-12])
+    assert recorder.with_gradient(nearby)[0] == first[0]
+    assert len(calls) == 1 and recorder.count == 1
+    assert np.array_equal(recorder.evaluated_point(nearby), start)
+    farther = start + np.array([1e-6, 0.0])  # longer than MAX_UNRESOLVED_STEP: evaluated
+    recorder.with_gradient(farther)
+    assert len(calls) == 2 and recorder.count == 2
+    assert np.array_equal(recorder.evaluated_point(farther), farther)
