@@ -324,6 +324,39 @@ def _backward_first(L11, cross_ptr, cross_row, cross_term, cross_offsets, sizes,
                 rhs1[j, a, col] = acc / L11[j, a, a]
 
 
+@numba.njit(cache=True, nogil=True)
+def _forward_first_scalar(L11, cross_ptr, cross_row, L21, rhs1, rhs2):
+    """:func:`_forward_first` where every level of every term is a scalar (k = 1): one
+    value per coupling entry, and ``rhs2`` C-ordered so that an entry's row is contiguous."""
+    n1 = L11.shape[0]
+    m = rhs1.shape[2]
+    for j in range(n1):
+        pivot = L11[j, 0, 0]
+        for col in range(m):
+            rhs1[j, 0, col] /= pivot
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            row = cross_row[s]
+            weight = L21[s]
+            for col in range(m):
+                rhs2[row, col] -= weight * rhs1[j, 0, col]
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward_first_scalar(L11, cross_ptr, cross_row, L21, x2, rhs1):
+    """:func:`_backward_first` where every level of every term is a scalar (k = 1)."""
+    n1 = L11.shape[0]
+    m = rhs1.shape[2]
+    for j in range(n1):
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            row = cross_row[s]
+            weight = L21[s]
+            for col in range(m):
+                rhs1[j, 0, col] -= weight * x2[row, col]
+        pivot = L11[j, 0, 0]
+        for col in range(m):
+            rhs1[j, 0, col] /= pivot
+
+
 class BlockedFactor:
     """Cholesky of Λ'Z'ZΛ + I by eliminating the first term level by level into a dense block.
 
@@ -383,6 +416,7 @@ class BlockedFactor:
         np.cumsum(np.bincount(cp.slot_level_b[cross], minlength=self._n1), out=self._cross_ptr[1:])
         self._cross_level = cp.slot_level_b[cross].astype(np.int64)
         self._scalar_rest = bool(np.all(sizes[1:] == 1))
+        self._all_scalar = self._k1 == 1 and self._scalar_rest
         # per later term, where its coupling blocks' values sit (None: all of them)
         self._term_entries: list[tuple[int, np.ndarray | None]] = []
         for t in range(1, len(sizes)):
@@ -568,7 +602,8 @@ class BlockedFactor:
         vector = rhs.ndim == 1
         matrix = np.array(rhs, dtype=np.float64, copy=True).reshape(len(rhs), -1)
         first = matrix[: self._q1].reshape(self._n1, self._k1, -1).copy()
-        rest = np.asfortranarray(matrix[self._q1 :])
+        # C order for the kernels, which read or write an entry's row across all columns
+        rest = np.ascontiguousarray(matrix[self._q1 :])
         return first, rest, vector
 
     @staticmethod
@@ -581,7 +616,10 @@ class BlockedFactor:
             rhs = np.asarray(rhs)[self._merged.permutation]
         first, rest, vector = self._split(rhs)
         sizes = self._cp.term_sizes
-        _forward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, first, rest)
+        if self._all_scalar:
+            _forward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, first, rest)
+        else:
+            _forward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, first, rest)
         if self.dense_size:
             rest, info = lapack.dtrtrs(self._L22, rest, lower=1, trans=0)
         return self._join(first, rest, vector)
@@ -592,7 +630,10 @@ class BlockedFactor:
         if self.dense_size:
             rest, info = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
         rest = np.ascontiguousarray(rest)
-        _backward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, rest, first)
+        if self._all_scalar:
+            _backward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, rest, first)
+        else:
+            _backward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, rest, first)
         out = self._join(first, rest, vector)
         if self._merged is None:
             return out
