@@ -27,7 +27,11 @@ from scipy.linalg import lapack
 
 from lmmfast.blas import idle_spin_seconds
 from lmmfast.crossprod import CrossProducts
-from lmmfast.factor.dense_coupling import SPARSE_SECONDS_PER_MADD, DenseCoupling, prefer_dense
+from lmmfast.factor.dense_coupling import (
+    SPARSE_SECONDS_PER_MADD,
+    DenseCoupling,
+    prefer_dense,
+)
 from lmmfast.factor.grouped_coupling import GroupedCoupling, prefer_grouped
 from lmmfast.factor.inverse_blocks import (
     coupled_rows,
@@ -39,6 +43,7 @@ from lmmfast.factor.inverse_blocks import (
 )
 from lmmfast.factor.kernels import sandwich_block
 from lmmfast.factor.merge import MergedTerms
+from lmmfast.factor.ordering import stable_order
 from lmmfast.factor.rank_update import (
     PARALLEL_COLUMNS,
     PARALLEL_WORK,
@@ -405,7 +410,7 @@ class BlockedFactor:
 
         cross = np.flatnonzero((cp.slot_term_b == 0) & (cp.slot_term_a > 0))
         rows = cp.column_offsets[cp.slot_term_a[cross]] - self._q1 + cp.slot_level_a[cross] * sizes[cp.slot_term_a[cross]]
-        order = np.lexsort((rows, cp.slot_level_b[cross]))
+        order = stable_order((rows, cp.slot_level_b[cross]), (max(q2, 1), self._n1))
         cross, rows = cross[order], rows[order]
         widths = sizes[cp.slot_term_a[cross]] * self._k1
         self._cross_row = rows.astype(np.int64)

@@ -45,7 +45,7 @@ def dense_block_density(cp: CrossProducts) -> tuple[int, float]:
     return q2, min(1.0, (own + fill) / total)
 
 
-def choose_method(cp: CrossProducts) -> str:
+def choose_method(cp: CrossProducts, shape: tuple[int, float] | None = None) -> str:
     """``"blocked"`` or ``"cholmod"``, whichever should factor faster.
 
     Examples
@@ -55,7 +55,7 @@ def choose_method(cp: CrossProducts) -> str:
     >>> choose_method(prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective.cross_products)
     'blocked'
     """
-    q2, density = dense_block_density(cp)
+    q2, density = dense_block_density(cp) if shape is None else shape
     return "blocked" if q2 <= SMALL_DENSE or density >= DENSE_ENOUGH else "cholmod"
 
 
@@ -73,7 +73,7 @@ def default_memory_budget() -> int:
     return int(0.8 * total) if total else 8 * 2**30
 
 
-def estimated_bytes(cp: CrossProducts, method: str) -> int:
+def estimated_bytes(cp: CrossProducts, method: str, shape: tuple[int, float] | None = None) -> int:
     """Memory the factorisation itself needs, estimated before anything is allocated.
 
     The blocked path holds the later terms' dense block three times (data, scaled copy and
@@ -81,9 +81,9 @@ def estimated_bytes(cp: CrossProducts, method: str) -> int:
     CHOLMOD's factor is bounded by the same block's lower triangle at the estimated density
     plus the first term's columns. Not counted: a dense copy of the coupling block where the
     blocked path multiplies it with BLAS (:mod:`lmmfast.factor.dense_coupling`), at most
-    128 MiB.
+    128 MiB. ``shape`` is :func:`dense_block_density` of ``cp`` where already known.
     """
-    q2, density = dense_block_density(cp)
+    q2, density = dense_block_density(cp) if shape is None else shape
     if method == "blocked":
         return int(3 * q2 * q2 * 8)
     q1 = cp.q - q2
@@ -122,13 +122,15 @@ def make_factor(
     budget = default_memory_budget() if memory_budget is None else memory_budget
     merged = None if merge_keys is None else merge_terms(cp, layout, merge_keys)
     blocked_cp = cp if merged is None else merged.cross_products
+    blocked_shape = dense_block_density(blocked_cp)
     if method == "auto":
-        method = choose_method(blocked_cp)
-        if method == "blocked" and estimated_bytes(blocked_cp, "blocked") > budget:
+        method = choose_method(blocked_cp, blocked_shape)
+        if method == "blocked" and estimated_bytes(blocked_cp, "blocked", blocked_shape) > budget:
             method = "cholmod"
-    needed = estimated_bytes(blocked_cp if method == "blocked" else cp, method)
+    shape = blocked_shape if method == "blocked" or merged is None else dense_block_density(cp)
+    needed = estimated_bytes(blocked_cp if method == "blocked" else cp, method, shape)
     if needed > budget:
-        q2, _ = dense_block_density(blocked_cp if method == "blocked" else cp)
+        q2, _ = shape
         raise MemoryBudgetError(
             f"Factoring this model needs about {_format_bytes(needed)} ({method} path; the random effects after "
             f"the first term form a {q2} × {q2} block that is dense after elimination), more than the memory "

@@ -29,6 +29,8 @@ from typing import TypeVar
 import numba
 import numpy as np
 
+from lmmfast.factor.ordering import stable_order
+
 #: Multiply-adds below which the update runs on one thread (starting threads costs ~0.1 ms).
 PARALLEL_WORK = 1e6
 
@@ -132,7 +134,7 @@ class UpdatePattern:
         column_ptr = np.zeros(size + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=size), out=column_ptr[1:])
         level_end = np.repeat(entry_ptr[1:], counts).astype(np.int64)
-        column_entries = np.argsort(rows, kind="stable").astype(np.int64)
+        column_entries = stable_order((rows,), (size,)).astype(np.int64)
         if group_ptr is None:
             group_ptr = np.arange(size + 1, dtype=np.int64)
         group_ptr = np.asarray(group_ptr, dtype=np.int64)
