@@ -499,6 +499,11 @@ class BlockedFactor:
         self._L21 = np.empty_like(self._cross_values)
         self._L22 = self._S
 
+    @property
+    def merged(self) -> MergedTerms | None:
+        """The terms on one grouping factor factored as one (None where no terms merge)."""
+        return self._merged
+
     def _executor(self) -> ThreadPoolExecutor | None:
         """The factor's own threads for the sparse passes (None: one thread), started on first
         use and kept for the fit, sized by :attr:`threads` as it is now."""
