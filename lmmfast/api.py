@@ -15,6 +15,7 @@ import pandas as pd
 
 from lmmfast._version import __version__
 from lmmfast.blas import limit_blas_threads
+from lmmfast.convergence import ConvergenceCheck, check_convergence
 from lmmfast.crossprod import form_cross_products
 from lmmfast.design import (
     FixedDesign,
@@ -43,9 +44,7 @@ from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.optimize import (
     OPTIMIZERS,
     SINGULAR_TOLERANCE,
-    ConvergenceCheck,
     OptSummary,
-    check_convergence,
     gradient_for,
     optimize_theta,
 )

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from lmmfast.convergence import ConvergenceCheck
 from lmmfast.errors import DataError
-from lmmfast.optimize import SINGULAR_TOLERANCE, ConvergenceCheck, OptSummary
+from lmmfast.optimize import SINGULAR_TOLERANCE, OptSummary
 
 if TYPE_CHECKING:
     from lmmfast.api import PreparedModel

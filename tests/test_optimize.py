@@ -62,7 +62,7 @@ def test_fit_log_records_every_evaluation() -> None:
 
 def test_convergence_check_passes_at_the_optimum_and_fails_off_it() -> None:
     from lmmfast.api import prepare
-    from lmmfast.optimize import check_convergence
+    from lmmfast.convergence import check_convergence
 
     fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
     assert fit.convergence is not None and fit.convergence.ok and fit.converged
@@ -158,7 +158,7 @@ def test_lbfgsb_falls_back_to_bobyqa_when_its_line_search_fails() -> None:
 
 
 def test_quasi_newton_check_needs_no_evaluation_and_flags_a_large_step() -> None:
-    from lmmfast.optimize import check_convergence
+    from lmmfast.convergence import check_convergence
 
     layout = ThetaLayout.from_sizes([1, 1])
 

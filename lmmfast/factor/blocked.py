@@ -32,6 +32,12 @@ from lmmfast.factor.dense_coupling import (
     DenseCoupling,
     prefer_dense,
 )
+from lmmfast.factor.first_term_solves import (
+    backward_first,
+    backward_first_scalar,
+    forward_first,
+    forward_first_scalar,
+)
 from lmmfast.factor.grouped_coupling import GroupedCoupling, prefer_grouped
 from lmmfast.factor.inverse_blocks import (
     coupled_rows,
@@ -280,86 +286,6 @@ def _eliminate_first_term(
                         acc -= L21[base + i * k1 + p] * L11[j, b, p]
                     L21[base + i * k1 + b] = acc / L11[j, b, b]
     return -1
-
-
-@numba.njit(cache=True, nogil=True)
-def _forward_first(L11, cross_ptr, cross_row, cross_term, cross_offsets, sizes, L21, rhs1, rhs2):
-    """x1 = L11⁻¹ rhs1 (in place), then rhs2 -= L21 x1."""
-    n1, k1, _ = L11.shape
-    m = rhs1.shape[2]
-    for j in range(n1):
-        for col in range(m):
-            for a in range(k1):
-                acc = rhs1[j, a, col]
-                for p in range(a):
-                    acc -= L11[j, a, p] * rhs1[j, p, col]
-                rhs1[j, a, col] = acc / L11[j, a, a]
-        for s in range(cross_ptr[j], cross_ptr[j + 1]):
-            ks = sizes[cross_term[s]]
-            row = cross_row[s]
-            base = cross_offsets[s]
-            for i in range(ks):
-                for col in range(m):
-                    acc = 0.0
-                    for b in range(k1):
-                        acc += L21[base + i * k1 + b] * rhs1[j, b, col]
-                    rhs2[row + i, col] -= acc
-
-
-@numba.njit(cache=True, nogil=True)
-def _backward_first(L11, cross_ptr, cross_row, cross_term, cross_offsets, sizes, L21, x2, rhs1):
-    """rhs1 -= L21' x2, then x1 = L11'⁻¹ rhs1 (in place)."""
-    n1, k1, _ = L11.shape
-    m = rhs1.shape[2]
-    for j in range(n1):
-        for s in range(cross_ptr[j], cross_ptr[j + 1]):
-            ks = sizes[cross_term[s]]
-            row = cross_row[s]
-            base = cross_offsets[s]
-            for i in range(ks):
-                for b in range(k1):
-                    weight = L21[base + i * k1 + b]
-                    for col in range(m):
-                        rhs1[j, b, col] -= weight * x2[row + i, col]
-        for col in range(m):
-            for a in range(k1 - 1, -1, -1):
-                acc = rhs1[j, a, col]
-                for p in range(a + 1, k1):
-                    acc -= L11[j, p, a] * rhs1[j, p, col]
-                rhs1[j, a, col] = acc / L11[j, a, a]
-
-
-@numba.njit(cache=True, nogil=True)
-def _forward_first_scalar(L11, cross_ptr, cross_row, L21, rhs1, rhs2):
-    """:func:`_forward_first` where every level of every term is a scalar (k = 1): one
-    value per coupling entry, and ``rhs2`` C-ordered so that an entry's row is contiguous."""
-    n1 = L11.shape[0]
-    m = rhs1.shape[2]
-    for j in range(n1):
-        pivot = L11[j, 0, 0]
-        for col in range(m):
-            rhs1[j, 0, col] /= pivot
-        for s in range(cross_ptr[j], cross_ptr[j + 1]):
-            row = cross_row[s]
-            weight = L21[s]
-            for col in range(m):
-                rhs2[row, col] -= weight * rhs1[j, 0, col]
-
-
-@numba.njit(cache=True, nogil=True)
-def _backward_first_scalar(L11, cross_ptr, cross_row, L21, x2, rhs1):
-    """:func:`_backward_first` where every level of every term is a scalar (k = 1)."""
-    n1 = L11.shape[0]
-    m = rhs1.shape[2]
-    for j in range(n1):
-        for s in range(cross_ptr[j], cross_ptr[j + 1]):
-            row = cross_row[s]
-            weight = L21[s]
-            for col in range(m):
-                rhs1[j, 0, col] -= weight * x2[row, col]
-        pivot = L11[j, 0, 0]
-        for col in range(m):
-            rhs1[j, 0, col] /= pivot
 
 
 class BlockedFactor:
@@ -627,9 +553,9 @@ class BlockedFactor:
         first, rest, vector = self._split(rhs)
         sizes = self._cp.term_sizes
         if self._all_scalar:
-            _forward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, first, rest)
+            forward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, first, rest)
         else:
-            _forward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, first, rest)
+            forward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, first, rest)
         if self.dense_size:
             rest, info = lapack.dtrtrs(self._L22, rest, lower=1, trans=0)
         return self._join(first, rest, vector)
@@ -641,9 +567,9 @@ class BlockedFactor:
             rest, info = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
         rest = np.ascontiguousarray(rest)
         if self._all_scalar:
-            _backward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, rest, first)
+            backward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, rest, first)
         else:
-            _backward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, rest, first)
+            backward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, rest, first)
         out = self._join(first, rest, vector)
         if self._merged is None:
             return out

