@@ -3,8 +3,8 @@
 Two optimisers: NLopt's BOBYQA (derivative-free, lme4's choice) and, where the analytic
 gradient is available, SciPy's L-BFGS-B. :func:`choose_optimizer` picks L-BFGS-B when the
 model has many variance parameters, many random effects or an expensive factorisation,
-where it needs a fraction of BOBYQA's evaluations (kb07 with 20 θ: 52 evaluations against 930; InstEval: 11 against
-83).
+where it needs a fraction of BOBYQA's evaluations (kb07 with 20 θ: 50 evaluations against
+930; InstEval: 11 against 83).
 """
 
 from __future__ import annotations

@@ -92,6 +92,7 @@ def _scatter_dense(block_values, slot_term_a, slot_term_b, slot_level_a, slot_le
 #: 0.035–0.05 ns on dense blocks of 1,000 to 4,000).
 FACTOR_SECONDS_PER_MADD = 5e-11
 
+
 def choose_blas_threads(q2: int, sparse_work: float, threads: int, idle_spin: float) -> int | None:
     """BLAS threads for a fit on a blocked factor: 1, or None for BLAS's default.
 
