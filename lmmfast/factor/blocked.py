@@ -25,10 +25,10 @@ import numba
 import numpy as np
 from scipy.linalg import lapack
 
-from lmmfast.blas import idle_spin_seconds
+from lmmfast.blas import idle_spin_seconds, limit_blas_threads
 from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
 from lmmfast.factor.dense_coupling import (
-    SPARSE_SECONDS_PER_MADD,
     DenseCoupling,
     prefer_dense,
 )
@@ -86,46 +86,6 @@ def _scatter_dense(block_values, slot_term_a, slot_term_b, slot_level_a, slot_le
                 value = block_values[base + i * kb + j]
                 out[r0 + i, c0 + j] = value
                 out[c0 + j, r0 + i] = value
-
-
-#: Seconds per multiply-add of ``potrf`` and ``potri`` on two BLAS threads (measured
-#: 0.035–0.05 ns on dense blocks of 1,000 to 4,000).
-FACTOR_SECONDS_PER_MADD = 5e-11
-
-
-def choose_blas_threads(q2: int, sparse_work: float, threads: int, idle_spin: float) -> int | None:
-    """BLAS threads for a fit on a blocked factor: 1, or None for BLAS's default.
-
-    ``q2`` is the width of the dense block, ``sparse_work`` the multiply-adds of one sparse
-    pass (0 where the update goes through BLAS or per-count sums), ``threads`` the threads
-    those passes run on, ``idle_spin`` the seconds BLAS's idle threads spin after a call
-    (:mod:`lmmfast.blas`). One BLAS thread:
-
-    - for a dense block under ``PARALLEL_COLUMNS``: a second thread costs more in wake-ups
-      than it saves (kb07's zero-correlation model, a 256 block, fitted in 0.71 s on one
-      thread against 1.38 s on two);
-    - where the threaded sparse passes lose more than a second BLAS thread saves. A spinning
-      BLAS thread holds a core that the passes right after a call need, and runs them at
-      about one thread's speed; the second BLAS thread saves about the two-thread time of
-      ``potrf`` and ``potri``. With OpenBLAS's default spin (0.1 s), a 100k-row design with
-      slopes (q2 = 1,000, 2.1e7 multiply-adds per pass) took 83–105 ms per evaluation with
-      gradient on one BLAS thread against 107–144 ms on two; with lmmfast's short spin
-      (0.35 ms) two BLAS threads fitted it in 1.46–1.74 s against 1.72–1.93 s on one.
-
-    Examples
-    --------
-    >>> choose_blas_threads(256, 0.0, 1, 3e-4), choose_blas_threads(1000, 2e7, 2, 0.09), choose_blas_threads(1000, 2e7, 2, 3e-4)
-    (1, 1, None)
-    """
-    if q2 < PARALLEL_COLUMNS:
-        return 1
-    if threads <= 1 or sparse_work <= 0:
-        return None
-    one_pass = SPARSE_SECONDS_PER_MADD * sparse_work / threads
-    # the update's pass and the gradient's each take up to the spinning window longer
-    lost_to_spinning = 2.0 * min(one_pass, idle_spin)
-    saved_by_second_thread = FACTOR_SECONDS_PER_MADD * 0.5 * float(q2) ** 3
-    return 1 if lost_to_spinning > saved_by_second_thread else None
 
 
 def band_positions(sizes: np.ndarray, template_offsets: np.ndarray, col_term: np.ndarray, col_index: np.ndarray) -> np.ndarray:
@@ -398,6 +358,7 @@ class BlockedFactor:
         self.blas_threads = choose_blas_threads(
             q2, self._update_pattern.work if sparse else 0.0, self.threads, idle_spin_seconds(os.environ)
         )
+        self._inverse_blas_threads = inverse_blas_threads(q2, self.blas_threads, available_cores())
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
         dense = np.flatnonzero(cp.slot_term_b > 0)
@@ -494,7 +455,8 @@ class BlockedFactor:
         sizes = cp.term_sizes
         k1 = self._k1
         if self.dense_size:
-            inverse, info = lapack.dpotri(self._L22, lower=1)
+            with limit_blas_threads(self._inverse_blas_threads):
+                inverse, info = lapack.dpotri(self._L22, lower=1)
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
             inverse = np.asfortranarray(inverse)

@@ -8,7 +8,8 @@ import pytest
 import lmmfast
 from lmmfast.api import prepare
 from lmmfast.factor import BlockedFactor, CholmodFactor, choose_method
-from lmmfast.factor.blocked import _scale_dense, band_positions, choose_blas_threads
+from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
+from lmmfast.factor.blocked import _scale_dense, band_positions
 
 MODELS = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
@@ -120,6 +121,20 @@ SHORT_SPIN = 3.5e-4  # the one lmmfast asks for (lmmfast.blas)
 )
 def test_blas_threads_weigh_spinning_against_the_factorisation(q2, work, threads, spin, expected) -> None:
     assert choose_blas_threads(q2, work, threads, spin) == expected
+
+
+@pytest.mark.parametrize(
+    ("q2", "fit_threads", "cores", "expected"),
+    [
+        (500, 1, 2, 2),  # one BLAS thread for a narrow block, but potri gains from two
+        (256, 1, 2, None),  # too narrow for potri too
+        (1000, 1, 2, None),  # held to one thread for the spinning: keep it
+        (1142, None, 2, None),  # the fit's BLAS threads already
+        (500, 1, 1, None),  # nothing to gain on one core
+    ],
+)
+def test_potri_takes_every_core_only_where_the_fit_held_back_for_a_narrow_block(q2, fit_threads, cores, expected) -> None:
+    assert inverse_blas_threads(q2, fit_threads, cores) == expected
 
 
 def test_banded_scaling_matches_dense_sandwich() -> None:
