@@ -28,10 +28,7 @@ from scipy.linalg import lapack
 from lmmfast.blas import idle_spin_seconds, limit_blas_threads
 from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
-from lmmfast.factor.dense_coupling import (
-    DenseCoupling,
-    prefer_dense,
-)
+from lmmfast.factor.dense_coupling import DenseCoupling, prefer_dense
 from lmmfast.factor.first_term_solves import (
     backward_first,
     backward_first_scalar,
@@ -343,7 +340,7 @@ class BlockedFactor:
         dense = prefer_dense(self._update_pattern, self._q1, q2, self.threads)
         #: or the update summed per distinct first-term count (balanced scalar designs)
         self._grouped = None
-        if self._k1 == 1 and self._scalar_rest and q2:
+        if self._all_scalar and q2:
             groups = len(np.unique(self._first_values))
             # per update and gradient: about 4 G q2² multiply-adds grouped, 1.5 q2² q1 dense
             if prefer_grouped(self._update_pattern, groups, q2, self.threads) and not (dense and 1.5 * self._q1 < 4 * groups):
@@ -497,12 +494,11 @@ class BlockedFactor:
             return first
         return first + 2.0 * float(np.sum(np.log(np.diag(self._L22))))
 
-    def _split(self, rhs: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    def _split(self, rhs: np.ndarray, rest_order: str) -> tuple[np.ndarray, np.ndarray, bool]:
         vector = rhs.ndim == 1
         matrix = np.array(rhs, dtype=np.float64, copy=True).reshape(len(rhs), -1)
         first = matrix[: self._q1].reshape(self._n1, self._k1, -1).copy()
-        # C order for the kernels, which read or write an entry's row across all columns
-        rest = np.ascontiguousarray(matrix[self._q1 :])
+        rest = np.asarray(matrix[self._q1 :], order=rest_order)
         return first, rest, vector
 
     @staticmethod
@@ -513,7 +509,8 @@ class BlockedFactor:
     def solve_L(self, rhs: np.ndarray) -> np.ndarray:
         if self._merged is not None:
             rhs = np.asarray(rhs)[self._merged.permutation]
-        first, rest, vector = self._split(rhs)
+        # C order for the kernels, which read or write an entry's row across all columns
+        first, rest, vector = self._split(rhs, "C")
         sizes = self._cp.term_sizes
         if self._all_scalar:
             forward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, first, rest)
@@ -524,7 +521,8 @@ class BlockedFactor:
         return self._join(first, rest, vector)
 
     def solve_Lt(self, rhs: np.ndarray) -> np.ndarray:
-        first, rest, vector = self._split(rhs)
+        # Fortran order for LAPACK first, C order for the kernels after it
+        first, rest, vector = self._split(rhs, "F")
         sizes = self._cp.term_sizes
         if self.dense_size:
             rest, info = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
