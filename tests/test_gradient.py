@@ -179,16 +179,45 @@ def test_dense_coupling_matches_the_sparse_kernels(k1) -> None:
     size = 30
     pattern, values = _random_pattern(rng, k1, 12, size)
     levels = np.searchsorted(np.unique(pattern.level_start), pattern.level_start)
-    coupling = DenseCoupling(pattern, levels, int(levels.max()) + 1)
+    n_levels = int(levels.max()) + 1
+    coupling = DenseCoupling(pattern, levels, n_levels, values)
+    dense = _dense_coupling(pattern, values, size)
+    # stored as the transpose, level by level
+    np.testing.assert_array_equal(coupling.cross.reshape(n_levels * k1, size).T, dense)
+    coupling.L21t[...] = coupling.cross
     root = rng.normal(size=(size, size))
     start = np.asfortranarray(root @ root.T)
-    sparse, dense = start.copy(order="F"), start.copy(order="F")
+    sparse, blas = start.copy(order="F"), start.copy(order="F")
     subtract_outer_products(pattern, values, sparse)
-    coupling.subtract_outer_products(values, dense)
-    np.testing.assert_allclose(np.tril(dense), np.tril(sparse), rtol=1e-12, atol=1e-12)
+    coupling.subtract_outer_products(blas)
+    np.testing.assert_allclose(np.tril(blas), np.tril(sparse), rtol=1e-12, atol=1e-12)
     X = np.asfortranarray(start)
     w = rng.normal(size=values.shape)
-    np.testing.assert_allclose(coupling.coupled_rows(w, X), coupled_rows(pattern, w, X), rtol=1e-12, atol=1e-12)
+    w_dense = DenseCoupling(pattern, levels, n_levels, w).cross
+    y_dense = coupling.coupled(w_dense, X)
+    np.testing.assert_allclose(y_dense.reshape(n_levels * k1, size).T, X @ _dense_coupling(pattern, w, size), rtol=1e-12)
+    # at the entries, the sparse kernel's Y
+    at_entries = np.concatenate(
+        [y_dense[level, :, row] for row, level in zip(pattern.rows, levels)]
+    )
+    np.testing.assert_allclose(at_entries, coupled_rows(pattern, w, X), rtol=1e-12, atol=1e-12)
+
+
+def test_dense_coupling_elimination_matches_dense_algebra() -> None:
+    # L21' = L11⁻¹ T₁' Z₁'Z₂ Λ₂ level by level, with a lower-triangular Λ₂ of bandwidth 2
+    rng = np.random.default_rng(5)
+    k1, n_levels, size = 2, 3, 4
+    pattern = UpdatePattern.build(k1, np.arange(0, 13, 4), np.tile(np.arange(size), n_levels), size)
+    values = rng.normal(size=n_levels * size * k1)
+    coupling = DenseCoupling(pattern, np.repeat(np.arange(n_levels), size), n_levels, values)
+    template = np.array([[1.5, 0.0], [-0.4, 0.7]])
+    lam2 = np.diag(rng.uniform(0.5, 2.0, size)) + np.diag(rng.normal(size=size - 1), -1)
+    band = np.vstack([np.diag(lam2), np.append(np.diag(lam2, -1), 0.0)])
+    L11 = np.array([np.linalg.cholesky(a @ a.T + np.eye(k1)) for a in rng.normal(size=(n_levels, k1, k1))])
+    coupling.eliminate(L11, template, band)
+    for level in range(n_levels):
+        expected = np.linalg.solve(L11[level], template.T @ coupling.cross[level] @ lam2)
+        np.testing.assert_allclose(coupling.L21t[level], expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +230,7 @@ def test_dense_coupling_matches_the_sparse_kernels(k1) -> None:
 )
 def test_dense_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch, dataset, formula) -> None:
     data = lmmfast.datasets.load(dataset)
-    results = []
+    results, solves = [], []
     monkeypatch.setattr(blocked, "prefer_grouped", lambda *args: False)
     for dense in (True, False):
         monkeypatch.setattr(blocked, "prefer_dense", lambda *args, dense=dense: dense)
@@ -209,8 +238,12 @@ def test_dense_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch,
         assert (model.objective.factor._dense_coupling is not None) == dense
         theta = model.layout.start * 0.7 + 0.05
         results.append(model.objective.value_and_gradient(theta))
+        rhs = np.random.default_rng(2).normal(size=(model.objective.cross_products.q, 2))
+        solves.append((model.objective.factor.solve_L(rhs), model.objective.factor.solve_Lt(rhs)))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-8, atol=1e-8 * np.abs(results[1][1]).max())
+    for dense, sparse in zip(solves[0], solves[1]):
+        np.testing.assert_allclose(dense, sparse, rtol=1e-10, atol=1e-12 * np.abs(sparse).max())
 
 
 @pytest.mark.parametrize(

@@ -34,9 +34,12 @@ from lmmfast.factor.first_term_solves import (
     backward_first_scalar,
     forward_first,
     forward_first_scalar,
+    lower_level_solves,
+    upper_level_solves,
 )
 from lmmfast.factor.grouped_coupling import GroupedCoupling, prefer_grouped
 from lmmfast.factor.inverse_blocks import (
+    add_coupling_traces,
     coupled_rows,
     coupling_trace_sums,
     first_term_inverse_blocks,
@@ -349,7 +352,11 @@ class BlockedFactor:
                 )
                 self._effective = np.empty((q2, q2), order="F")
                 dense = False
-        self._dense_coupling = DenseCoupling(self._update_pattern, self._entry_level, self._n1) if dense else None
+        self._dense_coupling = (
+            DenseCoupling(self._update_pattern, self._entry_level, self._n1, self._cross_values) if dense else None
+        )
+        # the elimination's pointer when the dense coupling does the coupling: levels only
+        self._no_couplings = np.zeros(self._n1 + 1, dtype=np.int64)
         sparse = self._grouped is None and self._dense_coupling is None
         #: BLAS threads the fit should use (None: BLAS's default; :func:`choose_blas_threads`)
         self.blas_threads = choose_blas_threads(
@@ -381,7 +388,7 @@ class BlockedFactor:
         self._work = np.empty(q2)
         self._S = np.empty((q2, q2), order="F")
         self._L11 = np.empty((self._n1, self._k1, self._k1))
-        self._L21 = np.empty_like(self._cross_values)
+        self._L21 = np.empty(0 if self._dense_coupling is not None else len(self._cross_values))
         self._L22 = self._S
 
     @property
@@ -419,8 +426,10 @@ class BlockedFactor:
             while len(band) > 1 and not np.any(band[-1]):
                 band = band[:-1]
             _scale_dense(base, band, self._work, self._S)
+        coupling = self._dense_coupling
         failed = _eliminate_first_term(
-            self._k1, self._first_values, self._cross_ptr, self._cross_term, self._cross_offsets,
+            self._k1, self._first_values, self._cross_ptr if coupling is None else self._no_couplings,
+            self._cross_term, self._cross_offsets,
             self._cross_values, sizes, templates, offsets, self._diagonal_terms, self._L11, self._L21,
         )
         if failed >= 0:
@@ -428,8 +437,10 @@ class BlockedFactor:
                 f"the first term's block of level {failed} is not numerically positive definite at this θ"
             )
         if self.dense_size:
-            if self._dense_coupling is not None:
-                self._dense_coupling.subtract_outer_products(self._L21, self._S)
+            if coupling is not None:
+                first_template = templates[offsets[0] : offsets[0] + self._k1 * self._k1].reshape(self._k1, self._k1)
+                coupling.eliminate(self._L11, first_template, band)
+                coupling.subtract_outer_products(self._S)
             elif self._grouped is None:
                 subtract_outer_products(self._update_pattern, self._L21, self._S, self.threads, self._executor())
             factor, info = lapack.dpotrf(self._S, lower=1, clean=0, overwrite_a=1)
@@ -451,6 +462,7 @@ class BlockedFactor:
         offsets = self._template_offsets
         sizes = cp.term_sizes
         k1 = self._k1
+        coupling = self._dense_coupling
         if self.dense_size:
             with limit_blas_threads(self._inverse_blas_threads):
                 inverse, info = lapack.dpotri(self._L22, lower=1)
@@ -459,20 +471,24 @@ class BlockedFactor:
             inverse = np.asfortranarray(inverse)
             # the per-count sums and the dense coupling's BLAS products read both triangles;
             # the sparse kernels and the trace sums read the lower one only
-            if self._grouped is not None or self._dense_coupling is not None:
+            if self._grouped is not None or coupling is not None:
                 mirror_lower(inverse)
             if self._grouped is not None:  # the couplings are added per group below
                 w = coupled = np.zeros_like(self._L21)
+            elif coupling is not None:  # W and Y as dense matrices, summed below
+                w_dense = coupling.inverse_rows(self._L11)
+                y_dense = coupling.coupled(w_dense, inverse)
+                w = coupled = self._L21
             else:
                 w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
-                if self._dense_coupling is not None:
-                    coupled = self._dense_coupling.coupled_rows(w, inverse)
-                else:
-                    coupled = coupled_rows(self._update_pattern, w, inverse, self.threads, self._executor())
+                coupled = coupled_rows(self._update_pattern, w, inverse, self.threads, self._executor())
         else:
             inverse = np.zeros((0, 0), order="F")
             w = coupled = np.zeros(0)
-        first_inverse = first_term_inverse_blocks(self._L11, self._entry_ptr, w, coupled)
+        entry_ptr = self._entry_ptr if coupling is None else self._no_couplings
+        first_inverse = first_term_inverse_blocks(self._L11, entry_ptr, w, coupled)
+        if coupling is not None:
+            first_inverse += coupling.level_products(w_dense, y_dense)
         out = np.zeros_like(templates)
         logdet_trace_sums(
             k1, self._first_values, first_inverse, *self._dense_slots, inverse, sizes, templates, offsets, out
@@ -483,6 +499,11 @@ class BlockedFactor:
             )
             out[offsets[0]] += first
             out[offsets[1:]] += later[1:]
+        elif coupling is not None:
+            for t, _ in self._term_entries:
+                start = int(cp.column_offsets[t]) - self._q1
+                Q = coupling.term_products(y_dense, start, int(cp.term_levels[t]), int(sizes[t]))
+                add_coupling_traces(Q, t, k1, sizes, templates, offsets, out)
         elif self.dense_size:
             coupling_trace_sums(k1, self._term_entries, self._cross_values, coupled, sizes, templates, offsets, out)
         sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
@@ -512,7 +533,10 @@ class BlockedFactor:
         # C order for the kernels, which read or write an entry's row across all columns
         first, rest, vector = self._split(rhs, "C")
         sizes = self._cp.term_sizes
-        if self._all_scalar:
+        if self._dense_coupling is not None:
+            lower_level_solves(self._L11, first)
+            self._dense_coupling.forward(first, rest)
+        elif self._all_scalar:
             forward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, first, rest)
         else:
             forward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, first, rest)
@@ -527,7 +551,10 @@ class BlockedFactor:
         if self.dense_size:
             rest, info = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
         rest = np.ascontiguousarray(rest)
-        if self._all_scalar:
+        if self._dense_coupling is not None:
+            self._dense_coupling.backward(rest, first)
+            upper_level_solves(self._L11, first)
+        elif self._all_scalar:
             backward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, rest, first)
         else:
             backward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, rest, first)

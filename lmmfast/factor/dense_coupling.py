@@ -1,20 +1,30 @@
-"""L21 held as a dense matrix, for designs where the coupling is dense enough for BLAS.
+"""The blocked factor's coupling L21 held as a dense matrix, for designs where it is dense.
 
 In a fully or mostly crossed design (every subject sees most items: kb07, most
 psycholinguistic experiments) each first-term level touches most rows of the dense block.
-The sparse kernels (:mod:`lmmfast.factor.rank_update`, :func:`~lmmfast.factor.inverse_blocks.coupled_rows`)
+The sparse kernels (:mod:`lmmfast.factor.rank_update`, :mod:`lmmfast.factor.inverse_blocks`)
 then do a scattered multiply-add per pair of entries, at about 3 ns each, while the same
 products as dense level-3 BLAS (``dsyrk`` for S −= L21 L21', ``dgemm`` for X W) run at
 10–30 Gmadd/s on this machine's two cores, 0.03–0.1 ns each, on zeros included. BLAS wins
-once the coupling is denser than about 1 in 6 (``prefer_dense``); kb07's 20-parameter model
-(every subject sees every item) updates in 0.2 ms instead of 4 ms.
+once the coupling is denser than about 1 in 6 (``prefer_dense``).
+
+Here every step that touches L21 works on the dense matrix, never on its entries: the
+elimination (A21 = Λ₂'Z₂'Z₁Λ₁, then L21 = A21 L11'⁻¹, level by level along rows of q₂
+values), the rank update, the solves' coupling products, and the gradient's W = L21 L11⁻¹,
+Y = X W and their per-level and per-term contractions. The matrix is stored as
+``(n₁, k₁, q₂)`` in C order, which is the q₂ × q₁ matrix in Fortran order, so each level's
+k₁ rows of L21' are contiguous and BLAS reads the whole without a copy. On kb07 with 20 θ
+(q₁ = 224, q₂ = 128) one evaluation with its gradient took 3.3–4.5 ms over the entry-wise
+kernels (elimination alone 0.87 ms).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy.linalg import blas
 
+from lmmfast.factor.first_term_solves import lower_level_solves, upper_level_solves
 from lmmfast.factor.rank_update import UpdatePattern
 
 #: Seconds per scattered multiply-add of the sparse kernels, per thread (measured 2–4 ns).
@@ -24,7 +34,8 @@ SPARSE_SECONDS_PER_MADD = 3e-9
 #: cores; the lower rate, so that ties go to the sparse kernels).
 DENSE_SECONDS_PER_MADD = 1e-10
 
-#: Largest dense L21 kept (it is held twice, with W for the gradient): 64 MiB each.
+#: Largest dense L21 kept (it is held three times: Z₂'Z₁, L21, and W or Y for the gradient):
+#: 64 MiB each.
 MAX_DENSE_ENTRIES = 8 * 1024 * 1024
 
 
@@ -45,43 +56,113 @@ def prefer_dense(pattern: UpdatePattern, q1: int, q2: int, threads: int) -> bool
     return dense < sparse
 
 
-class DenseCoupling:
-    """The entries of L21 (or of any array laid out like it) scattered into a dense
-    Fortran-ordered q2 × q1 matrix whose zeros stay zero.
+@numba.njit(cache=True, nogil=True)
+def scale_coupling(cross, first_template, band, out):
+    """out[l] = T₁' cross[l] Λ₂ for every first-term level l: the rows of A21' = Λ₁'Z₁'Z₂Λ₂
+    level by level (Λ₂[c + d, c] = ``band[d, c]``, as :func:`lmmfast.factor.blocked.band_positions`)."""
+    n1, k1, q2 = cross.shape
+    width = band.shape[0]
+    rows = np.empty((k1, q2))
+    for level in range(n1):
+        # T₁' is upper triangular: row a mixes the rows b ≥ a of the level
+        for a in range(k1):
+            for c in range(q2):
+                rows[a, c] = 0.0
+            for b in range(a, k1):
+                weight = first_template[b, a]
+                if weight != 0.0:
+                    for c in range(q2):
+                        rows[a, c] += weight * cross[level, b, c]
+        for a in range(k1):
+            for c in range(q2):
+                acc = band[0, c] * rows[a, c]
+                for d in range(1, min(width, q2 - c)):
+                    acc += band[d, c] * rows[a, c + d]
+                out[level, a, c] = acc
 
-    Column l k₁ + b holds component b of the first-term level l; entry e of ``pattern``
-    (level l, row r of S) lands in row r.
+
+class DenseCoupling:
+    """Z₂'Z₁ and L21 as dense ``(n₁, k₁, q₂)`` arrays (the q₂ × q₁ matrices in Fortran order)
+    and the steps of the blocked factor that use them.
+
+    Parameters
+    ----------
+    pattern : UpdatePattern
+        Where the coupling's entries lie (entry e: a first-term level and a row of S).
+    level_of_entry : numpy.ndarray
+        The first-term level of each entry.
+    n_levels : int
+        Levels of the first term.
+    cross_values : numpy.ndarray
+        Z₂'Z₁ at the entries, k₁ values per row of S in each, as the factor stores them.
 
     Examples
     --------
     >>> pattern = UpdatePattern.build(1, np.array([0, 2, 3]), np.array([0, 1, 1]), 2)
-    >>> coupling = DenseCoupling(pattern, np.array([0, 0, 1]), 2)
-    >>> S = np.zeros((2, 2), order="F")
-    >>> coupling.subtract_outer_products(np.array([1.0, 2.0, 3.0]), S)
-    >>> np.tril(S).tolist()
-    [[-1.0, 0.0], [-2.0, -13.0]]
+    >>> coupling = DenseCoupling(pattern, np.array([0, 0, 1]), 2, np.array([1.0, 2.0, 3.0]))
+    >>> coupling.cross[:, 0, :].tolist()  # row l: Z₁'Z₂ of first-term level l
+    [[1.0, 2.0], [0.0, 3.0]]
     """
 
-    def __init__(self, pattern: UpdatePattern, level_of_entry: np.ndarray, n_levels: int) -> None:
+    def __init__(self, pattern: UpdatePattern, level_of_entry: np.ndarray, n_levels: int, cross_values: np.ndarray) -> None:
         k1 = pattern.k1
         q2 = len(pattern.column_ptr) - 1
-        columns = level_of_entry[:, None] * k1 + np.arange(k1)[None, :]
-        #: position of L21[e k₁ + b] in the column-major dense matrix
-        self._index = (pattern.rows[:, None] + columns * q2).ravel()
-        self._matrix = np.zeros((q2, n_levels * k1), order="F")
+        #: position of entry e's component b in the C-ordered (n₁, k₁, q₂) array
+        index = ((level_of_entry[:, None] * k1 + np.arange(k1)[None, :]) * q2 + pattern.rows[:, None]).ravel()
+        self.cross = np.zeros((n_levels, k1, q2))
+        self.cross.reshape(-1)[index] = cross_values
+        #: L21' level by level, k₁ rows of q₂ each
+        self.L21t = np.empty_like(self.cross)
 
-    def _scatter(self, values: np.ndarray) -> np.ndarray:
-        self._matrix.reshape(-1, order="F")[self._index] = values
-        return self._matrix
+    @staticmethod
+    def _matrix(levels: np.ndarray) -> np.ndarray:
+        """The q₂ × q₁ Fortran-ordered matrix whose transpose is stored as ``levels``."""
+        n1, k1, q2 = levels.shape
+        return levels.reshape(n1 * k1, q2).T
 
-    def subtract_outer_products(self, values: np.ndarray, S: np.ndarray) -> None:
+    def eliminate(self, L11: np.ndarray, first_template: np.ndarray, band: np.ndarray) -> None:
+        """L21 = Λ₂'Z₂'Z₁Λ₁ L11'⁻¹ (stored as its transpose) for the first term's factor L11."""
+        scale_coupling(self.cross, first_template, band, self.L21t)
+        lower_level_solves(L11, self.L21t)
+
+    def subtract_outer_products(self, S: np.ndarray) -> None:
         """S −= L21 L21' on the lower triangle of the Fortran-ordered ``S``, in place."""
-        out = blas.dsyrk(-1.0, self._scatter(values), beta=1.0, c=S, lower=1, overwrite_c=1)
+        out = blas.dsyrk(-1.0, self._matrix(self.L21t), beta=1.0, c=S, lower=1, overwrite_c=1)
         if out is not S:  # only if S was not a Fortran-ordered float64 array
             S[...] = out
 
-    def coupled_rows(self, w: np.ndarray, X: np.ndarray) -> np.ndarray:
-        """Y = (X W) at the entries of L21, as :func:`lmmfast.factor.inverse_blocks.coupled_rows`
-        (X symmetric, both triangles)."""
-        product = blas.dgemm(1.0, X, self._scatter(w))
-        return product.reshape(-1, order="F")[self._index]
+    def forward(self, first: np.ndarray, rest: np.ndarray) -> None:
+        """rest −= L21 x₁ in place, for ``first`` (levels × k₁ × columns) already L11⁻¹b₁."""
+        rest -= self._matrix(self.L21t) @ first.reshape(-1, first.shape[2])
+
+    def backward(self, rest: np.ndarray, first: np.ndarray) -> None:
+        """first −= L21' x₂ in place (before the levels' solves with L11')."""
+        first -= (self._matrix(self.L21t).T @ rest).reshape(first.shape)
+
+    def inverse_rows(self, L11: np.ndarray) -> np.ndarray:
+        """W = L21 L11⁻¹ level by level, stored as W' like L21'."""
+        out = self.L21t.copy()
+        upper_level_solves(L11, out)
+        return out
+
+    def coupled(self, w: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Y = X W for the symmetric X (both triangles), stored as Y' like W'."""
+        product = blas.dgemm(1.0, X, self._matrix(w))
+        return product.T.reshape(w.shape)
+
+    @staticmethod
+    def level_products(w: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Σ over rows of W and Y restricted to each first-term level: Wₗ'Yₗ (k₁ × k₁ each)."""
+        return np.matmul(w, y.transpose(0, 2, 1))
+
+    def term_products(self, y: np.ndarray, start: int, levels: int, k: int) -> np.ndarray:
+        """Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y] over the coupling blocks s of the later term
+        whose rows of S are ``start`` … ``start + levels k`` (Bₛ: its blocks of Z₂'Z₁), as
+        :func:`lmmfast.factor.inverse_blocks.coupling_trace_sums` contracts them. Y is zero-
+        padded away from the entries, and so is B: the sum over all blocks is the sum over
+        the stored ones."""
+        n1, k1, _ = y.shape
+        stop = start + levels * k
+        Y = y[:, :, start:stop].reshape(n1, k1, levels, k)
+        B = self.cross[:, :, start:stop].reshape(n1, k1, levels, k)
+        return np.tensordot(Y, B, axes=([0, 2], [0, 2])).transpose(1, 0, 3, 2)

@@ -14,17 +14,45 @@ import numba
 
 
 @numba.njit(cache=True, nogil=True)
+def lower_level_solves(L11, rhs):
+    """rhs[j] = L11[j]⁻¹ rhs[j] for every level j, in place (``rhs``: levels × k₁ × columns);
+    row operations, so that a long row (the dense coupling's, q₂ columns) is read in order."""
+    n1, k1, _ = L11.shape
+    m = rhs.shape[2]
+    for j in range(n1):
+        for a in range(k1):
+            for p in range(a):
+                factor = L11[j, a, p]
+                for col in range(m):
+                    rhs[j, a, col] -= factor * rhs[j, p, col]
+            pivot = L11[j, a, a]
+            for col in range(m):
+                rhs[j, a, col] /= pivot
+
+
+@numba.njit(cache=True, nogil=True)
+def upper_level_solves(L11, rhs):
+    """rhs[j] = L11[j]'⁻¹ rhs[j] for every level j, in place, as :func:`lower_level_solves`."""
+    n1, k1, _ = L11.shape
+    m = rhs.shape[2]
+    for j in range(n1):
+        for a in range(k1 - 1, -1, -1):
+            for p in range(a + 1, k1):
+                factor = L11[j, p, a]
+                for col in range(m):
+                    rhs[j, a, col] -= factor * rhs[j, p, col]
+            pivot = L11[j, a, a]
+            for col in range(m):
+                rhs[j, a, col] /= pivot
+
+
+@numba.njit(cache=True, nogil=True)
 def forward_first(L11, cross_ptr, cross_row, cross_term, cross_offsets, sizes, L21, rhs1, rhs2):
     """x1 = L11⁻¹ rhs1 (in place), then rhs2 -= L21 x1."""
     n1, k1, _ = L11.shape
     m = rhs1.shape[2]
+    lower_level_solves(L11, rhs1)
     for j in range(n1):
-        for col in range(m):
-            for a in range(k1):
-                acc = rhs1[j, a, col]
-                for p in range(a):
-                    acc -= L11[j, a, p] * rhs1[j, p, col]
-                rhs1[j, a, col] = acc / L11[j, a, a]
         for s in range(cross_ptr[j], cross_ptr[j + 1]):
             ks = sizes[cross_term[s]]
             row = cross_row[s]
@@ -52,12 +80,7 @@ def backward_first(L11, cross_ptr, cross_row, cross_term, cross_offsets, sizes, 
                     weight = L21[base + i * k1 + b]
                     for col in range(m):
                         rhs1[j, b, col] -= weight * x2[row + i, col]
-        for col in range(m):
-            for a in range(k1 - 1, -1, -1):
-                acc = rhs1[j, a, col]
-                for p in range(a + 1, k1):
-                    acc -= L11[j, p, a] * rhs1[j, p, col]
-                rhs1[j, a, col] = acc / L11[j, a, a]
+    upper_level_solves(L11, rhs1)
 
 
 @numba.njit(cache=True, nogil=True)
