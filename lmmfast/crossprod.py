@@ -194,6 +194,17 @@ def _zz_times(slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets
                 for m in range(V.shape[1]):
                     out[rb, m] += value * V[ra, m]
             continue
+        if V.shape[1] == 1:  # one column (the ML gradient's): the row's sum in a register
+            for i in range(ka):
+                acc = 0.0
+                own = V[ra + i, 0]
+                for j in range(kb):
+                    value = values[base + i * kb + j]
+                    acc += value * V[rb + j, 0]
+                    if mirrored:
+                        out[rb + j, 0] += value * own
+                out[ra + i, 0] += acc
+            continue
         for i in range(ka):
             for j in range(kb):
                 value = values[base + i * kb + j]

@@ -39,7 +39,6 @@ from lmmfast.factor.first_term_solves import (
 )
 from lmmfast.factor.grouped_coupling import GroupedCoupling, prefer_grouped
 from lmmfast.factor.inverse_blocks import (
-    add_coupling_traces,
     coupled_rows,
     coupling_trace_sums,
     first_term_inverse_blocks,
@@ -500,10 +499,10 @@ class BlockedFactor:
             out[offsets[0]] += first
             out[offsets[1:]] += later[1:]
         elif coupling is not None:
+            out[offsets[0] : offsets[0] + k1 * k1] += coupling.first_term_traces(y_dense).ravel()
             for t, _ in self._term_entries:
-                start = int(cp.column_offsets[t]) - self._q1
-                Q = coupling.term_products(y_dense, start, int(cp.term_levels[t]), int(sizes[t]))
-                add_coupling_traces(Q, t, k1, sizes, templates, offsets, out)
+                start, k = int(cp.column_offsets[t]) - self._q1, int(sizes[t])
+                out[offsets[t] : offsets[t] + k * k] += coupling.later_term_traces(y_dense, start, int(cp.term_levels[t]), k).ravel()
         elif self.dense_size:
             coupling_trace_sums(k1, self._term_entries, self._cross_values, coupled, sizes, templates, offsets, out)
         sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]

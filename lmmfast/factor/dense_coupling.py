@@ -57,28 +57,33 @@ def prefer_dense(pattern: UpdatePattern, q1: int, q2: int, threads: int) -> bool
 
 
 @numba.njit(cache=True, nogil=True)
-def scale_coupling(cross, first_template, band, out):
-    """out[l] = T₁' cross[l] Λ₂ for every first-term level l: the rows of A21' = Λ₁'Z₁'Z₂Λ₂
-    level by level (Λ₂[c + d, c] = ``band[d, c]``, as :func:`lmmfast.factor.blocked.band_positions`)."""
-    n1, k1, q2 = cross.shape
-    width = band.shape[0]
-    rows = np.empty((k1, q2))
+def times_band(rows, band, out):
+    """out[l] = rows[l] Λ₂ for every first-term level l, with Λ₂[c + d, c] = ``band[d, c]``
+    (:func:`lmmfast.factor.blocked.band_positions`); each band is a pass along the rows."""
+    n1, k1, q2 = rows.shape
     for level in range(n1):
-        # T₁' is upper triangular: row a mixes the rows b ≥ a of the level
         for a in range(k1):
             for c in range(q2):
-                rows[a, c] = 0.0
+                out[level, a, c] = band[0, c] * rows[level, a, c]
+            for d in range(1, band.shape[0]):
+                for c in range(q2 - d):
+                    out[level, a, c] += band[d, c] * rows[level, a, c + d]
+
+
+@numba.njit(cache=True, nogil=True)
+def first_times(first_template, cross, out):
+    """out[l] = T₁' cross[l] for every first-term level l (T₁' upper triangular: row a of the
+    result mixes the rows b ≥ a)."""
+    n1, k1, q2 = cross.shape
+    for level in range(n1):
+        for a in range(k1):
+            for c in range(q2):
+                out[level, a, c] = 0.0
             for b in range(a, k1):
                 weight = first_template[b, a]
                 if weight != 0.0:
                     for c in range(q2):
-                        rows[a, c] += weight * cross[level, b, c]
-        for a in range(k1):
-            for c in range(q2):
-                acc = band[0, c] * rows[a, c]
-                for d in range(1, min(width, q2 - c)):
-                    acc += band[d, c] * rows[a, c + d]
-                out[level, a, c] = acc
+                        out[level, a, c] += weight * cross[level, b, c]
 
 
 class DenseCoupling:
@@ -113,6 +118,9 @@ class DenseCoupling:
         self.cross.reshape(-1)[index] = cross_values
         #: L21' level by level, k₁ rows of q₂ each
         self.L21t = np.empty_like(self.cross)
+        #: T₁'Z₁'Z₂ level by level, and the band of Λ₂, at the last elimination (for the gradient)
+        self._first_scaled = np.empty_like(self.cross)
+        self._band = np.zeros((1, q2))
 
     @staticmethod
     def _matrix(levels: np.ndarray) -> np.ndarray:
@@ -122,8 +130,10 @@ class DenseCoupling:
 
     def eliminate(self, L11: np.ndarray, first_template: np.ndarray, band: np.ndarray) -> None:
         """L21 = Λ₂'Z₂'Z₁Λ₁ L11'⁻¹ (stored as its transpose) for the first term's factor L11."""
-        scale_coupling(self.cross, first_template, band, self.L21t)
+        first_times(first_template, self.cross, self._first_scaled)
+        times_band(self._first_scaled, band, self.L21t)
         lower_level_solves(L11, self.L21t)
+        self._band = band
 
     def subtract_outer_products(self, S: np.ndarray) -> None:
         """S −= L21 L21' on the lower triangle of the Fortran-ordered ``S``, in place."""
@@ -155,14 +165,20 @@ class DenseCoupling:
         """Σ over rows of W and Y restricted to each first-term level: Wₗ'Yₗ (k₁ × k₁ each)."""
         return np.matmul(w, y.transpose(0, 2, 1))
 
-    def term_products(self, y: np.ndarray, start: int, levels: int, k: int) -> np.ndarray:
-        """Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y] over the coupling blocks s of the later term
-        whose rows of S are ``start`` … ``start + levels k`` (Bₛ: its blocks of Z₂'Z₁), as
-        :func:`lmmfast.factor.inverse_blocks.coupling_trace_sums` contracts them. Y is zero-
-        padded away from the entries, and so is B: the sum over all blocks is the sum over
-        the stored ones."""
-        n1, k1, _ = y.shape
+    def first_term_traces(self, y: np.ndarray) -> np.ndarray:
+        """The couplings' share of the first term's trace sum, with the sign that
+        :func:`lmmfast.factor.inverse_blocks.add_coupling_traces` adds: −Σₗ Yₗ'(Z₁'Z₂Λ₂)ₗ',
+        over every later term at once (k₁ × k₁)."""
+        scaled = np.empty_like(self.cross)
+        times_band(self.cross, self._band, scaled)
+        return -np.matmul(y, scaled.transpose(0, 2, 1)).sum(axis=0)
+
+    def later_term_traces(self, y: np.ndarray, start: int, levels: int, k: int) -> np.ndarray:
+        """The couplings' share of the trace sum of the later term whose rows of S are
+        ``start`` … ``start + levels k``: −Σ over its blocks of Yₛ'(T₁'Z₁'Z₂)ₛ (k × k). Y is
+        zero-padded away from the entries, and so is Z₁'Z₂: the sum over every block is the
+        sum over the stored ones."""
         stop = start + levels * k
-        Y = y[:, :, start:stop].reshape(n1, k1, levels, k)
-        B = self.cross[:, :, start:stop].reshape(n1, k1, levels, k)
-        return np.tensordot(Y, B, axes=([0, 2], [0, 2])).transpose(1, 0, 3, 2)
+        Y = y[:, :, start:stop].reshape(-1, k)
+        scaled = self._first_scaled[:, :, start:stop].reshape(-1, k)
+        return -(Y.T @ scaled)

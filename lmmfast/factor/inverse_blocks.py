@@ -276,8 +276,12 @@ def coupling_trace_sums(
     >>> out.tolist()  # −Σ yₛ bₛ for each side
     [-5.0, -5.0]
     """
+    lam1 = int(template_offsets[0])
+    first = templates[lam1 : lam1 + k1 * k1].reshape(k1, k1)
     for t, entries in term_entries:
         k = int(sizes[t])
+        lam = int(template_offsets[t])
+        own = templates[lam : lam + k * k].reshape(k, k)
         Y = (coupled if entries is None else coupled[entries]).reshape(-1, k * k1)
         B = (cross_values if entries is None else cross_values[entries]).reshape(-1, k * k1)
         # Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y]: one matrix product over all of t's blocks, by
@@ -287,19 +291,5 @@ def coupling_trace_sums(
             Q = (Y.T @ B).reshape(k, k1, k, k1)
         else:
             Q = _column_products(Y, B).reshape(k, k1, k, k1)
-        add_coupling_traces(Q, t, k1, sizes, templates, template_offsets, out)
-
-
-def add_coupling_traces(
-    Q: np.ndarray, term: int, k1: int, sizes: np.ndarray, templates: np.ndarray, template_offsets: np.ndarray, out: np.ndarray
-) -> None:
-    """``out`` −= the traces of the later ``term``'s coupling blocks from their contraction
-    Q[i, x, j, y] = Σₛ Yₛ[i, x] Bₛ[j, y] (:func:`coupling_trace_sums`): −Σₛ Yₛ'Tₜ'Bₛ for the
-    first term, −Σₛ YₛT₁'Bₛ' for ``term``."""
-    k = int(sizes[term])
-    lam1 = int(template_offsets[0])
-    lam = int(template_offsets[term])
-    first = templates[lam1 : lam1 + k1 * k1].reshape(k1, k1)
-    own = templates[lam : lam + k * k].reshape(k, k)
-    out[lam1 : lam1 + k1 * k1] -= np.einsum("ji,ixjy->xy", own, Q).ravel()
-    out[lam : lam + k * k] -= np.einsum("ji,xiyj->xy", first, Q).ravel()
+        out[lam1 : lam1 + k1 * k1] -= np.einsum("ji,ixjy->xy", own, Q).ravel()
+        out[lam : lam + k * k] -= np.einsum("ji,xiyj->xy", first, Q).ravel()
