@@ -62,6 +62,8 @@ from lmmfast.parameters import ThetaLayout
 def _gather_runs(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``values[starts[i] : starts[i] + lengths[i]]`` for every i, concatenated."""
     lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) and np.all(lengths == lengths[0]):  # one width (every term scalar, say)
+        return values[(np.asarray(starts, dtype=np.int64)[:, None] + np.arange(lengths[0])).ravel()]
     run_starts = np.cumsum(lengths) - lengths
     index = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(np.asarray(starts, dtype=np.int64) - run_starts, lengths)
     return values[index]
