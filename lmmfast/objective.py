@@ -6,13 +6,12 @@ off log-diagonals; its cost depends on the numbers of levels and fixed effects, 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from lmmfast.crossprod import CrossProducts, zz_times
+from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.gradient import per_level_products, theta_gradient
 from lmmfast.parameters import ThetaLayout
@@ -104,9 +103,6 @@ class ProfiledObjective:
         self.layout = layout
         self.factor = factor
         self.reml = reml
-        # Z'Z V for the gradient, through the factor's merged terms where it has them
-        merged = getattr(factor, "merged", None)
-        self._zz_times = merged.zz_times if merged is not None else functools.partial(zz_times, cross_products)
 
     def _schur(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Factor for θ; return (R_ZX | c_u, lower Cholesky of the [X y] Schur complement)."""
@@ -181,7 +177,7 @@ class ProfiledObjective:
         # û and, for REML, C = M⁻¹Λ'Z'X in one solve; then Λ[û C] and A Λ[û C]
         solved = self.factor.solve_Lt(np.hstack([modes_rhs, rzx[:, :p]]) if self.reml else modes_rhs)
         scaled = scale_by_lambda(self.layout, cp, theta, solved)
-        products = self._zz_times(scaled)
+        products = self.factor.zz_times(scaled)
         u = solved[:, :1]
         z_residual = cp.ZtXy[:, p:] - cp.ZtXy[:, :p] @ beta[:, None] - products[:, :1]
         sizes, levels = cp.term_sizes, cp.term_levels

@@ -49,6 +49,7 @@ from lmmfast.factor.inverse_blocks import (
 from lmmfast.factor.kernels import sandwich_block
 from lmmfast.factor.merge import MergedTerms
 from lmmfast.factor.ordering import stable_order
+from lmmfast.factor.zz_product import coupling_times, dense_block_times
 from lmmfast.factor.rank_update import (
     PARALLEL_COLUMNS,
     PARALLEL_WORK,
@@ -450,7 +451,8 @@ class BlockedFactor:
             self._L22 = factor
         self._theta = np.array(theta, dtype=np.float64, copy=True)
 
-    #: :meth:`logdet_gradient_sums` is available, so the objective has an analytic gradient.
+    #: :meth:`logdet_gradient_sums` and :meth:`zz_times` are available, so the objective has an
+    #: analytic gradient.
     supports_gradient = True
 
     def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -509,6 +511,31 @@ class BlockedFactor:
             coupling_trace_sums(k1, self._term_entries, self._cross_values, coupled, sizes, templates, offsets, out)
         sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
         return sums if self._merged is None else self._merged.split_blocks(sums, self._model_sizes)
+
+    def zz_times(self, V: np.ndarray) -> np.ndarray:
+        """Z'Z V for ``V`` with one row per random effect (the model's order), from the
+        factor's own copy of Z'Z's blocks (:mod:`lmmfast.factor.zz_product`)."""
+        V = np.asarray(V, dtype=np.float64).reshape(self._q1 + self.dense_size, -1)
+        if self._merged is not None:
+            V = V[self._merged.permutation]
+        first, rest, _ = self._split(V, "C")
+        k1 = self._k1
+        out1 = np.matmul(self._first_values.reshape(self._n1, k1, k1), first)
+        out2 = np.zeros_like(rest)
+        dense_block_times(*self._dense_slots, self._cp.term_sizes, rest, out2)
+        if self._dense_coupling is not None:
+            self._dense_coupling.times(first, rest, out1, out2)
+        else:
+            coupling_times(
+                self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, self._cp.term_sizes,
+                self._cross_values, first, rest, out1, out2,
+            )
+        out = self._join(out1, out2, False)
+        if self._merged is None:
+            return out
+        model = np.empty_like(out)
+        model[self._merged.permutation] = out
+        return model
 
     def logdet(self) -> float:
         first = 2.0 * float(np.sum(np.log(np.diagonal(self._L11, axis1=1, axis2=2))))

@@ -149,6 +149,12 @@ class DenseCoupling:
         """first −= L21' x₂ in place (before the levels' solves with L11')."""
         first -= (self._matrix(self.L21t).T @ rest).reshape(first.shape)
 
+    def times(self, V1: np.ndarray, V2: np.ndarray, out1: np.ndarray, out2: np.ndarray) -> None:
+        """out2 += Z₂'Z₁ V1 and out1 += Z₁'Z₂ V2, in place (V1, out1: levels × k₁ × columns)."""
+        cross = self._matrix(self.cross)
+        out2 += cross @ V1.reshape(-1, V1.shape[2])
+        out1 += (cross.T @ V2).reshape(out1.shape)
+
     def inverse_rows(self, L11: np.ndarray) -> np.ndarray:
         """W = L21 L11⁻¹ level by level, stored as W' like L21'."""
         out = self.L21t.copy()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmmfast.crossprod import CrossProducts, zz_times
+from lmmfast.crossprod import CrossProducts
 from lmmfast.parameters import ThetaLayout
 
 
@@ -50,15 +50,6 @@ class MergedTerms:
         """The merged layout's θ for the model's ``theta``."""
         out = np.zeros(self.layout.size)
         out[self.theta_index] = theta
-        return out
-
-    def zz_times(self, V: np.ndarray) -> np.ndarray:
-        """Z'Z V for ``V`` in the model's order of random effects, through the merged blocks:
-        fewer and larger than the model's (kb07's zero-correlation model: 117,728 scalar
-        blocks against 1,878 of 8 × 8; 1.8 → 0.8 ms for one column)."""
-        V = np.asarray(V, dtype=np.float64).reshape(len(self.permutation), -1)
-        out = np.empty_like(V)
-        out[self.permutation] = zz_times(self.cross_products, V[self.permutation])
         return out
 
     def split_blocks(self, merged: Sequence[np.ndarray], sizes: Sequence[int]) -> list[np.ndarray]:
