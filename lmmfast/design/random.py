@@ -158,6 +158,8 @@ def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> 
     n = len(frame)
     terms: list[RandomTerm] = []
     factor_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+    # one model matrix per distinct expression: maximal models repeat theirs on every factor
+    column_cache: dict[str, tuple[np.ndarray, tuple[str, ...], object]] = {}
     for spec in specs:
         if spec.factors not in factor_cache:
             factor_cache[spec.factors] = _factor_codes(frame, spec.factors)
@@ -173,7 +175,9 @@ def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> 
                 f"{n} observations; each level needs replicate observations (levels < observations) "
                 "or its variance is confounded with the residual."
             )
-        values, names, model_spec = _term_columns(frame, spec)
+        if spec.expr not in column_cache:
+            column_cache[spec.expr] = _term_columns(frame, spec)
+        values, names, model_spec = column_cache[spec.expr]
         if spec.independent:
             pieces = [((j,), (names[j],)) for j in range(len(names))]
         else:
