@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -67,18 +68,29 @@ class ThetaLayout:
         """lme4's starting point: identity templates."""
         return np.where(self.is_diagonal, 1.0, 0.0)
 
-    @property
+    @cached_property
     def template_offsets(self) -> np.ndarray:
         """Start of each term's k×k template in the packed array of :meth:`packed_templates`."""
         squares = np.asarray([k * k for k in self.sizes], dtype=np.int64)
         return np.concatenate([[0], np.cumsum(squares)[:-1]]).astype(np.int64)
 
+    # the layout is fixed for a fit and these are read at every evaluation: worked out once
+    @cached_property
+    def _packed_positions(self) -> np.ndarray:
+        """Where each θ entry sits in the packed templates."""
+        sizes = np.asarray(self.sizes, dtype=np.int64)
+        return self.template_offsets[self.term_of] + self.rows * sizes[self.term_of] + self.cols
+
+    @cached_property
+    def _template_positions(self) -> tuple[np.ndarray, ...]:
+        """Per term, where its θ entries sit in its row-major k×k template."""
+        local = self.rows * np.asarray(self.sizes, dtype=np.int64)[self.term_of] + self.cols
+        return tuple(local[self.term_of == term] for term in range(len(self.sizes)))
+
     def packed_templates(self, theta: np.ndarray) -> np.ndarray:
         """All templates, each a row-major k×k lower-triangular block, concatenated."""
-        offsets = self.template_offsets
-        sizes = np.asarray(self.sizes, dtype=np.int64)
-        packed = np.zeros(int(np.sum(sizes * sizes)), dtype=np.float64)
-        packed[offsets[self.term_of] + self.rows * sizes[self.term_of] + self.cols] = theta
+        packed = np.zeros(sum(k * k for k in self.sizes), dtype=np.float64)
+        packed[self._packed_positions] = theta
         return packed
 
     def canonical(self, theta: np.ndarray) -> np.ndarray:
@@ -104,10 +116,10 @@ class ThetaLayout:
     def template(self, theta: np.ndarray, term: int) -> np.ndarray:
         """The k×k lower-triangular template of one term."""
         k = self.sizes[term]
-        out = np.zeros((k, k))
-        mask = self.term_of == term
-        out[self.rows[mask], self.cols[mask]] = theta[mask]
-        return out
+        positions = self._template_positions[term]
+        out = np.zeros(k * k)
+        out[positions] = theta[self.starts[term] : self.starts[term] + len(positions)]
+        return out.reshape(k, k)
 
     def names(self, groups: Sequence[str], columns: Sequence[Sequence[str]]) -> list[str]:
         """lme4's θ names: ``Subject.(Intercept)``, ``Subject.Days.(Intercept)``, ..."""
