@@ -58,8 +58,11 @@ def required_columns(model: ModelFormula, available: Iterable[str] = ()) -> list
     """
     columns = {str(c) for c in available}
     pieces = [formula_variables(model.fixed_formula, "the fixed part", columns)]
+    seen: dict[str, set[str]] = {}  # maximal models repeat one expression on every factor
     for spec in model.random:
-        pieces.append(formula_variables(spec.expr, f"the random term {spec.source}", columns))
+        if spec.expr not in seen:
+            seen[spec.expr] = formula_variables(spec.expr, f"the random term {spec.source}", columns)
+        pieces.append(seen[spec.expr])
         pieces.append(set(spec.factors))
     text = model.text
     found: list[str] = []
