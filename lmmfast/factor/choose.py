@@ -79,9 +79,9 @@ def estimated_bytes(cp: CrossProducts, method: str, shape: tuple[int, float] | N
     The blocked path holds the later terms' dense block three times (data, scaled copy and
     its inverse for the analytic gradient);
     CHOLMOD's factor is bounded by the same block's lower triangle at the estimated density
-    plus the first term's columns. Not counted: a dense copy of the coupling block where the
-    blocked path multiplies it with BLAS (:mod:`lmmfast.factor.dense_coupling`), at most
-    128 MiB. ``shape`` is :func:`dense_block_density` of ``cp`` where already known.
+    plus the first term's columns. Not counted: the dense coupling block where the blocked
+    path multiplies it with BLAS (:mod:`lmmfast.factor.dense_coupling`), at most six arrays
+    of 64 MiB at the gradient's peak. ``shape`` is :func:`dense_block_density` of ``cp`` where already known.
     """
     q2, density = dense_block_density(cp) if shape is None else shape
     if method == "blocked":

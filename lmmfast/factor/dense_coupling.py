@@ -34,8 +34,8 @@ SPARSE_SECONDS_PER_MADD = 3e-9
 #: cores; the lower rate, so that ties go to the sparse kernels).
 DENSE_SECONDS_PER_MADD = 1e-10
 
-#: Largest dense L21 kept (it is held three times: Z₂'Z₁, L21, and W or Y for the gradient):
-#: 64 MiB each.
+#: Largest dense L21 kept, 64 MiB: Z₂'Z₁, T₁'Z₁'Z₂ and L21 are held for the fit, and the
+#: gradient adds W, Y and Z₁'Z₂Λ₂ for a moment.
 MAX_DENSE_ENTRIES = 8 * 1024 * 1024
 
 
