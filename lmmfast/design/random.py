@@ -83,6 +83,12 @@ class RandomTerm:
 
 
 def _level_labels(uniques: object) -> np.ndarray:
+    """Each level's text: integral numbers without a decimal point, as R prints them."""
+    numbers = np.asarray(uniques)
+    if numbers.dtype.kind in "iu":
+        return numbers.astype(str).astype(object)
+    if numbers.dtype.kind == "f" and np.all(np.abs(numbers) < 2**53) and np.all(numbers == np.round(numbers)):
+        return numbers.astype(np.int64).astype(str).astype(object)
     values = np.asarray(uniques, dtype=object)
     labels = []
     for value in values:
