@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import lapack, solve_triangular
 
 from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.base import RandomEffectsFactor
@@ -114,11 +114,9 @@ class ProfiledObjective:
             return None
         rzx = self.factor.solve_L(scale_by_lambda_t(self.layout, cp, theta, cp.ZtXy))
         schur = cp.XytXy - rzx.T @ rzx
-        try:
-            lower = np.linalg.cholesky(schur)
-        except np.linalg.LinAlgError:
-            return None
-        if not np.all(np.isfinite(lower)) or lower[-1, -1] <= 0.0:
+        # LAPACK directly: numpy's wrapper costs more than the factorisation of this small block
+        lower, info = lapack.dpotrf(schur, lower=1, clean=1)
+        if info != 0 or not np.all(np.isfinite(lower)) or lower[-1, -1] <= 0.0:
             return None
         return rzx, lower
 
