@@ -49,7 +49,6 @@ from lmmfast.factor.inverse_blocks import (
 from lmmfast.factor.kernels import sandwich_block
 from lmmfast.factor.merge import MergedTerms
 from lmmfast.factor.ordering import stable_order
-from lmmfast.factor.zz_product import coupling_times, dense_block_times
 from lmmfast.factor.rank_update import (
     PARALLEL_COLUMNS,
     PARALLEL_WORK,
@@ -57,6 +56,7 @@ from lmmfast.factor.rank_update import (
     available_cores,
     subtract_outer_products,
 )
+from lmmfast.factor.zz_product import coupling_times, dense_block_times
 from lmmfast.parameters import ThetaLayout
 
 
@@ -506,7 +506,8 @@ class BlockedFactor:
             out[offsets[0] : offsets[0] + k1 * k1] += coupling.first_term_traces(y_dense).ravel()
             for t, _ in self._term_entries:
                 start, k = int(cp.column_offsets[t]) - self._q1, int(sizes[t])
-                out[offsets[t] : offsets[t] + k * k] += coupling.later_term_traces(y_dense, start, int(cp.term_levels[t]), k).ravel()
+                traces = coupling.later_term_traces(y_dense, start, int(cp.term_levels[t]), k)
+                out[offsets[t] : offsets[t] + k * k] += traces.ravel()
         elif self.dense_size:
             coupling_trace_sums(k1, self._term_entries, self._cross_values, coupled, sizes, templates, offsets, out)
         sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
