@@ -22,6 +22,8 @@ MODELS = [
     ("pastes", "strength ~ 1 + (1 | batch/cask)", True),
     ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S + P | subj) + (1 + P + C | item)", False),
     ("kb07", "RTtrunc ~ 1 + S + P + C + (1 + S | subj) + (1 + P + C || item)", True),
+    # merged `||` pieces as the first term, on the dense coupling (every subject sees every item)
+    ("kb07", "RTtrunc ~ 1 + S + P + (1 + S + P || subj) + (1 + S | item)", False),
     ("machines", "score ~ Machine + (0 + Machine | Worker) + (1 | Machine:Worker)", True),
     ("hsb82", "mAch ~ meanses * cses + sx + minrty + (cses | school)", True),
 ]
