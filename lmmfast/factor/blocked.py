@@ -517,9 +517,7 @@ class BlockedFactor:
         """Z'Z V for ``V`` with one row per random effect (the model's order), from the
         factor's own copy of Z'Z's blocks (:mod:`lmmfast.factor.zz_product`)."""
         V = np.asarray(V, dtype=np.float64).reshape(self._q1 + self.dense_size, -1)
-        if self._merged is not None:
-            V = V[self._merged.permutation]
-        first, rest, _ = self._split(V, "C")
+        first, rest, _ = self._split(self._engine_order(V), "C")
         k1 = self._k1
         out1 = np.matmul(self._first_values.reshape(self._n1, k1, k1), first)
         out2 = np.zeros_like(rest)
@@ -531,18 +529,25 @@ class BlockedFactor:
                 self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, self._cp.term_sizes,
                 self._cross_values, first, rest, out1, out2,
             )
-        out = self._join(out1, out2, False)
-        if self._merged is None:
-            return out
-        model = np.empty_like(out)
-        model[self._merged.permutation] = out
-        return model
+        return self._model_order(self._join(out1, out2, False))
 
     def logdet(self) -> float:
         first = 2.0 * float(np.sum(np.log(np.diagonal(self._L11, axis1=1, axis2=2))))
         if not self.dense_size:
             return first
         return first + 2.0 * float(np.sum(np.log(np.diag(self._L22))))
+
+    def _engine_order(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in the model's order of random effects → the merged terms' order."""
+        return rows if self._merged is None else np.asarray(rows)[self._merged.permutation]
+
+    def _model_order(self, rows: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`_engine_order`."""
+        if self._merged is None:
+            return rows
+        model = np.empty_like(rows)
+        model[self._merged.permutation] = rows
+        return model
 
     def _split(self, rhs: np.ndarray, rest_order: str) -> tuple[np.ndarray, np.ndarray, bool]:
         vector = rhs.ndim == 1
@@ -557,8 +562,7 @@ class BlockedFactor:
         return out[:, 0] if vector else out
 
     def solve_L(self, rhs: np.ndarray) -> np.ndarray:
-        if self._merged is not None:
-            rhs = np.asarray(rhs)[self._merged.permutation]
+        rhs = self._engine_order(rhs)
         # C order for the kernels, which read or write an entry's row across all columns
         first, rest, vector = self._split(rhs, "C")
         sizes = self._cp.term_sizes
@@ -587,9 +591,4 @@ class BlockedFactor:
             backward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, rest, first)
         else:
             backward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, rest, first)
-        out = self._join(first, rest, vector)
-        if self._merged is None:
-            return out
-        model = np.empty_like(out)
-        model[self._merged.permutation] = out
-        return model
+        return self._model_order(self._join(first, rest, vector))
