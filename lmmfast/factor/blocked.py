@@ -46,7 +46,7 @@ from lmmfast.factor.inverse_blocks import (
     logdet_trace_sums,
     mirror_lower,
 )
-from lmmfast.factor.kernels import sandwich_block
+from lmmfast.factor.kernels import sandwich_block, scale_blocks
 from lmmfast.factor.merge import MergedTerms
 from lmmfast.factor.ordering import stable_order
 from lmmfast.factor.rank_update import (
@@ -379,11 +379,15 @@ class BlockedFactor:
             _gather_runs(cp.block_values, cp.slot_offsets[dense], dense_widths),
         )
 
-        self._base = np.zeros((q2, q2), order="F")
-        _scatter_dense(
-            cp.block_values, cp.slot_term_a, cp.slot_term_b, cp.slot_level_a, cp.slot_level_b,
-            cp.slot_offsets, sizes, cp.column_offsets, self._q1, self._base,
-        )
+        # Z₂'Z₂ as a dense matrix for the per-count sums to be taken from (the other routes
+        # scale its stored blocks, :func:`~lmmfast.factor.kernels.scale_blocks`)
+        self._base = None
+        if self._grouped is not None:
+            self._base = np.zeros((q2, q2), order="F")
+            _scatter_dense(
+                cp.block_values, cp.slot_term_a, cp.slot_term_b, cp.slot_level_a, cp.slot_level_b,
+                cp.slot_offsets, sizes, cp.column_offsets, self._q1, self._base,
+            )
         self._col_term = col_term
         self._col_index = col_index.astype(np.int64)
         self._band_positions = band_positions(sizes, self._template_offsets, col_term, self._col_index)
@@ -417,17 +421,17 @@ class BlockedFactor:
         templates = self._layout.packed_templates(self._engine_theta(theta))
         offsets = self._template_offsets
         sizes = self._cp.term_sizes
-        base = self._base
-        if self._grouped is not None:
-            self._grouped.effective_block(self._base, float(templates[offsets[0]]), self._effective)
-            base = self._effective
         if self.dense_size:
             positions = self._band_positions
             band = np.where(positions >= 0, templates[np.maximum(positions, 0)], 0.0)
             # a band that is zero throughout (uncorrelated pieces of a merged term) costs nothing
             while len(band) > 1 and not np.any(band[-1]):
                 band = band[:-1]
-            _scale_dense(base, band, self._work, self._S)
+            if self._grouped is not None:  # the per-count sums make the block dense
+                self._grouped.effective_block(self._base, float(templates[offsets[0]]), self._effective)
+                _scale_dense(self._effective, band, self._work, self._S)
+            else:
+                scale_blocks(*self._dense_slots, sizes, templates, offsets, self._S)
         coupling = self._dense_coupling
         failed = _eliminate_first_term(
             self._k1, self._first_values, self._cross_ptr if coupling is None else self._no_couplings,
