@@ -238,7 +238,7 @@ def test_dense_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch,
         monkeypatch.setattr(blocked, "prefer_dense", lambda *args, dense=dense: dense)
         model = prepare(formula, data, reml=False)
         assert (model.objective.factor._dense_coupling is not None) == dense
-        theta = model.layout.start * 0.7 + 0.05
+        theta = model.layout.start * 0.7 + 0.05 * np.arange(1, model.layout.size + 1)  # a different λ per term
         results.append(model.objective.value_and_gradient(theta))
         rhs = np.random.default_rng(2).normal(size=(model.objective.cross_products.q, 2))
         solves.append((model.objective.factor.solve_L(rhs), model.objective.factor.solve_Lt(rhs)))
@@ -271,7 +271,7 @@ def test_grouped_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatc
         assert (factor._grouped is not None) == grouped
         if grouped:
             assert len(factor._grouped.counts) == groups
-        theta = model.layout.start * 0.7 + 0.05
+        theta = model.layout.start * 0.7 + 0.05 * np.arange(1, model.layout.size + 1)  # a different λ per term
         results.append(model.objective.value_and_gradient(theta))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-8, atol=1e-8 * np.abs(results[1][1]).max())

@@ -70,26 +70,6 @@ def _gather_runs(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) ->
     return values[index]
 
 
-@numba.njit(cache=True)
-def _scatter_dense(block_values, slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets, sizes, offsets, shift, out):
-    """Z₂'Z₂ (every block between later terms, both triangles) into the dense ``out``."""
-    for s in range(slot_term_a.shape[0]):
-        ta = slot_term_a[s]
-        tb = slot_term_b[s]
-        if tb == 0:
-            continue
-        ka = sizes[ta]
-        kb = sizes[tb]
-        r0 = offsets[ta] - shift + slot_level_a[s] * ka
-        c0 = offsets[tb] - shift + slot_level_b[s] * kb
-        base = slot_offsets[s]
-        for i in range(ka):
-            for j in range(kb):
-                value = block_values[base + i * kb + j]
-                out[r0 + i, c0 + j] = value
-                out[c0 + j, r0 + i] = value
-
-
 def band_positions(sizes: np.ndarray, template_offsets: np.ndarray, col_term: np.ndarray, col_index: np.ndarray) -> np.ndarray:
     """Where in the packed templates each band of Λ₂ sits: Λ₂[c + d, c] is
     ``templates[positions[d, c]]``, or 0 where ``positions[d, c]`` is −1.
@@ -108,39 +88,6 @@ def band_positions(sizes: np.ndarray, template_offsets: np.ndarray, col_term: np
     inside = col_index[None, :] + d < k[None, :]
     positions = template_offsets[col_term][None, :] + (col_index[None, :] + d) * k[None, :] + col_index[None, :]
     return np.where(inside, positions, -1).astype(np.int64)
-
-
-@numba.njit(cache=True, nogil=True)
-def _scale_dense(base, band, work, out):
-    """``out`` (lower triangle) ← Λ₂' base Λ₂ + I, with Λ₂[c + d, c] = ``band[d, c]``.
-
-    Column by column: w = (base Λ₂)[:, c] = Σ_d band[d, c] base[:, c + d], then
-    out[r, c] = Σ_d band[d, r] w[r + d]; both loops run down contiguous columns. Only rows
-    r ≥ c of w are needed, and ``work`` holds one column."""
-    q2 = base.shape[0]
-    width = band.shape[0]
-    if width == 1:  # diagonal Λ₂ (scalar terms): one pass
-        for c in range(q2):
-            coefficient = band[0, c]
-            for r in range(c, q2):
-                out[r, c] = band[0, r] * base[r, c] * coefficient
-            out[c, c] += 1.0
-        return
-    for c in range(q2):
-        coefficient = band[0, c]
-        for r in range(c, q2):
-            work[r] = coefficient * base[r, c]
-        for d in range(1, min(width, q2 - c)):
-            coefficient = band[d, c]
-            if coefficient != 0.0:
-                for r in range(c, q2):
-                    work[r] += coefficient * base[r, c + d]
-        for r in range(c, q2):
-            out[r, c] = band[0, r] * work[r]
-        for d in range(1, width):
-            for r in range(c, q2 - d):
-                out[r, c] += band[d, r] * work[r + d]
-        out[c, c] += 1.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -352,7 +299,6 @@ class BlockedFactor:
                 self._grouped = GroupedCoupling(
                     self._update_pattern, self._cross_values, self._entry_level, self._first_values
                 )
-                self._effective = np.empty((q2, q2), order="F")
                 dense = False
         self._dense_coupling = (
             DenseCoupling(self._update_pattern, self._entry_level, self._n1, self._cross_values) if dense else None
@@ -379,19 +325,9 @@ class BlockedFactor:
             _gather_runs(cp.block_values, cp.slot_offsets[dense], dense_widths),
         )
 
-        # Z₂'Z₂ as a dense matrix for the per-count sums to be taken from (the other routes
-        # scale its stored blocks, :func:`~lmmfast.factor.kernels.scale_blocks`)
-        self._base = None
-        if self._grouped is not None:
-            self._base = np.zeros((q2, q2), order="F")
-            _scatter_dense(
-                cp.block_values, cp.slot_term_a, cp.slot_term_b, cp.slot_level_a, cp.slot_level_b,
-                cp.slot_offsets, sizes, cp.column_offsets, self._q1, self._base,
-            )
         self._col_term = col_term
         self._col_index = col_index.astype(np.int64)
         self._band_positions = band_positions(sizes, self._template_offsets, col_term, self._col_index)
-        self._work = np.empty(q2)
         self._S = np.empty((q2, q2), order="F")
         self._L11 = np.empty((self._n1, self._k1, self._k1))
         self._L21 = np.empty(0 if self._dense_coupling is not None else len(self._cross_values))
@@ -427,11 +363,9 @@ class BlockedFactor:
             # a band that is zero throughout (uncorrelated pieces of a merged term) costs nothing
             while len(band) > 1 and not np.any(band[-1]):
                 band = band[:-1]
-            if self._grouped is not None:  # the per-count sums make the block dense
-                self._grouped.effective_block(self._base, float(templates[offsets[0]]), self._effective)
-                _scale_dense(self._effective, band, self._work, self._S)
-            else:
-                scale_blocks(*self._dense_slots, sizes, templates, offsets, self._S)
+            scale_blocks(*self._dense_slots, sizes, templates, offsets, self._S)
+            if self._grouped is not None:  # every term scalar: Λ₂ is the band's first row
+                self._grouped.subtract_scaled(float(templates[offsets[0]]), band[0], self._S)
         coupling = self._dense_coupling
         failed = _eliminate_first_term(
             self._k1, self._first_values, self._cross_ptr if coupling is None else self._no_couplings,

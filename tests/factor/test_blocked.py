@@ -10,7 +10,8 @@ import lmmfast
 from lmmfast.api import prepare
 from lmmfast.factor import BlockedFactor, CholmodFactor, blocked, choose_method
 from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
-from lmmfast.factor.blocked import _scale_dense, band_positions
+from lmmfast.factor.blocked import band_positions
+from lmmfast.factor.dense_coupling import times_band
 
 MODELS = [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
@@ -156,7 +157,7 @@ def test_potri_takes_every_core_only_where_the_fit_held_back_for_a_narrow_block(
     assert inverse_blas_threads(q2, fit_threads, cores) == expected
 
 
-def test_banded_scaling_matches_dense_sandwich() -> None:
+def test_band_product_matches_dense_lambda() -> None:
     # later terms of sizes 3, 1 and 2 (two, three and two levels): bands of different lengths
     sizes = np.array([1, 3, 1, 2])
     levels = np.array([1, 2, 3, 2])
@@ -173,11 +174,9 @@ def test_banded_scaling_matches_dense_sandwich() -> None:
             k = sizes[t]
             Lambda[start : start + k, start : start + k] = templates[t]
             start += k
-    base = rng.normal(size=Lambda.shape)
-    base = np.asfortranarray(base + base.T)
+    rows = rng.normal(size=(3, 2, len(col_term)))  # three first-term levels of two rows each
     positions = band_positions(sizes, offsets, col_term, col_index)
     band = np.where(positions >= 0, packed[np.maximum(positions, 0)], 0.0)
-    out = np.zeros_like(base, order="F")
-    _scale_dense(base, band, np.empty(len(base)), out)
-    expected = Lambda.T @ base @ Lambda + np.eye(len(base))
-    np.testing.assert_allclose(np.tril(out), np.tril(expected), rtol=1e-12, atol=1e-12)
+    out = np.zeros_like(rows)
+    times_band(rows, band, out)
+    np.testing.assert_allclose(out, rows @ Lambda, rtol=1e-12, atol=1e-12)
