@@ -305,6 +305,8 @@ class BlockedFactor:
         )
         # the elimination's pointer when the dense coupling does the coupling: levels only
         self._no_couplings = np.zeros(self._n1 + 1, dtype=np.int64)
+        if self._dense_coupling is not None:  # held there as a dense matrix, read nowhere else
+            self._cross_values = np.empty(0)
         sparse = self._grouped is None and self._dense_coupling is None
         #: BLAS threads the fit should use (None: BLAS's default; :func:`choose_blas_threads`)
         self.blas_threads = choose_blas_threads(
@@ -330,7 +332,7 @@ class BlockedFactor:
         self._band_positions = band_positions(sizes, self._template_offsets, col_term, self._col_index)
         self._S = np.empty((q2, q2), order="F")
         self._L11 = np.empty((self._n1, self._k1, self._k1))
-        self._L21 = np.empty(0 if self._dense_coupling is not None else len(self._cross_values))
+        self._L21 = np.empty_like(self._cross_values)
         self._L22 = self._S
 
     @property
@@ -357,16 +359,18 @@ class BlockedFactor:
         templates = self._layout.packed_templates(self._engine_theta(theta))
         offsets = self._template_offsets
         sizes = self._cp.term_sizes
+        coupling = self._dense_coupling
         if self.dense_size:
+            scale_blocks(*self._dense_slots, sizes, templates, offsets, self._S)
+        if self.dense_size and (self._grouped is not None or coupling is not None):
+            # Λ₂ by bands, for the routes that multiply by it
             positions = self._band_positions
             band = np.where(positions >= 0, templates[np.maximum(positions, 0)], 0.0)
             # a band that is zero throughout (uncorrelated pieces of a merged term) costs nothing
             while len(band) > 1 and not np.any(band[-1]):
                 band = band[:-1]
-            scale_blocks(*self._dense_slots, sizes, templates, offsets, self._S)
             if self._grouped is not None:  # every term scalar: Λ₂ is the band's first row
                 self._grouped.subtract_scaled(float(templates[offsets[0]]), band[0], self._S)
-        coupling = self._dense_coupling
         failed = _eliminate_first_term(
             self._k1, self._first_values, self._cross_ptr if coupling is None else self._no_couplings,
             self._cross_term, self._cross_offsets,

@@ -76,8 +76,9 @@ def default_memory_budget() -> int:
 def estimated_bytes(cp: CrossProducts, method: str, shape: tuple[int, float] | None = None) -> int:
     """Memory the factorisation itself needs, estimated before anything is allocated.
 
-    The blocked path holds the later terms' dense block three times (data, scaled copy and
-    its inverse for the analytic gradient);
+    The blocked path holds the later terms' dense block up to three times (its factor, the
+    inverse for the analytic gradient, and the per-count sums of balanced designs or
+    LAPACK's working copies);
     CHOLMOD's factor is bounded by the same block's lower triangle at the estimated density
     plus the first term's columns. Not counted: the dense coupling block where the blocked
     path multiplies it with BLAS (:mod:`lmmfast.factor.dense_coupling`), at most six arrays
