@@ -19,6 +19,9 @@ from lmmfast import datasets
 from lmmfast._version import __version__
 from lmmfast.api import lmm
 from lmmfast.errors import (
+    ArgumentError,
+    BinaryResponseWarning,
+    ConvergenceError,
     ConvergenceWarning,
     DataError,
     FormulaError,
@@ -26,7 +29,9 @@ from lmmfast.errors import (
     LmmfastWarning,
     MemoryBudgetError,
     ModelError,
+    RankDeficiencyError,
     RankDeficiencyWarning,
+    SingularFitError,
     SingularFitWarning,
 )
 from lmmfast.inference import anova
@@ -39,12 +44,17 @@ __all__ = [
     "LmmResult",
     "datasets",
     "LmmfastError",
+    "ArgumentError",
     "FormulaError",
     "DataError",
     "ModelError",
+    "ConvergenceError",
+    "SingularFitError",
+    "RankDeficiencyError",
     "MemoryBudgetError",
     "LmmfastWarning",
     "ConvergenceWarning",
     "SingularFitWarning",
     "RankDeficiencyWarning",
+    "BinaryResponseWarning",
 ]

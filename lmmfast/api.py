@@ -26,11 +26,14 @@ from lmmfast.design import (
     build_random_terms,
 )
 from lmmfast.design.data import column_names, data_name
+from lmmfast.design.fixed import is_binary
 from lmmfast.design.random import display_names, grouping_keys
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import (
+    ArgumentError,
+    BinaryResponseWarning,
     ConvergenceWarning,
     DataError,
     ModelError,
@@ -218,6 +221,7 @@ def lmm(
     checks: Mapping[str, str] | None = None,
     memory_budget: float | None = None,
     optimizer: str = "auto",
+    REML: bool | None = None,  # noqa: N803 - lme4's spelling, accepted for its users
 ) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula language.
 
@@ -252,6 +256,8 @@ def lmm(
         factorisation only); ``"auto"`` takes L-BFGS-B for models with many variance
         parameters or a large dense block, where it needs far fewer evaluations. Both reach
         the same optimum.
+    REML : bool, optional
+        lme4's spelling of ``reml``, accepted as its alias (``REML=False`` is ``reml=False``).
 
     Returns
     -------
@@ -261,10 +267,14 @@ def lmm(
     ------
     FormulaError, DataError, ModelError
         For malformed formulas, unusable data, and models the data cannot identify.
+    ArgumentError
+        For arguments of the wrong type or value.
+    ConvergenceError, SingularFitError, RankDeficiencyError
+        Instead of the warnings, when ``checks`` says ``"raise"``.
 
     Warns
     -----
-    ConvergenceWarning, SingularFitWarning, RankDeficiencyWarning
+    ConvergenceWarning, SingularFitWarning, RankDeficiencyWarning, BinaryResponseWarning
 
     Examples
     --------
@@ -274,6 +284,12 @@ def lmm(
     1743.628
     """
     began = time.perf_counter()
+    if REML is not None:
+        if not isinstance(REML, (bool, np.bool_)):
+            raise ArgumentError(f"REML must be True or False, got {REML!r}.")
+        if reml is not True and bool(reml) != bool(REML):
+            raise ArgumentError(f"reml={reml!r} and REML={REML!r} disagree; give one of them (reml is lmmfast's name).")
+        reml = bool(REML)
     actions = resolve_checks(checks)
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise DataError(f"optimizer must be 'auto', 'bobyqa' or 'lbfgsb', got {optimizer!r}.")
@@ -286,6 +302,16 @@ def lmm(
             "and this model takes the CHOLMOD path; use optimizer='bobyqa' or 'auto', or factorization='blocked'."
         )
     prepared = replace(prepared, optimizer=optimizer)
+    if is_binary(prepared.fixed.y):
+        report(
+            actions["binary_response"],
+            f"The response {prepared.formula.response!r} has only the values 0 and 1, and a linear mixed model "
+            "is being fitted to it (a linear probability model: predictions can leave [0, 1] and the residual "
+            "variance cannot be constant). Binary outcomes such as accuracy are usually fitted by a logistic "
+            "mixed model (lme4's glmer(..., family = binomial)), which lmmfast does not fit yet. If the linear "
+            "model is what you want, pass checks={'binary_response': 'ignore'}.",
+            BinaryResponseWarning,
+        )
     if prepared.fixed.dropped:
         report(
             actions["rank_deficiency"],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 
-from lmmfast.errors import DataError, LmmfastWarning
+from lmmfast.errors import ArgumentError, LmmfastWarning, error_for
 
-CHECKS = ("convergence", "singular", "rank_deficiency")
+CHECKS = ("convergence", "singular", "rank_deficiency", "binary_response")
 ACTIONS = ("warn", "raise", "ignore")
 
 
@@ -17,25 +17,26 @@ def resolve_checks(checks: Mapping[str, str] | None) -> dict[str, str]:
     Examples
     --------
     >>> resolve_checks({"singular": "ignore"})
-    {'convergence': 'warn', 'singular': 'ignore', 'rank_deficiency': 'warn'}
+    {'convergence': 'warn', 'singular': 'ignore', 'rank_deficiency': 'warn', 'binary_response': 'warn'}
     """
     resolved = dict.fromkeys(CHECKS, "warn")
     if checks is None:
         return resolved
     if not isinstance(checks, Mapping):
-        raise DataError(f"checks must be a dict such as {{'singular': 'ignore'}}, got {type(checks).__name__}.")
+        raise ArgumentError(f"checks must be a dict such as {{'singular': 'ignore'}}, got {type(checks).__name__}.")
     for name, action in checks.items():
         if name not in CHECKS:
-            raise DataError(f"Unknown check {name!r}; the checks are {', '.join(map(repr, CHECKS))}.")
+            raise ArgumentError(f"Unknown check {name!r}; the checks are {', '.join(map(repr, CHECKS))}.")
         if action not in ACTIONS:
-            raise DataError(f"Check {name!r} must be 'warn', 'raise' or 'ignore', got {action!r}.")
+            raise ArgumentError(f"Check {name!r} must be 'warn', 'raise' or 'ignore', got {action!r}.")
         resolved[name] = action
     return resolved
 
 
 def report(action: str, message: str, category: type[LmmfastWarning]) -> None:
-    """Warn, raise the warning as an exception, or stay silent, as ``action`` says."""
+    """Warn, raise the error that stands for the warning (:func:`lmmfast.errors.error_for`,
+    an :class:`~lmmfast.errors.LmmfastError`), or stay silent, as ``action`` says."""
     if action == "raise":
-        raise category(message)
+        raise error_for(category)(message)
     if action == "warn":
         warnings.warn(message, category, stacklevel=3)

@@ -9,19 +9,29 @@ from __future__ import annotations
 
 __all__ = [
     "LmmfastError",
+    "ArgumentError",
     "FormulaError",
     "DataError",
     "ModelError",
+    "ConvergenceError",
+    "SingularFitError",
+    "RankDeficiencyError",
     "MemoryBudgetError",
     "LmmfastWarning",
     "ConvergenceWarning",
     "SingularFitWarning",
     "RankDeficiencyWarning",
+    "BinaryResponseWarning",
+    "error_for",
 ]
 
 
 class LmmfastError(Exception):
     """Base of every error lmmfast raises on purpose."""
+
+
+class ArgumentError(LmmfastError, ValueError):
+    """An argument of an lmmfast function has the wrong type or an unknown value."""
 
 
 class FormulaError(LmmfastError, ValueError):
@@ -34,6 +44,21 @@ class DataError(LmmfastError, ValueError):
 
 class ModelError(LmmfastError, ValueError):
     """The model is not identifiable from these data (too many levels or random effects)."""
+
+
+class ConvergenceError(ModelError):
+    """The optimiser did not converge, raised instead of :class:`ConvergenceWarning` when
+    ``checks={"convergence": "raise"}``."""
+
+
+class SingularFitError(ModelError):
+    """A boundary (singular) fit, raised instead of :class:`SingularFitWarning` when
+    ``checks={"singular": "raise"}``."""
+
+
+class RankDeficiencyError(ModelError):
+    """Aliased fixed-effect columns, raised instead of :class:`RankDeficiencyWarning` when
+    ``checks={"rank_deficiency": "raise"}``."""
 
 
 class MemoryBudgetError(LmmfastError, MemoryError):
@@ -49,8 +74,46 @@ class ConvergenceWarning(LmmfastWarning):
 
 
 class SingularFitWarning(LmmfastWarning):
-    """The optimum lies on the boundary: some variance components are exactly zero."""
+    """The optimum lies on the boundary: some variance components are exactly zero.
+
+    A boundary (singular) fit is lme4's ``isSingular``: a variance estimated as zero, or a
+    covariance matrix of a term that is singular (a correlation of ±1), so that some linear
+    combination of the term's random effects has no variance. The estimates are still the
+    maximum of the (restricted) likelihood, but the random-effects structure is richer than
+    the data can support: the usual remedy is to simplify it — drop the term whose variance
+    is zero, replace ``(x | g)`` by ``(x || g)`` to remove a correlation at ±1, or drop a
+    random slope — and to compare the models with :func:`lmmfast.anova`. ``fit.singular``
+    reports it; ``fit.varcorr`` shows which component is at zero; ``checks={"singular":
+    "ignore"}`` silences it and ``"raise"`` makes it a :class:`SingularFitError`.
+    """
 
 
 class RankDeficiencyWarning(LmmfastWarning):
     """Fixed-effects columns were aliased with others and have been dropped."""
+
+
+class BinaryResponseWarning(LmmfastWarning):
+    """The response has only the values 0 and 1 (or is boolean), and a linear mixed model is
+    being fitted to it: a linear probability model, whose predictions can leave [0, 1] and
+    whose residual variance cannot be constant. Binary outcomes (accuracy, yes/no) are
+    usually analysed by a logistic mixed model (lme4's ``glmer(..., family = binomial)``).
+    ``checks={"binary_response": "ignore"}`` silences it when the linear model is intended."""
+
+
+_ERROR_FOR_WARNING: dict[type[LmmfastWarning], type[LmmfastError]] = {
+    ConvergenceWarning: ConvergenceError,
+    SingularFitWarning: SingularFitError,
+    RankDeficiencyWarning: RankDeficiencyError,
+    BinaryResponseWarning: DataError,
+}
+
+
+def error_for(category: type[LmmfastWarning]) -> type[LmmfastError]:
+    """The error raised in place of a warning of ``category`` when its check says ``"raise"``.
+
+    Examples
+    --------
+    >>> error_for(SingularFitWarning).__name__
+    'SingularFitError'
+    """
+    return _ERROR_FOR_WARNING.get(category, ModelError)

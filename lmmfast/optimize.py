@@ -61,6 +61,9 @@ class OptSummary:
         Every point the optimiser evaluated, in order (the fit log). L-BFGS-B searches
         without bounds, so its trace may hold θ with negative template diagonals: the same
         models as their mirror images (:meth:`ThetaLayout.canonical`).
+    trace_seconds : numpy.ndarray, shape (n_evals,)
+        The wall time of each of those evaluations (with the gradient, where L-BFGS-B asked
+        for it).
     gradient, inverse_hessian : numpy.ndarray or None
         After L-BFGS-B, the analytic gradient at ``final`` and L-BFGS-B's quasi-Newton
         approximation of the inverse Hessian there (None otherwise, or when ``final`` is not
@@ -83,8 +86,17 @@ class OptSummary:
     maxeval: int
     trace_theta: np.ndarray
     trace_objective: np.ndarray
+    trace_seconds: np.ndarray
     gradient: np.ndarray | None = None
     inverse_hessian: np.ndarray | None = None
+
+    @property
+    def seconds_per_evaluation(self) -> float:
+        """The median wall time of one evaluation: a typical evaluation's cost, which the
+        first evaluation of a fresh process (compiling or loading numba's kernels) does not
+        distort. After L-BFGS-B most evaluations include the gradient, so this is an upper
+        estimate of an evaluation without it."""
+        return float(np.median(self.trace_seconds)) if self.trace_seconds.size else 0.0
 
 
 OPTIMIZERS = ("auto", "bobyqa", "lbfgsb")
@@ -152,20 +164,23 @@ class _Recorder:
         self.best_x: np.ndarray | None = None
         self.best_f = np.inf
         self.history: list[tuple[np.ndarray, float]] = []
+        self.seconds: list[float] = []
         self._last: tuple[np.ndarray, float, np.ndarray] | None = None
         self._best_with_gradient: tuple[np.ndarray, float, np.ndarray] | None = None
         self._stand_ins: dict[bytes, np.ndarray] = {}
 
-    def _record(self, x: np.ndarray, value: float) -> None:
+    def _record(self, x: np.ndarray, value: float, seconds: float) -> None:
         self.count += 1
         self.history.append((np.array(x, copy=True), value))
+        self.seconds.append(seconds)
         if value < self.best_f:
             self.best_f = value
             self.best_x = np.array(x, copy=True)
 
     def __call__(self, x: np.ndarray, grad: np.ndarray) -> float:
+        began = time.perf_counter()
         value = float(self.objective(x))
-        self._record(x, value)
+        self._record(x, value, time.perf_counter() - began)
         return value
 
     def evaluated_point(self, x: np.ndarray) -> np.ndarray:
@@ -181,8 +196,9 @@ class _Recorder:
                 # below what the objective can resolve: the answer is known
                 self._stand_ins[np.asarray(x, dtype=np.float64).tobytes()] = known[0]
                 return known[1], known[2].copy()
+        began = time.perf_counter()
         value, gradient = self.value_and_gradient(x)
-        self._record(x, float(value))
+        self._record(x, float(value), time.perf_counter() - began)
         self._last = (np.array(x, copy=True), float(value), np.array(gradient, copy=True))
         if self._best_with_gradient is None or value < self._best_with_gradient[1]:
             self._best_with_gradient = self._last
@@ -515,6 +531,7 @@ def optimize_theta(
         maxeval=maxeval,
         trace_theta=np.array([x for x, _ in recorder.history]),
         trace_objective=np.array([f for _, f in recorder.history]),
+        trace_seconds=np.array(recorder.seconds),
         gradient=None if quasi_newton is None else quasi_newton[0],
         inverse_hessian=None if quasi_newton is None else quasi_newton[1],
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lmmfast.design.data import build_model_frame, column_names
+from lmmfast.design.newdata import check_categories, check_column_types, unseen_levels_as_errors
 from lmmfast.design.variables import formula_variables
 from lmmfast.errors import DataError, LmmfastError
 
@@ -47,12 +48,15 @@ def predict(fit: LmmResult, newdata: object, *, re: str = "all", new_levels: str
         raise DataError(f"new_levels must be 'population' or 'error', got {new_levels!r}.")
     model = fit.model
     available = column_names(newdata)
-    needed = formula_variables(model.formula.fixed, "the fixed part", available)
+    # predictors, whose type must be the fit's; grouping columns are labels whatever their type
+    predictors = formula_variables(model.formula.fixed, "the fixed part", available)
+    grouping: set[str] = set()
     if re == "all":
         for spec in model.formula.random:
-            needed |= formula_variables(spec.expr, f"the random term {spec.source}", available)
-            needed |= set(spec.factors)
-    needed.discard(model.formula.response)
+            predictors |= formula_variables(spec.expr, f"the random term {spec.source}", available)
+            grouping |= set(spec.factors)
+    predictors.discard(model.formula.response)
+    needed = predictors | grouping
     frame_info = build_model_frame(newdata, sorted(needed))
     if frame_info.dropped_rows.size:
         first = int(frame_info.dropped_rows[0])
@@ -61,9 +65,12 @@ def predict(fit: LmmResult, newdata: object, *, re: str = "all", new_levels: str
             "predictions need every predictor and grouping column."
         )
     frame = frame_info.frame
+    check_column_types(model.model_frame.frame, frame, sorted(predictors))
+    check_categories(model.fixed.spec, frame, "the fixed part")
     frame[model.formula.response] = 0.0  # formulaic's spec may refer to the response
     try:
-        prediction = model.fixed.X_for(frame) @ fit.beta
+        with unseen_levels_as_errors("the fixed part"):
+            prediction = model.fixed.X_for(frame) @ fit.beta
         if re == "none":
             return prediction
         for term, result in zip(model.terms, fit.terms):
@@ -75,7 +82,10 @@ def predict(fit: LmmResult, newdata: object, *, re: str = "all", new_levels: str
                     f"newdata has {int(unseen.sum())} rows with levels of {term.group!r} the fit has not seen "
                     f"(first: {example}); use new_levels='population' to predict them without random effects."
                 )
-            values = term.values_for(frame)
+            where = f"the random term ({' + '.join(term.columns)} | {term.group})"
+            check_categories(term.spec, frame, where)
+            with unseen_levels_as_errors(where):
+                values = term.values_for(frame)
             modes = np.where(unseen[:, None], 0.0, result.modes[np.where(unseen, 0, codes)])
             prediction += np.einsum("ij,ij->i", values, modes)
     except LmmfastError:

@@ -43,7 +43,7 @@ class RandomTermResult:
     modes: np.ndarray
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class LmmResult:
     """A fitted linear mixed model. Immutable; every statistic is read off what is stored.
 
@@ -182,6 +182,35 @@ class LmmResult:
         for term in self.terms:
             frame = pd.DataFrame(term.modes, index=pd.Index(term.levels, name=term.group), columns=list(term.columns))
             out[term.group] = frame if term.group not in out else pd.concat([out[term.group], frame], axis=1)
+        return out
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef()``: per grouping factor, the fixed effects plus each level's
+        conditional modes — every level's own intercept and slopes.
+
+        One DataFrame per grouping factor, rows its levels, columns named as the fixed
+        effects (``Intercept``, ``Days``). A column with a random effect but no fixed effect
+        comes first, with a fixed part of 0 (as lme4).
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        >>> fit.coef["Subject"].loc["308"].round(2).to_dict()
+        {'Intercept': 253.66, 'Days': 19.67}
+        """
+        fixed = self.fixef
+        out: dict[str, pd.DataFrame] = {}
+        for group, modes in self.ranef.items():
+            columns = ["Intercept" if column == "(Intercept)" else column for column in modes.columns]
+            random_only = list(dict.fromkeys(c for c in columns if c not in fixed.index))
+            names = random_only + list(fixed.index)
+            values = np.tile(np.r_[np.zeros(len(random_only)), fixed.to_numpy()], (len(modes), 1))
+            position = {name: j for j, name in enumerate(names)}
+            for j, column in enumerate(columns):
+                values[:, position[column]] += modes.iloc[:, j].to_numpy()
+            out[group] = pd.DataFrame(values, index=modes.index.copy(), columns=names)
         return out
 
     # --- inference -------------------------------------------------------------------------
@@ -336,6 +365,19 @@ class LmmResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:
+        """Two lines: formula, then criterion, observations and groups (``print(fit)`` or
+        ``fit.summary()`` shows everything)."""
+        groups = ", ".join(f"{name} ({count})" for name, count in self.ngrps.items())
+        flags = "".join(
+            [", boundary (singular) fit" if self.singular else "", "" if self.converged else ", not converged"]
+        )
+        criterion = "REML criterion" if self.reml else "deviance (ML)"
+        return (
+            f"<LmmResult: {self.formula}\n"
+            f" {criterion} {self.objective:.3f}, {self.nobs} observations, groups: {groups}{flags}>"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the CLI's ``--json``)."""

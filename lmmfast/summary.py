@@ -72,10 +72,11 @@ AUTO_DDF_SECONDS = 2.0
 
 
 def _satterthwaite_cost(fit: LmmResult) -> float:
-    """Estimated seconds for the Satterthwaite df: ~8(m+1)² + 8(m+1) evaluations."""
+    """Estimated seconds for the Satterthwaite df: ~8(m+1)² + 8(m+1) evaluations, each
+    costing a typical evaluation of the fit (the median: a fresh process's first evaluation
+    compiles or loads numba's kernels, which the df's evaluations will not repeat)."""
     m = len(fit.theta) + 1
-    per_eval = fit.optsummary.seconds / max(fit.optsummary.n_evals, 1)
-    return (8 * m * m + 8 * m) * per_eval
+    return (8 * m * m + 8 * m) * fit.optsummary.seconds_per_evaluation
 
 
 def _p_value(p: float) -> str:
@@ -115,6 +116,14 @@ def _fixed_correlation(fit: LmmResult) -> list[str]:
     short = [_abbreviate(n) for n in names[:-1]]
     rows = [[names[i]] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i) for i in range(1, p)]
     return ["", "Correlation of Fixed Effects:", *_table([""] + short, rows, {0})]
+
+
+def _convergence_note(fit: LmmResult) -> str:
+    record = fit.optsummary
+    if not record.converged:
+        return f"optimizer ({record.algorithm}) stopped without converging: {record.return_code}"
+    message = fit.convergence.message if fit.convergence is not None else "the check of the optimum failed"
+    return f"optimizer ({record.algorithm}) converged, but the check of the optimum failed: {message}"
 
 
 def format_summary(fit: LmmResult, ddf: str = "auto") -> str:
@@ -177,9 +186,9 @@ def format_summary(fit: LmmResult, ddf: str = "auto") -> str:
     lines.extend(_fixed_correlation(fit))
     notes = []
     if fit.singular:
-        notes.append("boundary (singular) fit: see help('isSingular')")
+        notes.append("boundary (singular) fit: see help(lmmfast.SingularFitWarning)")
     if not fit.converged:
-        notes.append(f"optimizer (BOBYQA) convergence code: {fit.optsummary.return_code}")
+        notes.append(_convergence_note(fit))
     if notes:
         lines.append("")
         lines.extend(notes)

@@ -89,8 +89,9 @@ def test_checks_choose_warn_raise_or_ignore(action) -> None:
         with pytest.warns(lmmfast.SingularFitWarning):
             lmmfast.lmm("Yield ~ 1 + (1 | Batch)", data, checks=checks)
     elif action == "raise":
-        with pytest.raises(lmmfast.SingularFitWarning, match="Boundary"):
+        with pytest.raises(lmmfast.SingularFitError, match="Boundary") as info:
             lmmfast.lmm("Yield ~ 1 + (1 | Batch)", data, checks=checks)
+        assert isinstance(info.value, lmmfast.ModelError) and isinstance(info.value, lmmfast.LmmfastError)
     else:
         assert lmmfast.lmm("Yield ~ 1 + (1 | Batch)", data, checks=checks).singular
 
@@ -105,7 +106,7 @@ def test_ignoring_convergence_skips_the_check() -> None:
     [({"singularity": "warn"}, "Unknown check 'singularity'"), ({"singular": "loud"}, "must be 'warn', 'raise' or 'ignore'"), ("all", "must be a dict")],
 )
 def test_bad_checks_are_rejected(checks, phrase) -> None:
-    with pytest.raises(lmmfast.DataError, match=phrase):
+    with pytest.raises(lmmfast.ArgumentError, match=phrase):
         lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"), checks=checks)
 
 

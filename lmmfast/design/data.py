@@ -35,11 +35,20 @@ class ModelFrame:
     n_input_rows: int
 
 
-def _to_pandas(data: object) -> pd.DataFrame:
-    """View or copy ``data`` as a pandas DataFrame without modifying it."""
+def _is_lazy_frame(data: object) -> bool:
+    return type(data).__module__.split(".")[0] == "polars" and type(data).__name__ == "LazyFrame"
+
+
+def _to_pandas(data: object, needed: Iterable[str]) -> pd.DataFrame:
+    """View or copy ``data`` as a pandas DataFrame without modifying it (a polars LazyFrame
+    is collected, only the ``needed`` columns of it)."""
     if isinstance(data, pd.DataFrame):
         return data
     module = type(data).__module__.split(".")[0]
+    if _is_lazy_frame(data):
+        present = set(column_names(data))
+        wanted = [name for name in dict.fromkeys(needed) if name in present]
+        return data.select(wanted).collect().to_pandas()  # type: ignore[attr-defined]
     if module == "polars":
         return data.to_pandas()  # type: ignore[attr-defined]
     if module == "pyarrow":
@@ -59,7 +68,7 @@ def _to_pandas(data: object) -> pd.DataFrame:
             raise DataError(f"The dict's columns have unequal lengths ({detail}); every column needs one value per row.")
         return pd.DataFrame({name: np.asarray(column) for name, column in data.items()})
     raise DataError(
-        f"data must be a pandas or polars DataFrame, a pyarrow Table or a dict of arrays, "
+        f"data must be a pandas or polars DataFrame (or LazyFrame), a pyarrow Table or a dict of arrays, "
         f"got {type(data).__name__}."
     )
 
@@ -85,7 +94,7 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
 
     Parameters
     ----------
-    data : pandas.DataFrame, polars.DataFrame, pyarrow.Table or dict of arrays
+    data : pandas.DataFrame, polars.DataFrame or LazyFrame, pyarrow.Table or dict of arrays
     needed : iterable of str
         Column names the model uses.
 
@@ -99,7 +108,8 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
     >>> len(mf.frame), mf.dropped_rows.tolist()
     (2, [1])
     """
-    frame = _to_pandas(data)
+    needed = list(needed)
+    frame = _to_pandas(data, needed)
     wanted = _check_columns(frame, needed)
     n_input = len(frame)
     if n_input == 0:
@@ -136,6 +146,8 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
 
 def column_names(data: object) -> list[str]:
     """The column names of any supported container, as strings (empty if it has none)."""
+    if _is_lazy_frame(data):
+        return [str(n) for n in data.collect_schema().names()]  # type: ignore[attr-defined]
     names = getattr(data, "columns", None)
     if names is None and hasattr(data, "column_names"):
         names = data.column_names  # pyarrow

@@ -69,14 +69,35 @@ def _independent_columns(X: np.ndarray) -> np.ndarray:
     return np.asarray(kept, dtype=np.int64)
 
 
+def _non_numeric_response_message(response: str, column: pd.Series) -> str:
+    """Why a response of text or categories cannot be fitted, and what to do instead."""
+    values = column.dropna()
+    levels = pd.unique(values)
+    as_numbers = pd.to_numeric(values, errors="coerce")
+    if len(values) and as_numbers.notna().all():
+        return (
+            f"The response {response!r} must be numeric, but it holds numbers stored as text "
+            f"({column.dtype}, e.g. {str(values.iloc[0])!r}); convert it with "
+            f"data[{response!r}] = pd.to_numeric(data[{response!r}]) before fitting."
+        )
+    if len(levels) == 2:
+        shown = " and ".join(repr(str(level)) for level in sorted(levels, key=str))
+        return (
+            f"The response {response!r} must be numeric, but it is categorical with two levels ({shown}). "
+            "A binary outcome needs a logistic mixed model (lme4's glmer(..., family = binomial)), which "
+            "lmmfast does not fit yet; recoding it to 0/1 would fit a linear probability model instead."
+        )
+    return (
+        f"The response {response!r} must be numeric, but its values are of type {column.dtype} "
+        f"({len(levels)} distinct values); a linear mixed model needs a numeric response."
+    )
+
+
 def _response(frame: pd.DataFrame, response: str, lhs: pd.DataFrame | None) -> np.ndarray:
     if response in frame.columns:
         column = frame[response]
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
-            raise DataError(
-                f"The response {response!r} must be numeric, but its values are of type "
-                f"{column.dtype}; convert it (e.g. to 0/1) before fitting."
-            )
+            raise DataError(_non_numeric_response_message(response, column))
         y = column.to_numpy(dtype=np.float64)
     else:
         if lhs is None or lhs.shape[1] != 1:
@@ -87,6 +108,18 @@ def _response(frame: pd.DataFrame, response: str, lhs: pd.DataFrame | None) -> n
     if np.ptp(y) == 0.0:
         raise DataError(f"The response {response!r} is constant ({y[0]:g}); there is no variance to model.")
     return y
+
+
+def is_binary(y: np.ndarray) -> bool:
+    """Whether a (non-constant) response holds only the values 0 and 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_binary(np.array([0.0, 1.0, 1.0])), is_binary(np.array([0.0, 0.5, 1.0]))
+    (True, False)
+    """
+    return bool(np.all((y == 0.0) | (y == 1.0)))
 
 
 def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedDesign:

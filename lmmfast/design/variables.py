@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 
 from formulaic import Formula
 from formulaic.transforms import TRANSFORMS
 
-from lmmfast.errors import FormulaError
+from lmmfast.errors import DataError, FormulaError
 from lmmfast.formula import ModelFormula
 
 _IDENTIFIER = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
@@ -31,7 +32,10 @@ def formula_variables(expression: str, where: str, available: set[str]) -> set[s
         for term in part:
             for factor in term.factors:
                 for variable in factor.required_variables:
-                    root = str(variable.root)
+                    name, root = str(variable), str(variable.root)
+                    if name in available:  # a column with a dot in its name (formulaic's root stops at it)
+                        found.add(name)
+                        continue
                     if "callable" in {str(role.value) for role in variable.roles}:
                         if root not in TRANSFORMS and root not in available:
                             raise FormulaError(
@@ -39,12 +43,25 @@ def formula_variables(expression: str, where: str, available: set[str]) -> set[s
                                 "(np.log(x)), I(...) for arithmetic, or a formulaic transform."
                             )
                         continue
+                    if available and root not in available and name != root:
+                        raise _unknown_dotted_name(name, root, available)
                     if root in available or root not in TRANSFORMS:
                         found.add(root)
     for quoted, bare in _IDENTIFIER.findall(expression):
         if (quoted or bare) in available:
             found.add(quoted or bare)
     return found
+
+
+def _unknown_dotted_name(name: str, root: str, available: set[str]) -> DataError:
+    """The error for ``a.b`` when neither ``a.b`` nor ``a`` is a column."""
+    close = difflib.get_close_matches(name, sorted(available), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return DataError(
+        f"Column {name!r} is not in the data, nor is {root!r} (a formula reads {name} as column {root!r} with "
+        f"the attribute {name[len(root) + 1 :]!r}).{hint} A column whose name has a dot can be written as it is "
+        f"or quoted in backticks (`{name}`); check its spelling."
+    )
 
 
 def required_columns(model: ModelFormula, available: Iterable[str] = ()) -> list[str]:

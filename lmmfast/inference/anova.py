@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lmmfast.errors import DataError
+from lmmfast.errors import ArgumentError, DataError
 
 if TYPE_CHECKING:
     from lmmfast.result import LmmResult
 
 
-def anova(*fits: LmmResult) -> pd.DataFrame:
+def anova(*fits: LmmResult, names: Sequence[str] | None = None) -> pd.DataFrame:
     """Compare models by likelihood-ratio tests; REML fits are refitted by ML first, as lme4 does.
+
+    The models are ordered by their number of parameters (a stable sort, as lme4), whatever
+    the order they are given in, and each is tested against the one above it.
 
     Parameters
     ----------
     *fits : LmmResult
-        Two or more fits to the same observations, usually nested, in the order to report.
+        Two or more fits of the same response to the same observations, usually nested.
+    names : sequence of str, optional
+        A label per fit, in the order given (default: their formulas).
 
     Returns
     -------
     pandas.DataFrame
-        One row per model, in order: ``npar, aic, bic, loglik, deviance, chisq, df, p_value``
-        (the test columns compare each model with the one above it).
+        One row per model, indexed by its label, from the fewest parameters to the most:
+        ``npar, aic, bic, loglik, deviance, chisq, df, p_value`` (the test columns compare
+        each model with the one above it).
+
+    Raises
+    ------
+    DataError
+        For models that are not comparable: different responses, different numbers of
+        observations, different data of the same size, or different prior weights.
 
     Examples
     --------
@@ -34,19 +47,18 @@ def anova(*fits: LmmResult) -> pd.DataFrame:
     >>> data = lmmfast.datasets.load("sleepstudy")
     >>> small = lmmfast.lmm("Reaction ~ Days + (1 | Subject)", data, reml=False)
     >>> big = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", data, reml=False)
-    >>> round(float(anova(small, big).loc[1, "chisq"]), 3)
-    42.139
+    >>> table = anova(big, small, names=["slopes", "intercepts"])
+    >>> list(table.index), round(float(table.loc["slopes", "chisq"]), 3)
+    (['intercepts', 'slopes'], 42.139)
     """
     from lmmfast.result import LmmResult
 
     if len(fits) < 2 or not all(isinstance(f, LmmResult) for f in fits):
-        raise DataError("anova needs two or more fitted models (results of lmmfast.lmm).")
-    if len({f.nobs for f in fits}) > 1:
-        raise DataError(
-            "The models were fitted to different numbers of observations "
-            f"({', '.join(str(f.nobs) for f in fits)}); compare models on the same rows."
-        )
-    ml = [f.refit_ml() if f.reml else f for f in fits]
+        raise ArgumentError("anova needs two or more fitted models (results of lmmfast.lmm).")
+    labels = _labels(fits, names)
+    _check_comparable(fits, labels)
+    order = sorted(range(len(fits)), key=lambda i: fits[i].npar)  # sorted() is stable, as R's order()
+    ml = [fits[i].refit_ml() if fits[i].reml else fits[i] for i in order]
     rows = []
     for index, fit in enumerate(ml):
         row = {
@@ -62,7 +74,66 @@ def anova(*fits: LmmResult) -> pd.DataFrame:
         if index:
             previous = ml[index - 1]
             chisq = max(previous.objective - fit.objective, 0.0)
-            df = abs(fit.npar - previous.npar)
+            df = fit.npar - previous.npar
             row.update(chisq=chisq, df=df, p_value=float(stats.chi2.sf(chisq, df)) if df else np.nan)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, index=pd.Index([labels[i] for i in order], name="model"))
+
+
+def _labels(fits: Sequence[LmmResult], names: Sequence[str] | None) -> list[str]:
+    """The row labels: the names given, else the formulas (numbered where two are equal)."""
+    if names is None:
+        labels = [fit.formula for fit in fits]
+        if len(set(labels)) < len(labels):
+            labels = [f"model {i + 1}: {label}" for i, label in enumerate(labels)]
+        return labels
+    if isinstance(names, str) or not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+        raise ArgumentError(f"names must be a list of strings, one per model, got {names!r}.")
+    if len(names) != len(fits):
+        raise ArgumentError(f"names has {len(names)} entries for {len(fits)} models; give one name per model.")
+    if len(set(names)) < len(names):
+        raise ArgumentError(f"names must be distinct, got {list(names)!r}.")
+    return list(names)
+
+
+def _check_comparable(fits: Sequence[LmmResult], labels: Sequence[str]) -> None:
+    """Refuse models whose likelihoods are not of the same data."""
+    if len({f.nobs for f in fits}) > 1:
+        raise DataError(
+            "The models were fitted to different numbers of observations "
+            f"({', '.join(str(f.nobs) for f in fits)}); compare models on the same rows."
+        )
+    first = fits[0]
+    for fit, label in zip(fits[1:], labels[1:]):
+        pair = f"{labels[0]!r} and {label!r}"
+        response_a, response_b = _response_text(first), _response_text(fit)
+        if response_a != response_b:
+            raise DataError(
+                f"The models {pair} have different responses ({response_a!r} and {response_b!r}); likelihoods of "
+                "different responses cannot be compared."
+            )
+        frame_a, frame_b = first.model.model_frame, fit.model.model_frame
+        if frame_a.n_input_rows != frame_b.n_input_rows or not np.array_equal(frame_a.dropped_rows, frame_b.dropped_rows):
+            raise DataError(
+                f"The models {pair} were fitted to different rows of data ({frame_a.n_input_rows} rows with "
+                f"{len(frame_a.dropped_rows)} dropped, against {frame_b.n_input_rows} with {len(frame_b.dropped_rows)} "
+                "dropped); fit both to the same complete cases (drop the rows with missing values first)."
+            )
+        y_a, y_b = first.model.fixed.y, fit.model.fixed.y
+        if not np.array_equal(y_a, y_b):
+            differ = np.flatnonzero(y_a != y_b)
+            raise DataError(
+                f"The models {pair} were fitted to different data of the same size: the response {response_a!r} "
+                f"differs in {differ.size} of {y_a.size} observations (first: observation {int(differ[0])}, "
+                f"{y_a[differ[0]]:g} against {y_b[differ[0]]:g}). Fit both models to the same data."
+            )
+        w_a, w_b = first.model.weights, fit.model.weights
+        if (w_a is None) != (w_b is None) or (w_a is not None and not np.array_equal(w_a, w_b)):
+            raise DataError(
+                f"The models {pair} were fitted with different prior weights; their likelihoods cannot be compared."
+            )
+
+
+def _response_text(fit: LmmResult) -> str:
+    """The response as written, without backticks or spaces (``np.log(Reaction)``)."""
+    return fit.model.formula.response.replace("`", "").replace(" ", "")
