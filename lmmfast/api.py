@@ -221,7 +221,7 @@ def lmm(
     checks: Mapping[str, str] | None = None,
     memory_budget: float | None = None,
     optimizer: str = "auto",
-    REML: bool | None = None,  # noqa: N803 - lme4's spelling, accepted for its users
+    REML: bool | None = None,  # lme4's spelling, accepted for its users
 ) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula language.
 

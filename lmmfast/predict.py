@@ -47,7 +47,7 @@ def predict(fit: LmmResult, newdata: object, *, re: str = "all", new_levels: str
     if new_levels not in NEW_LEVELS:
         raise DataError(f"new_levels must be 'population' or 'error', got {new_levels!r}.")
     model = fit.model
-    available = column_names(newdata)
+    available = set(column_names(newdata))
     # predictors, whose type must be the fit's; grouping columns are labels whatever their type
     predictors = formula_variables(model.formula.fixed, "the fixed part", available)
     grouping: set[str] = set()

@@ -54,3 +54,50 @@ def test_warnings_go_to_stderr(capsys) -> None:
     captured = capsys.readouterr()
     assert "boundary (singular) fit" in captured.out
     assert "lmmfast: warning: Boundary (singular) fit" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("separator", "option"),
+    [(";", []), ("\t", []), ("|", []), (";", ["--sep", ";"]), ("\t", ["--sep", "tab"])],
+    ids=["semicolon detected", "tab detected", "pipe detected", "semicolon given", "tab given"],
+)
+def test_text_files_with_other_separators(tmp_path, capsys, separator, option) -> None:
+    """A semicolon-separated .csv used to be read as one column."""
+    path = tmp_path / "sleep.csv"
+    lmmfast.datasets.load("sleepstudy").to_csv(path, index=False, sep=separator)
+    assert main(["fit", str(path), "Reaction ~ Days + (1 | Subject)", "--ml", "--json", *option]) == 0
+    assert json.loads(capsys.readouterr().out)["objective"] == pytest.approx(1794.07864300523, rel=1e-9)
+
+
+def test_a_separator_of_several_characters_is_refused(tmp_path, capsys) -> None:
+    path = tmp_path / "sleep.csv"
+    lmmfast.datasets.load("sleepstudy").to_csv(path, index=False)
+    assert main(["fit", str(path), "Reaction ~ Days + (1 | Subject)", "--sep", ";;"]) == 2
+    assert "--sep must be one character" in capsys.readouterr().err
+
+
+def test_an_unquoted_formula_gets_a_hint_to_quote_it(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "sleepstudy", "Reaction", "~", "Days"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: ~ Days" in err
+    assert "The formula must be one argument: put it in quotes" in err and "'Reaction' as the formula" in err
+
+
+def test_ddf_chooses_the_summary_columns(capsys) -> None:
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--ddf", "none"]) == 0
+    assert "Pr(>|t|)" not in capsys.readouterr().out
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--ddf", "satterthwaite"]) == 0
+    assert "Pr(>|t|)" in capsys.readouterr().out
+
+
+def test_json_has_p_values_when_asked(capsys) -> None:
+    """lmerTest's Satterthwaite df for sleepstudy's slopes model (17.00 for the intercept)."""
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--json"]) == 0
+    assert "coef_table" not in json.loads(capsys.readouterr().out)
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--json", "--ddf", "satterthwaite"]) == 0
+    table = json.loads(capsys.readouterr().out)["coef_table"]
+    assert [row["name"] for row in table] == ["Intercept", "Days"]
+    assert set(table[0]) == {"name", "estimate", "std_error", "df", "t_value", "p_value"}
+    assert table[0]["df"] == pytest.approx(16.9997, abs=1e-3) and 0 < table[1]["p_value"] < 1e-3

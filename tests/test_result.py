@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import REFERENCE
 
 import lmmfast
 
@@ -103,3 +104,60 @@ def test_summary_shows_satterthwaite_columns_when_cheap(fit) -> None:
     assert "Pr(>|t|)" not in plain
     with pytest.raises(lmmfast.DataError, match="ddf must be"):
         fit.summary(ddf="kenward-roger")
+
+
+def test_repr_is_short_and_str_is_the_summary(fit) -> None:
+    """Typing ``fit`` in a REPL printed 11,775 characters (the optimiser's trace, every fitted value)."""
+    text = repr(fit)
+    assert text.splitlines() == [
+        "<LmmResult: Reaction ~ Days + (Days | Subject)",
+        " REML criterion 1743.628, 180 observations, groups: Subject (18)>",
+    ]
+    assert str(fit) == fit.summary()
+    singular = lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff2"), checks={"singular": "ignore"})
+    assert repr(singular).endswith("groups: Batch (6), boundary (singular) fit>")
+
+
+def test_coef_is_fixed_plus_random_per_level_as_lme4() -> None:
+    """lme4's ``coef()``, built from lme4's own fixef and ranef of the reference fit."""
+    ref = json.loads((REFERENCE / "fits" / "sleepstudy_slopes_reml.json").read_text())
+    fit = lmmfast.lmm(ref["formula"], lmmfast.datasets.load("sleepstudy"))
+    coef = fit.coef
+    assert list(coef) == ["Subject"]
+    table = coef["Subject"]
+    assert list(table.columns) == ["Intercept", "Days"] and table.index.name == "Subject"
+    intercept, slope = ref["fixef"]["estimate"]
+    for row in ref["ranef"]["Subject"]:
+        level = row["level"]
+        assert table.loc[level, "Intercept"] == pytest.approx(intercept + row["(Intercept)"], rel=1e-4)
+        assert table.loc[level, "Days"] == pytest.approx(slope + row["Days"], rel=1e-4)
+
+
+def test_coef_puts_random_only_columns_first_with_a_fixed_part_of_zero() -> None:
+    data = lmmfast.datasets.load("sleepstudy")
+    fit = lmmfast.lmm("Reaction ~ 1 + (Days || Subject)", data)
+    table = fit.coef["Subject"]
+    assert list(table.columns) == ["Days", "Intercept"]
+    np.testing.assert_allclose(table["Days"], fit.ranef["Subject"]["Days"])
+    np.testing.assert_allclose(table["Intercept"], fit.fixef["Intercept"] + fit.ranef["Subject"]["(Intercept)"])
+
+
+def test_singular_footer_points_to_lmmfast_documentation() -> None:
+    fit = lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff2"), checks={"singular": "ignore"})
+    footer = fit.summary().splitlines()[-1]
+    assert footer == "boundary (singular) fit: see help(lmmfast.SingularFitWarning)"
+    assert "simplify" in lmmfast.SingularFitWarning.__doc__
+
+
+def test_satterthwaite_estimate_leaves_out_a_slow_first_evaluation(fit) -> None:
+    """In a fresh process the first evaluation compiles numba's kernels; its seconds made the
+    summary estimate the df at about 9 s on sleepstudy and leave the p-values out."""
+    n = fit.optsummary.n_evals
+    compiling = dataclasses.replace(
+        fit.optsummary, seconds=5.0 + 1e-4 * (n - 1), trace_seconds=np.r_[5.0, np.full(n - 1, 1e-4)]
+    )
+    fresh = dataclasses.replace(fit, optsummary=compiling)
+    assert fresh.optsummary.seconds_per_evaluation == pytest.approx(1e-4)
+    assert "Pr(>|t|)" in fresh.summary()
+    slow = dataclasses.replace(fit, optsummary=dataclasses.replace(compiling, trace_seconds=np.full(n, 0.05)))
+    assert "Satterthwaite df and p-values left out: about 8 s" in slow.summary()

@@ -94,35 +94,27 @@ def check_categories(spec: object, frame: pd.DataFrame, where: str) -> None:
     ...
     lmmfast.errors.DataError: Column 'x' of newdata has a level the fit has not seen ('c', in 1 row); the fixed part knows the levels 'a', 'b'. The model has no estimate for a new level: remove those rows or give them a known level.
     """
-    factors = {str(factor): factor for factor in spec.factor_variables}  # type: ignore[attr-defined]
     for expression, (kind, state) in spec.encoder_state.items():  # type: ignore[attr-defined]
         if str(getattr(kind, "value", kind)) != "categorical":
             continue
-        column = _column_of(expression, factors, frame)
+        column = _column_of(expression, frame)
         if column is None:
-            continue  # an expression of several columns: formulaic's warning is caught below
+            continue  # an expression of several columns: unseen_levels_as_errors catches formulaic's warning
         known = list(state.get("categories", []))
         values = frame[column]
         unseen_rows = ~values.isin(known)
         if not unseen_rows.any():
             continue
         unseen = pd.unique(values[unseen_rows])
-        swapped = {str(v) for v in unseen} <= {str(k) for k in known}
-        hint = (
-            " The values look like the fit's levels of another type (numbers against text): give the "
-            "column the type it had when the model was fitted."
-            if swapped
-            else " The model has no estimate for a new level: remove those rows or give them a known level."
-        )
         count = int(unseen_rows.sum())
         raise DataError(
             f"Column {column!r} of newdata has {'a level' if len(unseen) == 1 else 'levels'} the fit has not seen "
             f"({_shown(unseen)}, in {count} row{'s' if count != 1 else ''}); {where} knows the levels "
-            f"{_shown(known)}.{hint}"
+            f"{_shown(known)}. The model has no estimate for a new level: remove those rows or give them a known level."
         )
 
 
-def _column_of(expression: str, factors: dict[str, object], frame: pd.DataFrame) -> str | None:
+def _column_of(expression: str, frame: pd.DataFrame) -> str | None:
     """The data column whose values are the levels of a categorical factor: the factor itself
     (``Machine``) or the one column inside ``C(...)``; None for anything else."""
     if expression in frame.columns:

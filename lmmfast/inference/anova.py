@@ -113,7 +113,9 @@ def _check_comparable(fits: Sequence[LmmResult], labels: Sequence[str]) -> None:
                 "different responses cannot be compared."
             )
         frame_a, frame_b = first.model.model_frame, fit.model.model_frame
-        if frame_a.n_input_rows != frame_b.n_input_rows or not np.array_equal(frame_a.dropped_rows, frame_b.dropped_rows):
+        if frame_a.n_input_rows != frame_b.n_input_rows or not np.array_equal(
+            frame_a.dropped_rows, frame_b.dropped_rows
+        ):
             raise DataError(
                 f"The models {pair} were fitted to different rows of data ({frame_a.n_input_rows} rows with "
                 f"{len(frame_a.dropped_rows)} dropped, against {frame_b.n_input_rows} with {len(frame_b.dropped_rows)} "
@@ -127,11 +129,16 @@ def _check_comparable(fits: Sequence[LmmResult], labels: Sequence[str]) -> None:
                 f"differs in {differ.size} of {y_a.size} observations (first: observation {int(differ[0])}, "
                 f"{y_a[differ[0]]:g} against {y_b[differ[0]]:g}). Fit both models to the same data."
             )
-        w_a, w_b = first.model.weights, fit.model.weights
-        if (w_a is None) != (w_b is None) or (w_a is not None and not np.array_equal(w_a, w_b)):
+        if not _same_weights(first.model.weights, fit.model.weights):
             raise DataError(
                 f"The models {pair} were fitted with different prior weights; their likelihoods cannot be compared."
             )
+
+
+def _same_weights(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.array_equal(a, b))
 
 
 def _response_text(fit: LmmResult) -> str:

@@ -29,13 +29,14 @@ def reference(sleep: pd.DataFrame) -> lmmfast.LmmResult:
     "convert",
     [
         lambda d: pl.from_pandas(d),
+        lambda d: pl.from_pandas(d).lazy(),
         lambda d: pa.Table.from_pandas(d),
         lambda d: {c: d[c].to_numpy() for c in d.columns},
         lambda d: {c: d[c].tolist() for c in d.columns},
         lambda d: d.astype({"Subject": "category"}),
         lambda d: d.astype({"Subject": str}),
     ],
-    ids=["polars", "pyarrow", "dict-numpy", "dict-lists", "categorical", "string-groups"],
+    ids=["polars", "polars-lazy", "pyarrow", "dict-numpy", "dict-lists", "categorical", "string-groups"],
 )
 def test_every_container_gives_the_same_fit(sleep, reference, convert) -> None:
     fit = lmmfast.lmm(FORMULA, convert(sleep))
@@ -90,3 +91,12 @@ def test_non_string_column_labels_are_matched_by_their_text() -> None:
     selected = build_model_frame(frame, ["y", "g"]).frame
     assert list(selected.columns) == ["y", "g"]
     assert selected.y.tolist() == frame.y.tolist()
+
+
+def test_a_lazy_frame_is_collected_for_the_used_columns_only(sleep) -> None:
+    """A polars LazyFrame failed with AttributeError; its unused columns are not collected."""
+    lazy = pl.from_pandas(sleep.assign(unused=np.nan)).lazy()
+    frame = build_model_frame(lazy, ["Reaction", "Subject"]).frame
+    assert list(frame.columns) == ["Reaction", "Subject"] and len(frame) == 180
+    fit = lmmfast.lmm(FORMULA, lazy)
+    assert fit.predict(pl.from_pandas(sleep).lazy()) == pytest.approx(fit.fitted())

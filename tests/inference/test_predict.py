@@ -54,3 +54,60 @@ def test_bad_prediction_requests(sleep, kwargs, newdata, phrase) -> None:
     fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", sleep)
     with pytest.raises(lmmfast.DataError, match=phrase):
         fit.predict(newdata, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def machines():
+    return lmmfast.datasets.load("machines")
+
+
+@pytest.mark.parametrize(
+    ("formula", "newdata", "column", "unseen", "known"),
+    [
+        ("score ~ Machine + (1 | Worker)", {"Machine": ["D", "A"], "Worker": [1, 2]}, "Machine", "'D'", "'A', 'B', 'C'"),
+        (
+            "score ~ Machine * x + (1 | Worker)",
+            {"Machine": ["A", "E"], "x": [1.0, 2.0], "Worker": [1, 2]},
+            "Machine",
+            "'E'",
+            "'A', 'B', 'C'",
+        ),
+        ("score ~ C(Worker) + (1 | Machine)", {"Worker": [1, 7], "Machine": ["A", "B"]}, "Worker", "7", "1, 2, 3, 4, 5, 6"),
+        (
+            "score ~ 1 + (0 + Machine | Worker)",
+            {"Machine": ["A", "D"], "Worker": [1, 2]},
+            "Machine",
+            "'D'",
+            "'A', 'B', 'C'",
+        ),
+    ],
+    ids=["main effect", "interaction", "C() of numbers", "random slopes on a factor"],
+)
+def test_an_unseen_level_of_a_categorical_predictor_is_an_error(machines, formula, newdata, column, unseen, known) -> None:
+    """formulaic encodes an unseen level as the baseline and only warns: the prediction was
+    Machine A's (53.566) for Machine D."""
+    fit = lmmfast.lmm(formula, machines.assign(x=np.arange(len(machines)) % 3))
+    message = rf"Column '{column}' of newdata has a level the fit has not seen \({unseen}, in 1 row\).*knows the levels {known}\."
+    with pytest.raises(lmmfast.DataError, match=message):
+        fit.predict(newdata)
+
+
+def test_known_levels_still_predict_as_before(machines) -> None:
+    fit = lmmfast.lmm("score ~ Machine + (1 | Worker)", machines)
+    prediction = fit.predict({"Machine": ["C", "A"], "Worker": [1, 99]}, re="none")
+    np.testing.assert_allclose(prediction, [fit.fixef["Intercept"] + fit.fixef["Machine[T.C]"], fit.fixef["Intercept"]])
+
+
+def test_numbers_stored_as_text_in_newdata_are_an_error(sleep) -> None:
+    """Days as text would be read as a categorical factor the fit never saw."""
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", sleep)
+    with pytest.raises(lmmfast.DataError, match=r"Column 'Days' of newdata holds numbers stored as text.*pd\.to_numeric"):
+        fit.predict({"Days": ["1", "2"], "Subject": ["308", "309"]})
+    with pytest.raises(lmmfast.DataError, match="Column 'Days' of newdata is text or categorical"):
+        fit.predict({"Days": ["one", "two"], "Subject": ["308", "309"]})
+
+
+def test_numbers_where_the_fit_had_text_are_an_error(machines) -> None:
+    fit = lmmfast.lmm("score ~ W + (1 | Machine)", machines.assign(W=machines.Worker.astype(str)))
+    with pytest.raises(lmmfast.DataError, match=r"Column 'W' of newdata is numeric \(int64\), but was text or categorical"):
+        fit.predict({"W": [1, 2], "Machine": ["A", "B"]}, re="none")
