@@ -111,3 +111,10 @@ def test_numbers_where_the_fit_had_text_are_an_error(machines) -> None:
     fit = lmmfast.lmm("score ~ W + (1 | Machine)", machines.assign(W=machines.Worker.astype(str)))
     with pytest.raises(lmmfast.DataError, match=r"Column 'W' of newdata is numeric \(int64\), but was text or categorical"):
         fit.predict({"W": [1, 2], "Machine": ["A", "B"]}, re="none")
+
+
+def test_an_unseen_level_of_a_computed_factor_is_an_error(machines) -> None:
+    """A factor computed from a column: formulaic's own warning becomes the error."""
+    fit = lmmfast.lmm('score ~ C(Machine.str.lower()) + (1 | Worker)', machines)
+    with pytest.raises(lmmfast.DataError, match="newdata has levels that the fixed part has not seen.*'d'"):
+        fit.predict({"Machine": ["D"], "Worker": [1]})
