@@ -35,7 +35,6 @@ from lmmfast.errors import (
     ArgumentError,
     BinaryResponseWarning,
     ConvergenceWarning,
-    DataError,
     ModelError,
     RankDeficiencyWarning,
     SingularFitWarning,
@@ -54,6 +53,7 @@ from lmmfast.optimize import (
 from lmmfast.parameters import ThetaLayout
 from lmmfast.result import LmmResult, RandomTermResult
 from lmmfast.start import initial_theta
+from lmmfast.validation import check_bool, check_choice, check_positive_number
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,16 +109,12 @@ def prepare(
     >>> round(prepared.objective(prepared.layout.start), 4)
     319.7924
     """
-    if not isinstance(reml, (bool, np.bool_)):
-        raise DataError(f"reml must be True or False, got {reml!r}.")
-    if memory_budget is not None and (
-        isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget > 0
-    ):
-        raise DataError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}.")
-    if factorization not in FACTORIZATION_METHODS:
-        raise DataError(f"factorization must be 'auto', 'blocked' or 'cholmod', got {factorization!r}.")
+    reml = check_bool("reml", reml)
+    if memory_budget is not None:
+        memory_budget = check_positive_number("memory_budget", memory_budget, "bytes")
+    check_choice("factorization", factorization, FACTORIZATION_METHODS)
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
-        raise DataError(f"weights must be a column name or an array, got {type(weights).__name__}.")
+        raise ArgumentError(f"weights must be a column name or an array, got {type(weights).__name__}.")
     model = parse_formula(formula)
     columns = required_columns(model, column_names(data))
     if isinstance(weights, str) and weights not in columns:
@@ -285,19 +281,17 @@ def lmm(
     """
     began = time.perf_counter()
     if REML is not None:
-        if not isinstance(REML, (bool, np.bool_)):
-            raise ArgumentError(f"REML must be True or False, got {REML!r}.")
+        REML = check_bool("REML", REML)
         if reml is not True and bool(reml) != bool(REML):
             raise ArgumentError(f"reml={reml!r} and REML={REML!r} disagree; give one of them (reml is lmmfast's name).")
         reml = bool(REML)
     actions = resolve_checks(checks)
-    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
-        raise DataError(f"optimizer must be 'auto', 'bobyqa' or 'lbfgsb', got {optimizer!r}.")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     prepared = prepare(
         formula, data, reml=reml, weights=weights, factorization=factorization, memory_budget=memory_budget
     )
     if optimizer == "lbfgsb" and not prepared.objective.has_gradient:
-        raise DataError(
+        raise ArgumentError(
             "optimizer='lbfgsb' needs the analytic gradient, which only the blocked factorisation provides, "
             "and this model takes the CHOLMOD path; use optimizer='bobyqa' or 'auto', or factorization='blocked'."
         )

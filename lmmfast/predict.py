@@ -7,9 +7,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lmmfast.design.data import build_model_frame, column_names
-from lmmfast.design.newdata import check_categories, check_column_types, unseen_levels_as_errors
+from lmmfast.design.newdata import (
+    check_categories,
+    check_column_types,
+    unseen_levels_as_errors,
+)
 from lmmfast.design.variables import formula_variables
 from lmmfast.errors import DataError, LmmfastError
+from lmmfast.validation import check_choice
 
 if TYPE_CHECKING:
     from lmmfast.result import LmmResult
@@ -42,10 +47,8 @@ def predict(fit: LmmResult, newdata: object, *, re: str = "all", new_levels: str
     >>> predict(fit, new).round(1).tolist()
     [253.7, 356.1]
     """
-    if re not in RANDOM_EFFECTS:
-        raise DataError(f"re must be 'all' or 'none', got {re!r}.")
-    if new_levels not in NEW_LEVELS:
-        raise DataError(f"new_levels must be 'population' or 'error', got {new_levels!r}.")
+    check_choice("re", re, RANDOM_EFFECTS)
+    check_choice("new_levels", new_levels, NEW_LEVELS)
     model = fit.model
     available = set(column_names(newdata))
     # predictors, whose type must be the fit's; grouping columns are labels whatever their type

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from lmmfast.convergence import ConvergenceCheck
-from lmmfast.errors import DataError
 from lmmfast.optimize import SINGULAR_TOLERANCE, OptSummary
+from lmmfast.validation import check_choice, check_level
 
 if TYPE_CHECKING:
     from lmmfast.api import PreparedModel
@@ -286,8 +286,8 @@ class LmmResult:
         """
         from scipy import stats
 
-        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-            raise DataError(f"level must be a number between 0 and 1, got {level!r}.")
+        level = check_level(level)
+        method = check_choice("confint method", method, ("wald", "profile", "boot"))
         if method == "profile":
             from lmmfast.inference.profile import profile_intervals
 
@@ -296,8 +296,6 @@ class LmmResult:
             from lmmfast.inference.profile import bootstrap_intervals
 
             return bootstrap_intervals(self, n, level, seed=seed, kind=boot_type, processes=processes)
-        if method != "wald":
-            raise DataError(f"confint method must be 'wald', 'profile' or 'boot', got {method!r}.")
         z = stats.norm.ppf(0.5 + level / 2)
         se = self.stderr.to_numpy()
         return pd.DataFrame({"lower": self.beta - z * se, "upper": self.beta + z * se}, index=list(self.fixef_names))
@@ -309,7 +307,7 @@ class LmmResult:
 
         return profile_traces(self, level, points)
 
-    def refit_ml(self) -> "LmmResult":
+    def refit_ml(self) -> LmmResult:
         """This model refitted by maximum likelihood (itself if it already is), reusing the
         cross-products and the factorisation."""
         if not self.reml:
@@ -330,7 +328,7 @@ class LmmResult:
 
         return simulate(self, nsim, seed)
 
-    def refit(self, y: np.ndarray) -> "LmmResult":
+    def refit(self, y: np.ndarray) -> LmmResult:
         """The same model fitted to a new response (one value per observation used)."""
         from lmmfast.inference.bootstrap import refit
 
@@ -349,11 +347,9 @@ class LmmResult:
     def residuals(self, type: str = "response") -> np.ndarray:
         """Residuals of the observations used: ``"response"`` (y − fitted) or ``"pearson"``
         (scaled by √w, as lme4)."""
-        if type == "response":
+        if check_choice("residual type", type, ("response", "pearson")) == "response":
             return self.model.fixed.y - self.fitted_values
-        if type == "pearson":
-            return self.scaled_residuals * self.sigma
-        raise DataError(f"residual type must be 'response' or 'pearson', got {type!r}.")
+        return self.scaled_residuals * self.sigma
 
     # --- output ---------------------------------------------------------------------------------
     def summary(self, ddf: str = "auto") -> str:
@@ -389,7 +385,7 @@ class LmmResult:
             "formula": self.formula,
             "criterion": self.criterion,
             "nobs": self.nobs,
-            "n_dropped": int(len(self.dropped_rows)),
+            "n_dropped": len(self.dropped_rows),
             "ngrps": self.ngrps,
             "objective": self.objective,
             "loglik": self.loglik,

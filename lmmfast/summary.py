@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lmmfast.validation import check_choice
+
 if TYPE_CHECKING:
     from lmmfast.result import LmmResult
 
@@ -65,6 +67,9 @@ def _random_effects(fit: LmmResult) -> list[str]:
         header, rows = header[:4], [r[:4] for r in rows]
     return [" " + line for line in _table(header, rows, {0, 1, 4})]
 
+
+#: The ``ddf`` a summary takes.
+DDF_METHODS = ("auto", "satterthwaite", "none")
 
 #: ``ddf="auto"`` adds Satterthwaite columns when they should take less than this (seconds),
 #: judged from the optimiser's time per evaluation.
@@ -172,10 +177,7 @@ def format_summary(fit: LmmResult, ddf: str = "auto") -> str:
         lines.append(f"Fixed-effect columns dropped as rank deficient: {', '.join(fit.dropped_columns)}")
     lines.append("")
     lines.append("Fixed effects:")
-    if ddf not in ("auto", "satterthwaite", "none"):
-        from lmmfast.errors import DataError
-
-        raise DataError(f"ddf must be 'auto', 'satterthwaite' or 'none', got {ddf!r}.")
+    check_choice("ddf", ddf, DDF_METHODS)
     satterthwaite = ddf == "satterthwaite" or (ddf == "auto" and _satterthwaite_cost(fit) < AUTO_DDF_SECONDS)
     lines.extend(_fixed_effects(fit, satterthwaite and len(fit.beta) > 0))
     if ddf == "auto" and not satterthwaite and len(fit.beta):

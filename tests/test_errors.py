@@ -59,19 +59,19 @@ BAD_INPUTS = [
     ("duplicated columns", F, lambda: pd.concat([_sleep(), _sleep()[["Days"]]], axis=1), {}, DataError, "more than one column named 'Days'"),
     ("not a data frame", F, lambda: [[1, 2, 3]], {}, DataError, "pandas or polars DataFrame"),
     ("formula not a string", 3, _sleep, {}, FormulaError, "must be a string"),
-    ("reml not a bool", F, _sleep, {"reml": "yes"}, DataError, "reml must be True or False"),
+    ("reml not a bool", F, _sleep, {"reml": "yes"}, ArgumentError, "reml must be True or False"),
     ("REML not a bool", F, _sleep, {"REML": "no"}, ArgumentError, "REML must be True or False"),
     ("reml and REML disagree", F, _sleep, {"reml": False, "REML": True}, ArgumentError, "reml=False and REML=True disagree"),
     ("negative weights", F, _sleep, {"weights": -np.ones(180)}, DataError, "must be positive"),
     ("weights of wrong length", F, _sleep, {"weights": np.ones(5)}, DataError, "one value per row"),
     ("unknown weights column", F, _sleep, {"weights": "wt"}, DataError, "'wt' is not in the data"),
     ("string weights column", F, lambda: _with(w="heavy"), {"weights": "w"}, DataError, "must be numeric"),
-    ("weights of wrong type", F, _sleep, {"weights": 3.0}, DataError, "column name or an array"),
-    ("unknown optimizer", F, _sleep, {"optimizer": "newton"}, DataError, "optimizer must be 'auto', 'bobyqa' or 'lbfgsb'"),
-    ("optimizer not a string", F, _sleep, {"optimizer": 1}, DataError, "optimizer must be 'auto', 'bobyqa' or 'lbfgsb'"),
+    ("weights of wrong type", F, _sleep, {"weights": 3.0}, ArgumentError, "column name or an array"),
+    ("unknown optimizer", F, _sleep, {"optimizer": "newton"}, ArgumentError, "optimizer must be 'auto', 'bobyqa' or 'lbfgsb'"),
+    ("optimizer not a string", F, _sleep, {"optimizer": 1}, ArgumentError, "optimizer must be 'auto', 'bobyqa' or 'lbfgsb'"),
     (
         "gradient optimizer on the CHOLMOD path", F, _sleep, {"optimizer": "lbfgsb", "factorization": "cholmod"},
-        DataError, "only the blocked factorisation provides",
+        ArgumentError, "only the blocked factorisation provides",
     ),
 ]
 
@@ -103,7 +103,7 @@ def test_missing_values_in_any_container_drop_the_row(make_data) -> None:
 
 
 def test_hierarchy() -> None:
-    for cls in (lmmfast.FormulaError, lmmfast.DataError, lmmfast.ModelError):
+    for cls in (lmmfast.ArgumentError, lmmfast.FormulaError, lmmfast.DataError, lmmfast.ModelError):
         assert issubclass(cls, lmmfast.LmmfastError) and issubclass(cls, ValueError)
     assert issubclass(lmmfast.MemoryBudgetError, lmmfast.LmmfastError)
     for cls in (lmmfast.ConvergenceWarning, lmmfast.SingularFitWarning, lmmfast.RankDeficiencyWarning):

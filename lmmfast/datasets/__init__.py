@@ -28,7 +28,7 @@ from importlib import resources
 import pandas as pd
 
 from lmmfast.datasets.simulate import simulate_crossed
-from lmmfast.errors import DataError
+from lmmfast.errors import ArgumentError
 
 __all__ = ["load", "names", "simulate_crossed"]
 
@@ -62,11 +62,11 @@ def load(name: str) -> pd.DataFrame:
     (180, 3)
     """
     if not isinstance(name, str):
-        raise DataError(f"Dataset name must be a string, got {type(name).__name__}.")
+        raise ArgumentError(f"Dataset name must be a string, got {type(name).__name__}.")
     available = names()
     key = name.lower()
     if key not in available:
-        raise DataError(f"No bundled dataset {name!r}; available: {', '.join(available)}.")
+        raise ArgumentError(f"No bundled dataset {name!r}; available: {', '.join(available)}.")
     with resources.files(__package__).joinpath(f"{key}.csv").open("rb") as handle:
         frame = pd.read_csv(handle)
     frame.attrs["name"] = key

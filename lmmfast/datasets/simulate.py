@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lmmfast.errors import DataError
-
-
-def _check_count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise DataError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+from lmmfast.errors import ArgumentError
+from lmmfast.validation import check_count
 
 
 def simulate_crossed(
@@ -53,12 +48,12 @@ def simulate_crossed(
     >>> data.shape, data.subj.nunique(), data.item.nunique() <= 40
     ((1000, 5), 50, True)
     """
-    n_subjects = _check_count("n_subjects", n_subjects, 2)
-    n_items = _check_count("n_items", n_items, 2)
-    items_per_subject = _check_count("items_per_subject", items_per_subject, 1)
-    trials_per_item = _check_count("trials_per_item", trials_per_item, 1)
+    n_subjects = check_count("n_subjects", n_subjects, 2)
+    n_items = check_count("n_items", n_items, 2)
+    items_per_subject = check_count("items_per_subject", items_per_subject, 1)
+    trials_per_item = check_count("trials_per_item", trials_per_item, 1)
     if items_per_subject > n_items:
-        raise DataError(f"items_per_subject ({items_per_subject}) cannot exceed n_items ({n_items}).")
+        raise ArgumentError(f"items_per_subject ({items_per_subject}) cannot exceed n_items ({n_items}).")
     rng = np.random.default_rng(seed)
     items = np.empty((n_subjects, items_per_subject), dtype=np.int64)
     chunk = max(1, 4_000_000 // n_items)

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from lmmfast.crossprod import CrossProducts
-from lmmfast.errors import DataError, MemoryBudgetError
+from lmmfast.errors import MemoryBudgetError
 from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
 from lmmfast.factor.merge import merge_terms
 from lmmfast.parameters import ThetaLayout
+from lmmfast.validation import check_choice
 
 METHODS = ("auto", "blocked", "cholmod")
 
@@ -118,8 +119,7 @@ def make_factor(
     MemoryBudgetError
         With the memory needed, the budget, and what to do instead.
     """
-    if method not in METHODS:
-        raise DataError(f"factorization must be one of {', '.join(map(repr, METHODS))}, got {method!r}.")
+    check_choice("factorization", method, METHODS)
     budget = default_memory_budget() if memory_budget is None else memory_budget
     merged = None if merge_keys is None else merge_terms(cp, layout, merge_keys)
     blocked_cp = cp if merged is None else merged.cross_products

@@ -21,6 +21,7 @@ from lmmfast.errors import DataError
 from lmmfast.factor import BlockedFactor
 from lmmfast.objective import ProfiledObjective
 from lmmfast.optimize import OptSummary
+from lmmfast.validation import check_count
 
 if TYPE_CHECKING:
     from lmmfast.result import LmmResult
@@ -36,8 +37,7 @@ def simulate(fit: LmmResult, nsim: int = 1, seed: int | np.random.SeedSequence |
     >>> simulate(fit, 2, seed=1).shape
     (180, 2)
     """
-    if isinstance(nsim, bool) or not isinstance(nsim, (int, np.integer)) or nsim < 1:
-        raise DataError(f"nsim must be a positive integer, got {nsim!r}.")
+    nsim = check_count("nsim", nsim)
     rng = np.random.default_rng(seed)
     model = fit.model
     n = len(model.fixed.y)
@@ -167,10 +167,8 @@ def bootstrap(
     """
     from tqdm.auto import tqdm
 
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise DataError(f"n must be a positive integer, got {n!r}.")
-    if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) or processes < 1:
-        raise DataError(f"processes must be a positive integer, got {processes!r}.")
+    n = check_count("n", n)
+    processes = check_count("processes", processes)
     from lmmfast.api import _assemble
 
     seeds = np.random.SeedSequence(seed).spawn(int(n))

@@ -22,9 +22,9 @@ import pandas as pd
 from scipy import stats
 from scipy.optimize import brentq
 
-from lmmfast.errors import DataError
 from lmmfast.inference.satterthwaite import deviance_at
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
+from lmmfast.validation import check_choice, check_count, check_level
 
 if TYPE_CHECKING:
     from lmmfast.result import LmmResult
@@ -194,8 +194,7 @@ def profile_intervals(fit: LmmResult, level: float = 0.95) -> pd.DataFrame:
     >>> profile_intervals(fit).round(2).loc["sigma"].tolist()
     [38.23, 67.66]
     """
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise DataError(f"level must be a number between 0 and 1, got {level!r}.")
+    level = check_level(level)
     profiler = _Profiler(fit)
     z = float(stats.norm.ppf(0.5 + level / 2))
     rows: dict[str, tuple[float, float]] = {}
@@ -239,8 +238,7 @@ def profile_traces(fit: LmmResult, level: float = 0.99, points: int = 9) -> pd.D
     >>> trace[trace.parameter == "sigma"].zeta.round(2).tolist()
     [-2.58, -0.59, 0.78, 1.79, 2.58]
     """
-    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 3:
-        raise DataError(f"points must be an integer >= 3, got {points!r}.")
+    points = check_count("points", points, minimum=3)
     intervals = profile_intervals(fit, level)
     profiler = _Profiler(fit)
     frames = []
@@ -276,10 +274,8 @@ def bootstrap_intervals(
     """
     from lmmfast.inference.bootstrap import bootstrap
 
-    if kind not in ("percentile", "shortest"):
-        raise DataError(f"kind must be 'percentile' or 'shortest', got {kind!r}.")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise DataError(f"level must be a number between 0 and 1, got {level!r}.")
+    kind = check_choice("kind", kind, ("percentile", "shortest"))
+    level = check_level(level)
     replicates = bootstrap(fit, n, seed=seed, processes=processes)
     scale = _SigmaScale(fit)
     theta = replicates[list(fit.theta_names)].to_numpy()

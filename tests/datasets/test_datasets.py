@@ -17,7 +17,7 @@ def test_every_reference_dataset_is_bundled() -> None:
 
 
 def test_unknown_dataset_lists_the_available_ones() -> None:
-    with pytest.raises(lmmfast.DataError, match="available: cake"):
+    with pytest.raises(lmmfast.ArgumentError, match="available: cake"):
         load("iris")
 
 
@@ -49,5 +49,5 @@ def test_simulated_design_recovers_its_parameters() -> None:
     [((1, 10, 5), "n_subjects must be"), ((10, 10, 11), "cannot exceed n_items"), ((10, 10, 0), "items_per_subject must be")],
 )
 def test_simulation_arguments_are_validated(args, phrase) -> None:
-    with pytest.raises(lmmfast.DataError, match=phrase):
+    with pytest.raises(lmmfast.ArgumentError, match=phrase):
         simulate_crossed(*args)

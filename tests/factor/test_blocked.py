@@ -112,7 +112,7 @@ def test_crossed_design_chooses_blocked_and_deep_nesting_chooses_cholmod() -> No
 
 
 def test_unknown_factorization_is_rejected() -> None:
-    with pytest.raises(lmmfast.DataError, match="factorization must be"):
+    with pytest.raises(lmmfast.ArgumentError, match="factorization must be"):
         lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"), factorization="qr")
 
 

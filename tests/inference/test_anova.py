@@ -57,9 +57,9 @@ def test_wald_intervals(sleep) -> None:
     ci = fit.confint()
     assert list(ci.columns) == ["lower", "upper"] and list(ci.index) == ["Intercept", "Days"]
     assert ci.loc["Days", "lower"] == pytest.approx(fit.fixef["Days"] - 1.959963984540054 * fit.stderr["Days"])
-    with pytest.raises(lmmfast.DataError, match="confint method must be"):
+    with pytest.raises(lmmfast.ArgumentError, match="confint method must be"):
         fit.confint(method="bayes")
-    with pytest.raises(lmmfast.DataError, match="between 0 and 1"):
+    with pytest.raises(lmmfast.ArgumentError, match="between 0 and 1"):
         fit.confint(level=95)
 
 
@@ -67,7 +67,7 @@ def test_fitted_and_residuals_add_up(sleep) -> None:
     fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", sleep)
     np.testing.assert_allclose(fit.fitted() + fit.residuals(), sleep.Reaction)
     np.testing.assert_allclose(fit.residuals("pearson"), fit.residuals())
-    with pytest.raises(lmmfast.DataError, match="residual type"):
+    with pytest.raises(lmmfast.ArgumentError, match="residual type"):
         fit.residuals("deviance")
 
 

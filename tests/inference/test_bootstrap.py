@@ -56,15 +56,15 @@ def test_bootstrap_is_reproducible_serially_and_in_parallel(fit) -> None:
 
 
 @pytest.mark.parametrize(
-    ("call", "phrase"),
+    ("call", "error", "phrase"),
     [
-        (lambda f: f.simulate(0), "nsim must be a positive integer"),
-        (lambda f: f.bootstrap(0), "n must be a positive integer"),
-        (lambda f: f.bootstrap(2, processes=0), "processes must be a positive integer"),
-        (lambda f: f.refit(np.ones(3)), "one value per observation"),
-        (lambda f: f.refit(np.full(180, np.nan)), "missing or infinite"),
+        (lambda f: f.simulate(0), lmmfast.ArgumentError, "nsim must be a positive integer"),
+        (lambda f: f.bootstrap(0), lmmfast.ArgumentError, "n must be a positive integer"),
+        (lambda f: f.bootstrap(2, processes=0), lmmfast.ArgumentError, "processes must be a positive integer"),
+        (lambda f: f.refit(np.ones(3)), lmmfast.DataError, "one value per observation"),
+        (lambda f: f.refit(np.full(180, np.nan)), lmmfast.DataError, "missing or infinite"),
     ],
 )
-def test_bad_arguments(fit, call, phrase) -> None:
-    with pytest.raises(lmmfast.DataError, match=phrase):
+def test_bad_arguments(fit, call, error, phrase) -> None:
+    with pytest.raises(error, match=phrase):
         call(fit)

@@ -41,18 +41,18 @@ def test_population_level_and_new_levels(sleep) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "newdata", "phrase"),
+    ("kwargs", "newdata", "error", "phrase"),
     [
-        ({"re": "some"}, {"Days": [1.0], "Subject": ["308"]}, "re must be"),
-        ({"new_levels": "zero"}, {"Days": [1.0], "Subject": ["308"]}, "new_levels must be"),
-        ({}, {"Subject": ["308"]}, "'Days' is not in the data"),
-        ({}, {"Days": [np.nan], "Subject": ["308"]}, "missing value"),
-        ({}, {"Days": [np.nan, 1.0], "Subject": ["308", "308"]}, "newdata has missing values in 1 rows"),
+        ({"re": "some"}, {"Days": [1.0], "Subject": ["308"]}, lmmfast.ArgumentError, "re must be 'all' or 'none'"),
+        ({"new_levels": "zero"}, {"Days": [1.0], "Subject": ["308"]}, lmmfast.ArgumentError, "new_levels must be"),
+        ({}, {"Subject": ["308"]}, lmmfast.DataError, "'Days' is not in the data"),
+        ({}, {"Days": [np.nan], "Subject": ["308"]}, lmmfast.DataError, "missing value"),
+        ({}, {"Days": [np.nan, 1.0], "Subject": ["308", "308"]}, lmmfast.DataError, "newdata has missing values in 1 rows"),
     ],
 )
-def test_bad_prediction_requests(sleep, kwargs, newdata, phrase) -> None:
+def test_bad_prediction_requests(sleep, kwargs, newdata, error, phrase) -> None:
     fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", sleep)
-    with pytest.raises(lmmfast.DataError, match=phrase):
+    with pytest.raises(error, match=phrase):
         fit.predict(newdata, **kwargs)
 
 

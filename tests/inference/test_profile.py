@@ -71,5 +71,5 @@ def test_bootstrap_intervals_cover_the_estimates_and_are_reproducible() -> None:
     assert np.all((shortest.upper - shortest.lower) <= (percentile.upper - percentile.lower) + 1e-12)
     assert percentile.loc["Days", "lower"] < fit.fixef["Days"] < percentile.loc["Days", "upper"]
     assert percentile.equals(fit.confint(method="boot", n=60, seed=4))
-    with pytest.raises(lmmfast.DataError, match="'percentile' or 'shortest'"):
+    with pytest.raises(lmmfast.ArgumentError, match="'percentile' or 'shortest'"):
         fit.confint(method="boot", n=5, boot_type="bca")
