@@ -18,6 +18,7 @@ _request_short_idle_spin(_os.environ, _sys.modules)
 from lmmfast import datasets
 from lmmfast._version import __version__
 from lmmfast.api import lmm
+from lmmfast.control import Control
 from lmmfast.errors import (
     ArgumentError,
     BinaryResponseWarning,
@@ -34,13 +35,14 @@ from lmmfast.errors import (
     SingularFitError,
     SingularFitWarning,
 )
+from lmmfast.fitted import LmmResult
 from lmmfast.inference import anova
-from lmmfast.result import LmmResult
 
 __all__ = [
     "__version__",
     "lmm",
     "anova",
+    "Control",
     "LmmResult",
     "datasets",
     "LmmfastError",

@@ -18,7 +18,7 @@ from lmmfast import datasets
 from lmmfast._version import __version__
 from lmmfast.api import lmm
 from lmmfast.errors import DataError, LmmfastError
-from lmmfast.result import LmmResult
+from lmmfast.fitted import LmmResult
 
 #: The separators a text file's first lines are searched for when ``--sep`` is not given.
 DETECTED_SEPARATORS = ",;\t|"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmmfast.control import Control
 from lmmfast.parameters import ThetaLayout
 
 
@@ -51,8 +52,12 @@ class ConvergenceCheck:
     n_evals: int
 
 
-#: A Newton step that would still lower the deviance by more than this means "not converged".
-DECREASE_TOLERANCE = 1e-3
+#: Finite-difference steps are this fraction of |θᵢ| (at least this absolute).
+DIFFERENCE_STEP = 1e-4
+
+
+def _step(value: float) -> float:
+    return DIFFERENCE_STEP * max(1.0, abs(value))
 
 
 def _check_quasi_newton(
@@ -62,6 +67,7 @@ def _check_quasi_newton(
     free: np.ndarray,
     gradient: np.ndarray,
     inverse_hessian: np.ndarray,
+    tolerance: float,
 ) -> ConvergenceCheck:
     gradient = np.asarray(gradient, dtype=np.float64)
     problems: list[str] = []
@@ -73,13 +79,13 @@ def _check_quasi_newton(
         decrease = 0.5 * float(gradient[free] @ np.linalg.lstsq(hessian, gradient[free], rcond=None)[0])
     evals = 0
     for i in np.flatnonzero(~free):
-        step = 1e-4 * max(1.0, abs(theta[i]))
+        step = _step(theta[i])
         up = theta.copy()
         up[i] += step
         evals += 1
-        if (objective(up) - value) / step < -DECREASE_TOLERANCE / step:
+        if (objective(up) - value) / step < -tolerance / step:
             problems.append(f"θ[{i}] sits on the boundary although the objective falls away from it")
-    if not 0.0 <= decrease <= DECREASE_TOLERANCE:
+    if not 0.0 <= decrease <= tolerance:
         problems.append(f"a quasi-Newton step would still lower the objective by {decrease:.2g}")
     return ConvergenceCheck(
         gradient=gradient,
@@ -98,11 +104,14 @@ def check_convergence(
     theta: np.ndarray,
     value: float,
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None,
+    tolerance: float = Control().convergence_tolerance,
 ) -> ConvergenceCheck:
     """Check the optimum by central differences (2 evaluations per θ) or, when
     ``quasi_newton`` = (analytic gradient, inverse-Hessian approximation) at ``theta`` is
     given, by the Newton decrease over the θ off the boundary, ½ g'H⁻¹g, with no evaluation
-    but one forward difference per θ on the boundary.
+    but one forward difference per θ on the boundary. The optimum fails the check when a
+    Newton step would still lower the objective by more than ``tolerance``
+    (:attr:`lmmfast.control.Control.convergence_tolerance`).
 
     Examples
     --------
@@ -115,21 +124,21 @@ def check_convergence(
     m = len(theta)
     free = ~(layout.is_diagonal & (theta == 0.0))
     if quasi_newton is not None:
-        return _check_quasi_newton(objective, theta, value, free, *quasi_newton)
+        return _check_quasi_newton(objective, theta, value, free, *quasi_newton, tolerance)
     gradient = np.full(m, np.nan)
     curvature = np.full(m, np.nan)
     evals = 0
     problems: list[str] = []
     decrease = 0.0
     for i in range(m):
-        step = 1e-4 * max(1.0, abs(theta[i]))
+        step = _step(theta[i])
         up = theta.copy()
         up[i] += step
         f_up = objective(up)
         evals += 1
         if not free[i]:
             gradient[i] = (f_up - value) / step
-            if gradient[i] < -DECREASE_TOLERANCE / step:
+            if gradient[i] < -tolerance / step:
                 problems.append(f"θ[{i}] sits on the boundary although the objective falls away from it")
             continue
         down = theta.copy()
@@ -140,9 +149,9 @@ def check_convergence(
         curvature[i] = (f_up - 2 * value + f_down) / step**2
         if curvature[i] > 0:
             decrease += gradient[i] ** 2 / (2 * curvature[i])
-        elif min(f_up, f_down) < value - DECREASE_TOLERANCE:
+        elif min(f_up, f_down) < value - tolerance:
             problems.append(f"the objective still falls along θ[{i}]")
-    if decrease > DECREASE_TOLERANCE:
+    if decrease > tolerance:
         problems.append(f"a Newton step would still lower the objective by {decrease:.2g}")
     return ConvergenceCheck(
         gradient=gradient,

@@ -8,7 +8,7 @@ Everything the optimiser needs afterwards lives here; nothing later touches the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -82,6 +82,33 @@ class CrossProducts:
     def p(self) -> int:
         """Number of fixed-effects columns."""
         return self.XytXy.shape[0] - 1
+
+    def with_response(
+        self, terms: Sequence[RandomTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+    ) -> CrossProducts:
+        """The cross-products of the same Z and X with a new response ``y``: Z'y, X'y and y'y
+        are formed again (one pass over the rows), everything else is shared.
+
+        Examples
+        --------
+        >>> from lmmfast.design.random import RandomTerm
+        >>> t = RandomTerm("g", ("(Intercept)",), np.array(["a", "b"]), np.array([0, 0, 1]), np.ones((3, 1)))
+        >>> cp = form_cross_products([t], np.ones((3, 1)), np.array([1.0, 2.0, 3.0]))
+        >>> cp.with_response([t], np.ones((3, 1)), np.array([0.0, 1.0, 1.0])).ZtXy.tolist()
+        [[2.0, 1.0], [1.0, 1.0]]
+        """
+        root = np.sqrt(weights) if weights is not None else np.ones(len(y))
+        wy = (np.asarray(y, dtype=np.float64) * root)[:, None]
+        ZtXy = self.ZtXy.copy()
+        ZtXy[:, -1] = 0.0
+        for index, term in enumerate(terms):
+            start = int(self.column_offsets[index])
+            view = ZtXy[start : start + term.n_levels * term.k, -1:].reshape(term.n_levels, term.k, 1)
+            accumulate_outer(term.codes, term.values * root[:, None], wy, view)
+        XytXy = self.XytXy.copy()
+        XytXy[:-1, -1] = XytXy[-1, :-1] = (X * root[:, None]).T @ wy[:, 0]
+        XytXy[-1, -1] = float(wy[:, 0] @ wy[:, 0])
+        return replace(self, ZtXy=ZtXy, XytXy=XytXy)
 
 
 @numba.njit(cache=True, nogil=True)

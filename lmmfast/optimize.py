@@ -17,10 +17,10 @@ import nlopt
 import numpy as np
 from scipy.optimize import minimize
 
+from lmmfast.control import OPTIMIZERS, Control
 from lmmfast.parameters import ThetaLayout
 
-#: lme4's ``isSingular`` tolerance: a template diagonal below this counts as zero.
-SINGULAR_TOLERANCE = 1e-4
+__all__ = ["OPTIMIZERS", "OptSummary", "choose_optimizer", "gradient_for", "optimize_theta"]
 
 _RESULT_NAMES = {
     nlopt.SUCCESS: "SUCCESS",
@@ -54,8 +54,8 @@ class OptSummary:
         True when the optimiser stopped on a tolerance.
     snapped : tuple of int
         Indices of θ set exactly to zero on the boundary after the optimiser stopped.
-    ftol_abs, xtol_abs, ftol_rel, maxeval : float or int
-        The stopping rules used.
+    control : Control
+        The settings the fit used (tolerances, limits, optimiser as asked for).
     trace_theta : numpy.ndarray, shape (n_evals, len(θ))
     trace_objective : numpy.ndarray, shape (n_evals,)
         Every point the optimiser evaluated, in order (the fit log). L-BFGS-B searches
@@ -80,10 +80,7 @@ class OptSummary:
     return_code: str
     converged: bool
     snapped: tuple[int, ...]
-    ftol_abs: float
-    xtol_abs: float
-    ftol_rel: float
-    maxeval: int
+    control: Control
     trace_theta: np.ndarray
     trace_objective: np.ndarray
     trace_seconds: np.ndarray
@@ -98,8 +95,6 @@ class OptSummary:
         estimate of an evaluation without it."""
         return float(np.median(self.trace_seconds)) if self.trace_seconds.size else 0.0
 
-
-OPTIMIZERS = ("auto", "bobyqa", "lbfgsb")
 
 #: L-BFGS-B is chosen automatically from this many θ on ...
 GRADIENT_MIN_THETA = 6
@@ -233,18 +228,23 @@ def _indistinguishable(x: np.ndarray, known: tuple[np.ndarray, float, np.ndarray
     return bool(abs(float(gradient @ step)) <= OBJECTIVE_ROUNDING * max(1.0, abs(value)))
 
 
+#: Snapping a template diagonal to 0 is kept when it raises the objective by at most this
+#: fraction of it (rounding).
+SNAP_ROUNDING = 1e-10
+
+
 def _snap_to_boundary(
-    recorder: _Recorder, layout: ThetaLayout, theta: np.ndarray, value: float
+    recorder: _Recorder, layout: ThetaLayout, theta: np.ndarray, value: float, tolerance: float
 ) -> tuple[np.ndarray, float, tuple[int, ...]]:
-    """Set near-zero template diagonals to exactly 0 when that does not raise the objective
-    (beyond rounding), one at a time from the smallest."""
+    """Set template diagonals below ``tolerance`` to exactly 0 when that does not raise the
+    objective (beyond rounding), one at a time from the smallest."""
     snapped: list[int] = []
-    candidates = np.flatnonzero(layout.is_diagonal & (theta > 0.0) & (theta < SINGULAR_TOLERANCE))
+    candidates = np.flatnonzero(layout.is_diagonal & (theta > 0.0) & (theta < tolerance))
     for index in candidates[np.argsort(theta[candidates])]:
         trial = theta.copy()
         trial[index] = 0.0
         trial_value = recorder(trial, np.empty(0))
-        if trial_value <= value + 1e-10 * max(1.0, abs(value)):
+        if trial_value <= value + SNAP_ROUNDING * max(1.0, abs(value)):
             theta, value = trial, min(value, trial_value)
             snapped.append(int(index))
     return theta, value, tuple(snapped)
@@ -300,6 +300,21 @@ FIRST_STEP_PROBE = 0.1
 
 #: L-BFGS-B's first step is kept within these lengths.
 FIRST_STEP_RANGE = (1e-3, 1.0)
+
+#: L-BFGS-B also stops when its projected gradient (in θ) falls below this.
+PROJECTED_GRADIENT_TOLERANCE = 1e-6
+
+#: Corrections L-BFGS-B keeps for its inverse-Hessian approximation.
+LBFGSB_MEMORY = 20
+
+#: Evaluations L-BFGS-B's run takes before its own: the start and the first-step probe.
+LBFGSB_SETUP_EVALUATIONS = 2
+
+
+def _bobyqa_model_size(m: int) -> int:
+    """Evaluations BOBYQA needs to build its first quadratic model of m variables (2m + 1):
+    a run or restart with fewer left would stop before its first step."""
+    return 2 * m + 1
 
 
 def _first_step_length(recorder: _Recorder, x0: np.ndarray, value: float, gradient: np.ndarray) -> float:
@@ -368,8 +383,8 @@ def _lbfgsb(recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: in
         # applies to φ's gradient, step times θ's
         options={
             "ftol": max(ftol_abs / max(1.0, abs(scale)), RELATIVE_FTOL_FLOOR),
-            "gtol": 1e-6 * step,
-            "maxcor": 20,
+            "gtol": PROJECTED_GRADIENT_TOLERANCE * step,
+            "maxcor": LBFGSB_MEMORY,
             "maxfun": max(1, maxeval),
             "maxiter": max(1, maxeval),
         },
@@ -414,12 +429,7 @@ def optimize_theta(
     *,
     start: np.ndarray | None = None,
     value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
-    ftol_abs: float = 1e-8,
-    ftol_rel: float = 0.0,
-    xtol_abs: float = 1e-8,
-    maxeval: int = 100_000,
-    restart_step: float = 1e-2,
-    max_restarts: int = 2,
+    control: Control | None = None,
 ) -> OptSummary:
     """Minimise ``objective`` over θ with lme4's bounds and tolerances: by L-BFGS-B when
     ``value_and_gradient`` is given, else by BOBYQA.
@@ -432,7 +442,7 @@ def optimize_theta(
     by more than ``SETTLED_DECREASE``, BOBYQA carries on from its best point. BOBYQA can stop
     early on the flat objectives of models with many variance parameters; after it stops it
     is restarted from its best point with a small initial step, for as long as a restart
-    improves the objective by more than ``ftol_abs`` (at most ``max_restarts`` times). On
+    improves the objective by more than ``ftol_abs`` (at most ``control.restarts`` times). On
     lme4's reference cases this reaches an objective at least as low as lme4's for about
     10–20 extra evaluations.
 
@@ -446,10 +456,9 @@ def optimize_theta(
         Starting θ; lme4's identity templates by default.
     value_and_gradient : callable, optional
         θ ↦ (criterion, gradient); selects L-BFGS-B.
-    ftol_abs, ftol_rel, xtol_abs, maxeval
-        NLopt stopping rules (lme4's ``nloptwrap`` defaults).
-    restart_step, max_restarts
-        Initial step and number of the polishing restarts.
+    control : Control, optional
+        Tolerances, the evaluation limit, the restarts and the boundary tolerance
+        (:class:`lmmfast.control.Control`'s defaults: lme4's ``nloptwrap``).
 
     Returns
     -------
@@ -462,18 +471,22 @@ def optimize_theta(
     >>> round(float(summary.final[0]), 6), summary.converged
     (2.0, True)
     """
+    control = Control() if control is None else control
+    ftol_abs, maxeval, restart_step = control.ftol_abs, control.max_evaluations, control.restart_step
     lower = layout.lower_bounds
     x0 = layout.start if start is None else np.asarray(start, dtype=np.float64).copy()
     x0 = np.maximum(x0, lower)
     recorder = _Recorder(objective, value_and_gradient)
     began = time.perf_counter()
     initial_value = recorder.with_gradient(x0)[0] if value_and_gradient is not None else recorder(x0, np.empty(0))
-    rules = dict(ftol_abs=ftol_abs, xtol_abs=xtol_abs, ftol_rel=ftol_rel)
+    rules = {"ftol_abs": ftol_abs, "xtol_abs": control.xtol_abs, "ftol_rel": control.ftol_rel}
     algorithm = "NLOPT_LN_BOBYQA"
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     if value_and_gradient is not None:
         algorithm = "L-BFGS-B"
-        result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval - 2, scale=initial_value)
+        result = _lbfgsb(
+            recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval - LBFGSB_SETUP_EVALUATIONS, scale=initial_value
+        )
         return_code, converged = result.message, result.success
         if not converged and _settled(result):
             converged = True
@@ -489,7 +502,7 @@ def optimize_theta(
             signs = np.where(layout.canonical(recorder.best_x) == recorder.best_x, 1.0, -1.0)
             quasi_newton = (signs * result.gradient, signs[:, None] * result.inverse_hessian * signs[None, :])
         recorder.best_x = layout.canonical(recorder.best_x)
-        if not converged and maxeval - recorder.count > 2 * layout.size + 1:
+        if not converged and maxeval - recorder.count > _bobyqa_model_size(layout.size):
             assert recorder.best_x is not None
             algorithm = "L-BFGS-B+NLOPT_LN_BOBYQA"
             return_code, converged = _bobyqa(
@@ -498,10 +511,10 @@ def optimize_theta(
             )
     else:
         return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)
-    for _ in range(max_restarts if value_and_gradient is None else 0):
+    for _ in range(control.restarts if value_and_gradient is None else 0):
         before = recorder.best_f
         remaining = maxeval - recorder.count
-        if not converged or remaining <= 2 * layout.size + 1:
+        if not converged or remaining <= _bobyqa_model_size(layout.size):
             break
         assert recorder.best_x is not None
         return_code, converged = _bobyqa(
@@ -510,7 +523,9 @@ def optimize_theta(
         if before - recorder.best_f <= ftol_abs:
             break
     assert recorder.best_x is not None
-    theta, value, snapped = _snap_to_boundary(recorder, layout, recorder.best_x.copy(), recorder.best_f)
+    theta, value, snapped = _snap_to_boundary(
+        recorder, layout, recorder.best_x.copy(), recorder.best_f, control.boundary_tolerance
+    )
     if snapped and quasi_newton is not None:
         # the curvature barely moves over the snap; the gradient is taken again where it ends
         quasi_newton = (recorder.with_gradient(theta)[1], quasi_newton[1])
@@ -525,10 +540,7 @@ def optimize_theta(
         return_code=return_code,
         converged=converged,
         snapped=snapped,
-        ftol_abs=ftol_abs,
-        xtol_abs=xtol_abs,
-        ftol_rel=ftol_rel,
-        maxeval=maxeval,
+        control=control,
         trace_theta=np.array([x for x, _ in recorder.history]),
         trace_objective=np.array([f for _, f in recorder.history]),
         trace_seconds=np.array(recorder.seconds),

@@ -17,18 +17,18 @@ from lmmfast.errors import DataError, LmmfastError
 from lmmfast.validation import check_choice
 
 if TYPE_CHECKING:
-    from lmmfast.result import LmmResult
+    from lmmfast.result import LmmFit
 
 RANDOM_EFFECTS = ("all", "none")
 NEW_LEVELS = ("population", "error")
 
 
-def predict(fit: LmmResult, newdata: object, *, re: str = "all", new_levels: str = "population") -> np.ndarray:
+def predict(fit: LmmFit, newdata: object, *, re: str = "all", new_levels: str = "population") -> np.ndarray:
     """Predicted means for the rows of ``newdata``.
 
     Parameters
     ----------
-    fit : LmmResult
+    fit : LmmFit
     newdata : DataFrame, pyarrow Table or dict of arrays
         Needs the predictors (and, for ``re="all"``, the grouping columns); no response.
     re : {"all", "none"}

@@ -1,20 +1,26 @@
-"""The frozen result of a fit: estimates, variance components, conditional modes, record."""
+"""The numbers of a fit: estimates, variance components, conditional modes, record.
+
+:class:`LmmFit` holds what a fit found and what follows from it by arithmetic alone; it is
+what the fit path (:mod:`lmmfast.fit`) returns and what inference reads. The user-facing
+:class:`lmmfast.LmmResult` adds the methods that call inference, prediction and output.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lmmfast._version import __version__
 from lmmfast.convergence import ConvergenceCheck
-from lmmfast.optimize import SINGULAR_TOLERANCE, OptSummary
-from lmmfast.validation import check_choice, check_level
-
-if TYPE_CHECKING:
-    from lmmfast.api import PreparedModel
+from lmmfast.design.random import display_names
+from lmmfast.objective import Solution
+from lmmfast.optimize import OptSummary
+from lmmfast.prepare import PreparedModel
+from lmmfast.validation import check_choice
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,10 @@ class RandomTermResult:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class LmmResult:
-    """A fitted linear mixed model. Immutable; every statistic is read off what is stored.
-
-    Use :func:`lmmfast.lmm` to make one.
+class LmmFit:
+    """The numbers of a fitted linear mixed model. Immutable; every statistic is read off
+    what is stored. :func:`lmmfast.lmm` returns its user-facing subclass,
+    :class:`lmmfast.LmmResult`.
 
     Examples
     --------
@@ -79,6 +85,67 @@ class LmmResult:
     fit_seconds: float
     version: str
     model: PreparedModel = field(repr=False)
+
+    @classmethod
+    def from_solution(
+        cls,
+        prepared: PreparedModel,
+        record: OptSummary,
+        solution: Solution,
+        convergence: ConvergenceCheck | None = None,
+        began: float | None = None,
+    ) -> LmmFit:
+        """The result at the optimiser's solution: conditional modes per term, fitted values
+        and residuals (one pass over the rows).
+
+        ``solution`` is ``prepared.objective.solve(record.final)``; ``began`` the
+        :func:`time.perf_counter` at the fit's start, for :attr:`fit_seconds`.
+        """
+        objective, layout, terms = prepared.objective, prepared.layout, prepared.terms
+        offsets = objective.cross_products.column_offsets
+        fitted = prepared.fixed.X @ solution.beta
+        term_results = []
+        for index, (term, name) in enumerate(zip(terms, display_names(terms))):
+            start = int(offsets[index])
+            modes = solution.b[start : start + term.n_levels * term.k].reshape(term.n_levels, term.k)
+            fitted += np.einsum("ij,ij->i", term.values, modes[term.codes])
+            term_results.append(
+                RandomTermResult(
+                    name=name,
+                    group=term.group,
+                    columns=term.columns,
+                    levels=term.levels,
+                    template=layout.template(record.final, index),
+                    modes=modes,
+                )
+            )
+        residuals = prepared.fixed.y - fitted
+        if prepared.weights is not None:
+            residuals = residuals * np.sqrt(prepared.weights)
+        return cls(
+            formula=prepared.formula.text,
+            reml=objective.reml,
+            data_name=prepared.data_name,
+            weights_name=prepared.weights_name,
+            fixef_names=prepared.fixed.names,
+            beta=solution.beta,
+            beta_covariance=solution.beta_covariance,
+            sigma=solution.sigma,
+            theta=record.final,
+            theta_names=tuple(layout.names([t.group for t in terms], [t.columns for t in terms])),
+            terms=tuple(term_results),
+            objective=record.final_objective,
+            nobs=objective.cross_products.n,
+            dropped_rows=prepared.model_frame.dropped_rows,
+            dropped_columns=prepared.fixed.dropped,
+            scaled_residuals=residuals / solution.sigma,
+            fitted_values=fitted,
+            optsummary=record,
+            convergence=convergence,
+            fit_seconds=time.perf_counter() - began if began is not None else record.seconds,
+            version=__version__,
+            model=prepared,
+        )
 
     # --- likelihood summaries -------------------------------------------------------------
     @property
@@ -119,9 +186,10 @@ class LmmResult:
 
     @property
     def singular(self) -> bool:
-        """lme4's ``isSingular``: some template diagonal is (near) zero — a boundary fit."""
+        """lme4's ``isSingular``: some template diagonal is (near) zero — a boundary fit
+        (below :attr:`lmmfast.Control.singular_tolerance`)."""
         diagonal = np.concatenate([np.diag(t.template) for t in self.terms])
-        return bool(np.any(diagonal < SINGULAR_TOLERANCE))
+        return bool(np.any(diagonal < self.optsummary.control.singular_tolerance))
 
     # --- estimates ----------------------------------------------------------------------------
     @property
@@ -214,132 +282,6 @@ class LmmResult:
         return out
 
     # --- inference -------------------------------------------------------------------------
-    @cached_property
-    def variance_derivatives(self) -> tuple[np.ndarray, np.ndarray]:
-        """(A, J): the asymptotic covariance of (θ, σ) and the derivatives of Var(β̂) in them,
-        shared by the Satterthwaite t and F tests. Computed on first use."""
-        from lmmfast.inference.satterthwaite import variance_derivatives
-
-        return variance_derivatives(self)
-
-    def test_contrasts(self, contrasts: np.ndarray | pd.DataFrame) -> dict[str, float]:
-        """Joint F test of Lβ = 0 with Satterthwaite's denominator df (lmerTest's method);
-        see :func:`lmmfast.inference.ftest.contrast_test`."""
-        from lmmfast.inference.ftest import contrast_test
-
-        return contrast_test(self, contrasts)
-
-    def anova_terms(self) -> pd.DataFrame:
-        """One joint F test per fixed-effects term; see :func:`lmmfast.inference.ftest.term_tests`."""
-        from lmmfast.inference.ftest import term_tests
-
-        return term_tests(self)
-
-    @cached_property
-    def coef_table(self) -> pd.DataFrame:
-        """Fixed effects with Satterthwaite df and p-values (lmerTest's method): columns
-        ``estimate, std_error, df, t_value, p_value``. Computed on first use (finite
-        differences of the deviance: about 8 (m+1)² evaluations for m covariance parameters)."""
-        from lmmfast.inference import satterthwaite_table
-
-        return satterthwaite_table(self)
-
-    @cached_property
-    def cond_var(self) -> dict[str, np.ndarray]:
-        """Conditional covariance matrices of the random effects, per term name (VarCorr's
-        names): arrays of shape (n_levels, k, k). Computed on first use (q solves)."""
-        from lmmfast.inference.condvar import conditional_covariances
-
-        return {term.name: block for term, block in zip(self.terms, conditional_covariances(self))}
-
-    def ranef_table(self) -> pd.DataFrame:
-        """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
-        from lmmfast.inference.condvar import ranef_table
-
-        return ranef_table(self)
-
-    def variance_decomposition(self) -> pd.DataFrame:
-        """Variance components and their shares of the total (intraclass correlations for
-        random-intercept models)."""
-        from lmmfast.inference.condvar import variance_decomposition
-
-        return variance_decomposition(self)
-
-    def confint(
-        self,
-        method: str = "wald",
-        level: float = 0.95,
-        *,
-        n: int = 1000,
-        seed: int | None = None,
-        boot_type: str = "percentile",
-        processes: int = 1,
-    ) -> pd.DataFrame:
-        """Confidence intervals, columns ``lower`` and ``upper``.
-
-        ``method="wald"``: fixed effects only, estimate ± z·SE (lme4's ``method = "Wald"``
-        has none for variance parameters either). ``"profile"``: profile likelihood on the
-        ML deviance, as lme4; rows are the variance parameters named as lme4 names them
-        (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``) then the
-        fixed effects. ``"boot"``: parametric bootstrap with ``n`` replicates, ``seed``,
-        ``processes``, and ``boot_type`` ``"percentile"`` or ``"shortest"``.
-        """
-        from scipy import stats
-
-        level = check_level(level)
-        method = check_choice("confint method", method, ("wald", "profile", "boot"))
-        if method == "profile":
-            from lmmfast.inference.profile import profile_intervals
-
-            return profile_intervals(self, level)
-        if method == "boot":
-            from lmmfast.inference.profile import bootstrap_intervals
-
-            return bootstrap_intervals(self, n, level, seed=seed, kind=boot_type, processes=processes)
-        z = stats.norm.ppf(0.5 + level / 2)
-        se = self.stderr.to_numpy()
-        return pd.DataFrame({"lower": self.beta - z * se, "upper": self.beta + z * se}, index=list(self.fixef_names))
-
-    def profile(self, level: float = 0.99, points: int = 9) -> pd.DataFrame:
-        """Profile traces (``parameter, value, zeta``) for plotting; see
-        :func:`lmmfast.inference.profile.profile_traces`."""
-        from lmmfast.inference.profile import profile_traces
-
-        return profile_traces(self, level, points)
-
-    def refit_ml(self) -> LmmResult:
-        """This model refitted by maximum likelihood (itself if it already is), reusing the
-        cross-products and the factorisation."""
-        if not self.reml:
-            return self
-        from lmmfast.api import refit
-
-        return refit(self.model, reml=False, start=self.theta)
-
-    def predict(self, newdata: object, *, re: str = "all", new_levels: str = "population") -> np.ndarray:
-        """Predicted means for new data; see :func:`lmmfast.predict.predict`."""
-        from lmmfast.predict import predict
-
-        return predict(self, newdata, re=re, new_levels=new_levels)
-
-    def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
-        """Responses simulated from the fit, shape (nobs, nsim); see :func:`lmmfast.inference.bootstrap.simulate`."""
-        from lmmfast.inference.bootstrap import simulate
-
-        return simulate(self, nsim, seed)
-
-    def refit(self, y: np.ndarray) -> LmmResult:
-        """The same model fitted to a new response (one value per observation used)."""
-        from lmmfast.inference.bootstrap import refit
-
-        return refit(self, y)
-
-    def bootstrap(self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False) -> pd.DataFrame:
-        """Parametric bootstrap replicates; see :func:`lmmfast.inference.bootstrap.bootstrap`."""
-        from lmmfast.inference.bootstrap import bootstrap
-
-        return bootstrap(self, n, seed=seed, processes=processes, progress=progress)
-
     def fitted(self) -> np.ndarray:
         """Fitted values Xβ̂ + Zb̂ of the observations used (complete cases, in order)."""
         return self.fitted_values.copy()
@@ -352,16 +294,6 @@ class LmmResult:
         return self.scaled_residuals * self.sigma
 
     # --- output ---------------------------------------------------------------------------------
-    def summary(self, ddf: str = "auto") -> str:
-        """The fit in lme4's printed layout, with lmerTest's Satterthwaite columns
-        (``ddf="auto"``: when cheap; ``"satterthwaite"``: always; ``"none"``: never)."""
-        from lmmfast.summary import format_summary
-
-        return format_summary(self, ddf)
-
-    def __str__(self) -> str:
-        return self.summary()
-
     def __repr__(self) -> str:
         """Two lines: formula, then criterion, observations and groups (``print(fit)`` or
         ``fit.summary()`` shows everything)."""
@@ -371,7 +303,7 @@ class LmmResult:
         )
         criterion = "REML criterion" if self.reml else "deviance (ML)"
         return (
-            f"<LmmResult: {self.formula}\n"
+            f"<{type(self).__name__}: {self.formula}\n"
             f" {criterion} {self.objective:.3f}, {self.nobs} observations, groups: {groups}{flags}>"
         )
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from lmmfast.validation import check_choice
 
 if TYPE_CHECKING:
-    from lmmfast.result import LmmResult
+    from lmmfast.result import LmmFit
 
 
 def _table(header: list[str], rows: list[list[str]], align_left: set[int]) -> list[str]:
@@ -43,7 +44,7 @@ def _column(values: np.ndarray, digits: int = 4) -> list[str]:
     return [f"{v:.{places}f}" if np.isfinite(v) else "NaN" for v in values]
 
 
-def _random_effects(fit: LmmResult) -> list[str]:
+def _random_effects(fit: LmmFit) -> list[str]:
     rows: list[list[str]] = []
     variances: list[float] = []
     for term in fit.terms:
@@ -76,7 +77,7 @@ DDF_METHODS = ("auto", "satterthwaite", "none")
 AUTO_DDF_SECONDS = 2.0
 
 
-def _satterthwaite_cost(fit: LmmResult) -> float:
+def _satterthwaite_cost(fit: LmmFit) -> float:
     """Estimated seconds for the Satterthwaite df: ~8(m+1)² + 8(m+1) evaluations, each
     costing a typical evaluation of the fit (the median: a fresh process's first evaluation
     compiles or loads numba's kernels, which the df's evaluations will not repeat)."""
@@ -88,7 +89,7 @@ def _p_value(p: float) -> str:
     return "< 2e-16" if p < 2e-16 else f"{p:.3g}"
 
 
-def _fixed_effects(fit: LmmResult, satterthwaite: bool) -> list[str]:
+def _fixed_effects(fit: LmmFit, table: pd.DataFrame | None) -> list[str]:
     if len(fit.beta) == 0:
         return ["No fixed effect coefficients"]
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
@@ -96,10 +97,9 @@ def _fixed_effects(fit: LmmResult, satterthwaite: bool) -> list[str]:
     estimates = _column(fit.beta)
     errors = _column(se)
     tvalues = [f"{v:.3f}" for v in fit.beta / se]
-    if not satterthwaite:
+    if table is None:
         rows = [[n, e, s, t] for n, e, s, t in zip(names, estimates, errors, tvalues)]
         return _table(["", "Estimate", "Std. Error", "t value"], rows, {0})
-    table = fit.coef_table
     dfs = [f"{v:.2f}" for v in table.df]
     pvalues = [_p_value(v) for v in table.p_value]
     rows = [[n, e, s, d, t, p] for n, e, s, d, t, p in zip(names, estimates, errors, dfs, tvalues, pvalues)]
@@ -111,7 +111,7 @@ def _abbreviate(name: str) -> str:
     return name if len(name) <= 6 else name[:6]
 
 
-def _fixed_correlation(fit: LmmResult) -> list[str]:
+def _fixed_correlation(fit: LmmFit) -> list[str]:
     p = len(fit.beta)
     if p < 2 or p > 12:
         return []
@@ -123,7 +123,7 @@ def _fixed_correlation(fit: LmmResult) -> list[str]:
     return ["", "Correlation of Fixed Effects:", *_table([""] + short, rows, {0})]
 
 
-def _convergence_note(fit: LmmResult) -> str:
+def _convergence_note(fit: LmmFit) -> str:
     record = fit.optsummary
     if not record.converged:
         return f"optimizer ({record.algorithm}) stopped without converging: {record.return_code}"
@@ -131,12 +131,30 @@ def _convergence_note(fit: LmmResult) -> str:
     return f"optimizer ({record.algorithm}) converged, but the check of the optimum failed: {message}"
 
 
-def format_summary(fit: LmmResult, ddf: str = "auto") -> str:
+def wants_satterthwaite(fit: LmmFit, ddf: str) -> bool:
+    """Whether a summary with this ``ddf`` shows Satterthwaite df and p-values:
+    ``"satterthwaite"`` always, ``"none"`` never, ``"auto"`` when they are estimated to take
+    under ``AUTO_DDF_SECONDS``.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
+    >>> wants_satterthwaite(fit, "auto"), wants_satterthwaite(fit, "none")
+    (True, False)
+    """
+    check_choice("ddf", ddf, DDF_METHODS)
+    return bool(len(fit.beta)) and (
+        ddf == "satterthwaite" or (ddf == "auto" and _satterthwaite_cost(fit) < AUTO_DDF_SECONDS)
+    )
+
+
+def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = None) -> str:
     """Render ``fit`` as lme4's ``summary()`` prints it (lmerTest's, with Satterthwaite df).
 
-    ``ddf``: ``"satterthwaite"`` adds df and p-values to the fixed effects (lmerTest's
-    layout), ``"none"`` leaves lme4's layout, ``"auto"`` adds them when they are estimated to
-    take under ``AUTO_DDF_SECONDS`` and says so when it leaves them out.
+    ``table`` is the fixed effects' Satterthwaite table (:attr:`lmmfast.LmmFit.coef_table`)
+    where :func:`wants_satterthwaite` says the summary shows it, else None: the summary then
+    has lme4's layout, and with ``ddf="auto"`` says why the df were left out.
 
     Examples
     --------
@@ -178,9 +196,8 @@ def format_summary(fit: LmmResult, ddf: str = "auto") -> str:
     lines.append("")
     lines.append("Fixed effects:")
     check_choice("ddf", ddf, DDF_METHODS)
-    satterthwaite = ddf == "satterthwaite" or (ddf == "auto" and _satterthwaite_cost(fit) < AUTO_DDF_SECONDS)
-    lines.extend(_fixed_effects(fit, satterthwaite and len(fit.beta) > 0))
-    if ddf == "auto" and not satterthwaite and len(fit.beta):
+    lines.extend(_fixed_effects(fit, table if len(fit.beta) else None))
+    if ddf == "auto" and table is None and len(fit.beta):
         lines.append(
             f"(Satterthwaite df and p-values left out: about {_satterthwaite_cost(fit):.0f} s to compute; "
             "summary(ddf='satterthwaite') or fit.coef_table computes them.)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from lmmfast.api import PreparedModel
+from lmmfast.prepare import PreparedModel
 
 
 def dense_objective(prepared: PreparedModel, theta: np.ndarray) -> float:

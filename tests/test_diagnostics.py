@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import pandas as pd
 import pytest
 
@@ -29,13 +27,13 @@ def test_raise_gives_an_lmmfast_error_with_the_warnings_message(warning, error, 
     assert not isinstance(info.value, Warning)
 
 
-def test_an_unconverged_fit_raises_convergence_error(monkeypatch) -> None:
-    import lmmfast.api
-
-    monkeypatch.setattr(lmmfast.api, "optimize_theta", functools.partial(lmmfast.api.optimize_theta, maxeval=6))
+def test_an_unconverged_fit_raises_convergence_error() -> None:
     data = lmmfast.datasets.load("sleepstudy")
     with pytest.raises(lmmfast.ConvergenceError, match="stopped before converging"):
-        lmmfast.lmm("Reaction ~ Days + (Days | Subject)", data, checks={"convergence": "raise"})
+        lmmfast.lmm(
+            "Reaction ~ Days + (Days | Subject)", data, checks={"convergence": "raise"},
+            control=lmmfast.Control(max_evaluations=6),
+        )
 
 
 def test_aliased_columns_raise_rank_deficiency_error() -> None:

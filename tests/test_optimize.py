@@ -42,14 +42,15 @@ def test_dyestuff2_optimum_is_on_the_boundary() -> None:
 
 
 def test_maxeval_exhaustion_warns_of_nonconvergence() -> None:
-    from lmmfast.api import _assemble, prepare
+    from lmmfast.fit import assemble
+    from lmmfast.prepare import prepare
 
     prepared = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
-    record = optimize_theta(prepared.objective, prepared.layout, maxeval=6)
+    record = optimize_theta(prepared.objective, prepared.layout, control=lmmfast.Control(max_evaluations=6))
     assert not record.converged
     assert record.return_code == "MAXEVAL_REACHED"
     assert record.n_evals <= 7
-    assert not _assemble(prepared, record, 0.0).converged
+    assert not assemble(prepared, record).converged
 
 
 def test_fit_log_records_every_evaluation() -> None:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 
 class RandomEffectsFactor(Protocol):
-    """A Cholesky factor L of P(Λ'Z'ZΛ + I)P' that can be refreshed for a new θ."""
+    """A Cholesky factor L of P(Λ'Z'ZΛ + I)P' that can be refreshed for a new θ.
+
+    The factor's structure (patterns, the stored Z'Z, its symbolic analysis) is fixed when it
+    is made and shared by its :meth:`fresh` copies; its numbers (the factor at the θ of the
+    last :meth:`update`) are its own. Every use starts with :meth:`update`.
+    """
+
+    #: Whether :meth:`logdet_gradient_sums` and :meth:`zz_times` exist (the analytic gradient).
+    supports_gradient: bool
+    #: Order of the dense block the path factors by LAPACK (0 for none).
+    dense_size: int
+    #: BLAS threads a fit on this factor should use (None: BLAS's own default).
+    blas_threads: int | None
 
     def update(self, theta: np.ndarray) -> None:
         """Refactor for covariance parameters ``theta``."""
@@ -21,3 +33,16 @@ class RandomEffectsFactor(Protocol):
 
     def solve_Lt(self, rhs: np.ndarray) -> np.ndarray:
         """P' L'⁻¹ rhs."""
+
+    def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per term, the sums from which ∂ log|L|² / ∂θ follows (paths with a gradient)."""
+
+    def zz_times(self, V: np.ndarray) -> np.ndarray:
+        """Z'Z V (paths with a gradient)."""
+
+    def fresh(self, max_threads: int | None = None) -> RandomEffectsFactor:
+        """A factor with the same structure and numbers of its own, for another fit, thread or
+        process: updating one never changes the other. ``max_threads`` caps its threads."""
+
+    def describe(self) -> dict[str, Any]:
+        """The path and how it runs (route, dense block, threads), for the fit's record."""

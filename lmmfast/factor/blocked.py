@@ -18,8 +18,10 @@ is the one that merging implies.
 
 from __future__ import annotations
 
+import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numba
 import numpy as np
@@ -216,7 +218,13 @@ class BlockedFactor:
     True
     """
 
-    def __init__(self, cross_products: CrossProducts, layout: ThetaLayout, merged: MergedTerms | None = None) -> None:
+    def __init__(
+        self,
+        cross_products: CrossProducts,
+        layout: ThetaLayout,
+        merged: MergedTerms | None = None,
+        max_threads: int | None = None,
+    ) -> None:
         #: terms on one grouping factor, factored as one (:func:`lmmfast.factor.merge.merge_terms`)
         self._merged = merged
         self._model_sizes = [int(k) for k in cross_products.term_sizes]
@@ -284,7 +292,8 @@ class BlockedFactor:
         self._entry_level = np.repeat(np.arange(self._n1, dtype=np.int64), np.diff(entry_ptr))
         #: threads for the sparse passes: more than one only where the work pays for them
         worth_sharing = self._update_pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
-        self.threads = available_cores() if worth_sharing else 1
+        cores = available_cores() if max_threads is None else min(max_threads, available_cores())
+        self.threads = cores if worth_sharing else 1
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         #: the θ the factor holds (None before the first update and after a failed one)
         self._theta: np.ndarray | None = None
@@ -312,7 +321,9 @@ class BlockedFactor:
         self.blas_threads = choose_blas_threads(
             q2, self._update_pattern.work if sparse else 0.0, self.threads, idle_spin_seconds(os.environ)
         )
-        self._inverse_blas_threads = inverse_blas_threads(q2, self.blas_threads, available_cores())
+        if max_threads is not None:
+            self.blas_threads = min(self.blas_threads or max_threads, max_threads)
+        self._inverse_blas_threads = inverse_blas_threads(q2, self.blas_threads, cores)
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
         dense = np.flatnonzero(cp.slot_term_b > 0)
@@ -330,10 +341,58 @@ class BlockedFactor:
         self._col_term = col_term
         self._col_index = col_index.astype(np.int64)
         self._band_positions = band_positions(sizes, self._template_offsets, col_term, self._col_index)
-        self._S = np.empty((q2, q2), order="F")
+        # the numbers of the factor, made by the first update: a fresh copy shares the rest
+        self._S = self._L22 = np.empty((0, 0), order="F")
+        self._L11 = np.empty((0, self._k1, self._k1))
+        self._L21 = np.empty(0)
+
+    def _allocate(self) -> None:
+        q2 = self.dense_size
+        self._S = self._L22 = np.empty((q2, q2), order="F")
         self._L11 = np.empty((self._n1, self._k1, self._k1))
         self._L21 = np.empty_like(self._cross_values)
-        self._L22 = self._S
+
+    def fresh(self, max_threads: int | None = None) -> BlockedFactor:
+        """A factor that shares this one's structure (patterns, the stored Z'Z, the routes'
+        data) and has numbers of its own, made by its first :meth:`update`; its sparse passes
+        and BLAS use at most ``max_threads`` threads where that is given."""
+        twin = copy.copy(self)
+        if max_threads is not None:
+            twin.threads = min(self.threads, max_threads)
+            twin.blas_threads = min(self.blas_threads or max_threads, max_threads)
+            twin._inverse_blas_threads = inverse_blas_threads(self.dense_size, twin.blas_threads, max_threads)
+        twin._S = twin._L22 = np.empty((0, 0), order="F")
+        twin._L11 = np.empty((0, self._k1, self._k1))
+        twin._L21 = np.empty(0)
+        twin._theta = None
+        twin._pool = None
+        if self._dense_coupling is not None:
+            twin._dense_coupling = self._dense_coupling.fresh()
+        return twin
+
+    def describe(self) -> dict[str, Any]:
+        """The path and how it runs: the coupling route (``"dense"``, ``"grouped"`` or
+        ``"sparse"``), the dense block's order, whether terms were merged, the threads."""
+        if self._dense_coupling is not None:
+            route = "dense"
+        elif self._grouped is not None:
+            route = "grouped"
+        else:
+            route = "sparse"
+        return {
+            "path": "blocked",
+            "route": route if self.dense_size else None,
+            "dense_size": self.dense_size,
+            "merged_terms": self._merged is not None,
+            "threads": self.threads,
+            "blas_threads": self.blas_threads,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the thread pool is the process's own; another process starts its own on first use
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        return state
 
     @property
     def merged(self) -> MergedTerms | None:
@@ -356,6 +415,8 @@ class BlockedFactor:
         if self._theta is not None and np.array_equal(theta, self._theta):
             return  # already factored here (the result's solve at the optimiser's last point)
         self._theta = None
+        if self._L11.shape[0] != self._n1:
+            self._allocate()
         templates = self._layout.packed_templates(self._engine_theta(theta))
         offsets = self._template_offsets
         sizes = self._cp.term_sizes

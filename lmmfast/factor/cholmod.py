@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from sksparse.cholmod import analyze
@@ -40,6 +43,42 @@ class CholmodFactor:
         data[self._pattern.diagonal] = 1.0
         self._matrix = sp.csc_matrix((data, self._pattern.indices, self._pattern.indptr), shape=(q, q))
         self._factor = analyze(self._matrix, mode="supernodal")
+
+    #: No analytic gradient on this path: it needs selected elements of the sparse factor's
+    #: inverse, which CHOLMOD does not provide.
+    supports_gradient = False
+    dense_size = 0
+    blas_threads = None
+
+    def fresh(self, max_threads: int | None = None) -> CholmodFactor:
+        """A copy with its own values and numeric factor; the pattern and the symbolic
+        analysis are CHOLMOD's copy of this one's (no new analysis). CHOLMOD's threads are
+        BLAS's, which the fit limits (``max_threads`` is accepted for the interface)."""
+        twin = copy.copy(self)
+        twin._matrix = self._matrix.copy()
+        twin._factor = self._factor.copy()
+        return twin
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": "cholmod", "route": None, "dense_size": 0, "merged_terms": False, "threads": None,
+                "blas_threads": None}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # CHOLMOD's factor lives in C; the symbolic analysis is done again on unpickling,
+        # and, as after any fresh start, the next update factors the numbers
+        state = self.__dict__.copy()
+        del state["_factor"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._factor = analyze(self._matrix, mode="supernodal")
+
+    def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError("the CHOLMOD path has no analytic gradient; use factorization='blocked'")
+
+    def zz_times(self, V: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("the CHOLMOD path has no analytic gradient; use factorization='blocked'")
 
     def update(self, theta: np.ndarray) -> None:
         cp = self._cp

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lmmfast.control import FACTORIZATIONS
 from lmmfast.crossprod import CrossProducts
 from lmmfast.errors import MemoryBudgetError
 from lmmfast.factor.base import RandomEffectsFactor
@@ -16,7 +17,7 @@ from lmmfast.factor.merge import merge_terms
 from lmmfast.parameters import ThetaLayout
 from lmmfast.validation import check_choice
 
-METHODS = ("auto", "blocked", "cholmod")
+METHODS = FACTORIZATIONS
 
 #: Below this order the later terms' block is cheap to keep dense whatever its fill.
 SMALL_DENSE = 1000
@@ -106,13 +107,15 @@ def make_factor(
     method: str = "auto",
     memory_budget: float | None = None,
     merge_keys: Sequence[int] | None = None,
+    max_threads: int | None = None,
 ) -> RandomEffectsFactor:
     """Build the factorisation path ``method`` (``"auto"`` picks by :func:`choose_method`),
     refusing up front when it would need more than ``memory_budget`` bytes.
 
     ``merge_keys`` (one per term; equal for terms on the same grouping factor) lets the
     blocked path factor such terms as one (:mod:`lmmfast.factor.merge`); its choice and
-    memory estimate are then those of the merged terms.
+    memory estimate are then those of the merged terms. ``max_threads`` caps the threads of
+    the blocked path's sparse passes and of BLAS (default: the machine's cores).
 
     Raises
     ------
@@ -139,4 +142,4 @@ def make_factor(
             "(fewer slopes, or fewer levels by pooling rare ones), or raise memory_budget if the machine has "
             "the memory."
         )
-    return BlockedFactor(cp, layout, merged) if method == "blocked" else CholmodFactor(cp, layout)
+    return BlockedFactor(cp, layout, merged, max_threads) if method == "blocked" else CholmodFactor(cp, layout)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from lmmfast.errors import ArgumentError, DataError
+from lmmfast.fit import refit_ml
+from lmmfast.result import LmmFit
 
-if TYPE_CHECKING:
-    from lmmfast.result import LmmResult
 
-
-def anova(*fits: LmmResult, names: Sequence[str] | None = None) -> pd.DataFrame:
+def anova(*fits: LmmFit, names: Sequence[str] | None = None) -> pd.DataFrame:
     """Compare models by likelihood-ratio tests; REML fits are refitted by ML first, as lme4 does.
 
     The models are ordered by their number of parameters (a stable sort, as lme4), whatever
@@ -23,7 +20,7 @@ def anova(*fits: LmmResult, names: Sequence[str] | None = None) -> pd.DataFrame:
 
     Parameters
     ----------
-    *fits : LmmResult
+    *fits : LmmFit
         Two or more fits of the same response to the same observations, usually nested.
     names : sequence of str, optional
         A label per fit, in the order given (default: their formulas).
@@ -51,14 +48,12 @@ def anova(*fits: LmmResult, names: Sequence[str] | None = None) -> pd.DataFrame:
     >>> list(table.index), round(float(table.loc["slopes", "chisq"]), 3)
     (['intercepts', 'slopes'], 42.139)
     """
-    from lmmfast.result import LmmResult
-
-    if len(fits) < 2 or not all(isinstance(f, LmmResult) for f in fits):
+    if len(fits) < 2 or not all(isinstance(f, LmmFit) for f in fits):
         raise ArgumentError("anova needs two or more fitted models (results of lmmfast.lmm).")
     labels = _labels(fits, names)
     _check_comparable(fits, labels)
     order = sorted(range(len(fits)), key=lambda i: fits[i].npar)  # sorted() is stable, as R's order()
-    ml = [fits[i].refit_ml() if fits[i].reml else fits[i] for i in order]
+    ml = [refit_ml(fits[i]) for i in order]
     rows = []
     for index, fit in enumerate(ml):
         row = {
@@ -80,7 +75,7 @@ def anova(*fits: LmmResult, names: Sequence[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.Index([labels[i] for i in order], name="model"))
 
 
-def _labels(fits: Sequence[LmmResult], names: Sequence[str] | None) -> list[str]:
+def _labels(fits: Sequence[LmmFit], names: Sequence[str] | None) -> list[str]:
     """The row labels: the names given, else the formulas (numbered where two are equal)."""
     if names is None:
         labels = [fit.formula for fit in fits]
@@ -96,7 +91,7 @@ def _labels(fits: Sequence[LmmResult], names: Sequence[str] | None) -> list[str]
     return list(names)
 
 
-def _check_comparable(fits: Sequence[LmmResult], labels: Sequence[str]) -> None:
+def _check_comparable(fits: Sequence[LmmFit], labels: Sequence[str]) -> None:
     """Refuse models whose likelihoods are not of the same data."""
     if len({f.nobs for f in fits}) > 1:
         raise DataError(
@@ -141,6 +136,6 @@ def _same_weights(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return bool(np.array_equal(a, b))
 
 
-def _response_text(fit: LmmResult) -> str:
+def _response_text(fit: LmmFit) -> str:
     """The response as written, without backticks or spaces (``np.log(Reaction)``)."""
     return fit.model.formula.response.replace("`", "").replace(" ", "")

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from lmmfast.result import LmmResult
+    from lmmfast.result import LmmFit
 
 #: Unit vectors solved per batch: bounds the work array at q × CHUNK doubles.
 CHUNK = 256
 
 
-def conditional_covariances(fit: LmmResult) -> list[np.ndarray]:
+def conditional_covariances(fit: LmmFit) -> list[np.ndarray]:
     """Per term (lme4's order), an array (n_levels, k, k): Var(b | y) = σ² Λ [M⁻¹]_level Λ'
     with M = Λ'Z'ZΛ + I, from solves with the factor at θ̂ (q solves in all).
 
@@ -48,7 +48,7 @@ def conditional_covariances(fit: LmmResult) -> list[np.ndarray]:
     return blocks
 
 
-def ranef_table(fit: LmmResult) -> pd.DataFrame:
+def ranef_table(fit: LmmFit) -> pd.DataFrame:
     """Conditional modes with their conditional standard deviations, one row per level and
     column — ready for a caterpillar plot (R's ``as.data.frame(ranef(m, condVar = TRUE))``).
 
@@ -72,7 +72,7 @@ def ranef_table(fit: LmmResult) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def variance_decomposition(fit: LmmResult) -> pd.DataFrame:
+def variance_decomposition(fit: LmmFit) -> pd.DataFrame:
     """Each variance component's share of the total variance (the variances of the random
     effects' columns plus the residual variance); for random-intercept models the shares of
     the grouping factors are their intraclass correlations.

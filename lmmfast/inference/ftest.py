@@ -16,19 +16,24 @@ from formulaic import model_matrix
 from scipy import stats
 
 from lmmfast.errors import DataError
-from lmmfast.inference.satterthwaite import contrast_df
+from lmmfast.inference.satterthwaite import contrast_df, variance_derivatives
 
 if TYPE_CHECKING:
-    from lmmfast.result import LmmResult
+    from lmmfast.result import LmmFit
 
 
-def contrast_test(fit: LmmResult, contrasts: np.ndarray | pd.DataFrame) -> dict[str, float]:
+def contrast_test(
+    fit: LmmFit, contrasts: np.ndarray | pd.DataFrame, derivatives: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, float]:
     """F test of Lβ = 0.
 
     Parameters
     ----------
-    fit : LmmResult
+    fit : LmmFit
     contrasts : array (q × p) or DataFrame whose columns are fixed-effect names
+    derivatives : tuple, optional
+        :func:`~lmmfast.inference.satterthwaite.variance_derivatives` of ``fit`` where
+        already computed.
 
     Returns
     -------
@@ -56,7 +61,7 @@ def contrast_test(fit: LmmResult, contrasts: np.ndarray | pd.DataFrame) -> dict[
     if L.ndim != 2 or L.shape[1] != len(names) or L.shape[0] == 0 or not np.all(np.isfinite(L)):
         raise DataError(f"contrasts must be a finite matrix with {len(names)} columns (one per fixed effect), got shape {L.shape}.")
     C = fit.beta_covariance
-    A, J = fit.variance_derivatives
+    A, J = variance_derivatives(fit) if derivatives is None else derivatives
     eigenvalues, vectors = np.linalg.eigh(L @ C @ L.T)
     tolerance = 1e-8 * max(eigenvalues.max(), 1e-300)
     keep = eigenvalues > tolerance
@@ -75,7 +80,7 @@ def contrast_test(fit: LmmResult, contrasts: np.ndarray | pd.DataFrame) -> dict[
     return {"F": F, "num_df": float(q), "den_df": den_df, "p_value": float(stats.f.sf(F, q, den_df))}
 
 
-def _sum_coded_map(fit: LmmResult) -> tuple[np.ndarray, object] | None:
+def _sum_coded_map(fit: LmmFit) -> tuple[np.ndarray, object] | None:
     """(T, spec) with X_sum = X T for the same fixed part coded with sum-to-zero contrasts,
     or None when that recoding does not apply (explicit ``C(...)``, aliased columns)."""
     model = fit.model
@@ -104,7 +109,7 @@ def _sum_coded_map(fit: LmmResult) -> tuple[np.ndarray, object] | None:
     return T, matrix.model_spec
 
 
-def term_tests(fit: LmmResult) -> pd.DataFrame:
+def term_tests(fit: LmmFit, derivatives: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Type III F tests, one per term of the fixed-effects formula (lmerTest's ``anova``).
 
     The hypotheses are those of the coefficients under sum-to-zero coding of the categorical
@@ -129,6 +134,7 @@ def term_tests(fit: LmmResult) -> pd.DataFrame:
     factor_sets = {str(term): {str(f) for f in term.factors} for term, _ in original}
     recoded = _sum_coded_map(fit)
     p = len(kept)
+    derivatives = variance_derivatives(fit) if derivatives is None else derivatives
     rows = {}
     if recoded is not None:
         T, sum_spec = recoded
@@ -137,7 +143,7 @@ def term_tests(fit: LmmResult) -> pd.DataFrame:
             name = str(term)
             if name == "1" or not sum_columns:
                 continue
-            result = contrast_test(fit, np.eye(p)[list(sum_columns)] @ inverse)
+            result = contrast_test(fit, np.eye(p)[list(sum_columns)] @ inverse, derivatives)
             rows[name] = {**result, "type3": True}
     else:
         for term, columns in original:
@@ -146,6 +152,6 @@ def term_tests(fit: LmmResult) -> pd.DataFrame:
                 continue
             mine = factor_sets[name]
             contained = any(mine < other for key, other in factor_sets.items() if key != name)
-            result = contrast_test(fit, np.eye(p)[columns])
+            result = contrast_test(fit, np.eye(p)[columns], derivatives)
             rows[name] = {**result, "type3": not contained or "contr.sum" in fit.model.formula.fixed}
     return pd.DataFrame.from_dict(rows, orient="index", columns=["F", "num_df", "den_df", "p_value", "type3"])

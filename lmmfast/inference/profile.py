@@ -22,18 +22,19 @@ import pandas as pd
 from scipy import stats
 from scipy.optimize import brentq
 
+from lmmfast.fit import refit_ml
 from lmmfast.inference.satterthwaite import deviance_at
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.validation import check_choice, check_count, check_level
 
 if TYPE_CHECKING:
-    from lmmfast.result import LmmResult
+    from lmmfast.result import LmmFit
 
 
 class _SigmaScale:
     """The map between θ (with σ) and lme4's σ-scale parameters (sds, correlations, σ)."""
 
-    def __init__(self, fit: LmmResult) -> None:
+    def __init__(self, fit: LmmFit) -> None:
         self.sizes = [len(t.columns) for t in fit.terms]
         self.names: list[str] = []
         self.kinds: list[str] = []
@@ -121,8 +122,8 @@ def _minimise(func, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> flo
 
 
 class _Profiler:
-    def __init__(self, fit: LmmResult) -> None:
-        self.ml = fit.refit_ml()
+    def __init__(self, fit: LmmFit) -> None:
+        self.ml = refit_ml(fit)
         self.objective = self.ml.model.objective
         self.layout = self.ml.model.layout
         self.scale = _SigmaScale(self.ml)
@@ -184,7 +185,7 @@ def _bound(zeta, estimate: float, target: float, direction: int, scale: float, h
     return float(outer)
 
 
-def profile_intervals(fit: LmmResult, level: float = 0.95) -> pd.DataFrame:
+def profile_intervals(fit: LmmFit, level: float = 0.95) -> pd.DataFrame:
     """Profile-likelihood confidence intervals, rows named as lme4 names them.
 
     Examples
@@ -226,7 +227,7 @@ def profile_intervals(fit: LmmResult, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])
 
 
-def profile_traces(fit: LmmResult, level: float = 0.99, points: int = 9) -> pd.DataFrame:
+def profile_traces(fit: LmmFit, level: float = 0.99, points: int = 9) -> pd.DataFrame:
     """ζ along each parameter, on ``points`` values spanning its ``level`` interval — for
     plotting a profile (lme4's ``profile(m)``). Columns ``parameter, value, zeta``.
 
@@ -259,7 +260,7 @@ def profile_traces(fit: LmmResult, level: float = 0.99, points: int = 9) -> pd.D
 
 
 def bootstrap_intervals(
-    fit: LmmResult, n: int = 1000, level: float = 0.95, *, seed: int | None = None, kind: str = "percentile",
+    fit: LmmFit, n: int = 1000, level: float = 0.95, *, seed: int | None = None, kind: str = "percentile",
     processes: int = 1,
 ) -> pd.DataFrame:
     """Parametric-bootstrap intervals, percentile or shortest-coverage, for the same rows as

@@ -21,7 +21,7 @@ from lmmfast.inference.numderiv import hessian, jacobian
 from lmmfast.objective import ProfiledObjective
 
 if TYPE_CHECKING:
-    from lmmfast.result import LmmResult
+    from lmmfast.result import LmmFit
 
 
 def deviance_at(objective: ProfiledObjective, theta: np.ndarray, sigma: float) -> float:
@@ -41,7 +41,7 @@ def beta_covariance_at(objective: ProfiledObjective, theta: np.ndarray, sigma: f
     return solution.beta_covariance * (sigma / solution.sigma) ** 2
 
 
-def variance_derivatives(fit: LmmResult) -> tuple[np.ndarray, np.ndarray]:
+def variance_derivatives(fit: LmmFit) -> tuple[np.ndarray, np.ndarray]:
     """A = 2 H⁻¹ (asymptotic covariance of φ = (θ, σ)) and J = ∂C/∂φ, shape (p, p, len(φ)),
     by finite differences at the estimate."""
     objective = fit.model.objective
@@ -78,8 +78,10 @@ def contrast_df(contrast: np.ndarray, C: np.ndarray, A: np.ndarray, J: np.ndarra
     return 2.0 * variance**2 / denominator if denominator > 0 else np.inf
 
 
-def satterthwaite_table(fit: LmmResult) -> pd.DataFrame:
+def satterthwaite_table(fit: LmmFit, derivatives: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Estimates, standard errors, Satterthwaite df, t values and two-sided p-values.
+
+    ``derivatives`` is :func:`variance_derivatives` of ``fit`` where already computed.
 
     Examples
     --------
@@ -88,7 +90,7 @@ def satterthwaite_table(fit: LmmResult) -> pd.DataFrame:
     >>> round(float(satterthwaite_table(fit).loc["Days", "df"]), 2)
     17.0
     """
-    A, J = fit.variance_derivatives
+    A, J = variance_derivatives(fit) if derivatives is None else derivatives
     C = fit.beta_covariance
     p = len(fit.beta)
     df = np.array([contrast_df(np.eye(p)[j], C, A, J) for j in range(p)])

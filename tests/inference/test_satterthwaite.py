@@ -57,9 +57,9 @@ def test_at_lme4s_theta_orthodont_matches_lmertest_to_1e5() -> None:
     """orthodont_slopes' p-values differ from lmerTest's by 1.1e-4 at our optimum (5.5e-6
     deviance units below lme4's); evaluated at lme4's θ they agree to 1e-5."""
     import dataclasses
-    import time
 
-    from lmmfast.api import _assemble, prepare
+    from lmmfast.fit import assemble
+    from lmmfast.prepare import prepare
 
     ref = reference_fit("orthodont_slopes")
     data = lmmfast.datasets.load("orthodont")
@@ -68,7 +68,7 @@ def test_at_lme4s_theta_orthodont_matches_lmertest_to_1e5() -> None:
     prepared = prepare(formula, data)
     theta = np.asarray(ref["theta"])
     record = dataclasses.replace(fit.optsummary, final=theta, final_objective=prepared.objective(theta))
-    at_lme4 = _assemble(prepared, record, time.perf_counter())
+    at_lme4 = lmmfast.LmmResult.of(assemble(prepared, record))
     np.testing.assert_allclose(at_lme4.coef_table.p_value, ref["fixef"]["p_satterthwaite"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(at_lme4.coef_table.df, ref["fixef"]["df_satterthwaite"], rtol=1e-4)
 

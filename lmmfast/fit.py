@@ -1,0 +1,193 @@
+"""The one fit path: optimise a prepared model, check the optimum, build the result.
+
+Every fit goes through :func:`fit_prepared` — :func:`lmmfast.lmm`, the ML refits of
+:func:`lmmfast.anova` and of the profile, refits to a new response and every bootstrap
+replicate — so each gets the same convergence check, the same warnings and the same record.
+Each fit optimises its own copy of the factor (:meth:`~lmmfast.factor.RandomEffectsFactor.fresh`),
+which its result then owns: no two results share a factor's numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from lmmfast.blas import limit_blas_threads
+from lmmfast.control import Control
+from lmmfast.convergence import ConvergenceCheck, check_convergence
+from lmmfast.diagnostics import report, resolve_checks
+from lmmfast.errors import ConvergenceWarning, ModelError, SingularFitWarning
+from lmmfast.objective import INFEASIBLE, ProfiledObjective
+from lmmfast.optimize import OptSummary, gradient_for, optimize_theta
+from lmmfast.prepare import PreparedModel, with_reml, with_response
+from lmmfast.result import LmmFit
+from lmmfast.start import initial_theta
+
+
+def blas_threads_for(objective: ProfiledObjective, control: Control) -> contextlib.AbstractContextManager:
+    """A context that limits BLAS to the threads the factor asks for and ``control`` allows
+    (:attr:`lmmfast.factor.BlockedFactor.blas_threads`, :attr:`Control.threads`)."""
+    threads = objective.factor.blas_threads
+    if control.threads is not None:
+        threads = control.threads if threads is None else min(threads, control.threads)
+    return limit_blas_threads(threads)
+
+
+def fit_prepared(
+    prepared: PreparedModel,
+    control: Control | None = None,
+    start: np.ndarray | None = None,
+    checks: Mapping[str, str] | None = None,
+) -> LmmFit:
+    """Fit a prepared model: optimise θ, check the optimum, and build the result.
+
+    Parameters
+    ----------
+    prepared : PreparedModel
+        From :func:`lmmfast.prepare.prepare` (or :func:`~lmmfast.prepare.with_reml`,
+        :func:`~lmmfast.prepare.with_response`). Left as it was: the fit optimises a fresh
+        copy of its factor.
+    control : Control, optional
+        The optimiser's settings (default: the ones the model was prepared with).
+    start : numpy.ndarray, optional
+        Starting θ (default: moment estimates where L-BFGS-B runs or every term is an
+        intercept, lme4's identity templates otherwise).
+    checks : dict, optional
+        What to do about the convergence and singular-fit checks, as in :func:`lmmfast.lmm`.
+
+    Returns
+    -------
+    LmmFit
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.prepare import prepare
+    >>> fit = fit_prepared(prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy")))
+    >>> round(fit.objective, 3), fit.converged
+    (1743.628, True)
+    """
+    began = time.perf_counter()
+    control = prepared.control if control is None else control
+    actions = resolve_checks(checks)
+    factor = prepared.objective.factor.fresh(control.threads)
+    objective = ProfiledObjective(prepared.objective.cross_products, prepared.layout, factor, prepared.reml)
+    model = replace(prepared, objective=objective, control=control)
+    with blas_threads_for(objective, control):
+        value_and_gradient = gradient_for(objective, model.layout.size, control.optimizer)
+        if start is None:
+            start = initial_theta(
+                model.layout, model.terms, model.fixed.X, model.fixed.y, slopes=value_and_gradient is not None
+            )
+        record = optimize_theta(
+            objective, model.layout, start=start, value_and_gradient=value_and_gradient, control=control
+        )
+        if record.final_objective >= INFEASIBLE:
+            raise ModelError(
+                "The objective could not be evaluated at any point the optimiser tried (the fixed-effects "
+                "block was never positive definite); check the fixed effects for near-collinear columns "
+                "and the response for extreme values."
+            )
+        convergence = None
+        if record.converged and actions["convergence"] != "ignore":
+            quasi_newton = None if record.gradient is None else (record.gradient, record.inverse_hessian)
+            convergence = check_convergence(
+                objective, model.layout, record.final, record.final_objective, quasi_newton,
+                control.convergence_tolerance,
+            )
+        result = assemble(model, record, convergence, began)
+    _report_checks(result, model, record, convergence, actions)
+    return result
+
+
+def assemble(
+    prepared: PreparedModel, record: OptSummary, convergence: ConvergenceCheck | None = None, began: float | None = None
+) -> LmmFit:
+    """The result at the optimum ``record`` reports: one solve, one pass over the rows.
+
+    Raises
+    ------
+    ModelError
+        When the model cannot be solved at that optimum (redundant random effects, data of
+        extreme scale).
+    """
+    try:
+        solution = prepared.objective.solve(record.final)
+    except np.linalg.LinAlgError as error:
+        raise ModelError(
+            f"The model cannot be solved at the optimum the optimiser reported ({error}). The random "
+            "effects are redundant (the same term twice, or a term that duplicates another) or the data "
+            "are of extreme scale; remove the redundant terms or rescale the predictors."
+        ) from error
+    return LmmFit.from_solution(prepared, record, solution, convergence, began)
+
+
+def _report_checks(
+    result: LmmFit,
+    prepared: PreparedModel,
+    record: OptSummary,
+    convergence: ConvergenceCheck | None,
+    actions: Mapping[str, str],
+) -> None:
+    if not record.converged:
+        report(
+            actions["convergence"],
+            f"The optimiser stopped before converging ({record.return_code} after {record.n_evals} "
+            "evaluations); the estimates may be off. Rescale predictors or simplify the random effects.",
+            ConvergenceWarning,
+        )
+    elif convergence is not None and not convergence.ok:
+        report(
+            actions["convergence"],
+            f"The optimum failed its finite-difference check ({convergence.message}); the estimates may be "
+            "slightly off. Simplify the random effects, or compare with factorization='cholmod'.",
+            ConvergenceWarning,
+        )
+    if result.singular:
+        tolerance = record.control.singular_tolerance
+        zero = [
+            name
+            for name, value, diagonal in zip(result.theta_names, result.theta, prepared.layout.is_diagonal)
+            if diagonal and value < tolerance
+        ]
+        report(
+            actions["singular"],
+            "Boundary (singular) fit: the variance of "
+            + ", ".join(zero)
+            + " is estimated as zero (or its term's covariance matrix is singular). The estimates are valid, "
+            "but the random-effects structure is richer than these data support; consider removing those terms.",
+            SingularFitWarning,
+        )
+
+
+def refit_ml(fit: LmmFit, checks: Mapping[str, str] | None = None) -> LmmFit:
+    """The fit's model by maximum likelihood (the fit itself if it already is), from its θ̂.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> round(refit_ml(fit).objective, 3)
+    1751.939
+    """
+    if not fit.reml:
+        return fit
+    return fit_prepared(with_reml(fit.model, False), start=fit.theta, checks=checks)
+
+
+def refit_response(fit: LmmFit, y: np.ndarray, checks: Mapping[str, str] | None = None) -> LmmFit:
+    """The fit's model for a new response on the same rows, from its θ̂ (the design, the
+    cross-products of X and Z and the factor's set-up are reused).
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> abs(refit_response(fit, fit.model.fixed.y).objective - fit.objective) < 1e-6
+    True
+    """
+    return fit_prepared(with_response(fit.model, y), start=fit.theta, checks=checks)

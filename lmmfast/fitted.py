@@ -1,0 +1,155 @@
+"""The fitted model as users meet it: :class:`LmmResult`, the numbers of :class:`LmmFit`
+plus the methods that call inference, prediction and output.
+
+This layer sits above :mod:`lmmfast.inference`, :mod:`lmmfast.predict` and
+:mod:`lmmfast.summary`, which work on the data-only :class:`~lmmfast.result.LmmFit`; so no
+module below imports upwards, and the fit path stays free of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lmmfast.fit import refit_ml, refit_response
+from lmmfast.inference.bootstrap import bootstrap, simulate
+from lmmfast.inference.condvar import conditional_covariances, ranef_table, variance_decomposition
+from lmmfast.inference.ftest import contrast_test, term_tests
+from lmmfast.inference.profile import bootstrap_intervals, profile_intervals, profile_traces
+from lmmfast.inference.satterthwaite import satterthwaite_table, variance_derivatives
+from lmmfast.predict import predict
+from lmmfast.result import LmmFit
+from lmmfast.summary import format_summary, wants_satterthwaite
+from lmmfast.validation import check_choice, check_level
+
+
+class LmmResult(LmmFit):
+    """A fitted linear mixed model. Immutable; every statistic is read off what is stored.
+
+    Use :func:`lmmfast.lmm` to make one.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> round(float(fit.fixef["Days"]), 3), fit.nobs
+    (10.467, 180)
+    """
+
+    @classmethod
+    def of(cls, fit: LmmFit) -> LmmResult:
+        """The user-facing result for the numbers of ``fit`` (which it shares: both are
+        immutable)."""
+        if isinstance(fit, cls):
+            return fit
+        return cls(**{f.name: getattr(fit, f.name) for f in fields(LmmFit)})
+
+    # --- inference -------------------------------------------------------------------------
+    @cached_property
+    def variance_derivatives(self) -> tuple[np.ndarray, np.ndarray]:
+        """(A, J): the asymptotic covariance of (θ, σ) and the derivatives of Var(β̂) in them,
+        shared by the Satterthwaite t and F tests. Computed on first use."""
+        return variance_derivatives(self)
+
+    def test_contrasts(self, contrasts: np.ndarray | pd.DataFrame) -> dict[str, float]:
+        """Joint F test of Lβ = 0 with Satterthwaite's denominator df (lmerTest's method);
+        see :func:`lmmfast.inference.ftest.contrast_test`."""
+        return contrast_test(self, contrasts, self.variance_derivatives)
+
+    def anova_terms(self) -> pd.DataFrame:
+        """One joint F test per fixed-effects term; see :func:`lmmfast.inference.ftest.term_tests`."""
+        return term_tests(self, self.variance_derivatives)
+
+    @cached_property
+    def coef_table(self) -> pd.DataFrame:
+        """Fixed effects with Satterthwaite df and p-values (lmerTest's method): columns
+        ``estimate, std_error, df, t_value, p_value``. Computed on first use (finite
+        differences of the deviance: about 8 (m+1)² evaluations for m covariance parameters)."""
+        return satterthwaite_table(self, self.variance_derivatives)
+
+    @cached_property
+    def cond_var(self) -> dict[str, np.ndarray]:
+        """Conditional covariance matrices of the random effects, per term name (VarCorr's
+        names): arrays of shape (n_levels, k, k). Computed on first use (q solves)."""
+        return {term.name: block for term, block in zip(self.terms, conditional_covariances(self))}
+
+    def ranef_table(self) -> pd.DataFrame:
+        """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
+        return ranef_table(self)
+
+    def variance_decomposition(self) -> pd.DataFrame:
+        """Variance components and their shares of the total (intraclass correlations for
+        random-intercept models)."""
+        return variance_decomposition(self)
+
+    def confint(
+        self,
+        method: str = "wald",
+        level: float = 0.95,
+        *,
+        n: int = 1000,
+        seed: int | None = None,
+        boot_type: str = "percentile",
+        processes: int = 1,
+    ) -> pd.DataFrame:
+        """Confidence intervals, columns ``lower`` and ``upper``.
+
+        ``method="wald"``: fixed effects only, estimate ± z·SE (lme4's ``method = "Wald"``
+        has none for variance parameters either). ``"profile"``: profile likelihood on the
+        ML deviance, as lme4; rows are the variance parameters named as lme4 names them
+        (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``) then the
+        fixed effects. ``"boot"``: parametric bootstrap with ``n`` replicates, ``seed``,
+        ``processes``, and ``boot_type`` ``"percentile"`` or ``"shortest"``.
+        """
+        level = check_level(level)
+        method = check_choice("confint method", method, ("wald", "profile", "boot"))
+        if method == "profile":
+            return profile_intervals(self, level)
+        if method == "boot":
+            return bootstrap_intervals(self, n, level, seed=seed, kind=boot_type, processes=processes)
+        z = stats.norm.ppf(0.5 + level / 2)
+        se = self.stderr.to_numpy()
+        return pd.DataFrame({"lower": self.beta - z * se, "upper": self.beta + z * se}, index=list(self.fixef_names))
+
+    def profile(self, level: float = 0.99, points: int = 9) -> pd.DataFrame:
+        """Profile traces (``parameter, value, zeta``) for plotting; see
+        :func:`lmmfast.inference.profile.profile_traces`."""
+        return profile_traces(self, level, points)
+
+    def refit_ml(self) -> LmmResult:
+        """This model refitted by maximum likelihood (itself if it already is), reusing the
+        cross-products and the factorisation's set-up; checked as every fit is."""
+        return LmmResult.of(refit_ml(self))
+
+    def predict(self, newdata: object, *, re: str = "all", new_levels: str = "population") -> np.ndarray:
+        """Predicted means for new data; see :func:`lmmfast.predict.predict`."""
+        return predict(self, newdata, re=re, new_levels=new_levels)
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
+        """Responses simulated from the fit, shape (nobs, nsim); see :func:`lmmfast.inference.bootstrap.simulate`."""
+        return simulate(self, nsim, seed)
+
+    def refit(self, y: np.ndarray) -> LmmResult:
+        """The same model fitted to a new response (one value per observation used), from θ̂."""
+        return LmmResult.of(refit_response(self, y))
+
+    def bootstrap(self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False) -> pd.DataFrame:
+        """Parametric bootstrap replicates; see :func:`lmmfast.inference.bootstrap.bootstrap`."""
+        return bootstrap(self, n, seed=seed, processes=processes, progress=progress)
+
+    # --- output ---------------------------------------------------------------------------------
+    def summary(self, ddf: str = "auto") -> str:
+        """The fit in lme4's printed layout, with lmerTest's Satterthwaite columns
+        (``ddf="auto"``: when cheap; ``"satterthwaite"``: always; ``"none"``: never)."""
+        table = self.coef_table if wants_satterthwaite(self, ddf) else None
+        return format_summary(self, ddf, table)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return super().__repr__()

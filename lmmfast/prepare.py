@@ -1,0 +1,183 @@
+"""A model ready to optimise: formula → design → cross-products → factor → objective.
+
+:func:`prepare` does all of a fit but the optimisation (lme4's ``devFunOnly``); the
+:class:`PreparedModel` it returns is what the one fit path (:mod:`lmmfast.fit`) optimises.
+New responses and the other criterion enter through :func:`with_response` and
+:func:`with_reml`, which reuse everything that depends only on X and Z.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from lmmfast.control import Control, control_with
+from lmmfast.crossprod import form_cross_products
+from lmmfast.design import (
+    FixedDesign,
+    ModelFrame,
+    RandomTerm,
+    build_fixed_design,
+    build_model_frame,
+    build_random_terms,
+)
+from lmmfast.design.data import column_names, data_name
+from lmmfast.design.random import grouping_keys
+from lmmfast.design.variables import required_columns
+from lmmfast.design.weights import prior_weights
+from lmmfast.errors import ArgumentError, DataError, ModelError
+from lmmfast.factor import make_factor
+from lmmfast.formula import ModelFormula, parse_formula
+from lmmfast.objective import ProfiledObjective
+from lmmfast.parameters import ThetaLayout
+from lmmfast.validation import check_bool
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedModel:
+    """A model ready to optimise: its design, cross-products and objective (lme4's
+    ``lmer(devFunOnly = TRUE)`` and more).
+
+    Attributes
+    ----------
+    formula : ModelFormula
+    model_frame : ModelFrame
+    fixed : FixedDesign
+    terms : list of RandomTerm
+        In lme4's order (decreasing number of levels).
+    weights : numpy.ndarray or None
+    weights_name : str or None
+    layout : ThetaLayout
+    objective : ProfiledObjective
+        θ ↦ REML criterion or ML deviance.
+    data_name : str or None
+    control : Control
+        The settings it was prepared with, used again by its fits and refits.
+    """
+
+    formula: ModelFormula
+    model_frame: ModelFrame
+    fixed: FixedDesign
+    terms: list[RandomTerm]
+    weights: np.ndarray | None
+    weights_name: str | None
+    layout: ThetaLayout
+    objective: ProfiledObjective
+    data_name: str | None
+    control: Control
+
+    @property
+    def reml(self) -> bool:
+        """Whether the objective is the REML criterion (else the ML deviance)."""
+        return self.objective.reml
+
+
+def prepare(
+    formula: str,
+    data: object,
+    *,
+    reml: bool = True,
+    weights: str | Sequence[float] | np.ndarray | None = None,
+    control: Control | None = None,
+    factorization: str | None = None,
+    memory_budget: float | None = None,
+) -> PreparedModel:
+    """Parse, build the design and the cross-products, and set up the objective — all of a
+    fit but the optimisation. Arguments as for :func:`lmmfast.lmm`.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> prepared = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
+    >>> round(prepared.objective(prepared.layout.start), 4)
+    319.7924
+    """
+    reml = check_bool("reml", reml)
+    control = control_with(control, factorization=factorization, memory_budget=memory_budget)
+    if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
+        raise ArgumentError(f"weights must be a column name or an array, got {type(weights).__name__}.")
+    model = parse_formula(formula)
+    columns = required_columns(model, column_names(data))
+    if isinstance(weights, str) and weights not in columns:
+        columns.append(weights)
+    frame_info = build_model_frame(data, columns)
+    weight_values, weights_name = prior_weights(weights, frame_info)
+    fixed = build_fixed_design(frame_info.frame, model.response, model.fixed)
+    n, p = fixed.X.shape
+    if n <= p:
+        raise ModelError(
+            f"{n} complete observations for {p} fixed-effect columns: the residual variance needs "
+            "more observations than fixed effects. Simplify the fixed part or supply more data."
+        )
+    terms = build_random_terms(frame_info.frame, model.random)
+    cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
+    layout = ThetaLayout.from_sizes([t.k for t in terms])
+    factor = make_factor(
+        cross_products, layout, control.factorization, control.memory_budget, grouping_keys(terms), control.threads
+    )
+    objective = ProfiledObjective(cross_products, layout, factor, reml=reml)
+    if control.optimizer == "lbfgsb" and not objective.has_gradient:
+        raise ArgumentError(
+            "optimizer='lbfgsb' needs the analytic gradient, which only the blocked factorisation provides, "
+            "and this model takes the CHOLMOD path; use optimizer='bobyqa' or 'auto', or factorization='blocked'."
+        )
+    return PreparedModel(
+        formula=model,
+        model_frame=frame_info,
+        fixed=fixed,
+        terms=terms,
+        weights=weight_values,
+        weights_name=weights_name,
+        layout=layout,
+        objective=objective,
+        data_name=data_name(data),
+        control=control,
+    )
+
+
+def with_reml(prepared: PreparedModel, reml: bool) -> PreparedModel:
+    """The same model with the REML criterion or the ML deviance as its objective (the
+    cross-products and the factor's set-up are reused).
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> prepared = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
+    >>> with_reml(prepared, False).reml, prepared.reml
+    (False, True)
+    """
+    if prepared.reml == reml:
+        return prepared
+    base = prepared.objective
+    return replace(prepared, objective=ProfiledObjective(base.cross_products, base.layout, base.factor.fresh(), reml))
+
+
+def with_response(prepared: PreparedModel, y: np.ndarray) -> PreparedModel:
+    """The same model for a new response on the same rows: only the response's
+    cross-products are formed again (one pass over the rows).
+
+    Raises
+    ------
+    DataError
+        When ``y`` has not one finite value per observation the model uses.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> prepared = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
+    >>> float(with_response(prepared, 2 * prepared.fixed.y).objective.cross_products.XytXy[-1, -1]) == 4 * float(prepared.objective.cross_products.XytXy[-1, -1])
+    True
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = len(prepared.fixed.y)
+    if y.shape != (n,):
+        raise DataError(f"y must have one value per observation used by the fit ({n}), got shape {y.shape}.")
+    if not np.all(np.isfinite(y)):
+        raise DataError("y has missing or infinite values; a refit needs a finite response for every row.")
+    base = prepared.objective
+    cross_products = base.cross_products.with_response(prepared.terms, prepared.fixed.X, y, prepared.weights)
+    objective = ProfiledObjective(cross_products, base.layout, base.factor.fresh(), base.reml)
+    return replace(prepared, fixed=replace(prepared.fixed, y=y), objective=objective)
