@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 
 from lmmfast.errors import ArgumentError, LmmfastWarning, error_for
 
@@ -39,4 +41,18 @@ def report(action: str, message: str, category: type[LmmfastWarning]) -> None:
     if action == "raise":
         raise error_for(category)(message)
     if action == "warn":
-        warnings.warn(message, category, stacklevel=3)
+        warnings.warn(message, category, stacklevel=_first_caller_outside_lmmfast())
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+
+
+def _first_caller_outside_lmmfast() -> int:
+    """The ``stacklevel`` that attributes a warning from :func:`report` to the first frame
+    outside the package (the user's call), however deep the fit path called it."""
+    frame = sys._getframe(2)  # report's caller
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    return level
