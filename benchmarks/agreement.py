@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
     lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))  # compile / load cache
-    print(f"{'case':26s} {'Δobjective (rel)':>17s} {'max rel Δfixef':>15s} {'evals':>6s} {'lme4 evals':>10s} "
-          f"{'fit s':>8s} {'lme4 s':>7s}")
+    print(
+        f"{'case':26s} {'Δobjective (rel)':>17s} {'max rel Δfixef':>15s} {'evals':>6s} {'lme4 evals':>10s} "
+        f"{'fit s':>8s} {'lme4 s':>7s}"
+    )
     for case in _cases():
         ref = json.loads((Path(case["folder"]) / "fits" / f"{case['id']}.json").read_text())
         data = _data(case)
@@ -72,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         dobj = (fit.objective - ref["objective"]) / abs(ref["objective"])
         lme4_seconds = np.atleast_1d(ref.get("lme4_seconds") or []).tolist()
         lme4_text = f"{statistics.median(lme4_seconds):7.3f}" if lme4_seconds else "      -"
-        print(f"{case['id']:26s} {dobj:+17.2e} {dfix:15.1e} {fit.n_evals:6d} {str(ref.get('feval', '-')):>10s} "
-              f"{statistics.median(times):8.3f} {lme4_text}")
+        print(
+            f"{case['id']:26s} {dobj:+17.2e} {dfix:15.1e} {fit.n_evals:6d} {ref.get('feval', '-')!s:>10s} "
+            f"{statistics.median(times):8.3f} {lme4_text}"
+        )
     return 0
 
 

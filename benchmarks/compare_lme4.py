@@ -26,7 +26,7 @@ from pathlib import Path
 # R runs in the environment it was started with, not with the OpenBLAS spin lmmfast asks for
 R_ENVIRONMENT = dict(os.environ)
 
-import lmmfast
+import lmmfast  # noqa: E402 - after R_ENVIRONMENT: importing lmmfast changes os.environ
 
 R_SCRIPT = r"""
 suppressPackageStartupMessages(library(lme4))
@@ -62,7 +62,12 @@ CASES = {
         "subj,item",
     ),
     "crossed_100k_intercepts": ("sim:2000,500,50", "y ~ cond + freq + (1 | subj) + (1 | item)", False, "subj,item"),
-    "crossed_100k_slopes": ("sim:500,2000,200", "y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)", False, "subj,item"),
+    "crossed_100k_slopes": (
+        "sim:500,2000,200",
+        "y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)",
+        False,
+        "subj,item",
+    ),
 }
 
 
@@ -85,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
     lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
-    print(f"{'case':26s} {'rows':>8s} {'lme4 s':>8s} {'lmmfast s':>10s} {'ratio':>7s} {'lme4 evals':>10s} "
-          f"{'evals':>6s} {'Δobjective':>11s}")
+    print(
+        f"{'case':26s} {'rows':>8s} {'lme4 s':>8s} {'lmmfast s':>10s} {'ratio':>7s} {'lme4 evals':>10s} "
+        f"{'evals':>6s} {'Δobjective':>11s}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "fit.R"
         script.write_text(R_SCRIPT)
@@ -97,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             data.to_csv(path, index=False)
             completed = subprocess.run(
                 [rscript, str(script), str(path), formula, "TRUE" if reml else "FALSE", groups, str(args.repeat)],
-                capture_output=True, text=True, check=True, env=R_ENVIRONMENT,
+                capture_output=True,
+                text=True,
+                check=True,
+                env=R_ENVIRONMENT,
             )
             lme4 = json.loads(completed.stdout.strip().splitlines()[-1])
             lmmfast.lmm(formula, data, reml=reml)  # the warm-up fit: kernels this case alone uses load now
@@ -108,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(time.perf_counter() - began)
             assert fit is not None
             ours, theirs = statistics.median(times), statistics.median(lme4["seconds"])
-            print(f"{name:26s} {len(data):8d} {theirs:8.3f} {ours:10.3f} {theirs / ours:6.1f}× {lme4['feval']:10d} "
-                  f"{fit.n_evals:6d} {fit.objective - lme4['objective']:+11.2e}", flush=True)
+            print(
+                f"{name:26s} {len(data):8d} {theirs:8.3f} {ours:10.3f} {theirs / ours:6.1f}× {lme4['feval']:10d} "
+                f"{fit.n_evals:6d} {fit.objective - lme4['objective']:+11.2e}",
+                flush=True,
+            )
     return 0
 
 

@@ -49,9 +49,10 @@ def lmm(
     weights : str or array, optional
         Prior weights: a column name or one positive value per row of ``data``.
     factorization : {"auto", "blocked", "cholmod"}, optional
-        Shortcut for ``Control(factorization=...)``. How Λ'Z'ZΛ + I is factored: eliminating the first term into a dense block (crossed
-        designs), CHOLMOD's sparse supernodal Cholesky (deep nesting), or chosen from the
-        structure. Both give the same optimum.
+        Shortcut for ``Control(factorization=...)``. How Λ'Z'ZΛ + I is factored: eliminating
+        the first term into a dense block (crossed designs), CHOLMOD's sparse supernodal
+        Cholesky (deep nesting), or chosen from the structure (default). Both give the same
+        optimum.
     checks : dict, optional
         What to do about each diagnostic — ``"convergence"`` (the optimiser's stop and a
         check of the optimum: 2 evaluations per θ by finite differences after BOBYQA, the
@@ -61,13 +62,14 @@ def lmm(
         (default), ``"raise"`` (raise an :class:`LmmfastError` with the warning's message) or
         ``"ignore"`` (``"convergence": "ignore"`` also skips that check).
     memory_budget : float, optional
-        Shortcut for ``Control(memory_budget=...)``. Bytes the factorisation may use (default: 80% of physical memory). Models that would
-        need more are refused up front with a :class:`MemoryBudgetError`.
+        Shortcut for ``Control(memory_budget=...)``. Bytes the factorisation may use
+        (default: 80% of physical memory). Models that would need more are refused up front
+        with a :class:`MemoryBudgetError`.
     optimizer : {"auto", "bobyqa", "lbfgsb"}, optional
-        Shortcut for ``Control(optimizer=...)``. BOBYQA (derivative-free, as lme4) or L-BFGS-B with the analytic gradient (blocked
-        factorisation only); ``"auto"`` takes L-BFGS-B for models with many variance
-        parameters or a large dense block, where it needs far fewer evaluations. Both reach
-        the same optimum.
+        Shortcut for ``Control(optimizer=...)``. BOBYQA (derivative-free, as lme4) or L-BFGS-B
+        with the analytic gradient (blocked factorisation only); ``"auto"`` (default) takes
+        L-BFGS-B for models with many variance parameters or a large dense block, where it
+        needs far fewer evaluations. Both reach the same optimum.
     control : Control, optional
         Every setting of the fit: optimiser, tolerances, evaluation limit, restarts,
         boundary and singular tolerances, factorisation, memory budget, threads
@@ -123,10 +125,9 @@ def _check_start(start: np.ndarray | Sequence[float], prepared: PreparedModel) -
         raise ArgumentError(f"start must be an array of numbers (θ), got {type(start).__name__}.") from None
     size = prepared.layout.size
     if theta.shape != (size,) or not np.all(np.isfinite(theta)):
-        raise ArgumentError(
-            f"start must be {size} finite numbers, one per θ ({', '.join(prepared.layout.names(*_term_names(prepared)))}), "
-            f"got {theta.tolist() if theta.size <= 10 else theta.shape}."
-        )
+        names = ", ".join(prepared.layout.names(*_term_names(prepared)))
+        got = theta.tolist() if theta.size <= 10 else theta.shape
+        raise ArgumentError(f"start must be {size} finite numbers, one per θ ({names}), got {got}.")
     return theta
 
 

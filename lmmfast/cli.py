@@ -60,7 +60,9 @@ def _separator(value: str | None) -> str | None:
         return None
     separator = SEPARATOR_NAMES.get(value.lower(), value)
     if len(separator) != 1:
-        raise DataError(f"--sep must be one character (or 'tab', 'comma', 'semicolon', 'pipe', 'space'), got {value!r}.")
+        raise DataError(
+            f"--sep must be one character (or 'tab', 'comma', 'semicolon', 'pipe', 'space'), got {value!r}."
+        )
     return separator
 
 
@@ -79,9 +81,7 @@ def read_data(source: str, sep: str | None = None) -> pd.DataFrame:
     if not path.exists():
         if source.lower() in datasets.names():
             return datasets.load(source)
-        raise DataError(
-            f"{source!r} is neither a file nor a bundled dataset (bundled: {', '.join(datasets.names())})."
-        )
+        raise DataError(f"{source!r} is neither a file nor a bundled dataset (bundled: {', '.join(datasets.names())}).")
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -91,7 +91,9 @@ def read_data(source: str, sep: str | None = None) -> pd.DataFrame:
         elif suffix in (".csv", ".txt", ".tsv"):
             frame = pd.read_csv(path, sep=_separator(sep) or detect_separator(path))
         else:
-            raise DataError(f"Cannot tell the format of {source!r}: use a .csv, .tsv, .parquet, .arrow or .feather file.")
+            raise DataError(
+                f"Cannot tell the format of {source!r}: use a .csv, .tsv, .parquet, .arrow or .feather file."
+            )
     except LmmfastError:
         raise
     except Exception as exc:
@@ -110,7 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--weights", metavar="COL", help="column of prior weights")
     fit.add_argument(
-        "--sep", metavar="SEP", help="field separator of a text file (default: detected among , ; tab |); 'tab' for a tab"
+        "--sep",
+        metavar="SEP",
+        help="field separator of a text file (default: detected among , ; tab |); 'tab' for a tab",
     )
     fit.add_argument(
         "--ddf",
@@ -137,8 +141,7 @@ def _stray_arguments_hint(formula: str, extra: Sequence[str]) -> str:
 def _coef_table(fit: LmmResult) -> list[dict[str, Any]]:
     table = fit.coef_table
     return [
-        {"name": str(name), **{column: float(value) for column, value in row.items()}}
-        for name, row in table.iterrows()
+        {"name": str(name), **{column: float(value) for column, value in row.items()}} for name, row in table.iterrows()
     ]
 
 

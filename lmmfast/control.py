@@ -100,10 +100,10 @@ def control_with(control: Control | None, **shortcuts: object) -> Control:
     --------
     >>> control_with(None, optimizer="bobyqa", memory_budget=None).optimizer
     'bobyqa'
-    >>> control_with(Control(optimizer="lbfgsb"), optimizer="bobyqa")
+    >>> control_with(Control(optimizer="lbfgsb"), optimizer="bobyqa")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    lmmfast.errors.ArgumentError: optimizer='bobyqa' and control are both given; set it in the Control instead: Control(..., optimizer='bobyqa').
+    lmmfast.errors.ArgumentError: optimizer='bobyqa' and control are both given; set it in the Control instead: ...
     """
     given = {name: value for name, value in shortcuts.items() if value is not None}
     known = {f.name for f in fields(Control)}

@@ -8,20 +8,20 @@ not know lmmfast.
 from __future__ import annotations
 
 __all__ = [
-    "LmmfastError",
     "ArgumentError",
-    "FormulaError",
-    "DataError",
-    "ModelError",
-    "ConvergenceError",
-    "SingularFitError",
-    "RankDeficiencyError",
-    "MemoryBudgetError",
-    "LmmfastWarning",
-    "ConvergenceWarning",
-    "SingularFitWarning",
-    "RankDeficiencyWarning",
     "BinaryResponseWarning",
+    "ConvergenceError",
+    "ConvergenceWarning",
+    "DataError",
+    "FormulaError",
+    "LmmfastError",
+    "LmmfastWarning",
+    "MemoryBudgetError",
+    "ModelError",
+    "RankDeficiencyError",
+    "RankDeficiencyWarning",
+    "SingularFitError",
+    "SingularFitWarning",
     "error_for",
 ]
 

@@ -96,7 +96,11 @@ def fit_prepared(
         if record.converged and actions["convergence"] != "ignore":
             quasi_newton = None if record.gradient is None else (record.gradient, record.inverse_hessian)
             convergence = check_convergence(
-                objective, model.layout, record.final, record.final_objective, quasi_newton,
+                objective,
+                model.layout,
+                record.final,
+                record.final_objective,
+                quasi_newton,
                 control.convergence_tolerance,
             )
         result = assemble(model, record, convergence, began)

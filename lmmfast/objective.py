@@ -209,7 +209,9 @@ class ProfiledObjective:
         theta = np.asarray(theta, dtype=np.float64)
         schur = self._schur(theta)
         if schur is None:
-            raise np.linalg.LinAlgError("Λ'Z'ZΛ + I or the fixed-effects block is not numerically positive definite at this θ")
+            raise np.linalg.LinAlgError(
+                "Λ'Z'ZΛ + I or the fixed-effects block is not numerically positive definite at this θ"
+            )
         rzx, lower = schur
         _, logdet_L, logdet_RX, r2 = self._criterion(lower)
         p = cp.p

@@ -110,7 +110,9 @@ GRADIENT_MIN_DENSE = 500
 GRADIENT_MIN_RANDOM_EFFECTS = 100
 
 
-def gradient_for(objective: object, n_theta: int, optimizer: str) -> Callable[[np.ndarray], tuple[float, np.ndarray]] | None:
+def gradient_for(
+    objective: object, n_theta: int, optimizer: str
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]] | None:
     """The objective's ``value_and_gradient`` when ``optimizer`` (``"auto"``, ``"bobyqa"``,
     ``"lbfgsb"``) resolves to L-BFGS-B for it, else None."""
     has_gradient = bool(getattr(objective, "has_gradient", False))
@@ -218,7 +220,8 @@ def _indistinguishable(x: np.ndarray, known: tuple[np.ndarray, float, np.ndarray
     Examples
     --------
     >>> known = (np.array([0.5, 0.0]), 1e6, np.array([1e-3, 2e-3]))
-    >>> _indistinguishable(np.array([0.5 + 5e-10, 5e-10]), known), _indistinguishable(np.array([0.5 + 1e-4, 0.0]), known)
+    >>> near, far = np.array([0.5 + 5e-10, 5e-10]), np.array([0.5 + 1e-4, 0.0])
+    >>> _indistinguishable(near, known), _indistinguishable(far, known)
     (True, False)
     """
     point, value, gradient = known
@@ -490,7 +493,10 @@ def optimize_theta(
         return_code, converged = result.message, result.success
         if not converged and _settled(result):
             converged = True
-            return_code = f"{result.message} (settled: a quasi-Newton step would lower the objective by less than {SETTLED_DECREASE:g})"
+            return_code = (
+                f"{result.message} (settled: a quasi-Newton step would lower the objective by less than "
+                f"{SETTLED_DECREASE:g})"
+            )
         assert recorder.best_x is not None
         if converged and result.value <= recorder.best_f + ftol_abs:
             # L-BFGS-B's own last point, where its gradient and curvature are, when an earlier
@@ -506,8 +512,12 @@ def optimize_theta(
             assert recorder.best_x is not None
             algorithm = "L-BFGS-B+NLOPT_LN_BOBYQA"
             return_code, converged = _bobyqa(
-                recorder, lower, recorder.best_x.copy(), maxeval=maxeval - recorder.count,
-                initial_step=restart_step, **rules,
+                recorder,
+                lower,
+                recorder.best_x.copy(),
+                maxeval=maxeval - recorder.count,
+                initial_step=restart_step,
+                **rules,
             )
     else:
         return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)

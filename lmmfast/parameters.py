@@ -31,7 +31,7 @@ class ThetaLayout:
     term_of: np.ndarray
 
     @classmethod
-    def from_sizes(cls, sizes: Sequence[int]) -> "ThetaLayout":
+    def from_sizes(cls, sizes: Sequence[int]) -> ThetaLayout:
         rows, cols, term_of, starts = [], [], [], []
         for term, k in enumerate(sizes):
             starts.append(len(rows))

@@ -168,7 +168,9 @@ def with_response(prepared: PreparedModel, y: np.ndarray) -> PreparedModel:
     --------
     >>> import lmmfast
     >>> prepared = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
-    >>> float(with_response(prepared, 2 * prepared.fixed.y).objective.cross_products.XytXy[-1, -1]) == 4 * float(prepared.objective.cross_products.XytXy[-1, -1])
+    >>> doubled = with_response(prepared, 2 * prepared.fixed.y)
+    >>> yty = [float(model.objective.cross_products.XytXy[-1, -1]) for model in (doubled, prepared)]
+    >>> yty[0] == 4 * yty[1]
     True
     """
     y = np.asarray(y, dtype=np.float64)

@@ -120,7 +120,7 @@ def _fixed_correlation(fit: LmmFit) -> list[str]:
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
     short = [_abbreviate(n) for n in names[:-1]]
     rows = [[names[i]] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i) for i in range(1, p)]
-    return ["", "Correlation of Fixed Effects:", *_table([""] + short, rows, {0})]
+    return ["", "Correlation of Fixed Effects:", *_table(["", *short], rows, {0})]
 
 
 def _convergence_note(fit: LmmFit) -> str:
@@ -178,7 +178,13 @@ def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = 
         lines.append(f"REML criterion at convergence: {fit.objective:.1f}")
     else:
         header = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-        cells = [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}", f"{fit.objective:.1f}", str(fit.nobs - fit.npar)]
+        cells = [
+            f"{fit.aic:.1f}",
+            f"{fit.bic:.1f}",
+            f"{fit.loglik:.1f}",
+            f"{fit.objective:.1f}",
+            str(fit.nobs - fit.npar),
+        ]
         lines.extend(" " + row for row in _table(header, [cells], set()))
     lines.append("")
     quantiles = np.quantile(fit.scaled_residuals, [0, 0.25, 0.5, 0.75, 1.0])

@@ -93,7 +93,11 @@ def check_positive_number(name: str, value: object, unit: str = "") -> float:
     >>> check_positive_number("memory_budget", 2e9, "bytes")
     2000000000.0
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < np.inf:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0 < value < np.inf
+    ):
         what = f"a positive number of {unit}" if unit else "a positive number"
         raise ArgumentError(f"{name} must be {what}, got {value!r}.")
     return float(value)

@@ -50,4 +50,3 @@ def r_name(formulaic_name: str) -> str:
     """Spell a formulaic column name as R does: ``recipe[T.B]:temp`` → ``recipeB:temp``."""
     name = "(Intercept)" if formulaic_name == "Intercept" else formulaic_name
     return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name)
-

@@ -31,7 +31,11 @@ def test_json_has_the_contract_fields(capsys) -> None:
 def test_files_of_every_format(tmp_path, capsys, suffix) -> None:
     data = lmmfast.datasets.load("sleepstudy_weighted")
     path = tmp_path / f"sleep{suffix}"
-    {".csv": lambda: data.to_csv(path, index=False), ".parquet": lambda: data.to_parquet(path), ".feather": lambda: data.to_feather(path)}[suffix]()
+    {
+        ".csv": lambda: data.to_csv(path, index=False),
+        ".parquet": lambda: data.to_parquet(path),
+        ".feather": lambda: data.to_feather(path),
+    }[suffix]()
     assert main(["fit", str(path), "Reaction ~ Days + (Days | Subject)", "--weights", "w", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["objective"] == pytest.approx(1733.54354646619, rel=1e-8)

@@ -31,7 +31,9 @@ def test_an_unconverged_fit_raises_convergence_error() -> None:
     data = lmmfast.datasets.load("sleepstudy")
     with pytest.raises(lmmfast.ConvergenceError, match="stopped before converging"):
         lmmfast.lmm(
-            "Reaction ~ Days + (Days | Subject)", data, checks={"convergence": "raise"},
+            "Reaction ~ Days + (Days | Subject)",
+            data,
+            checks={"convergence": "raise"},
             control=lmmfast.Control(max_evaluations=6),
         )
 

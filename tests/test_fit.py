@@ -52,7 +52,9 @@ def test_an_unconverged_refit_warns(fit) -> None:
 
 def test_unconverged_bootstrap_replicates_are_reported_once(fit) -> None:
     starved = dataclasses.replace(fit, model=dataclasses.replace(fit.model, control=lmmfast.Control(max_evaluations=4)))
-    with pytest.warns(lmmfast.ConvergenceWarning, match=r"3 of 3 bootstrap replicates did not converge \(rows 0, 1, 2\)") as caught:
+    with pytest.warns(
+        lmmfast.ConvergenceWarning, match=r"3 of 3 bootstrap replicates did not converge \(rows 0, 1, 2\)"
+    ) as caught:
         starved.bootstrap(3, seed=1)
     assert len(caught) == 1
 
@@ -61,7 +63,9 @@ def test_start_is_passed_through(sleep, fit) -> None:
     warm = lmmfast.lmm(F, sleep, start=fit.theta)
     np.testing.assert_array_equal(warm.optsummary.initial, fit.theta)
     assert warm.objective == pytest.approx(fit.objective, abs=1e-8) and warm.n_evals < fit.n_evals
-    with pytest.raises(lmmfast.ArgumentError, match=r"start must be 3 finite numbers, one per θ \(Subject.\(Intercept\)"):
+    with pytest.raises(
+        lmmfast.ArgumentError, match=r"start must be 3 finite numbers, one per θ \(Subject.\(Intercept\)"
+    ):
         lmmfast.lmm(F, sleep, start=[1.0, 0.0])
 
 
@@ -72,7 +76,7 @@ def test_control_is_recorded_and_its_shortcuts_conflict(sleep) -> None:
     assert lmmfast.lmm(F, sleep, optimizer="bobyqa").optsummary.control == lmmfast.Control(optimizer="bobyqa")
     with pytest.raises(lmmfast.ArgumentError, match=r"optimizer='lbfgsb' and control are both given"):
         lmmfast.lmm(F, sleep, control=control, optimizer="lbfgsb")
-    with pytest.raises(lmmfast.ArgumentError, match="control must be a lmmfast.Control"):
+    with pytest.raises(lmmfast.ArgumentError, match=r"control must be a lmmfast\.Control"):
         lmmfast.lmm(F, sleep, control={"optimizer": "bobyqa"})
 
 
@@ -139,7 +143,7 @@ def test_a_fit_pickles_after_threaded_use_and_answers_as_the_original(dataset, f
     assert described["path"] == factorization
     if route is not None:
         assert described["route"] == route
-    fit.cond_var  # uses the factor after the fit
+    assert len(fit.cond_var) == len(fit.terms)  # uses the factor after the fit
     copy = pickle.loads(pickle.dumps(fit))
     assert repr(copy) == repr(fit)
     np.testing.assert_array_equal(copy.fixef, fit.fixef)

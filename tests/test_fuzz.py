@@ -48,7 +48,9 @@ def datasets(draw):
 @st.composite
 def formulas(draw):
     # valid pieces are listed several times so that most draws reach the engine
-    fixed = draw(st.lists(st.sampled_from(NUMERIC * 2 + ["f", "x:f", "I(x**2)", "np.log(w)", "0", "1", "missing"]), max_size=3))
+    fixed = draw(
+        st.lists(st.sampled_from(NUMERIC * 2 + ["f", "x:f", "I(x**2)", "np.log(w)", "0", "1", "missing"]), max_size=3)
+    )
     random_terms = []
     for _ in range(draw(st.integers(0, 3)) or draw(st.integers(0, 1)) + 1):
         expr = draw(st.sampled_from(["1"] * 4 + ["x", "1 + x", "0 + x", "f", "0 + f", "z", "nothing"]))

@@ -197,11 +197,11 @@ def test_dense_coupling_matches_the_sparse_kernels(k1) -> None:
     w = rng.normal(size=values.shape)
     w_dense = DenseCoupling(pattern, levels, n_levels, w).cross
     y_dense = coupling.coupled(w_dense, X)
-    np.testing.assert_allclose(y_dense.reshape(n_levels * k1, size).T, X @ _dense_coupling(pattern, w, size), rtol=1e-12)
-    # at the entries, the sparse kernel's Y
-    at_entries = np.concatenate(
-        [y_dense[level, :, row] for row, level in zip(pattern.rows, levels)]
+    np.testing.assert_allclose(
+        y_dense.reshape(n_levels * k1, size).T, X @ _dense_coupling(pattern, w, size), rtol=1e-12
     )
+    # at the entries, the sparse kernel's Y
+    at_entries = np.concatenate([y_dense[level, :, row] for row, level in zip(pattern.rows, levels)])
     np.testing.assert_allclose(at_entries, coupled_rows(pattern, w, X), rtol=1e-12, atol=1e-12)
 
 

@@ -58,7 +58,11 @@ def test_a_block_that_rounding_leaves_indefinite_is_infeasible_not_an_exception(
     # the same term twice merges into one 2 × 2 term with a rank-1 cross-product block, so at
     # huge θ the second pivot of its Cholesky factor is lost to cancellation
     data = pd.DataFrame(
-        {"y": [2.04, -2.55, 0.41, -0.56, -0.45, 1.2], "x": [-0.2, -2.0, -0.23, -0.86, 3.3, 1.1], "g": [1, 0, 0, 0, 2, 2]}
+        {
+            "y": [2.04, -2.55, 0.41, -0.56, -0.45, 1.2],
+            "x": [-0.2, -2.0, -0.23, -0.86, 3.3, 1.1],
+            "g": [1, 0, 0, 0, 2, 2],
+        }
     )
     model = prepare("y ~ 1 + (0 + x | g) + (0 + x | g)", data, reml=False)
     assert model.objective(np.array([1e9, 1e9])) == INFEASIBLE

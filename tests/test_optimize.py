@@ -104,7 +104,11 @@ def test_ignoring_convergence_skips_the_check() -> None:
 
 @pytest.mark.parametrize(
     ("checks", "phrase"),
-    [({"singularity": "warn"}, "Unknown check 'singularity'"), ({"singular": "loud"}, "must be 'warn', 'raise' or 'ignore'"), ("all", "must be a dict")],
+    [
+        ({"singularity": "warn"}, "Unknown check 'singularity'"),
+        ({"singular": "loud"}, "must be 'warn', 'raise' or 'ignore'"),
+        ("all", "must be a dict"),
+    ],
 )
 def test_bad_checks_are_rejected(checks, phrase) -> None:
     with pytest.raises(lmmfast.ArgumentError, match=phrase):
@@ -176,7 +180,9 @@ def test_quasi_newton_check_needs_no_evaluation_and_flags_a_large_step() -> None
 
 def test_lbfgsb_fit_is_checked_from_its_own_gradient() -> None:
     fit = lmmfast.lmm(
-        "RTtrunc ~ 1 + S + P + (1 | subj) + (1 + P | item)", lmmfast.datasets.load("kb07"), reml=False,
+        "RTtrunc ~ 1 + S + P + (1 | subj) + (1 + P | item)",
+        lmmfast.datasets.load("kb07"),
+        reml=False,
         optimizer="lbfgsb",
     )
     assert fit.convergence is not None and fit.convergence.ok and fit.convergence.n_evals == 0
@@ -253,7 +259,9 @@ def test_lbfgsb_keeps_its_last_point_when_an_earlier_one_is_lower_only_by_roundi
     # penicillin by ML: L-BFGS-B's last point is a hair above an earlier one; taking it keeps
     # its gradient and curvature, so the convergence check needs no finite differences
     fit = lmmfast.lmm(
-        "diameter ~ 1 + (1 | plate) + (1 | sample)", lmmfast.datasets.load("penicillin"), reml=False,
+        "diameter ~ 1 + (1 | plate) + (1 | sample)",
+        lmmfast.datasets.load("penicillin"),
+        reml=False,
         optimizer="lbfgsb",
     )
     assert fit.optsummary.gradient is not None
@@ -278,7 +286,9 @@ def _pseudo_huber_with_gradient_flipped_within(radius: float):
 
 def test_lbfgsb_failing_its_line_search_where_nothing_is_left_to_gain_has_converged() -> None:
     value, value_and_gradient = _pseudo_huber_with_gradient_flipped_within(3e-4)
-    summary = optimize_theta(value, ThetaLayout.from_sizes([1, 1]), start=np.array([0.2, 2.5]), value_and_gradient=value_and_gradient)
+    summary = optimize_theta(
+        value, ThetaLayout.from_sizes([1, 1]), start=np.array([0.2, 2.5]), value_and_gradient=value_and_gradient
+    )
     # without the rule BOBYQA took over for 26 more evaluations
     assert summary.algorithm == "L-BFGS-B" and summary.converged
     assert summary.return_code.startswith("ABNORMAL") and "settled" in summary.return_code
@@ -287,7 +297,9 @@ def test_lbfgsb_failing_its_line_search_where_nothing_is_left_to_gain_has_conver
 
 def test_lbfgsb_failing_its_line_search_far_from_the_optimum_hands_over_to_bobyqa() -> None:
     value, value_and_gradient = _pseudo_huber_with_gradient_flipped_within(0.1)
-    summary = optimize_theta(value, ThetaLayout.from_sizes([1, 1]), start=np.array([0.2, 2.5]), value_and_gradient=value_and_gradient)
+    summary = optimize_theta(
+        value, ThetaLayout.from_sizes([1, 1]), start=np.array([0.2, 2.5]), value_and_gradient=value_and_gradient
+    )
     assert summary.algorithm == "L-BFGS-B+NLOPT_LN_BOBYQA" and summary.converged
     assert summary.final == pytest.approx([1.0, 1.0], abs=1e-4)
 

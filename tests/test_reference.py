@@ -11,14 +11,15 @@ from helpers import REFERENCE, case_data, r_name, reference_cases, reference_fit
 import lmmfast
 from lmmfast.api import prepare
 
-CASES = reference_cases() + [
+CASES = [
+    *reference_cases(),
     {
         "id": "sleepstudy_weighted",
         "data": "sleepstudy_weighted.csv",
         "formula": "Reaction ~ Days + (Days | Subject)",
         "criterion": "REML",
         "folder": str(REFERENCE),
-    }
+    },
 ]
 
 #: Cases whose objective is so flat that lme4's own estimates move by more than 1e-3 when its
@@ -33,6 +34,7 @@ FLAT = {"orthodont_slopes", "kb07_zcp"}
 #: singular): lme4's deviance is 0.027 above ours after 667 evaluations. There the test asks
 #: for a strictly lower objective and the fixed effects to agree to 1e-3.
 LME4_SHORT = {"kb07_slopes20"}
+
 
 def _fit(case: dict[str, str], optimizer: str = "auto") -> lmmfast.LmmResult:
     data = case_data(case)

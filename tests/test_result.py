@@ -83,15 +83,34 @@ def test_ml_summary_has_information_criteria() -> None:
 def test_to_dict_is_json_and_has_the_contract_keys(fit) -> None:
     payload = json.loads(json.dumps(fit.to_dict()))
     for key in [
-        "formula", "criterion", "nobs", "ngrps", "objective", "loglik", "aic", "bic", "fixef", "stderr",
-        "sigma", "theta", "varcorr", "converged", "singular", "n_evals", "fit_seconds", "version",
+        "formula",
+        "criterion",
+        "nobs",
+        "ngrps",
+        "objective",
+        "loglik",
+        "aic",
+        "bic",
+        "fixef",
+        "stderr",
+        "sigma",
+        "theta",
+        "varcorr",
+        "converged",
+        "singular",
+        "n_evals",
+        "fit_seconds",
+        "version",
     ]:
         assert key in payload
     assert payload["criterion"] == "REML"
     assert payload["ngrps"] == {"Subject": 18}
     assert payload["varcorr"][2] == {
-        "grp": "Subject", "var1": "(Intercept)", "var2": "Days",
-        "vcov": pytest.approx(fit.varcorr.vcov.iloc[2]), "sdcor": pytest.approx(fit.varcorr.sdcor.iloc[2]),
+        "grp": "Subject",
+        "var1": "(Intercept)",
+        "var2": "Days",
+        "vcov": pytest.approx(fit.varcorr.vcov.iloc[2]),
+        "sdcor": pytest.approx(fit.varcorr.sdcor.iloc[2]),
     }
 
 

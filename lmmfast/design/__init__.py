@@ -5,10 +5,10 @@ from lmmfast.design.fixed import FixedDesign, build_fixed_design
 from lmmfast.design.random import RandomTerm, build_random_terms
 
 __all__ = [
-    "ModelFrame",
-    "build_model_frame",
     "FixedDesign",
-    "build_fixed_design",
+    "ModelFrame",
     "RandomTerm",
+    "build_fixed_design",
+    "build_model_frame",
     "build_random_terms",
 ]

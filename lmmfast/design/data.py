@@ -65,7 +65,9 @@ def _to_pandas(data: object, needed: Iterable[str]) -> pd.DataFrame:
                 ) from None
         if len(set(lengths.values())) > 1:
             detail = ", ".join(f"{name!r}: {length}" for name, length in lengths.items())
-            raise DataError(f"The dict's columns have unequal lengths ({detail}); every column needs one value per row.")
+            raise DataError(
+                f"The dict's columns have unequal lengths ({detail}); every column needs one value per row."
+            )
         return pd.DataFrame({name: np.asarray(column) for name, column in data.items()})
     raise DataError(
         f"data must be a pandas or polars DataFrame (or LazyFrame), a pyarrow Table or a dict of arrays, "
@@ -115,9 +117,7 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
     if n_input == 0:
         raise DataError("The data have no rows.")
     label_of = {str(label): label for label in frame.columns}  # formulas name columns by text
-    selected = pd.DataFrame(
-        {name: frame[label_of[name]].reset_index(drop=True).copy(deep=True) for name in wanted}
-    )
+    selected = pd.DataFrame({name: frame[label_of[name]].reset_index(drop=True).copy(deep=True) for name in wanted})
     for name in wanted:
         kind = selected[name].dtype.kind
         if kind in "mM":

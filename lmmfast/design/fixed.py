@@ -166,6 +166,4 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
     if dropped:
         X = np.ascontiguousarray(X[:, kept])
         names = tuple(names[j] for j in kept)
-    return FixedDesign(
-        y=y, X=X, names=names, dropped=dropped, spec=rhs.model_spec, kept=tuple(int(j) for j in kept)
-    )
+    return FixedDesign(y=y, X=X, names=names, dropped=dropped, spec=rhs.model_spec, kept=tuple(int(j) for j in kept))

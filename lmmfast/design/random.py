@@ -65,7 +65,9 @@ class RandomTerm:
     def codes_for(self, frame: pd.DataFrame) -> np.ndarray:
         """Level index of each row of new data; −1 for levels the fit has not seen."""
         labels = [_level_labels(frame[name].to_numpy()) for name in self.factors]
-        combined = labels[0] if len(labels) == 1 else np.asarray([":".join(parts) for parts in zip(*labels)], dtype=object)
+        combined = (
+            labels[0] if len(labels) == 1 else np.asarray([":".join(parts) for parts in zip(*labels)], dtype=object)
+        )
         index = {level: i for i, level in enumerate(self.levels)}
         return np.asarray([index.get(label, -1) for label in combined], dtype=np.int64)
 
@@ -220,7 +222,9 @@ def grouping_keys(terms: Sequence[RandomTerm]) -> list[int]:
     --------
     >>> import pandas as pd
     >>> from lmmfast.formula import parse_formula
-    >>> frame = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6], "x": [0.0, 1, 0, 1, 0, 1], "g": list("aabbcc"), "h": list("ababab")})
+    >>> frame = pd.DataFrame(
+    ...     {"y": [1.0, 2, 3, 4, 5, 6], "x": [0.0, 1, 0, 1, 0, 1], "g": list("aabbcc"), "h": list("ababab")}
+    ... )
     >>> grouping_keys(build_random_terms(frame, parse_formula("y ~ (x || g) + (1 | h)").random))
     [0, 0, 2]
     """

@@ -41,8 +41,7 @@ def prior_weights(
             raise DataError("weights must be a column name or an array of positive numbers.") from None
         if given.ndim != 1 or len(given) != frame_info.n_input_rows:
             raise DataError(
-                f"weights must hold one value per row of the data ({frame_info.n_input_rows}), "
-                f"got shape {given.shape}."
+                f"weights must hold one value per row of the data ({frame_info.n_input_rows}), got shape {given.shape}."
             )
         keep = np.ones(frame_info.n_input_rows, dtype=bool)
         keep[frame_info.dropped_rows] = False

@@ -5,4 +5,4 @@ from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
 from lmmfast.factor.choose import choose_method, make_factor
 
-__all__ = ["RandomEffectsFactor", "BlockedFactor", "CholmodFactor", "choose_method", "make_factor"]
+__all__ = ["BlockedFactor", "CholmodFactor", "RandomEffectsFactor", "choose_method", "make_factor"]

@@ -36,8 +36,10 @@ def choose_blas_threads(q2: int, sparse_work: float, threads: int, idle_spin: fl
 
     Examples
     --------
-    >>> choose_blas_threads(256, 0.0, 1, 3e-4), choose_blas_threads(1000, 2e7, 2, 0.09), choose_blas_threads(1000, 2e7, 2, 3e-4)
-    (1, 1, None)
+    >>> choose_blas_threads(256, 0.0, 1, 3e-4), choose_blas_threads(1000, 2e7, 2, 0.09)
+    (1, 1)
+    >>> choose_blas_threads(1000, 2e7, 2, 3e-4) is None
+    True
     """
     if q2 < PARALLEL_COLUMNS:
         return 1

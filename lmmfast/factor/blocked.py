@@ -68,11 +68,15 @@ def _gather_runs(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) ->
     if len(lengths) and np.all(lengths == lengths[0]):  # one width (every term scalar, say)
         return values[(np.asarray(starts, dtype=np.int64)[:, None] + np.arange(lengths[0])).ravel()]
     run_starts = np.cumsum(lengths) - lengths
-    index = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(np.asarray(starts, dtype=np.int64) - run_starts, lengths)
+    index = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(
+        np.asarray(starts, dtype=np.int64) - run_starts, lengths
+    )
     return values[index]
 
 
-def band_positions(sizes: np.ndarray, template_offsets: np.ndarray, col_term: np.ndarray, col_index: np.ndarray) -> np.ndarray:
+def band_positions(
+    sizes: np.ndarray, template_offsets: np.ndarray, col_term: np.ndarray, col_index: np.ndarray
+) -> np.ndarray:
     """Where in the packed templates each band of Λ₂ sits: Λ₂[c + d, c] is
     ``templates[positions[d, c]]``, or 0 where ``positions[d, c]`` is −1.
 
@@ -94,8 +98,18 @@ def band_positions(sizes: np.ndarray, template_offsets: np.ndarray, col_term: np
 
 @numba.njit(cache=True, nogil=True)
 def _eliminate_first_term(
-    k1, first_values, cross_ptr, cross_term, cross_offsets, cross_values, sizes, templates, template_offsets,
-    diagonal_terms, L11, L21,
+    k1,
+    first_values,
+    cross_ptr,
+    cross_term,
+    cross_offsets,
+    cross_values,
+    sizes,
+    templates,
+    template_offsets,
+    diagonal_terms,
+    L11,
+    L21,
 ):
     """Factor the first term level by level and form L21 = Λ₂'Z₂'Z₁Λ₁ L11'⁻¹. Returns −1, or
     the first level whose block is not numerically positive definite (cancellation in data
@@ -121,7 +135,9 @@ def _eliminate_first_term(
                 for b in range(k1):
                     block[a * k1 + b] = first_scale[a] * first_values[j * k1 * k1 + a * k1 + b] * first_scale[b]
         else:
-            sandwich_block(first_values, j * k1 * k1, k1, k1, templates, template_offsets[0], template_offsets[0], work, block, 0)
+            sandwich_block(
+                first_values, j * k1 * k1, k1, k1, templates, template_offsets[0], template_offsets[0], work, block, 0
+            )
         for a in range(k1):
             for b in range(k1):
                 scratch[a, b] = block[a * k1 + b]
@@ -150,7 +166,18 @@ def _eliminate_first_term(
                 if sizes[t] == 1:
                     L21[base] = templates[template_offsets[t]] * cross_values[base] * factor
                     continue
-                sandwich_block(cross_values, base, sizes[t], 1, templates, template_offsets[t], template_offsets[0], work, L21, base)
+                sandwich_block(
+                    cross_values,
+                    base,
+                    sizes[t],
+                    1,
+                    templates,
+                    template_offsets[t],
+                    template_offsets[0],
+                    work,
+                    L21,
+                    base,
+                )
                 for i in range(sizes[t]):
                     L21[base + i] /= L11[j, 0, 0]
             continue
@@ -190,7 +217,9 @@ def _eliminate_first_term(
                     for b in range(k1):
                         L21[base + i * k1 + b] = scale * cross_values[base + i * k1 + b] * first_scale[b]
             else:
-                sandwich_block(cross_values, base, ka, k1, templates, template_offsets[t], template_offsets[0], work, L21, base)
+                sandwich_block(
+                    cross_values, base, ka, k1, templates, template_offsets[t], template_offsets[0], work, L21, base
+                )
             for i in range(ka):
                 for b in range(k1):
                     acc = L21[base + i * k1 + b]
@@ -253,7 +282,9 @@ class BlockedFactor:
         self._first_values = cp.block_values[gather].ravel()
 
         cross = np.flatnonzero((cp.slot_term_b == 0) & (cp.slot_term_a > 0))
-        rows = cp.column_offsets[cp.slot_term_a[cross]] - self._q1 + cp.slot_level_a[cross] * sizes[cp.slot_term_a[cross]]
+        rows = (
+            cp.column_offsets[cp.slot_term_a[cross]] - self._q1 + cp.slot_level_a[cross] * sizes[cp.slot_term_a[cross]]
+        )
         order = stable_order((rows, cp.slot_level_b[cross]), (max(q2, 1), self._n1))
         cross, rows = cross[order], rows[order]
         widths = sizes[cp.slot_term_a[cross]] * self._k1
@@ -280,7 +311,9 @@ class BlockedFactor:
         heights = sizes[self._cross_term]
         within = np.arange(int(heights.sum())) - np.repeat(np.cumsum(heights) - heights, heights)
         entry_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
-        np.cumsum(np.bincount(self._cross_level, weights=heights, minlength=self._n1).astype(np.int64), out=entry_ptr[1:])
+        np.cumsum(
+            np.bincount(self._cross_level, weights=heights, minlength=self._n1).astype(np.int64), out=entry_ptr[1:]
+        )
         col_term = np.repeat(np.arange(1, len(sizes)), cp.term_levels[1:] * sizes[1:]).astype(np.int64)
         col_index = (np.arange(q2) - (cp.column_offsets[col_term] - self._q1)) % sizes[col_term]
         # the k columns of a vector-valued term's level are touched together
@@ -304,7 +337,9 @@ class BlockedFactor:
         if self._all_scalar and q2:
             groups = len(np.unique(self._first_values))
             # per update and gradient: about 4 G q2² multiply-adds grouped, 1.5 q2² q1 dense
-            if prefer_grouped(self._update_pattern, groups, q2, self.threads) and not (dense and 1.5 * self._q1 < 4 * groups):
+            if prefer_grouped(self._update_pattern, groups, q2, self.threads) and not (
+                dense and 1.5 * self._q1 < 4 * groups
+            ):
                 self._grouped = GroupedCoupling(
                     self._update_pattern, self._cross_values, self._entry_level, self._first_values
                 )
@@ -433,9 +468,18 @@ class BlockedFactor:
             if self._grouped is not None:  # every term scalar: Λ₂ is the band's first row
                 self._grouped.subtract_scaled(float(templates[offsets[0]]), band[0], self._S)
         failed = _eliminate_first_term(
-            self._k1, self._first_values, self._cross_ptr if coupling is None else self._no_couplings,
-            self._cross_term, self._cross_offsets,
-            self._cross_values, sizes, templates, offsets, self._diagonal_terms, self._L11, self._L21,
+            self._k1,
+            self._first_values,
+            self._cross_ptr if coupling is None else self._no_couplings,
+            self._cross_term,
+            self._cross_offsets,
+            self._cross_values,
+            sizes,
+            templates,
+            offsets,
+            self._diagonal_terms,
+            self._L11,
+            self._L21,
         )
         if failed >= 0:
             raise np.linalg.LinAlgError(
@@ -529,8 +573,16 @@ class BlockedFactor:
             self._dense_coupling.times(first, rest, out1, out2)
         else:
             coupling_times(
-                self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, self._cp.term_sizes,
-                self._cross_values, first, rest, out1, out2,
+                self._cross_ptr,
+                self._cross_row,
+                self._cross_term,
+                self._cross_offsets,
+                self._cp.term_sizes,
+                self._cross_values,
+                first,
+                rest,
+                out1,
+                out2,
             )
         return self._model_order(self._join(out1, out2, False))
 
@@ -575,9 +627,19 @@ class BlockedFactor:
         elif self._all_scalar:
             forward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, first, rest)
         else:
-            forward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, first, rest)
+            forward_first(
+                self._L11,
+                self._cross_ptr,
+                self._cross_row,
+                self._cross_term,
+                self._cross_offsets,
+                sizes,
+                self._L21,
+                first,
+                rest,
+            )
         if self.dense_size:
-            rest, info = lapack.dtrtrs(self._L22, rest, lower=1, trans=0)
+            rest, _ = lapack.dtrtrs(self._L22, rest, lower=1, trans=0)  # L22 is a factor: info is 0
         return self._join(first, rest, vector)
 
     def solve_Lt(self, rhs: np.ndarray) -> np.ndarray:
@@ -585,7 +647,7 @@ class BlockedFactor:
         first, rest, vector = self._split(rhs, "F")
         sizes = self._cp.term_sizes
         if self.dense_size:
-            rest, info = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
+            rest, _ = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
         rest = np.ascontiguousarray(rest)
         if self._dense_coupling is not None:
             self._dense_coupling.backward(rest, first)
@@ -593,5 +655,15 @@ class BlockedFactor:
         elif self._all_scalar:
             backward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, rest, first)
         else:
-            backward_first(self._L11, self._cross_ptr, self._cross_row, self._cross_term, self._cross_offsets, sizes, self._L21, rest, first)
+            backward_first(
+                self._L11,
+                self._cross_ptr,
+                self._cross_row,
+                self._cross_term,
+                self._cross_offsets,
+                sizes,
+                self._L21,
+                rest,
+                first,
+            )
         return self._model_order(self._join(first, rest, vector))

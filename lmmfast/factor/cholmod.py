@@ -60,8 +60,14 @@ class CholmodFactor:
         return twin
 
     def describe(self) -> dict[str, Any]:
-        return {"path": "cholmod", "route": None, "dense_size": 0, "merged_terms": False, "threads": None,
-                "blas_threads": None}
+        return {
+            "path": "cholmod",
+            "route": None,
+            "dense_size": 0,
+            "merged_terms": False,
+            "threads": None,
+            "blas_threads": None,
+        }
 
     def __getstate__(self) -> dict[str, Any]:
         # CHOLMOD's factor lives in C; the symbolic analysis is done again on unpickling,

@@ -112,7 +112,9 @@ class DenseCoupling:
     [[1.0, 2.0], [0.0, 3.0]]
     """
 
-    def __init__(self, pattern: UpdatePattern, level_of_entry: np.ndarray, n_levels: int, cross_values: np.ndarray) -> None:
+    def __init__(
+        self, pattern: UpdatePattern, level_of_entry: np.ndarray, n_levels: int, cross_values: np.ndarray
+    ) -> None:
         k1 = pattern.k1
         q2 = len(pattern.column_ptr) - 1
         #: position of entry e's component b in the C-ordered (n₁, k₁, q₂) array

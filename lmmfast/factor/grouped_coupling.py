@@ -87,7 +87,9 @@ class GroupedCoupling:
     [[2.0, 3.0], [3.0, 5.0]]
     """
 
-    def __init__(self, pattern: UpdatePattern, coupling: np.ndarray, level_of_entry: np.ndarray, counts: np.ndarray) -> None:
+    def __init__(
+        self, pattern: UpdatePattern, coupling: np.ndarray, level_of_entry: np.ndarray, counts: np.ndarray
+    ) -> None:
         q2 = len(pattern.column_ptr) - 1
         self.counts, group_of_level = np.unique(counts, return_inverse=True)
         group_of_entry = group_of_level.ravel()[level_of_entry]
@@ -110,7 +112,9 @@ class GroupedCoupling:
         for weight, total in zip(self._weights(t1)[0], self.sums):
             _subtract_scaled(total, weight, scale, out)
 
-    def trace_sums(self, X: np.ndarray, t1: float, scale: np.ndarray, column_term: np.ndarray, n_terms: int) -> tuple[float, np.ndarray]:
+    def trace_sums(
+        self, X: np.ndarray, t1: float, scale: np.ndarray, column_term: np.ndarray, n_terms: int
+    ) -> tuple[float, np.ndarray]:
         """The couplings' share of Σₗ [M⁻¹Λ'Z'Z]ₗₗ: (first term, one value per later term).
 
         With yⱼ = X wⱼ, wⱼ = sⱼ Λ₂aⱼ: the first term gains Σⱼ (t₁nⱼsⱼ² − sⱼ) aⱼ'Λ₂XΛ₂aⱼ and later

@@ -199,8 +199,20 @@ def _add_block_traces(inverse, ka, kb, values, base, templates, lam_a, lam_b, mi
 
 @numba.njit(cache=True, nogil=True)
 def logdet_trace_sums(
-    k1, first_values, first_inverse, dense_term_a, dense_term_b, dense_row, dense_col, dense_offsets, dense_values, X,
-    sizes, templates, template_offsets, out,
+    k1,
+    first_values,
+    first_inverse,
+    dense_term_a,
+    dense_term_b,
+    dense_row,
+    dense_col,
+    dense_offsets,
+    dense_values,
+    X,
+    sizes,
+    templates,
+    template_offsets,
+    out,
 ):
     """``out`` (packed like the templates) += Σₗ [M⁻¹Λ'Z'Z]ₗₗ per term, over the first
     term's diagonal blocks and the blocks within the dense block (rows/columns relative to
@@ -209,7 +221,9 @@ def logdet_trace_sums(
     lam1 = template_offsets[0]
     n1 = first_inverse.shape[0]
     for j in range(n1):
-        _add_block_traces(first_inverse[j], k1, k1, first_values, j * k1 * k1, templates, lam1, lam1, False, out, lam1, lam1)
+        _add_block_traces(
+            first_inverse[j], k1, k1, first_values, j * k1 * k1, templates, lam1, lam1, False, out, lam1, lam1
+        )
     most = 1
     for t in range(sizes.shape[0]):
         most = max(most, sizes[t])
@@ -235,8 +249,18 @@ def logdet_trace_sums(
                 scratch[i, jj] = X[max(r0 + i, c0 + jj), min(r0 + i, c0 + jj)]
         mirrored = r0 != c0
         _add_block_traces(
-            scratch[:ka, :kb], ka, kb, dense_values, dense_offsets[s], templates,
-            template_offsets[ta], template_offsets[tb], mirrored, out, template_offsets[ta], template_offsets[tb],
+            scratch[:ka, :kb],
+            ka,
+            kb,
+            dense_values,
+            dense_offsets[s],
+            templates,
+            template_offsets[ta],
+            template_offsets[tb],
+            mirrored,
+            out,
+            template_offsets[ta],
+            template_offsets[tb],
         )
 
 
@@ -257,16 +281,22 @@ def _column_products(Y, B):
 
 
 def coupling_trace_sums(
-    k1: int, term_entries: list[tuple[int, np.ndarray | None]], cross_values: np.ndarray, coupled: np.ndarray,
-    sizes: np.ndarray, templates: np.ndarray, template_offsets: np.ndarray, out: np.ndarray,
+    k1: int,
+    term_entries: list[tuple[int, np.ndarray | None]],
+    cross_values: np.ndarray,
+    coupled: np.ndarray,
+    sizes: np.ndarray,
+    templates: np.ndarray,
+    template_offsets: np.ndarray,
+    out: np.ndarray,
 ) -> None:
     """``out`` += the couplings' share of Σₗ [M⁻¹Λ'Z'Z]ₗₗ, for the first term and each later one.
 
     The block of M⁻¹ at a coupling block Bₛ = (Z'Z)ₛ (kₜ rows of term t, the first term's k₁
     columns) is −Yₛ, so the first term gains −Σₛ Yₛ'Tₜ'Bₛ and term t gains −Σₛ YₛT₁'Bₛ':
-    contractions of one (kₜk₁)² matrix, Σₛ vec(Yₛ) vec(Bₛ)', formed by a single matrix product. ``term_entries`` lists, per later term,
-    the positions of its blocks' values in ``cross_values`` (and ``coupled``, laid out alike),
-    or None where that term owns them all.
+    contractions of one (kₜk₁)² matrix, Σₛ vec(Yₛ) vec(Bₛ)', formed by a single matrix
+    product. ``term_entries`` lists, per later term, the positions of its blocks' values in
+    ``cross_values`` (and ``coupled``, laid out alike), or None where that term owns them all.
 
     Examples
     --------

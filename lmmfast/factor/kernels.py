@@ -64,8 +64,16 @@ def scale_blocks(term_a, term_b, block_row, block_col, block_offsets, values, si
         r0 = block_row[s]
         c0 = block_col[s]
         sandwich_block(
-            values, block_offsets[s], ka, kb, templates, template_offsets[term_a[s]], template_offsets[term_b[s]],
-            scratch, block, 0,
+            values,
+            block_offsets[s],
+            ka,
+            kb,
+            templates,
+            template_offsets[term_a[s]],
+            template_offsets[term_b[s]],
+            scratch,
+            block,
+            0,
         )
         for i in range(ka):
             for j in range(kb):

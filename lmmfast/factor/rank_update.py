@@ -177,8 +177,10 @@ def _check_groups(rows, level_end, column_ptr, column_entries, group_ptr) -> Non
         firsts = group_ptr[:-1][widths == width]
         counts = column_ptr[firsts + 1] - column_ptr[firsts]
         others = column_ptr[firsts + width] - column_ptr[firsts + 1]
-        starts = np.repeat(column_ptr[firsts], counts) + np.arange(int(counts.sum())) - np.repeat(
-            np.cumsum(counts) - counts, counts
+        starts = (
+            np.repeat(column_ptr[firsts], counts)
+            + np.arange(int(counts.sum()))
+            - np.repeat(np.cumsum(counts) - counts, counts)
         )
         entries = column_entries[starts]
         expected = np.repeat(firsts, counts)

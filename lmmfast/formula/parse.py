@@ -169,7 +169,10 @@ def _parse_random(inner: str, full: str, start: int, source: str) -> list[Random
     group = inner[position + width :]
     if not expr:
         raise _pointer(
-            full, start, start + len(source), f"Random term {source} has nothing before the bar: write (1 | g) for an intercept."
+            full,
+            start,
+            start + len(source),
+            f"Random term {source} has nothing before the bar: write (1 | g) for an intercept.",
         )
     if _find_bar(group) is not None:
         raise _pointer(full, start, start + len(source), f"Random term {source} has more than one bar.")

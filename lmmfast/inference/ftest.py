@@ -59,7 +59,9 @@ def contrast_test(
         except (TypeError, ValueError):
             raise DataError("contrasts must be a numeric matrix with one column per fixed effect.") from None
     if L.ndim != 2 or L.shape[1] != len(names) or L.shape[0] == 0 or not np.all(np.isfinite(L)):
-        raise DataError(f"contrasts must be a finite matrix with {len(names)} columns (one per fixed effect), got shape {L.shape}.")
+        raise DataError(
+            f"contrasts must be a finite matrix with {len(names)} columns (one per fixed effect), got shape {L.shape}."
+        )
     C = fit.beta_covariance
     A, J = variance_derivatives(fit) if derivatives is None else derivatives
     eigenvalues, vectors = np.linalg.eigh(L @ C @ L.T)
@@ -76,7 +78,7 @@ def contrast_test(
         den_df = float(nu[0])
     else:
         E = float(np.sum(nu[nu > 2] / (nu[nu > 2] - 2)))
-        den_df = 2 * E / (E - q) if E > q else float(np.min(nu))
+        den_df = 2 * E / (E - q) if q < E else float(np.min(nu))
     return {"F": F, "num_df": float(q), "den_df": den_df, "p_value": float(stats.f.sf(F, q, den_df))}
 
 
@@ -87,8 +89,11 @@ def _sum_coded_map(fit: LmmFit) -> tuple[np.ndarray, object] | None:
     fixed = model.formula.fixed
     frame = model.model_frame.frame
     categorical = [
-        c for c in frame.columns
-        if c != model.formula.response and not pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        c
+        for c in frame.columns
+        if c != model.formula.response
+        and not pd.api.types.is_numeric_dtype(frame[c])
+        and not pd.api.types.is_bool_dtype(frame[c])
     ]
     if not categorical or "C(" in fixed or model.fixed.dropped:
         return None
@@ -97,7 +102,7 @@ def _sum_coded_map(fit: LmmFit) -> tuple[np.ndarray, object] | None:
         rewritten = re.sub(rf"(?<![\w.`]){re.escape(name)}(?![\w.(`])", f"C({name}, contr.sum)", rewritten)
     try:
         matrix = model_matrix(rewritten, frame, na_action="raise")
-    except Exception:
+    except Exception:  # noqa: BLE001 - formulaic raises many types; recoding then does not apply
         return None
     X_sum = np.asarray(matrix, dtype=np.float64)
     X = model.fixed.X

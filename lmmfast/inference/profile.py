@@ -89,9 +89,7 @@ class _SigmaScale:
             except np.linalg.LinAlgError:
                 return None
             lam = (sd / sigma)[:, None] * chol
-            for j in range(k):
-                for i in range(j, k):
-                    theta.append(lam[i, j])
+            theta.extend(lam[i, j] for j in range(k) for i in range(j, k))
         return np.asarray(theta)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +110,9 @@ def _minimise(func, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> flo
     opt.set_xtol_abs(1e-9)
     opt.set_maxeval(20_000)
     start = np.clip(x0, lower, upper)
-    step = np.where(np.isfinite(upper - lower), np.minimum(0.1, (upper - lower) / 4), 0.1 * np.maximum(np.abs(start), 0.1))
+    step = np.where(
+        np.isfinite(upper - lower), np.minimum(0.1, (upper - lower) / 4), 0.1 * np.maximum(np.abs(start), 0.1)
+    )
     opt.set_initial_step(np.maximum(step, 1e-6))
     try:
         opt.optimize(start)
@@ -179,7 +179,9 @@ def _bound(zeta, estimate: float, target: float, direction: int, scale: float, h
             if abs(zeta(outer)) < abs(target):
                 return hard
         if abs(zeta(outer)) >= abs(target):
-            return float(brentq(lambda v: zeta(v) - target, min(inner, outer), max(inner, outer), xtol=1e-10, rtol=1e-9))
+            return float(
+                brentq(lambda v: zeta(v) - target, min(inner, outer), max(inner, outer), xtol=1e-10, rtol=1e-9)
+            )
         inner = outer
         step *= 1.6
     return float(outer)
@@ -260,7 +262,12 @@ def profile_traces(fit: LmmFit, level: float = 0.99, points: int = 9) -> pd.Data
 
 
 def bootstrap_intervals(
-    fit: LmmFit, n: int = 1000, level: float = 0.95, *, seed: int | None = None, kind: str = "percentile",
+    fit: LmmFit,
+    n: int = 1000,
+    level: float = 0.95,
+    *,
+    seed: int | None = None,
+    kind: str = "percentile",
     processes: int = 1,
 ) -> pd.DataFrame:
     """Parametric-bootstrap intervals, percentile or shortest-coverage, for the same rows as

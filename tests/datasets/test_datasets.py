@@ -46,7 +46,11 @@ def test_simulated_design_recovers_its_parameters() -> None:
 
 @pytest.mark.parametrize(
     ("args", "phrase"),
-    [((1, 10, 5), "n_subjects must be"), ((10, 10, 11), "cannot exceed n_items"), ((10, 10, 0), "items_per_subject must be")],
+    [
+        ((1, 10, 5), "n_subjects must be"),
+        ((10, 10, 11), "cannot exceed n_items"),
+        ((10, 10, 0), "items_per_subject must be"),
+    ],
 )
 def test_simulation_arguments_are_validated(args, phrase) -> None:
     with pytest.raises(lmmfast.ArgumentError, match=phrase):

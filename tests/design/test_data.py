@@ -87,7 +87,9 @@ def test_unknown_container_is_rejected() -> None:
 
 
 def test_non_string_column_labels_are_matched_by_their_text() -> None:
-    frame = pd.DataFrame({0: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "y": [1.0, 2.5, 3.0, 5.0, 4.0, 6.5], "g": [1, 1, 2, 2, 3, 3]})
+    frame = pd.DataFrame(
+        {0: [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "y": [1.0, 2.5, 3.0, 5.0, 4.0, 6.5], "g": [1, 1, 2, 2, 3, 3]}
+    )
     selected = build_model_frame(frame, ["y", "g"]).frame
     assert list(selected.columns) == ["y", "g"]
     assert selected.y.tolist() == frame.y.tolist()

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 import lmmfast
-
 from lmmfast.design import build_fixed_design
 from lmmfast.errors import RankDeficiencyWarning
 

@@ -35,7 +35,9 @@ def test_blocked_and_cholmod_factor_the_same_matrix(dataset, formula) -> None:
     blocked, cholmod = BlockedFactor(cp, layout), CholmodFactor(cp, layout)
     rng = np.random.default_rng(11)
     for _ in range(3):
-        theta = np.where(layout.is_diagonal, np.abs(rng.normal(size=layout.size)) + 0.05, 0.5 * rng.normal(size=layout.size))
+        theta = np.where(
+            layout.is_diagonal, np.abs(rng.normal(size=layout.size)) + 0.05, 0.5 * rng.normal(size=layout.size)
+        )
         blocked.update(theta)
         cholmod.update(theta)
         assert blocked.logdet() == pytest.approx(cholmod.logdet(), rel=1e-12)
@@ -153,7 +155,9 @@ def test_blas_threads_weigh_spinning_against_the_factorisation(q2, work, threads
         (500, 1, 1, None),  # nothing to gain on one core
     ],
 )
-def test_potri_takes_every_core_only_where_the_fit_held_back_for_a_narrow_block(q2, fit_threads, cores, expected) -> None:
+def test_potri_takes_every_core_only_where_the_fit_held_back_for_a_narrow_block(
+    q2, fit_threads, cores, expected
+) -> None:
     assert inverse_blas_threads(q2, fit_threads, cores) == expected
 
 

@@ -8,7 +8,9 @@ import pytest
 from lmmfast.factor.ordering import stable_order
 
 
-@pytest.mark.parametrize(("bounds", "n"), [((7,), 50), ((500, 2000), 100_000), ((3, 2**16, 40), 5000), ((2**20, 5), 1000)])
+@pytest.mark.parametrize(
+    ("bounds", "n"), [((7,), 50), ((500, 2000), 100_000), ((3, 2**16, 40), 5000), ((2**20, 5), 1000)]
+)
 def test_stable_order_is_lexsorts(bounds, n) -> None:
     rng = np.random.default_rng(len(bounds) * n)
     keys = tuple(rng.integers(0, bound, n) for bound in bounds)

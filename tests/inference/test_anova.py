@@ -103,7 +103,10 @@ def test_models_of_different_data_of_the_same_size_are_refused(sleep) -> None:
     a = lmmfast.lmm("Reaction ~ Days + (1 | Subject)", sleep, reml=False)
     shifted = sleep.assign(Reaction=sleep.Reaction.where(sleep.index != 5, sleep.Reaction + 1.0))
     b = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", shifted, reml=False)
-    with pytest.raises(lmmfast.DataError, match=r"different data of the same size.*differs in 1 of 180 observations \(first: observation 5"):
+    with pytest.raises(
+        lmmfast.DataError,
+        match=r"different data of the same size.*differs in 1 of 180 observations \(first: observation 5",
+    ):
         lmmfast.anova(a, b)
     holes = sleep.assign(Days=sleep.Days.where(sleep.index != 0), Reaction=sleep.Reaction.where(sleep.index != 1))
     c = lmmfast.lmm("Reaction ~ Days + (1 | Subject)", holes.assign(Reaction=holes.Reaction.fillna(250.0)), reml=False)

@@ -27,7 +27,7 @@ def test_sum_coded_term_tests_are_lmertest_type3() -> None:
     names = {"recipe": "C(recipe, contr.sum)", "temp": "temp", "recipe:temp": "C(recipe, contr.sum):temp"}
     for key, (F, num, den, p) in CAKE_TYPE3.items():
         row = table.loc[names[key]]
-        assert row.F == pytest.approx(F, rel=1e-4)
+        assert pytest.approx(F, rel=1e-4) == row.F
         assert row.num_df == num
         assert row.den_df == pytest.approx(den, rel=1e-6)
         if p is not None:
@@ -49,7 +49,7 @@ def test_treatment_coded_fit_gets_the_same_type3_tests() -> None:
 def test_machine_effect_matches_lmertest() -> None:
     fit = lmmfast.lmm("score ~ Machine + (1 | Worker/Machine)", lmmfast.datasets.load("machines"))
     row = fit.anova_terms().loc["Machine"]
-    assert row.F == pytest.approx(20.57608, rel=1e-5)
+    assert pytest.approx(20.57608, rel=1e-5) == row.F
     # the df moves by a few 1e-5 with θ̂ inside the optimiser's tolerance (the last bits of the
     # factorisation move BOBYQA's last steps): 10.00005 and 9.99964 were both seen
     assert row.den_df == pytest.approx(9.999999937, rel=1e-4)

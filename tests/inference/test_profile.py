@@ -65,7 +65,12 @@ def test_bootstrap_intervals_cover_the_estimates_and_are_reproducible() -> None:
     percentile = fit.confint(method="boot", n=60, seed=4)
     shortest = fit.confint(method="boot", n=60, seed=4, boot_type="shortest")
     assert list(percentile.index) == [
-        "sd_(Intercept)|Subject", "cor_Days.(Intercept)|Subject", "sd_Days|Subject", "sigma", "Intercept", "Days",
+        "sd_(Intercept)|Subject",
+        "cor_Days.(Intercept)|Subject",
+        "sd_Days|Subject",
+        "sigma",
+        "Intercept",
+        "Days",
     ]
     assert np.all(percentile.lower < percentile.upper)
     assert np.all((shortest.upper - shortest.lower) <= (percentile.upper - percentile.lower) + 1e-12)

@@ -18,9 +18,7 @@ FLAT = {"orthodont_slopes", "kb07_zcp"}
 #: 17 covariance parameters make the finite-difference Hessian cost ~2300 evaluations.
 SLOW = {"kb07_zcp"}
 
-CASES = [
-    c for c in reference_cases() if "df_satterthwaite" in reference_fit(c)["fixef"] and c["id"] not in SLOW
-]
+CASES = [c for c in reference_cases() if "df_satterthwaite" in reference_fit(c)["fixef"] and c["id"] not in SLOW]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
@@ -50,7 +48,11 @@ def test_numerical_derivatives_are_accurate() -> None:
         ]
     )
     np.testing.assert_allclose(hessian(f, x), exact, rtol=1e-8)
-    np.testing.assert_allclose(jacobian(lambda v: np.array([f(v)]), x)[0], [exact[0, 0] - 2 * x[1] + 2 * x[0] * x[1], np.exp(x[0]) * np.cos(x[1]) + x[0] ** 2], rtol=1e-8)
+    np.testing.assert_allclose(
+        jacobian(lambda v: np.array([f(v)]), x)[0],
+        [exact[0, 0] - 2 * x[1] + 2 * x[0] * x[1], np.exp(x[0]) * np.cos(x[1]) + x[0] ** 2],
+        rtol=1e-8,
+    )
 
 
 def test_at_lme4s_theta_orthodont_matches_lmertest_to_1e5() -> None:
