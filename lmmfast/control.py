@@ -15,6 +15,7 @@ from lmmfast.validation import check_choice, check_count, check_positive_number
 
 OPTIMIZERS = ("auto", "bobyqa", "lbfgsb")
 FACTORIZATIONS = ("auto", "blocked", "cholmod")
+COUPLINGS = ("auto", "dense", "grouped", "sparse")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Control:
         more than this (deviance units).
     factorization : {"auto", "blocked", "cholmod"}
         How Λ'Z'ZΛ + I is factored.
+    coupling : {"auto", "dense", "grouped", "sparse"}
+        The blocked path's route for the first term's coupling to the dense block
+        (:class:`lmmfast.factor.FactorPlan`); ``"grouped"`` needs random intercepts only.
     memory_budget : float, optional
         Bytes the factorisation may use (default: 80% of physical memory).
     threads : int, optional
@@ -72,12 +76,18 @@ class Control:
     singular_tolerance: float = 1e-4
     convergence_tolerance: float = 1e-3
     factorization: str = "auto"
+    coupling: str = "auto"
     memory_budget: float | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("factorization", self.factorization, FACTORIZATIONS)
+        check_choice("coupling", self.coupling, COUPLINGS)
+        if self.coupling != "auto" and self.factorization == "cholmod":
+            raise ArgumentError(
+                f"coupling={self.coupling!r} is a route of the blocked path; it cannot go with factorization='cholmod'."
+            )
         positive = ("ftol_abs", "xtol_abs", "restart_step", "boundary_tolerance", "singular_tolerance")
         for name in (*positive, "convergence_tolerance"):
             check_positive_number(name, getattr(self, name))

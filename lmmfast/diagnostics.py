@@ -6,6 +6,7 @@ import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 
 from lmmfast.errors import ArgumentError, LmmfastWarning, error_for
 
@@ -50,7 +51,7 @@ _PACKAGE = str(Path(__file__).resolve().parent)
 def _first_caller_outside_lmmfast() -> int:
     """The ``stacklevel`` that attributes a warning from :func:`report` to the first frame
     outside the package (the user's call), however deep the fit path called it."""
-    frame = sys._getframe(2)  # report's caller
+    frame: FrameType | None = sys._getframe(2)  # report's caller
     level = 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back

@@ -94,7 +94,9 @@ def fit_prepared(
             )
         convergence = None
         if record.converged and actions["convergence"] != "ignore":
-            quasi_newton = None if record.gradient is None else (record.gradient, record.inverse_hessian)
+            quasi_newton = None
+            if record.gradient is not None and record.inverse_hessian is not None:
+                quasi_newton = (record.gradient, record.inverse_hessian)
             convergence = check_convergence(
                 objective,
                 model.layout,

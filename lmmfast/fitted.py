@@ -24,7 +24,7 @@ from lmmfast.inference.satterthwaite import satterthwaite_table, variance_deriva
 from lmmfast.predict import predict
 from lmmfast.result import LmmFit
 from lmmfast.summary import format_summary, wants_satterthwaite
-from lmmfast.validation import check_choice, check_level
+from lmmfast.validation import check_bool, check_choice, check_level
 
 
 class LmmResult(LmmFit):
@@ -142,11 +142,12 @@ class LmmResult(LmmFit):
         return bootstrap(self, n, seed=seed, processes=processes, progress=progress)
 
     # --- output ---------------------------------------------------------------------------------
-    def summary(self, ddf: str = "auto") -> str:
+    def summary(self, ddf: str = "auto", *, verbose: bool = False) -> str:
         """The fit in lme4's printed layout, with lmerTest's Satterthwaite columns
-        (``ddf="auto"``: when cheap; ``"satterthwaite"``: always; ``"none"``: never)."""
+        (``ddf="auto"``: when cheap; ``"satterthwaite"``: always; ``"none"``: never);
+        ``verbose=True`` adds the engine plan and the optimiser's record."""
         table = self.coef_table if wants_satterthwaite(self, ddf) else None
-        return format_summary(self, ddf, table)
+        return format_summary(self, ddf, table, verbose=check_bool("verbose", verbose))
 
     def __str__(self) -> str:
         return self.summary()

@@ -32,7 +32,10 @@ class ThetaLayout:
 
     @classmethod
     def from_sizes(cls, sizes: Sequence[int]) -> ThetaLayout:
-        rows, cols, term_of, starts = [], [], [], []
+        rows: list[int] = []
+        cols: list[int] = []
+        term_of: list[int] = []
+        starts: list[int] = []
         for term, k in enumerate(sizes):
             starts.append(len(rows))
             for j in range(k):

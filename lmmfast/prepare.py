@@ -116,7 +116,13 @@ def prepare(
     cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
     layout = ThetaLayout.from_sizes([t.k for t in terms])
     factor = make_factor(
-        cross_products, layout, control.factorization, control.memory_budget, grouping_keys(terms), control.threads
+        cross_products,
+        layout,
+        control.factorization,
+        control.memory_budget,
+        grouping_keys(terms),
+        control.threads,
+        control.coupling,
     )
     objective = ProfiledObjective(cross_products, layout, factor, reml=reml)
     if control.optimizer == "lbfgsb" and not objective.has_gradient:

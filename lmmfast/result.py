@@ -17,6 +17,7 @@ import pandas as pd
 from lmmfast._version import __version__
 from lmmfast.convergence import ConvergenceCheck
 from lmmfast.design.random import display_names
+from lmmfast.factor.plan import FactorPlan
 from lmmfast.objective import Solution
 from lmmfast.optimize import OptSummary
 from lmmfast.prepare import PreparedModel
@@ -178,6 +179,12 @@ class LmmFit:
         """Whether the optimiser stopped on its tolerances and, where it was run, the
         finite-difference check of the optimum passed."""
         return self.optsummary.converged and (self.convergence is None or self.convergence.ok)
+
+    @property
+    def engine(self) -> FactorPlan:
+        """How the model was factored: path, coupling route, dense block, threads, memory
+        estimate (:class:`lmmfast.factor.FactorPlan`)."""
+        return self.model.objective.factor.describe()
 
     @property
     def n_evals(self) -> int:

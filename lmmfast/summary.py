@@ -60,8 +60,8 @@ def _random_effects(fit: LmmFit) -> list[str]:
     rows.append(["Residual", "", "", "", ""])
     variances.append(fit.sigma**2)
     values = np.asarray(variances)
-    for row, var, sd in zip(rows, _column(values), _column(np.sqrt(values))):
-        row[2], row[3] = var, sd
+    for row, variance, sd_text in zip(rows, _column(values), _column(np.sqrt(values))):
+        row[2], row[3] = variance, sd_text
     header = ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
     has_corr = any(r[4] for r in rows)
     if not has_corr:
@@ -149,12 +149,22 @@ def wants_satterthwaite(fit: LmmFit, ddf: str) -> bool:
     )
 
 
-def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = None) -> str:
+def _engine(fit: LmmFit) -> list[str]:
+    record = fit.optsummary
+    return [
+        f"Engine: {fit.engine}",
+        f"Optimizer: {record.algorithm}, {record.n_evals} evaluations in {record.seconds:.3g} s "
+        f"({record.return_code}); fit {fit.fit_seconds:.3g} s",
+    ]
+
+
+def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = None, *, verbose: bool = False) -> str:
     """Render ``fit`` as lme4's ``summary()`` prints it (lmerTest's, with Satterthwaite df).
 
     ``table`` is the fixed effects' Satterthwaite table (:attr:`lmmfast.LmmFit.coef_table`)
     where :func:`wants_satterthwaite` says the summary shows it, else None: the summary then
-    has lme4's layout, and with ``ddf="auto"`` says why the df were left out.
+    has lme4's layout, and with ``ddf="auto"`` says why the df were left out. ``verbose``
+    adds the engine plan and the optimiser's record after the header.
 
     Examples
     --------
@@ -173,6 +183,8 @@ def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = 
         lines.append(f"   Data: {fit.data_name}")
     if fit.weights_name:
         lines.append(f"Weights: {fit.weights_name}")
+    if verbose:
+        lines.extend(_engine(fit))
     lines.append("")
     if fit.reml:
         lines.append(f"REML criterion at convergence: {fit.objective:.1f}")

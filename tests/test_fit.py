@@ -119,8 +119,8 @@ def test_threads_control_caps_the_factors_threads() -> None:
     data = lmmfast.datasets.simulate_crossed(400, 300, 120, seed=1)
     formula = "y ~ cond + (1 + cond | subj) + (1 + cond | item)"
     fit = lmmfast.lmm(formula, data, reml=False, control=lmmfast.Control(threads=1))
-    described = fit.model.objective.factor.describe()
-    assert described["threads"] == 1 and described["blas_threads"] == 1
+    plan = fit.model.objective.factor.describe()
+    assert plan.threads == 1 and plan.blas_threads == 1
 
 
 @pytest.mark.parametrize(
@@ -138,11 +138,10 @@ def test_a_fit_pickles_after_threaded_use_and_answers_as_the_original(dataset, f
     if dataset == "insteval":
         data = data.iloc[:20000]
     warnings.simplefilter("ignore", lmmfast.LmmfastWarning)  # pytest restores the filters
-    fit = lmmfast.lmm(formula, data, factorization=factorization)
-    described = fit.model.objective.factor.describe()
-    assert described["path"] == factorization
-    if route is not None:
-        assert described["route"] == route
+    control = lmmfast.Control(factorization=factorization, coupling=route or "auto")
+    fit = lmmfast.lmm(formula, data, control=control)
+    plan = fit.model.objective.factor.describe()
+    assert (plan.path, plan.route) == (factorization, route)
     assert len(fit.cond_var) == len(fit.terms)  # uses the factor after the fit
     copy = pickle.loads(pickle.dumps(fit))
     assert repr(copy) == repr(fit)
@@ -153,3 +152,39 @@ def test_a_fit_pickles_after_threaded_use_and_answers_as_the_original(dataset, f
     refit_copy = refit_response(copy, copy.model.fixed.y)
     assert refit_copy.objective == pytest.approx(fit.objective, abs=1e-6)
     np.testing.assert_allclose(copy.coef_table.df, fit.coef_table.df, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "formula", "control", "plan"),
+    [
+        ("kb07", "RTtrunc ~ S + (1 | subj) + (1 | item)", {"coupling": "dense"}, ("blocked", "dense")),
+        ("kb07", "RTtrunc ~ S + (1 | subj) + (1 | item)", {"coupling": "grouped"}, ("blocked", "grouped")),
+        ("kb07", "RTtrunc ~ S + (1 | subj) + (1 | item)", {"coupling": "sparse"}, ("blocked", "sparse")),
+        ("kb07", "RTtrunc ~ S + (1 | subj) + (1 | item)", {"factorization": "cholmod"}, ("cholmod", None)),
+    ],
+)
+def test_the_plan_forces_each_path_and_route_to_the_same_optimum(dataset, formula, control, plan) -> None:
+    data = lmmfast.datasets.load(dataset)
+    reference = lmmfast.lmm(formula, data, optimizer="bobyqa")
+    fit = lmmfast.lmm(formula, data, control=lmmfast.Control(optimizer="bobyqa", **control))
+    assert (fit.engine.path, fit.engine.route) == plan
+    assert fit.objective == pytest.approx(reference.objective, rel=1e-9)
+    assert str(fit.engine) in fit.summary(verbose=True)
+
+
+def test_a_route_the_model_cannot_take_is_refused(sleep) -> None:
+    with pytest.raises(lmmfast.ArgumentError, match=r"coupling='grouped' .* random intercepts only"):
+        lmmfast.lmm(
+            "RTtrunc ~ S + (1 + S | subj) + (1 | item)",
+            lmmfast.datasets.load("kb07"),
+            control=lmmfast.Control(coupling="grouped"),
+        )
+    with pytest.raises(lmmfast.ArgumentError, match="cannot go with factorization='cholmod'"):
+        lmmfast.Control(factorization="cholmod", coupling="dense")
+
+
+def test_verbose_summary_shows_the_engine_and_the_optimiser(fit) -> None:
+    lines = fit.summary(verbose=True).splitlines()
+    assert lines[3] == f"Engine: {fit.engine}"
+    assert lines[4].startswith(f"Optimizer: NLOPT_LN_BOBYQA, {fit.n_evals} evaluations in ")
+    assert "Engine:" not in fit.summary()

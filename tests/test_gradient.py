@@ -8,7 +8,6 @@ import pytest
 
 import lmmfast
 from lmmfast.api import prepare
-from lmmfast.factor import blocked
 from lmmfast.factor.dense_coupling import DenseCoupling
 from lmmfast.factor.inverse_blocks import coupled_rows, mirror_lower
 from lmmfast.factor.rank_update import UpdatePattern, subtract_outer_products
@@ -230,14 +229,12 @@ def test_dense_coupling_elimination_matches_dense_algebra() -> None:
         ("insteval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"),
     ],
 )
-def test_dense_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch, dataset, formula) -> None:
+def test_dense_and_sparse_coupling_give_the_same_value_and_gradient(dataset, formula) -> None:
     data = lmmfast.datasets.load(dataset)
     results, solves = [], []
-    monkeypatch.setattr(blocked, "prefer_grouped", lambda *args: False)
-    for dense in (True, False):
-        monkeypatch.setattr(blocked, "prefer_dense", lambda *args, dense=dense: dense)
-        model = prepare(formula, data, reml=False)
-        assert (model.objective.factor._dense_coupling is not None) == dense
+    for route in ("dense", "sparse"):
+        model = prepare(formula, data, reml=False, control=lmmfast.Control(coupling=route))
+        assert model.objective.factor.describe().route == route
         theta = model.layout.start * 0.7 + 0.05 * np.arange(1, model.layout.size + 1)  # a different λ per term
         results.append(model.objective.value_and_gradient(theta))
         rhs = np.random.default_rng(2).normal(size=(model.objective.cross_products.q, 2))
@@ -257,19 +254,17 @@ def test_dense_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch,
         ("insteval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", 86),
     ],
 )
-def test_grouped_and_sparse_coupling_give_the_same_value_and_gradient(monkeypatch, dataset, formula, groups) -> None:
+def test_grouped_and_sparse_coupling_give_the_same_value_and_gradient(dataset, formula, groups) -> None:
     if dataset == "sim":
         data = lmmfast.datasets.simulate_crossed(200, 50, 10, seed=3)
     else:
         data = lmmfast.datasets.load(dataset)
-    monkeypatch.setattr(blocked, "prefer_dense", lambda *args: False)
     results = []
-    for grouped in (True, False):
-        monkeypatch.setattr(blocked, "prefer_grouped", lambda *args, grouped=grouped: grouped)
-        model = prepare(formula, data, reml=True)
+    for route in ("grouped", "sparse"):
+        model = prepare(formula, data, reml=True, control=lmmfast.Control(coupling=route))
         factor = model.objective.factor
-        assert (factor._grouped is not None) == grouped
-        if grouped:
+        assert factor.describe().route == route
+        if route == "grouped":
             assert len(factor._grouped.counts) == groups
         theta = model.layout.start * 0.7 + 0.05 * np.arange(1, model.layout.size + 1)  # a different λ per term
         results.append(model.objective.value_and_gradient(theta))

@@ -186,6 +186,7 @@ def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> 
         if spec.expr not in column_cache:
             column_cache[spec.expr] = _term_columns(frame, spec)
         values, names, model_spec = column_cache[spec.expr]
+        pieces: list[tuple[tuple[int, ...], tuple[str, ...]]]
         if spec.independent:
             pieces = [((j,), (names[j],)) for j in range(len(names))]
         else:

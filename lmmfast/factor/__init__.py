@@ -4,5 +4,14 @@ from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
 from lmmfast.factor.choose import choose_method, make_factor
+from lmmfast.factor.plan import ROUTES, FactorPlan
 
-__all__ = ["BlockedFactor", "CholmodFactor", "RandomEffectsFactor", "choose_method", "make_factor"]
+__all__ = [
+    "ROUTES",
+    "BlockedFactor",
+    "CholmodFactor",
+    "FactorPlan",
+    "RandomEffectsFactor",
+    "choose_method",
+    "make_factor",
+]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
+
+from lmmfast.factor.plan import FactorPlan
 
 
 class RandomEffectsFactor(Protocol):
@@ -44,5 +46,5 @@ class RandomEffectsFactor(Protocol):
         """A factor with the same structure and numbers of its own, for another fit, thread or
         process: updating one never changes the other. ``max_threads`` caps its threads."""
 
-    def describe(self) -> dict[str, Any]:
-        """The path and how it runs (route, dense block, threads), for the fit's record."""
+    def describe(self) -> FactorPlan:
+        """The plan the factor runs (path, route, dense block, threads, memory estimate)."""

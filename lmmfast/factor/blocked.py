@@ -29,6 +29,7 @@ from scipy.linalg import lapack
 
 from lmmfast.blas import idle_spin_seconds, limit_blas_threads
 from lmmfast.crossprod import CrossProducts
+from lmmfast.errors import ArgumentError
 from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
 from lmmfast.factor.dense_coupling import DenseCoupling, prefer_dense
 from lmmfast.factor.first_term_solves import (
@@ -51,6 +52,7 @@ from lmmfast.factor.inverse_blocks import (
 from lmmfast.factor.kernels import sandwich_block, scale_blocks
 from lmmfast.factor.merge import MergedTerms
 from lmmfast.factor.ordering import stable_order
+from lmmfast.factor.plan import FactorPlan
 from lmmfast.factor.rank_update import (
     PARALLEL_COLUMNS,
     PARALLEL_WORK,
@@ -253,6 +255,8 @@ class BlockedFactor:
         layout: ThetaLayout,
         merged: MergedTerms | None = None,
         max_threads: int | None = None,
+        route: str = "auto",
+        estimated_bytes: int = 0,
     ) -> None:
         #: terms on one grouping factor, factored as one (:func:`lmmfast.factor.merge.merge_terms`)
         self._merged = merged
@@ -330,20 +334,16 @@ class BlockedFactor:
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         #: the θ the factor holds (None before the first update and after a failed one)
         self._theta: np.ndarray | None = None
+        self._estimated_bytes = estimated_bytes
+        chosen = self._choose_route(route, q2)
         #: L21 as a dense matrix for BLAS where the coupling is dense enough (else None)
-        dense = prefer_dense(self._update_pattern, self._q1, q2, self.threads)
+        dense = chosen == "dense"
         #: or the update summed per distinct first-term count (balanced scalar designs)
         self._grouped = None
-        if self._all_scalar and q2:
-            groups = len(np.unique(self._first_values))
-            # per update and gradient: about 4 G q2² multiply-adds grouped, 1.5 q2² q1 dense
-            if prefer_grouped(self._update_pattern, groups, q2, self.threads) and not (
-                dense and 1.5 * self._q1 < 4 * groups
-            ):
-                self._grouped = GroupedCoupling(
-                    self._update_pattern, self._cross_values, self._entry_level, self._first_values
-                )
-                dense = False
+        if chosen == "grouped":
+            self._grouped = GroupedCoupling(
+                self._update_pattern, self._cross_values, self._entry_level, self._first_values
+            )
         self._dense_coupling = (
             DenseCoupling(self._update_pattern, self._entry_level, self._n1, self._cross_values) if dense else None
         )
@@ -361,16 +361,16 @@ class BlockedFactor:
         self._inverse_blas_threads = inverse_blas_threads(q2, self.blas_threads, cores)
 
         # the blocks of Z'Z within the dense part: terms, first row and column in it, values
-        dense = np.flatnonzero(cp.slot_term_b > 0)
-        dense_a, dense_b = cp.slot_term_a[dense], cp.slot_term_b[dense]
+        in_dense = np.flatnonzero(cp.slot_term_b > 0)
+        dense_a, dense_b = cp.slot_term_a[in_dense], cp.slot_term_b[in_dense]
         dense_widths = sizes[dense_a] * sizes[dense_b]
         self._dense_slots = (
             dense_a.astype(np.int64),
             dense_b.astype(np.int64),
-            (cp.column_offsets[dense_a] - self._q1 + cp.slot_level_a[dense] * sizes[dense_a]).astype(np.int64),
-            (cp.column_offsets[dense_b] - self._q1 + cp.slot_level_b[dense] * sizes[dense_b]).astype(np.int64),
+            (cp.column_offsets[dense_a] - self._q1 + cp.slot_level_a[in_dense] * sizes[dense_a]).astype(np.int64),
+            (cp.column_offsets[dense_b] - self._q1 + cp.slot_level_b[in_dense] * sizes[dense_b]).astype(np.int64),
             np.concatenate([[0], np.cumsum(dense_widths)[:-1]]).astype(np.int64),
-            _gather_runs(cp.block_values, cp.slot_offsets[dense], dense_widths),
+            _gather_runs(cp.block_values, cp.slot_offsets[in_dense], dense_widths),
         )
 
         self._col_term = col_term
@@ -380,6 +380,27 @@ class BlockedFactor:
         self._S = self._L22 = np.empty((0, 0), order="F")
         self._L11 = np.empty((0, self._k1, self._k1))
         self._L21 = np.empty(0)
+
+    def _choose_route(self, asked: str, q2: int) -> str | None:
+        """The coupling route: the one asked for, or the one estimated cheapest (None where
+        there is no dense block)."""
+        if not q2:
+            return None
+        if asked == "grouped" and not self._all_scalar:
+            raise ArgumentError(
+                "coupling='grouped' sums the coupling per distinct level count, which needs random intercepts "
+                "only; use coupling='dense', 'sparse' or 'auto'."
+            )
+        if asked != "auto":
+            return asked
+        dense = prefer_dense(self._update_pattern, self._q1, q2, self.threads)
+        if self._all_scalar:
+            counts = len(np.unique(self._first_values))
+            # per update and gradient: about 4 G q2² multiply-adds grouped, 1.5 q2² q1 dense
+            grouped = prefer_grouped(self._update_pattern, counts, q2, self.threads)
+            if grouped and not (dense and 1.5 * self._q1 < 4 * counts):
+                return "grouped"
+        return "dense" if dense else "sparse"
 
     def _allocate(self) -> None:
         q2 = self.dense_size
@@ -405,23 +426,24 @@ class BlockedFactor:
             twin._dense_coupling = self._dense_coupling.fresh()
         return twin
 
-    def describe(self) -> dict[str, Any]:
-        """The path and how it runs: the coupling route (``"dense"``, ``"grouped"`` or
-        ``"sparse"``), the dense block's order, whether terms were merged, the threads."""
+    def describe(self) -> FactorPlan:
+        """The plan this factor runs: the coupling route, the dense block's order, whether
+        terms were merged, the threads and the memory estimate."""
         if self._dense_coupling is not None:
             route = "dense"
         elif self._grouped is not None:
             route = "grouped"
         else:
             route = "sparse"
-        return {
-            "path": "blocked",
-            "route": route if self.dense_size else None,
-            "dense_size": self.dense_size,
-            "merged_terms": self._merged is not None,
-            "threads": self.threads,
-            "blas_threads": self.blas_threads,
-        }
+        return FactorPlan(
+            path="blocked",
+            route=route if self.dense_size else None,
+            merged_terms=self._merged is not None,
+            dense_size=self.dense_size,
+            threads=self.threads,
+            blas_threads=self.blas_threads,
+            estimated_bytes=self._estimated_bytes,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # the thread pool is the process's own; another process starts its own on first use
@@ -500,7 +522,7 @@ class BlockedFactor:
 
     #: :meth:`logdet_gradient_sums` and :meth:`zz_times` are available, so the objective has an
     #: analytic gradient.
-    supports_gradient = True
+    supports_gradient: bool = True
 
     def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
         """For each term t, G_t = Σ over its levels of the k×k diagonal blocks of M⁻¹Λ'Z'Z,
@@ -608,7 +630,7 @@ class BlockedFactor:
         vector = rhs.ndim == 1
         matrix = np.array(rhs, dtype=np.float64, copy=True).reshape(len(rhs), -1)
         first = matrix[: self._q1].reshape(self._n1, self._k1, -1).copy()
-        rest = np.asarray(matrix[self._q1 :], order=rest_order)
+        rest = np.asarray(matrix[self._q1 :], order="F" if rest_order == "F" else "C")
         return first, rest, vector
 
     @staticmethod

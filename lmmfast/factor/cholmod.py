@@ -11,6 +11,7 @@ from sksparse.cholmod import analyze
 
 from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.pattern import build_lower_pattern, fill_scaled
+from lmmfast.factor.plan import FactorPlan
 from lmmfast.parameters import ThetaLayout
 
 
@@ -33,7 +34,8 @@ class CholmodFactor:
     True
     """
 
-    def __init__(self, cross_products: CrossProducts, layout: ThetaLayout) -> None:
+    def __init__(self, cross_products: CrossProducts, layout: ThetaLayout, estimated_bytes: int = 0) -> None:
+        self._estimated_bytes = estimated_bytes
         self._cp = cross_products
         self._layout = layout
         self._template_offsets = layout.template_offsets
@@ -46,9 +48,9 @@ class CholmodFactor:
 
     #: No analytic gradient on this path: it needs selected elements of the sparse factor's
     #: inverse, which CHOLMOD does not provide.
-    supports_gradient = False
-    dense_size = 0
-    blas_threads = None
+    supports_gradient: bool = False
+    dense_size: int = 0
+    blas_threads: int | None = None
 
     def fresh(self, max_threads: int | None = None) -> CholmodFactor:
         """A copy with its own values and numeric factor; the pattern and the symbolic
@@ -59,15 +61,16 @@ class CholmodFactor:
         twin._factor = self._factor.copy()
         return twin
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "path": "cholmod",
-            "route": None,
-            "dense_size": 0,
-            "merged_terms": False,
-            "threads": None,
-            "blas_threads": None,
-        }
+    def describe(self) -> FactorPlan:
+        return FactorPlan(
+            path="cholmod",
+            route=None,
+            merged_terms=False,
+            dense_size=0,
+            threads=1,
+            blas_threads=None,
+            estimated_bytes=self._estimated_bytes,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # CHOLMOD's factor lives in C; the symbolic analysis is done again on unpickling,

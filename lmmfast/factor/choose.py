@@ -14,6 +14,7 @@ from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
 from lmmfast.factor.merge import merge_terms
+from lmmfast.factor.plan import format_bytes
 from lmmfast.parameters import ThetaLayout
 from lmmfast.validation import check_choice
 
@@ -80,7 +81,8 @@ def estimated_bytes(cp: CrossProducts, method: str, shape: tuple[int, float] | N
 
     The blocked path holds the later terms' dense block up to three times (its factor, the
     inverse for the analytic gradient, and the per-count sums of balanced designs or
-    LAPACK's working copies);
+    LAPACK's working copies) and the first term's factor and coupling (at most as many
+    values as the stored Z'Z);
     CHOLMOD's factor is bounded by the same block's lower triangle at the estimated density
     plus the first term's columns. Not counted: the dense coupling block where the blocked
     path multiplies it with BLAS (:mod:`lmmfast.factor.dense_coupling`), at most six arrays
@@ -88,17 +90,10 @@ def estimated_bytes(cp: CrossProducts, method: str, shape: tuple[int, float] | N
     """
     q2, density = dense_block_density(cp) if shape is None else shape
     if method == "blocked":
-        return int(3 * q2 * q2 * 8)
+        # plus the first term's factor and the coupling, at most the size of the stored Z'Z
+        return int(3 * q2 * q2 * 8 + 8 * len(cp.block_values))
     q1 = cp.q - q2
     return int(density * q2 * (q2 + 1) / 2 * 8 * 1.5 + 16 * len(cp.block_values) + 8 * q1 * 4)
-
-
-def _format_bytes(count: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if count < 1024 or unit == "TiB":
-            return f"{count:.1f} {unit}" if unit != "bytes" else f"{int(count)} bytes"
-        count /= 1024
-    raise AssertionError("unreachable")
 
 
 def make_factor(
@@ -108,6 +103,7 @@ def make_factor(
     memory_budget: float | None = None,
     merge_keys: Sequence[int] | None = None,
     max_threads: int | None = None,
+    route: str = "auto",
 ) -> RandomEffectsFactor:
     """Build the factorisation path ``method`` (``"auto"`` picks by :func:`choose_method`),
     refusing up front when it would need more than ``memory_budget`` bytes.
@@ -115,7 +111,9 @@ def make_factor(
     ``merge_keys`` (one per term; equal for terms on the same grouping factor) lets the
     blocked path factor such terms as one (:mod:`lmmfast.factor.merge`); its choice and
     memory estimate are then those of the merged terms. ``max_threads`` caps the threads of
-    the blocked path's sparse passes and of BLAS (default: the machine's cores).
+    the blocked path's sparse passes and of BLAS (default: the machine's cores); ``route``
+    forces the blocked path's coupling route (:data:`lmmfast.factor.plan.ROUTES`). The
+    factor's :meth:`describe` is the resulting :class:`~lmmfast.factor.plan.FactorPlan`.
 
     Raises
     ------
@@ -136,10 +134,12 @@ def make_factor(
     if needed > budget:
         q2, _ = shape
         raise MemoryBudgetError(
-            f"Factoring this model needs about {_format_bytes(needed)} ({method} path; the random effects after "
+            f"Factoring this model needs about {format_bytes(needed)} ({method} path; the random effects after "
             f"the first term form a {q2} × {q2} block that is dense after elimination), more than the memory "
-            f"budget of {_format_bytes(budget)}. Simplify the random effects of the terms with many levels "
+            f"budget of {format_bytes(budget)}. Simplify the random effects of the terms with many levels "
             "(fewer slopes, or fewer levels by pooling rare ones), or raise memory_budget if the machine has "
             "the memory."
         )
-    return BlockedFactor(cp, layout, merged, max_threads) if method == "blocked" else CholmodFactor(cp, layout)
+    if method == "blocked":
+        return BlockedFactor(cp, layout, merged, max_threads, route, needed)
+    return CholmodFactor(cp, layout, needed)

@@ -105,21 +105,21 @@ def merge_terms(cp: CrossProducts, layout: ThetaLayout, keys: Sequence[int]) -> 
             groups.append([])
         groups[seen[key]].append(term)
     # largest first, as the model's terms are ordered (ties keep their order)
-    merged_sizes = [int(sum(sizes[t] for t in group)) for group in groups]
-    merged_levels = [int(levels[group[0]]) for group in groups]
-    order = sorted(range(len(groups)), key=lambda g: -merged_sizes[g] * merged_levels[g])
-    groups = [groups[g] for g in order]
-    merged_sizes = np.asarray([merged_sizes[g] for g in order], dtype=np.int64)
-    merged_levels = np.asarray([merged_levels[g] for g in order], dtype=np.int64)
+    group_sizes = [int(sum(sizes[t] for t in group)) for group in groups]
+    group_levels = [int(levels[group[0]]) for group in groups]
+    by_size = sorted(range(len(groups)), key=lambda g: -group_sizes[g] * group_levels[g])
+    groups = [groups[g] for g in by_size]
+    merged_sizes = np.asarray([group_sizes[g] for g in by_size], dtype=np.int64)
+    merged_levels = np.asarray([group_levels[g] for g in by_size], dtype=np.int64)
     merged_offsets = np.concatenate([[0], np.cumsum(merged_sizes * merged_levels)[:-1]]).astype(np.int64)
 
     term_of = np.empty(len(keys), dtype=np.int64)
     first_row = np.empty(len(keys), dtype=np.int64)
     for g, group in enumerate(groups):
-        row = 0
+        start = 0
         for t in group:
-            term_of[t], first_row[t] = g, row
-            row += int(sizes[t])
+            term_of[t], first_row[t] = g, start
+            start += int(sizes[t])
 
     # the model's random effect at each merged position
     permutation = np.empty(cp.q, dtype=np.int64)

@@ -8,7 +8,7 @@ over νᵢ > 2, the denominator df is 2E/(E − q) when E > q.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -82,7 +82,7 @@ def contrast_test(
     return {"F": F, "num_df": float(q), "den_df": den_df, "p_value": float(stats.f.sf(F, q, den_df))}
 
 
-def _sum_coded_map(fit: LmmFit) -> tuple[np.ndarray, object] | None:
+def _sum_coded_map(fit: LmmFit) -> tuple[np.ndarray, Any] | None:
     """(T, spec) with X_sum = X T for the same fixed part coded with sum-to-zero contrasts,
     or None when that recoding does not apply (explicit ``C(...)``, aliased columns)."""
     model = fit.model
@@ -132,7 +132,7 @@ def term_tests(fit: LmmFit, derivatives: tuple[np.ndarray, np.ndarray] | None = 
     >>> float(term_tests(fit).loc["Machine", "num_df"])
     2.0
     """
-    spec = fit.model.fixed.spec
+    spec: Any = fit.model.fixed.spec
     kept = list(fit.model.fixed.kept)
     position = {column: i for i, column in enumerate(kept)}
     original = [(term, [position[c] for c in columns if c in position]) for term, columns in spec.term_indices.items()]

@@ -72,7 +72,7 @@ class _SigmaScale:
         sigma = phi[-1]
         if not sigma > 0:
             return None
-        theta = []
+        theta: list[float] = []
         position = 0
         for k in self.sizes:
             R = np.eye(k)

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 import lmmfast
 from lmmfast.api import prepare
-from lmmfast.factor import BlockedFactor, CholmodFactor, blocked, choose_method
+from lmmfast.factor import BlockedFactor, CholmodFactor, choose_method
 from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
 from lmmfast.factor.blocked import band_positions
 from lmmfast.factor.dense_coupling import times_band
@@ -59,12 +59,11 @@ def test_blocked_and_cholmod_factor_the_same_matrix(dataset, formula) -> None:
     # and two later terms crossed with each other: blocks off the dense part's diagonal
     [*MODELS, ("pastes", "strength ~ 1 + (1 | sample) + (1 | batch) + (1 | cask)")],
 )
-def test_zz_times_matches_the_dense_cross_product(monkeypatch, dataset, formula, coupling) -> None:
-    monkeypatch.setattr(blocked, "prefer_grouped", lambda *args: False)
-    monkeypatch.setattr(blocked, "prefer_dense", lambda *args: coupling == "dense")
-    prepared = prepare(formula, lmmfast.datasets.load(dataset))
+def test_zz_times_matches_the_dense_cross_product(dataset, formula, coupling) -> None:
+    prepared = prepare(formula, lmmfast.datasets.load(dataset), control=lmmfast.Control(coupling=coupling))
     factor = prepared.objective.factor
-    assert isinstance(factor, BlockedFactor) and (factor._dense_coupling is not None) == (coupling == "dense")
+    assert isinstance(factor, BlockedFactor)
+    assert factor.describe().route == (coupling if factor.dense_size else None)
     Z = sp.hstack([t.z_block() for t in prepared.terms]).toarray()
     V = np.random.default_rng(4).normal(size=(Z.shape[1], 3))
     np.testing.assert_allclose(factor.zz_times(V), Z.T @ (Z @ V), rtol=1e-12, atol=1e-9)

@@ -16,13 +16,13 @@ def insteval():
     return lmmfast.datasets.load("insteval")
 
 
-def test_estimate_of_the_blocked_path_is_its_dense_blocks(insteval) -> None:
+def test_estimate_of_the_blocked_path_is_its_dense_blocks_and_the_stored_products(insteval) -> None:
     cp = prepare(INSTEVAL, insteval, reml=False).objective.cross_products
-    assert estimated_bytes(cp, "blocked") == 3 * 1142 * 1142 * 8
+    assert estimated_bytes(cp, "blocked") == 3 * 1142 * 1142 * 8 + 8 * len(cp.block_values)
 
 
 def test_forced_path_over_budget_is_refused_with_the_need(insteval) -> None:
-    with pytest.raises(lmmfast.MemoryBudgetError, match=r"needs about 29\.8 MiB \(blocked path.*1142 × 1142"):
+    with pytest.raises(lmmfast.MemoryBudgetError, match=r"needs about 30\.\d MiB \(blocked path.*1142 × 1142"):
         lmmfast.lmm(INSTEVAL, insteval, reml=False, factorization="blocked", memory_budget=5e6)
 
 
