@@ -147,7 +147,7 @@ def _sorted_pairs(codes_a, n_a, codes_b, n_b):
 def _pair_slots(a: RandomTerm, b: RandomTerm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row block index for the pair (a, b), and each block's levels of a and of b, the
     blocks numbered in order of (level of a, level of b) as :func:`numpy.unique` would
-    number the pairs, in linear time (100k rows of crossed intercepts: 4.4 → 1.6 ms)."""
+    number the pairs, in linear time (two counting sorts instead of sorting the pairs)."""
     return _sorted_pairs(
         a.codes.astype(np.int64, copy=False), int(a.n_levels), b.codes.astype(np.int64, copy=False), int(b.n_levels)
     )

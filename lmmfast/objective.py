@@ -1,4 +1,5 @@
-"""The profiled ML deviance and REML criterion as functions of θ (DESIGN.md §1–2).
+"""The profiled ML deviance and REML criterion as functions of θ (docs/design.md, "The model and the
+profiled criterion").
 
 Each evaluation scales the stored cross-products by Λθ, refactors, and reads the objective
 off log-diagonals; its cost depends on the numbers of levels and fixed effects, never on n.

@@ -288,12 +288,10 @@ def _bobyqa(
 OBJECTIVE_ROUNDING = 1e-13
 
 #: L-BFGS-B stops when an iteration lowers the objective by less than this fraction of it
-#: (or by lme4's absolute 1e-8, whichever is larger: only objectives above 1,000 are
-#: affected). Near the rounding level the last iterations only sample noise: with 1e-13 the
-#: 100k-row crossed intercepts took 12 evaluations, of which the last 5 moved the deviance
-#: by 1e-8 either way; with 1e-11, 7, and kb07 maximal 100 → 84 at a deviance 5e-6 higher
-#: (0.024 below lme4's). InstEval, kb07's 8 and 16 θ, and the 100k-row designs with slopes
-#: kept their optima to 1e-7.
+#: (or by lme4's absolute tolerance, whichever is larger: only objectives above 1,000 are
+#: affected). Closer to the rounding level (``OBJECTIVE_ROUNDING``) the last iterations only
+#: sample noise: on large designs they move the deviance by 1e-8 either way and find
+#: nothing lower.
 RELATIVE_FTOL_FLOOR = 1e-11
 
 
@@ -329,11 +327,8 @@ def _first_step_length(recorder: _Recorder, x0: np.ndarray, value: float, gradie
     moment start near the optimum that overshoots by far (InstEval: from θ ≈ (0.24, 0.42,
     0.1) to 1.2 in θ₁ and 4,600 deviance units up), and the step that recovers is
     another evaluation. The probe costs one evaluation without gradient (about half of one
-    with) and is recorded like any other. Counting it, the short runs of large designs took
-    one evaluation fewer (InstEval by ML 12 → 11, of which 10 with gradient; the 100k-row
-    designs with slopes 15 → 14 and 12 → 11; kb07 with intercepts 10 → 8); on the long runs
-    of kb07's 20 and 72 θ the path changes and the count moves by a few either way (53 → 52
-    and 51 → 54; 98 → 100 and 100 → 104), with the same optimum.
+    with) and is recorded like any other; the short runs of large designs save about one
+    evaluation by it, and long runs reach the same optimum by a slightly different path.
     """
     norm = float(np.linalg.norm(gradient))
     if not (np.isfinite(norm) and norm > 0.0):

@@ -2,12 +2,12 @@
 
 lme4 starts every template at the identity. For models whose random effects are all
 intercepts, a one-way analysis-of-variance estimate per grouping factor, computed once from
-the ordinary-least-squares residuals, starts much closer: on InstEval it halves the number
-of evaluations (155 → 84). For models with slopes it did not help BOBYQA on the reference
+the ordinary-least-squares residuals, starts much closer (on InstEval BOBYQA needs about
+half the evaluations). For models with slopes it does not help BOBYQA on the reference
 cases, so they keep lme4's start there; L-BFGS-B (``slopes=True``) starts from a moment
 estimate of every term's covariance — the spread of per-level least-squares fits to the
-residuals less their average sampling covariance — which cut its evaluations by a quarter
-to a third (kb07 zcp 33 → 25, the 100k-row synthetic design with slopes 23 → 15).
+residuals less their average sampling covariance — which saves it a quarter to a third of
+its evaluations.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Agreement with lme4 1.1-31 on the reference cases (DESIGN.md §7 tolerances)."""
+"""Agreement with lme4 1.1-31 on the reference cases, to the tolerances the README states."""
 
 from __future__ import annotations
 

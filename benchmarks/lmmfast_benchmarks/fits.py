@@ -1,6 +1,6 @@
 """Fit time and peak memory: bundled datasets × formulas, and synthetic crossed designs.
 
-The timed call is one whole fit on data already in memory (DESIGN.md §8); setup fits once
+The timed call is one whole fit on data already in memory (docs/performance.md); setup fits once
 so that numba's cache is warm. Synthetic designs above 1M rows run only when
 ``LMMFAST_BENCH_LARGE=1`` (they take minutes).
 """

@@ -54,9 +54,8 @@ def choose_blas_threads(q2: int, sparse_work: float, threads: int, idle_spin: fl
 
 #: From this width, the gradient's ``potri`` (twice the work of ``potrf``) takes every core
 #: even where the fit keeps BLAS on one thread for a block narrower than ``PARALLEL_COLUMNS``:
-#: ``potri`` of a 500 block 5.9 → 3.6 ms on two threads (of a 256 block 1.6 → 1.2 ms, where
-#: the rest of the fit did not gain); the 100k-row crossed intercepts (q2 = 500), five
-#: alternating rounds of nine fits, medians 129–167 ms (median 136) against 134–176 (144).
+#: two threads invert a 500 block in about 60% of one thread's time, which the whole fit
+#: keeps; for a 256 block the saving is smaller and the fit did not gain.
 INVERSE_PARALLEL_COLUMNS = 384
 
 

@@ -1,4 +1,4 @@
-"""The blocked path for crossed designs (after MixedModels.jl; DESIGN.md §3).
+"""The blocked path for crossed designs (after MixedModels.jl; docs/design.md, "Factorisation").
 
 Λ'Z'ZΛ + I is split at the first term: its block is block-diagonal (one k×k block per
 level) and is factored level by level with no fill; its coupling to the later terms is

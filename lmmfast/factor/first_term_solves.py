@@ -5,7 +5,7 @@ With L = [L11 0; L21 L22], a solve with L eliminates the first term level by lev
 solve with L' finishes with the transposed steps (``backward_first``). The right-hand side's
 later-term rows are C-ordered, so that an entry of L21 reads or writes one row of all
 columns at once; where every term is scalar the kernels are written out for one value per
-entry (100k-row crossed intercepts, four right-hand sides: 2.7 → 0.8 ms forward). The
+entry, which saves the inner loops' overhead on the commonest crossed designs. The
 levels' own solves (``lower_level_solves``, ``upper_level_solves``) also serve the dense
 coupling (:mod:`lmmfast.factor.dense_coupling`), whose coupling products are BLAS calls.
 """

@@ -3,8 +3,7 @@
 The blocked path sorts its coupling entries by first-term level and row once per fit, up
 to tens of millions of them. Both keys are small integers, and NumPy sorts 16-bit keys
 stably by radix in linear time, so one stable pass per key, least significant first, gives
-:func:`numpy.lexsort`'s order several times faster (100k entries: 18 → 2.7 ms; 2M: 1.05 →
-0.14 s).
+:func:`numpy.lexsort`'s order several times faster.
 """
 
 from __future__ import annotations

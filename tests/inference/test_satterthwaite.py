@@ -12,8 +12,8 @@ import lmmfast
 from lmmfast.inference.numderiv import hessian, jacobian
 from lmmfast.inference.satterthwaite import contrast_df
 
-#: lmerTest's df depend on θ̂; where lme4 stops short of the optimum we find (DESIGN.md §7
-#: cases marked flat in tests/test_reference.py) the p-values agree to 1e-3, not 1e-4.
+#: lmerTest's df depend on θ̂; where lme4 stops short of the optimum we find (the cases
+#: marked flat in tests/test_reference.py) the p-values agree to 1e-3, not 1e-4.
 FLAT = {"orthodont_slopes", "kb07_zcp"}
 #: 17 covariance parameters make the finite-difference Hessian cost ~2300 evaluations.
 SLOW = {"kb07_zcp"}
