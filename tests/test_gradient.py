@@ -265,7 +265,7 @@ def test_grouped_and_sparse_coupling_give_the_same_value_and_gradient(dataset, f
         factor = model.objective.factor
         assert factor.describe().route == route
         if route == "grouped":
-            assert len(factor._grouped.counts) == groups
+            assert len(factor._route.grouped.counts) == groups
         theta = model.layout.start * 0.7 + 0.05 * np.arange(1, model.layout.size + 1)  # a different λ per term
         results.append(model.objective.value_and_gradient(theta))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)

@@ -31,21 +31,9 @@ from lmmfast.blas import idle_spin_seconds, limit_blas_threads
 from lmmfast.crossprod import CrossProducts
 from lmmfast.errors import ArgumentError
 from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
-from lmmfast.factor.dense_coupling import DenseCoupling, prefer_dense
-from lmmfast.factor.first_term_solves import (
-    backward_first,
-    backward_first_scalar,
-    forward_first,
-    forward_first_scalar,
-    lower_level_solves,
-    upper_level_solves,
-)
-from lmmfast.factor.grouped_coupling import GroupedCoupling, prefer_grouped
+from lmmfast.factor.dense_coupling import prefer_dense
+from lmmfast.factor.grouped_coupling import prefer_grouped
 from lmmfast.factor.inverse_blocks import (
-    coupled_rows,
-    coupling_trace_sums,
-    first_term_inverse_blocks,
-    first_term_inverse_rows,
     logdet_trace_sums,
     mirror_lower,
 )
@@ -58,9 +46,9 @@ from lmmfast.factor.rank_update import (
     PARALLEL_WORK,
     UpdatePattern,
     available_cores,
-    subtract_outer_products,
 )
-from lmmfast.factor.zz_product import coupling_times, dense_block_times
+from lmmfast.factor.routes import CouplingEntries, CouplingRoute, make_route
+from lmmfast.factor.zz_product import dense_block_times
 from lmmfast.parameters import ThetaLayout
 
 
@@ -292,69 +280,64 @@ class BlockedFactor:
         order = stable_order((rows, cp.slot_level_b[cross]), (max(q2, 1), self._n1))
         cross, rows = cross[order], rows[order]
         widths = sizes[cp.slot_term_a[cross]] * self._k1
-        self._cross_row = rows.astype(np.int64)
-        self._cross_term = cp.slot_term_a[cross].astype(np.int64)
-        self._cross_offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-        self._cross_values = _gather_runs(cp.block_values, cp.slot_offsets[cross], widths)
-        self._cross_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
-        np.cumsum(np.bincount(cp.slot_level_b[cross], minlength=self._n1), out=self._cross_ptr[1:])
-        self._cross_level = cp.slot_level_b[cross].astype(np.int64)
-        self._scalar_rest = bool(np.all(sizes[1:] == 1))
-        self._all_scalar = self._k1 == 1 and self._scalar_rest
+        cross_row = rows.astype(np.int64)
+        cross_term = cp.slot_term_a[cross].astype(np.int64)
+        cross_offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        cross_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cp.slot_level_b[cross], minlength=self._n1), out=cross_ptr[1:])
+        cross_level = cp.slot_level_b[cross].astype(np.int64)
+        self._all_scalar = self._k1 == 1 and bool(np.all(sizes[1:] == 1))
         # per later term, where its coupling blocks' values sit (None: all of them)
-        self._term_entries: list[tuple[int, np.ndarray | None]] = []
+        term_entries: list[tuple[int, np.ndarray | None]] = []
         for t in range(1, len(sizes)):
-            blocks = np.flatnonzero(self._cross_term == t)
-            if len(blocks) == len(self._cross_term):
-                self._term_entries.append((t, None))
+            blocks = np.flatnonzero(cross_term == t)
+            if len(blocks) == len(cross_term):
+                term_entries.append((t, None))
             elif len(blocks):
                 width = int(sizes[t]) * self._k1
-                self._term_entries.append((t, (self._cross_offsets[blocks][:, None] + np.arange(width)).ravel()))
+                term_entries.append((t, (cross_offsets[blocks][:, None] + np.arange(width)).ravel()))
         # one entry per (first-term level, row of S) it touches, level by level, rows sorted;
         # entry e's k₁ values sit at L21[e k₁ : (e + 1) k₁]
-        heights = sizes[self._cross_term]
+        heights = sizes[cross_term]
         within = np.arange(int(heights.sum())) - np.repeat(np.cumsum(heights) - heights, heights)
         entry_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
-        np.cumsum(
-            np.bincount(self._cross_level, weights=heights, minlength=self._n1).astype(np.int64), out=entry_ptr[1:]
-        )
+        np.cumsum(np.bincount(cross_level, weights=heights, minlength=self._n1).astype(np.int64), out=entry_ptr[1:])
         col_term = np.repeat(np.arange(1, len(sizes)), cp.term_levels[1:] * sizes[1:]).astype(np.int64)
         col_index = (np.arange(q2) - (cp.column_offsets[col_term] - self._q1)) % sizes[col_term]
         # the k columns of a vector-valued term's level are touched together
         groups = np.append(np.flatnonzero(col_index == 0), q2).astype(np.int64)
-        self._update_pattern = UpdatePattern.build(
-            self._k1, entry_ptr, np.repeat(self._cross_row, heights) + within, q2, groups
+        pattern = UpdatePattern.build(self._k1, entry_ptr, np.repeat(cross_row, heights) + within, q2, groups)
+        entries = CouplingEntries(
+            k1=self._k1,
+            n1=self._n1,
+            ptr=cross_ptr,
+            row=cross_row,
+            term=cross_term,
+            offsets=cross_offsets,
+            values=_gather_runs(cp.block_values, cp.slot_offsets[cross], widths),
+            sizes=sizes,
+            entry_ptr=entry_ptr,
+            entry_level=np.repeat(np.arange(self._n1, dtype=np.int64), np.diff(entry_ptr)),
+            pattern=pattern,
+            term_entries=term_entries,
+            all_scalar=self._all_scalar,
         )
-        self._entry_ptr = entry_ptr
-        self._entry_level = np.repeat(np.arange(self._n1, dtype=np.int64), np.diff(entry_ptr))
         #: threads for the sparse passes: more than one only where the work pays for them
-        worth_sharing = self._update_pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
+        worth_sharing = pattern.work >= PARALLEL_WORK and q2 >= PARALLEL_COLUMNS
         cores = available_cores() if max_threads is None else min(max_threads, available_cores())
         self.threads = cores if worth_sharing else 1
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         #: the θ the factor holds (None before the first update and after a failed one)
         self._theta: np.ndarray | None = None
         self._estimated_bytes = estimated_bytes
-        chosen = self._choose_route(route, q2)
-        #: L21 as a dense matrix for BLAS where the coupling is dense enough (else None)
-        dense = chosen == "dense"
-        #: or the update summed per distinct first-term count (balanced scalar designs)
-        self._grouped = None
-        if chosen == "grouped":
-            self._grouped = GroupedCoupling(
-                self._update_pattern, self._cross_values, self._entry_level, self._first_values
-            )
-        self._dense_coupling = (
-            DenseCoupling(self._update_pattern, self._entry_level, self._n1, self._cross_values) if dense else None
+        #: the coupling's route (:mod:`lmmfast.factor.routes`); sparse where there is no dense block
+        self._route: CouplingRoute = make_route(
+            self._choose_route(route, q2, entries) or "sparse", entries, self._first_values
         )
-        # the elimination's pointer when the dense coupling does the coupling: levels only
-        self._no_couplings = np.zeros(self._n1 + 1, dtype=np.int64)
-        if self._dense_coupling is not None:  # held there as a dense matrix, read nowhere else
-            self._cross_values = np.empty(0)
-        sparse = self._grouped is None and self._dense_coupling is None
+        sparse = self._route.name == "sparse"
         #: BLAS threads the fit should use (None: BLAS's default; :func:`choose_blas_threads`)
         self.blas_threads = choose_blas_threads(
-            q2, self._update_pattern.work if sparse else 0.0, self.threads, idle_spin_seconds(os.environ)
+            q2, pattern.work if sparse else 0.0, self.threads, idle_spin_seconds(os.environ)
         )
         if max_threads is not None:
             self.blas_threads = min(self.blas_threads or max_threads, max_threads)
@@ -381,7 +364,7 @@ class BlockedFactor:
         self._L11 = np.empty((0, self._k1, self._k1))
         self._L21 = np.empty(0)
 
-    def _choose_route(self, asked: str, q2: int) -> str | None:
+    def _choose_route(self, asked: str, q2: int, entries: CouplingEntries) -> str | None:
         """The coupling route: the one asked for, or the one estimated cheapest (None where
         there is no dense block)."""
         if not q2:
@@ -393,11 +376,11 @@ class BlockedFactor:
             )
         if asked != "auto":
             return asked
-        dense = prefer_dense(self._update_pattern, self._q1, q2, self.threads)
+        dense = prefer_dense(entries.pattern, self._q1, q2, self.threads)
         if self._all_scalar:
             counts = len(np.unique(self._first_values))
             # per update and gradient: about 4 G q2² multiply-adds grouped, 1.5 q2² q1 dense
-            grouped = prefer_grouped(self._update_pattern, counts, q2, self.threads)
+            grouped = prefer_grouped(entries.pattern, counts, q2, self.threads)
             if grouped and not (dense and 1.5 * self._q1 < 4 * counts):
                 return "grouped"
         return "dense" if dense else "sparse"
@@ -406,7 +389,7 @@ class BlockedFactor:
         q2 = self.dense_size
         self._S = self._L22 = np.empty((q2, q2), order="F")
         self._L11 = np.empty((self._n1, self._k1, self._k1))
-        self._L21 = np.empty_like(self._cross_values)
+        self._L21 = np.empty_like(self._route.elimination_values)
 
     def fresh(self, max_threads: int | None = None) -> BlockedFactor:
         """A factor that shares this one's structure (patterns, the stored Z'Z, the routes'
@@ -422,22 +405,15 @@ class BlockedFactor:
         twin._L21 = np.empty(0)
         twin._theta = None
         twin._pool = None
-        if self._dense_coupling is not None:
-            twin._dense_coupling = self._dense_coupling.fresh()
+        twin._route = self._route.fresh()
         return twin
 
     def describe(self) -> FactorPlan:
         """The plan this factor runs: the coupling route, the dense block's order, whether
         terms were merged, the threads and the memory estimate."""
-        if self._dense_coupling is not None:
-            route = "dense"
-        elif self._grouped is not None:
-            route = "grouped"
-        else:
-            route = "sparse"
         return FactorPlan(
             path="blocked",
-            route=route if self.dense_size else None,
+            route=self._route.name if self.dense_size else None,
             merged_terms=self._merged is not None,
             dense_size=self.dense_size,
             threads=self.threads,
@@ -477,25 +453,26 @@ class BlockedFactor:
         templates = self._layout.packed_templates(self._engine_theta(theta))
         offsets = self._template_offsets
         sizes = self._cp.term_sizes
-        coupling = self._dense_coupling
+        route = self._route
+        band = np.zeros((1, 0))
         if self.dense_size:
             scale_blocks(*self._dense_slots, sizes, templates, offsets, self._S)
-        if self.dense_size and (self._grouped is not None or coupling is not None):
-            # Λ₂ by bands, for the routes that multiply by it
-            positions = self._band_positions
-            band = np.where(positions >= 0, templates[np.maximum(positions, 0)], 0.0)
-            # a band that is zero throughout (uncorrelated pieces of a merged term) costs nothing
-            while len(band) > 1 and not np.any(band[-1]):
-                band = band[:-1]
-            if self._grouped is not None:  # every term scalar: Λ₂ is the band's first row
-                self._grouped.subtract_scaled(float(templates[offsets[0]]), band[0], self._S)
+            if route.needs_band:
+                # Λ₂ by bands, for the routes that multiply by it
+                positions = self._band_positions
+                band = np.where(positions >= 0, templates[np.maximum(positions, 0)], 0.0)
+                # a band that is zero throughout (uncorrelated pieces of a merged term) costs nothing
+                while len(band) > 1 and not np.any(band[-1]):
+                    band = band[:-1]
+            route.before_elimination(templates, offsets, band, self._S)
+        entries = route.entries
         failed = _eliminate_first_term(
             self._k1,
             self._first_values,
-            self._cross_ptr if coupling is None else self._no_couplings,
-            self._cross_term,
-            self._cross_offsets,
-            self._cross_values,
+            route.elimination_ptr,
+            entries.term,
+            entries.offsets,
+            route.elimination_values,
             sizes,
             templates,
             offsets,
@@ -508,12 +485,8 @@ class BlockedFactor:
                 f"the first term's block of level {failed} is not numerically positive definite at this θ"
             )
         if self.dense_size:
-            if coupling is not None:
-                first_template = templates[offsets[0] : offsets[0] + self._k1 * self._k1].reshape(self._k1, self._k1)
-                coupling.eliminate(self._L11, first_template, band)
-                coupling.subtract_outer_products(self._S)
-            elif self._grouped is None:
-                subtract_outer_products(self._update_pattern, self._L21, self._S, self.threads, self._executor())
+            first_template = templates[offsets[0] : offsets[0] + self._k1 * self._k1].reshape(self._k1, self._k1)
+            route.after_elimination(self._L11, self._L21, first_template, band, self._S, self.threads, self._executor())
             factor, info = lapack.dpotrf(self._S, lower=1, clean=0, overwrite_a=1)
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotrf failed (info={info}) on a matrix that must be positive definite")
@@ -533,8 +506,7 @@ class BlockedFactor:
         templates = self._layout.packed_templates(self._engine_theta(theta))
         offsets = self._template_offsets
         sizes = cp.term_sizes
-        k1 = self._k1
-        coupling = self._dense_coupling
+        route = self._route
         if self.dense_size:
             with limit_blas_threads(self._inverse_blas_threads):
                 inverse, info = lapack.dpotri(self._L22, lower=1)
@@ -543,42 +515,18 @@ class BlockedFactor:
             inverse = np.asfortranarray(inverse)
             # the per-count sums and the dense coupling's BLAS products read both triangles;
             # the sparse kernels and the trace sums read the lower one only
-            if self._grouped is not None or coupling is not None:
+            if route.reads_full_inverse:
                 mirror_lower(inverse)
-            if self._grouped is not None:  # the couplings are added per group below
-                w = coupled = np.zeros_like(self._L21)
-            elif coupling is not None:  # W and Y as dense matrices, summed below
-                w_dense = coupling.inverse_rows(self._L11)
-                y_dense = coupling.coupled(w_dense, inverse)
-                w = coupled = self._L21
-            else:
-                w = first_term_inverse_rows(self._L11, self._entry_level, self._L21)
-                coupled = coupled_rows(self._update_pattern, w, inverse, self.threads, self._executor())
         else:
             inverse = np.zeros((0, 0), order="F")
-            w = coupled = np.zeros(0)
-        entry_ptr = self._entry_ptr if coupling is None else self._no_couplings
-        first_inverse = first_term_inverse_blocks(self._L11, entry_ptr, w, coupled)
-        if coupling is not None:
-            first_inverse += coupling.level_products(w_dense, y_dense)
+        first_inverse, state = route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor())
         out = np.zeros_like(templates)
         logdet_trace_sums(
-            k1, self._first_values, first_inverse, *self._dense_slots, inverse, sizes, templates, offsets, out
+            self._k1, self._first_values, first_inverse, *self._dense_slots, inverse, sizes, templates, offsets, out
         )
-        if self._grouped is not None:
-            first, later = self._grouped.trace_sums(
-                inverse, float(templates[offsets[0]]), templates[offsets[self._col_term]], self._col_term, len(sizes)
-            )
-            out[offsets[0]] += first
-            out[offsets[1:]] += later[1:]
-        elif coupling is not None:
-            out[offsets[0] : offsets[0] + k1 * k1] += coupling.first_term_traces(y_dense).ravel()
-            for t, _ in self._term_entries:
-                start, k = int(cp.column_offsets[t]) - self._q1, int(sizes[t])
-                traces = coupling.later_term_traces(y_dense, start, int(cp.term_levels[t]), k)
-                out[offsets[t] : offsets[t] + k * k] += traces.ravel()
-        elif self.dense_size:
-            coupling_trace_sums(k1, self._term_entries, self._cross_values, coupled, sizes, templates, offsets, out)
+        if self.dense_size:
+            term_starts = cp.column_offsets - self._q1
+            route.add_traces(state, inverse, templates, offsets, self._col_term, term_starts, cp.term_levels, out)
         sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
         return sums if self._merged is None else self._merged.split_blocks(sums, self._model_sizes)
 
@@ -591,21 +539,7 @@ class BlockedFactor:
         out1 = np.matmul(self._first_values.reshape(self._n1, k1, k1), first)
         out2 = np.zeros_like(rest)
         dense_block_times(*self._dense_slots, self._cp.term_sizes, rest, out2)
-        if self._dense_coupling is not None:
-            self._dense_coupling.times(first, rest, out1, out2)
-        else:
-            coupling_times(
-                self._cross_ptr,
-                self._cross_row,
-                self._cross_term,
-                self._cross_offsets,
-                self._cp.term_sizes,
-                self._cross_values,
-                first,
-                rest,
-                out1,
-                out2,
-            )
+        self._route.times(first, rest, out1, out2)
         return self._model_order(self._join(out1, out2, False))
 
     def logdet(self) -> float:
@@ -642,24 +576,7 @@ class BlockedFactor:
         rhs = self._engine_order(rhs)
         # C order for the kernels, which read or write an entry's row across all columns
         first, rest, vector = self._split(rhs, "C")
-        sizes = self._cp.term_sizes
-        if self._dense_coupling is not None:
-            lower_level_solves(self._L11, first)
-            self._dense_coupling.forward(first, rest)
-        elif self._all_scalar:
-            forward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, first, rest)
-        else:
-            forward_first(
-                self._L11,
-                self._cross_ptr,
-                self._cross_row,
-                self._cross_term,
-                self._cross_offsets,
-                sizes,
-                self._L21,
-                first,
-                rest,
-            )
+        self._route.forward(self._L11, self._L21, first, rest)
         if self.dense_size:
             rest, _ = lapack.dtrtrs(self._L22, rest, lower=1, trans=0)  # L22 is a factor: info is 0
         return self._join(first, rest, vector)
@@ -667,25 +584,8 @@ class BlockedFactor:
     def solve_Lt(self, rhs: np.ndarray) -> np.ndarray:
         # Fortran order for LAPACK first, C order for the kernels after it
         first, rest, vector = self._split(rhs, "F")
-        sizes = self._cp.term_sizes
         if self.dense_size:
             rest, _ = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
         rest = np.ascontiguousarray(rest)
-        if self._dense_coupling is not None:
-            self._dense_coupling.backward(rest, first)
-            upper_level_solves(self._L11, first)
-        elif self._all_scalar:
-            backward_first_scalar(self._L11, self._cross_ptr, self._cross_row, self._L21, rest, first)
-        else:
-            backward_first(
-                self._L11,
-                self._cross_ptr,
-                self._cross_row,
-                self._cross_term,
-                self._cross_offsets,
-                sizes,
-                self._L21,
-                rest,
-                first,
-            )
+        self._route.backward(self._L11, self._L21, rest, first)
         return self._model_order(self._join(first, rest, vector))
