@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from lmmfast.errors import ArgumentError
-from lmmfast.validation import check_choice, check_count, check_positive_number
+from lmmfast.validation import check_bool, check_choice, check_count, check_positive_number
 
 OPTIMIZERS = ("auto", "bobyqa", "lbfgsb")
 FACTORIZATIONS = ("auto", "blocked", "cholmod")
@@ -49,6 +49,10 @@ class Control:
     coupling : {"auto", "dense", "grouped", "sparse"}
         The blocked path's route for the first term's coupling to the dense block
         (:class:`lmmfast.factor.FactorPlan`); ``"grouped"`` needs random intercepts only.
+    merge_terms : bool
+        Factor the terms on one grouping factor (the pieces of ``(x || g)``) as one term
+        with a block-diagonal template (:mod:`lmmfast.design.amalgamate`); the same numbers
+        either way, and far cheaper where they would otherwise land in the dense block.
     memory_budget : float, optional
         Bytes the factorisation may use (default: 80% of physical memory).
     threads : int, optional
@@ -77,6 +81,7 @@ class Control:
     convergence_tolerance: float = 1e-3
     factorization: str = "auto"
     coupling: str = "auto"
+    merge_terms: bool = True
     memory_budget: float | None = None
     threads: int | None = None
 
@@ -93,6 +98,7 @@ class Control:
             check_positive_number(name, getattr(self, name))
         if isinstance(self.ftol_rel, bool) or not isinstance(self.ftol_rel, (int, float)) or not 0 <= self.ftol_rel < 1:
             raise ArgumentError(f"ftol_rel must be a number in [0, 1), got {self.ftol_rel!r}.")
+        check_bool("merge_terms", self.merge_terms)
         check_count("max_evaluations", self.max_evaluations)
         check_count("restarts", self.restarts, minimum=0)
         if self.memory_budget is not None:

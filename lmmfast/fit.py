@@ -74,8 +74,7 @@ def fit_prepared(
     began = time.perf_counter()
     control = prepared.control if control is None else control
     actions = resolve_checks(checks)
-    factor = prepared.objective.factor.fresh(control.threads)
-    objective = ProfiledObjective(prepared.objective.cross_products, prepared.layout, factor, prepared.reml)
+    objective = prepared.objective.fresh(control.threads)
     model = replace(prepared, objective=objective, control=control)
     with blas_threads_for(objective, control):
         value_and_gradient = gradient_for(objective, model.layout.size, control.optimizer)

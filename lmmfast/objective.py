@@ -105,6 +105,29 @@ class ProfiledObjective:
         self.factor = factor
         self.reml = reml
 
+    def fresh(
+        self, max_threads: int | None = None, *, reml: bool | None = None, cross_products: CrossProducts | None = None
+    ) -> ProfiledObjective:
+        """The same criterion on a fresh copy of the factor (its numbers its own, at most
+        ``max_threads`` threads), optionally the other criterion or a new response's
+        cross-products.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> from lmmfast.prepare import prepare
+        >>> objective = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective
+        >>> ml = objective.fresh(reml=False)
+        >>> ml.reml, ml.factor is objective.factor
+        (False, False)
+        """
+        return ProfiledObjective(
+            self.cross_products if cross_products is None else cross_products,
+            self.layout,
+            self.factor.fresh(max_threads),
+            self.reml if reml is None else reml,
+        )
+
     def _schur(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Factor for θ; return (R_ZX | c_u, lower Cholesky of the [X y] Schur complement)."""
         cp = self.cross_products

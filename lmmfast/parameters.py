@@ -51,6 +51,28 @@ class ThetaLayout:
             term_of=np.asarray(term_of, dtype=np.int64),
         )
 
+    def merged(self, blocks: Sequence[tuple[int, int]], sizes: Sequence[int]) -> ThetaLayout:
+        """The layout of the same θ on merged terms: the model's term t becomes the diagonal
+        block of merged term ``blocks[t][0]`` starting at row ``blocks[t][1]``, and merged term
+        m has ``sizes[m]`` columns. θ keeps its order (the model's, lme4's); the merged
+        templates are block-diagonal, their other entries fixed at 0.
+
+        Examples
+        --------
+        >>> merged = ThetaLayout.from_sizes([1, 1]).merged([(0, 0), (0, 1)], [2])
+        >>> merged.template(np.array([2.0, 3.0]), 0).tolist()
+        [[2.0, 0.0], [0.0, 3.0]]
+        """
+        first = np.asarray([row for _, row in blocks], dtype=np.int64)[self.term_of]
+        term_of = np.asarray([term for term, _ in blocks], dtype=np.int64)[self.term_of]
+        return ThetaLayout(
+            sizes=tuple(int(k) for k in sizes),
+            starts=tuple(int(np.flatnonzero(term_of == m)[0]) for m in range(len(sizes))),
+            rows=self.rows + first,
+            cols=self.cols + first,
+            term_of=term_of,
+        )
+
     @property
     def size(self) -> int:
         """Length of θ."""
@@ -85,10 +107,13 @@ class ThetaLayout:
         return self.template_offsets[self.term_of] + self.rows * sizes[self.term_of] + self.cols
 
     @cached_property
-    def _template_positions(self) -> tuple[np.ndarray, ...]:
-        """Per term, where its θ entries sit in its row-major k×k template."""
+    def _template_positions(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Per term, which θ entries are its own and where they sit in its row-major k×k
+        template (a merged term's entries need not be contiguous in θ)."""
         local = self.rows * np.asarray(self.sizes, dtype=np.int64)[self.term_of] + self.cols
-        return tuple(local[self.term_of == term] for term in range(len(self.sizes)))
+        return tuple(
+            (np.flatnonzero(self.term_of == term), local[self.term_of == term]) for term in range(len(self.sizes))
+        )
 
     def packed_templates(self, theta: np.ndarray) -> np.ndarray:
         """All templates, each a row-major k×k lower-triangular block, concatenated."""
@@ -119,9 +144,9 @@ class ThetaLayout:
     def template(self, theta: np.ndarray, term: int) -> np.ndarray:
         """The k×k lower-triangular template of one term."""
         k = self.sizes[term]
-        positions = self._template_positions[term]
+        entries, positions = self._template_positions[term]
         out = np.zeros(k * k)
-        out[positions] = theta[self.starts[term] : self.starts[term] + len(positions)]
+        out[positions] = theta[entries]
         return out.reshape(k, k)
 
     def names(self, groups: Sequence[str], columns: Sequence[Sequence[str]]) -> list[str]:

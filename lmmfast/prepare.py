@@ -24,8 +24,8 @@ from lmmfast.design import (
     build_model_frame,
     build_random_terms,
 )
+from lmmfast.design.amalgamate import EngineTerms, amalgamate
 from lmmfast.design.data import column_names, data_name
-from lmmfast.design.random import grouping_keys
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, ModelError
@@ -48,9 +48,13 @@ class PreparedModel:
     fixed : FixedDesign
     terms : list of RandomTerm
         In lme4's order (decreasing number of levels).
+    engine : EngineTerms
+        The terms the engine factors (those on one grouping factor merged) and where each of
+        ``terms`` sits in them; the cross-products, the factor and the criterion are theirs.
     weights : numpy.ndarray or None
     weights_name : str or None
     layout : ThetaLayout
+        θ's layout on the model's terms (the objective holds the engine's).
     objective : ProfiledObjective
         θ ↦ REML criterion or ML deviance.
     data_name : str or None
@@ -62,6 +66,7 @@ class PreparedModel:
     model_frame: ModelFrame
     fixed: FixedDesign
     terms: list[RandomTerm]
+    engine: EngineTerms
     weights: np.ndarray | None
     weights_name: str | None
     layout: ThetaLayout
@@ -113,18 +118,20 @@ def prepare(
             "more observations than fixed effects. Simplify the fixed part or supply more data."
         )
     terms = build_random_terms(frame_info.frame, model.random)
-    cross_products = form_cross_products(terms, fixed.X, fixed.y, weight_values)
+    engine = amalgamate(terms, merge=control.merge_terms)
+    cross_products = form_cross_products(engine.terms, fixed.X, fixed.y, weight_values)
     layout = ThetaLayout.from_sizes([t.k for t in terms])
+    engine_layout = layout.merged(engine.blocks, [t.k for t in engine.terms]) if engine.merged else layout
     factor = make_factor(
         cross_products,
-        layout,
+        engine_layout,
         control.factorization,
         control.memory_budget,
-        grouping_keys(terms),
         control.threads,
         control.coupling,
+        engine.merged,
     )
-    objective = ProfiledObjective(cross_products, layout, factor, reml=reml)
+    objective = ProfiledObjective(cross_products, engine_layout, factor, reml=reml)
     if control.optimizer == "lbfgsb" and not objective.has_gradient:
         raise ArgumentError(
             "optimizer='lbfgsb' needs the analytic gradient, which only the blocked factorisation provides, "
@@ -135,6 +142,7 @@ def prepare(
         model_frame=frame_info,
         fixed=fixed,
         terms=terms,
+        engine=engine,
         weights=weight_values,
         weights_name=weights_name,
         layout=layout,
@@ -157,8 +165,7 @@ def with_reml(prepared: PreparedModel, reml: bool) -> PreparedModel:
     """
     if prepared.reml == reml:
         return prepared
-    base = prepared.objective
-    return replace(prepared, objective=ProfiledObjective(base.cross_products, base.layout, base.factor.fresh(), reml))
+    return replace(prepared, objective=prepared.objective.fresh(reml=reml))
 
 
 def with_response(prepared: PreparedModel, y: np.ndarray) -> PreparedModel:
@@ -185,7 +192,8 @@ def with_response(prepared: PreparedModel, y: np.ndarray) -> PreparedModel:
         raise DataError(f"y must have one value per observation used by the fit ({n}), got shape {y.shape}.")
     if not np.all(np.isfinite(y)):
         raise DataError("y has missing or infinite values; a refit needs a finite response for every row.")
-    base = prepared.objective
-    cross_products = base.cross_products.with_response(prepared.terms, prepared.fixed.X, y, prepared.weights)
-    objective = ProfiledObjective(cross_products, base.layout, base.factor.fresh(), base.reml)
+    cross_products = prepared.objective.cross_products.with_response(
+        prepared.engine.terms, prepared.fixed.X, y, prepared.weights
+    )
+    objective = prepared.objective.fresh(cross_products=cross_products)
     return replace(prepared, fixed=replace(prepared.fixed, y=y), objective=objective)

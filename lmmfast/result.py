@@ -106,9 +106,9 @@ class LmmFit:
         offsets = objective.cross_products.column_offsets
         fitted = prepared.fixed.X @ solution.beta
         term_results = []
-        for index, (term, name) in enumerate(zip(terms, display_names(terms))):
-            start = int(offsets[index])
-            modes = solution.b[start : start + term.n_levels * term.k].reshape(term.n_levels, term.k)
+        all_modes = prepared.engine.model_modes(solution.b, offsets, terms)
+        for index, (term, name, modes) in enumerate(zip(terms, display_names(terms), all_modes)):
+            modes = np.ascontiguousarray(modes)
             fitted += np.einsum("ij,ij->i", term.values, modes[term.codes])
             term_results.append(
                 RandomTermResult(

@@ -11,9 +11,9 @@ dense for crossed factors, is factored by LAPACK ``potrf``:
 The update L21 L21' takes one of three routes, whichever is estimated cheapest: the
 scattered sparse kernels (:mod:`~lmmfast.factor.rank_update`), BLAS on a dense copy of L21
 where the coupling is dense (:mod:`~lmmfast.factor.dense_coupling`), or per-count sums for
-balanced scalar designs (:mod:`~lmmfast.factor.grouped_coupling`). Terms on one grouping
-factor may be merged into one first (:mod:`~lmmfast.factor.merge`); the only permutation P
-is the one that merging implies.
+balanced scalar designs (:mod:`~lmmfast.factor.grouped_coupling`). There is no
+permutation: the terms come in the engine's order (terms on one grouping factor already
+merged, :mod:`lmmfast.design.amalgamate`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from lmmfast.factor.inverse_blocks import (
     mirror_lower,
 )
 from lmmfast.factor.kernels import sandwich_block, scale_blocks
-from lmmfast.factor.merge import MergedTerms
 from lmmfast.factor.ordering import stable_order
 from lmmfast.factor.plan import FactorPlan
 from lmmfast.factor.rank_update import (
@@ -241,25 +240,20 @@ class BlockedFactor:
         self,
         cross_products: CrossProducts,
         layout: ThetaLayout,
-        merged: MergedTerms | None = None,
         max_threads: int | None = None,
         route: str = "auto",
         estimated_bytes: int = 0,
+        merged_terms: bool = False,
     ) -> None:
-        #: terms on one grouping factor, factored as one (:func:`lmmfast.factor.merge.merge_terms`)
-        self._merged = merged
-        self._model_sizes = [int(k) for k in cross_products.term_sizes]
-        if self._merged is not None:
-            cross_products, layout = self._merged.cross_products, self._merged.layout
+        #: whether the terms are merged ones (:mod:`lmmfast.design.amalgamate`), for the plan
+        self._merged_terms = merged_terms
         cp = cross_products
         self._cp = cp
         self._layout = layout
         self._template_offsets = layout.template_offsets
-        # terms whose templates have no θ below the diagonal (a merged layout is full, but
-        # only the positions the model's θ feed are ever nonzero)
-        fed = np.arange(layout.size) if merged is None else merged.theta_index
+        # terms whose templates have no θ below the diagonal (merged ``||`` pieces)
         self._diagonal_terms = np.ones(len(cp.term_sizes), dtype=np.bool_)
-        self._diagonal_terms[layout.term_of[fed][layout.rows[fed] != layout.cols[fed]]] = False
+        self._diagonal_terms[layout.term_of[layout.rows != layout.cols]] = False
         sizes = cp.term_sizes
         self._k1 = int(sizes[0])
         self._n1 = int(cp.term_levels[0])
@@ -414,7 +408,7 @@ class BlockedFactor:
         return FactorPlan(
             path="blocked",
             route=self._route.name if self.dense_size else None,
-            merged_terms=self._merged is not None,
+            merged_terms=self._merged_terms,
             dense_size=self.dense_size,
             threads=self.threads,
             blas_threads=self.blas_threads,
@@ -427,11 +421,6 @@ class BlockedFactor:
         state["_pool"] = None
         return state
 
-    @property
-    def merged(self) -> MergedTerms | None:
-        """The terms on one grouping factor factored as one (None where no terms merge)."""
-        return self._merged
-
     def _executor(self) -> ThreadPoolExecutor | None:
         """The factor's own threads for the sparse passes (None: one thread), started on first
         use and kept for the fit, sized by :attr:`threads` as it is now."""
@@ -441,16 +430,13 @@ class BlockedFactor:
             self._pool = (self.threads, ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lmmfast"))
         return self._pool[1]
 
-    def _engine_theta(self, theta: np.ndarray) -> np.ndarray:
-        return theta if self._merged is None else self._merged.merged_theta(theta)
-
     def update(self, theta: np.ndarray) -> None:
         if self._theta is not None and np.array_equal(theta, self._theta):
             return  # already factored here (the result's solve at the optimiser's last point)
         self._theta = None
         if self._L11.shape[0] != self._n1:
             self._allocate()
-        templates = self._layout.packed_templates(self._engine_theta(theta))
+        templates = self._layout.packed_templates(theta)
         offsets = self._template_offsets
         sizes = self._cp.term_sizes
         route = self._route
@@ -503,7 +489,7 @@ class BlockedFactor:
         2 G_t[c, r] for θᵢ at T_t[r, c] (:mod:`lmmfast.factor.inverse_blocks`). Costs about
         one ``potri`` of the dense block and two rank updates."""
         cp = self._cp
-        templates = self._layout.packed_templates(self._engine_theta(theta))
+        templates = self._layout.packed_templates(theta)
         offsets = self._template_offsets
         sizes = cp.term_sizes
         route = self._route
@@ -528,37 +514,25 @@ class BlockedFactor:
             term_starts = cp.column_offsets - self._q1
             route.add_traces(state, inverse, templates, offsets, self._col_term, term_starts, cp.term_levels, out)
         sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
-        return sums if self._merged is None else self._merged.split_blocks(sums, self._model_sizes)
+        return sums
 
     def zz_times(self, V: np.ndarray) -> np.ndarray:
         """Z'Z V for ``V`` with one row per random effect (the model's order), from the
         factor's own copy of Z'Z's blocks (:mod:`lmmfast.factor.zz_product`)."""
         V = np.asarray(V, dtype=np.float64).reshape(self._q1 + self.dense_size, -1)
-        first, rest, _ = self._split(self._engine_order(V), "C")
+        first, rest, _ = self._split(V, "C")
         k1 = self._k1
         out1 = np.matmul(self._first_values.reshape(self._n1, k1, k1), first)
         out2 = np.zeros_like(rest)
         dense_block_times(*self._dense_slots, self._cp.term_sizes, rest, out2)
         self._route.times(first, rest, out1, out2)
-        return self._model_order(self._join(out1, out2, False))
+        return self._join(out1, out2, False)
 
     def logdet(self) -> float:
         first = 2.0 * float(np.sum(np.log(np.diagonal(self._L11, axis1=1, axis2=2))))
         if not self.dense_size:
             return first
         return first + 2.0 * float(np.sum(np.log(np.diag(self._L22))))
-
-    def _engine_order(self, rows: np.ndarray) -> np.ndarray:
-        """Rows in the model's order of random effects → the merged terms' order."""
-        return rows if self._merged is None else np.asarray(rows)[self._merged.permutation]
-
-    def _model_order(self, rows: np.ndarray) -> np.ndarray:
-        """The inverse of :meth:`_engine_order`."""
-        if self._merged is None:
-            return rows
-        model = np.empty_like(rows)
-        model[self._merged.permutation] = rows
-        return model
 
     def _split(self, rhs: np.ndarray, rest_order: str) -> tuple[np.ndarray, np.ndarray, bool]:
         vector = rhs.ndim == 1
@@ -573,7 +547,6 @@ class BlockedFactor:
         return out[:, 0] if vector else out
 
     def solve_L(self, rhs: np.ndarray) -> np.ndarray:
-        rhs = self._engine_order(rhs)
         # C order for the kernels, which read or write an entry's row across all columns
         first, rest, vector = self._split(rhs, "C")
         self._route.forward(self._L11, self._L21, first, rest)
@@ -588,4 +561,4 @@ class BlockedFactor:
             rest, _ = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
         rest = np.ascontiguousarray(rest)
         self._route.backward(self._L11, self._L21, rest, first)
-        return self._model_order(self._join(first, rest, vector))
+        return self._join(first, rest, vector)

@@ -34,8 +34,11 @@ class CholmodFactor:
     True
     """
 
-    def __init__(self, cross_products: CrossProducts, layout: ThetaLayout, estimated_bytes: int = 0) -> None:
+    def __init__(
+        self, cross_products: CrossProducts, layout: ThetaLayout, estimated_bytes: int = 0, merged_terms: bool = False
+    ) -> None:
         self._estimated_bytes = estimated_bytes
+        self._merged_terms = merged_terms
         self._cp = cross_products
         self._layout = layout
         self._template_offsets = layout.template_offsets
@@ -65,7 +68,7 @@ class CholmodFactor:
         return FactorPlan(
             path="cholmod",
             route=None,
-            merged_terms=False,
+            merged_terms=self._merged_terms,
             dense_size=0,
             threads=1,
             blas_threads=None,

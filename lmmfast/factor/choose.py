@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,7 +12,6 @@ from lmmfast.errors import MemoryBudgetError
 from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
-from lmmfast.factor.merge import merge_terms
 from lmmfast.factor.plan import format_bytes
 from lmmfast.parameters import ThetaLayout
 from lmmfast.validation import check_choice
@@ -101,19 +99,18 @@ def make_factor(
     layout: ThetaLayout,
     method: str = "auto",
     memory_budget: float | None = None,
-    merge_keys: Sequence[int] | None = None,
     max_threads: int | None = None,
     route: str = "auto",
+    merged_terms: bool = False,
 ) -> RandomEffectsFactor:
     """Build the factorisation path ``method`` (``"auto"`` picks by :func:`choose_method`),
     refusing up front when it would need more than ``memory_budget`` bytes.
 
-    ``merge_keys`` (one per term; equal for terms on the same grouping factor) lets the
-    blocked path factor such terms as one (:mod:`lmmfast.factor.merge`); its choice and
-    memory estimate are then those of the merged terms. ``max_threads`` caps the threads of
-    the blocked path's sparse passes and of BLAS (default: the machine's cores); ``route``
-    forces the blocked path's coupling route (:data:`lmmfast.factor.plan.ROUTES`). The
-    factor's :meth:`describe` is the resulting :class:`~lmmfast.factor.plan.FactorPlan`.
+    ``max_threads`` caps the threads of the blocked path's sparse passes and of BLAS
+    (default: the machine's cores); ``route`` forces the blocked path's coupling route
+    (:data:`lmmfast.factor.plan.ROUTES`); ``merged_terms`` records that the terms are merged
+    ones (:mod:`lmmfast.design.amalgamate`). The factor's :meth:`describe` is the resulting
+    :class:`~lmmfast.factor.plan.FactorPlan`.
 
     Raises
     ------
@@ -122,15 +119,12 @@ def make_factor(
     """
     check_choice("factorization", method, METHODS)
     budget = default_memory_budget() if memory_budget is None else memory_budget
-    merged = None if merge_keys is None else merge_terms(cp, layout, merge_keys)
-    blocked_cp = cp if merged is None else merged.cross_products
-    blocked_shape = dense_block_density(blocked_cp)
+    shape = dense_block_density(cp)
     if method == "auto":
-        method = choose_method(blocked_cp, blocked_shape)
-        if method == "blocked" and estimated_bytes(blocked_cp, "blocked", blocked_shape) > budget:
+        method = choose_method(cp, shape)
+        if method == "blocked" and estimated_bytes(cp, "blocked", shape) > budget:
             method = "cholmod"
-    shape = blocked_shape if method == "blocked" or merged is None else dense_block_density(cp)
-    needed = estimated_bytes(blocked_cp if method == "blocked" else cp, method, shape)
+    needed = estimated_bytes(cp, method, shape)
     if needed > budget:
         q2, _ = shape
         raise MemoryBudgetError(
@@ -141,5 +135,5 @@ def make_factor(
             "the memory."
         )
     if method == "blocked":
-        return BlockedFactor(cp, layout, merged, max_threads, route, needed)
-    return CholmodFactor(cp, layout, needed)
+        return BlockedFactor(cp, layout, max_threads, route, needed, merged_terms)
+    return CholmodFactor(cp, layout, needed, merged_terms)

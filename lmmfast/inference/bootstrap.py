@@ -20,7 +20,6 @@ from threadpoolctl import threadpool_limits
 
 from lmmfast.errors import ConvergenceWarning
 from lmmfast.fit import assemble, refit_response
-from lmmfast.objective import ProfiledObjective
 from lmmfast.validation import check_count
 
 if TYPE_CHECKING:
@@ -86,8 +85,7 @@ def _single_threaded(fit: LmmFit) -> LmmFit:
     one BLAS thread: the numbers then cannot depend on how many processes share the work."""
     model = fit.model
     control = replace(model.control, threads=1)
-    factor = model.objective.factor.fresh(control.threads)
-    objective = ProfiledObjective(model.objective.cross_products, model.layout, factor, model.reml)
+    objective = model.objective.fresh(control.threads)
     return assemble(replace(model, control=control, objective=objective), replace(fit.optsummary, control=control))
 
 

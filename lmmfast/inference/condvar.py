@@ -30,8 +30,9 @@ def conditional_covariances(fit: LmmFit) -> list[np.ndarray]:
     factor = objective.factor
     factor.update(fit.theta)
     q = cp.q
-    blocks = []
-    for index, term in enumerate(fit.model.terms):
+    # the diagonal blocks of M⁻¹ per engine term (terms on one factor are merged there)
+    engine_blocks = []
+    for index, term in enumerate(fit.model.engine.terms):
         k, levels, start = term.k, term.n_levels, int(cp.column_offsets[index])
         inverse_blocks = np.empty((levels, k, k))
         columns = np.arange(start, start + levels * k)
@@ -43,7 +44,12 @@ def conditional_covariances(fit: LmmFit) -> list[np.ndarray]:
             for local, column in enumerate(batch):
                 level, j = divmod(int(column - start), k)
                 inverse_blocks[level, :, j] = solved[start + level * k : start + level * k + k, local]
-        template = fit.terms[index].template
+        engine_blocks.append(inverse_blocks)
+    blocks = []
+    for (engine, first), result in zip(fit.model.engine.blocks, fit.terms):
+        k = len(result.columns)
+        inverse_blocks = engine_blocks[engine][:, first : first + k, first : first + k]
+        template = result.template
         blocks.append(fit.sigma**2 * np.einsum("ij,ljk,mk->lim", template, inverse_blocks, template))
     return blocks
 

@@ -158,7 +158,7 @@ class _Profiler:
         transform[p, p - 1] = 1.0
         transform[index, p - 1] = -value
         reduced = replace(cp, ZtXy=cp.ZtXy @ transform, XytXy=transform.T @ cp.XytXy @ transform)
-        objective = ProfiledObjective(reduced, self.layout, self.objective.factor, reml=False)
+        objective = ProfiledObjective(reduced, self.objective.layout, self.objective.factor, reml=False)
         lower = self.layout.lower_bounds
         return _minimise(objective, self.ml.theta.copy(), lower, np.full_like(lower, np.inf))
 

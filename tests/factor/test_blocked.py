@@ -31,7 +31,7 @@ MODELS = [
 @pytest.mark.parametrize(("dataset", "formula"), MODELS)
 def test_blocked_and_cholmod_factor_the_same_matrix(dataset, formula) -> None:
     prepared = prepare(formula, lmmfast.datasets.load(dataset))
-    cp, layout = prepared.objective.cross_products, prepared.layout
+    cp, layout = prepared.objective.cross_products, prepared.objective.layout
     blocked, cholmod = BlockedFactor(cp, layout), CholmodFactor(cp, layout)
     rng = np.random.default_rng(11)
     for _ in range(3):
@@ -64,7 +64,7 @@ def test_zz_times_matches_the_dense_cross_product(dataset, formula, coupling) ->
     factor = prepared.objective.factor
     assert isinstance(factor, BlockedFactor)
     assert factor.describe().route == (coupling if factor.dense_size else None)
-    Z = sp.hstack([t.z_block() for t in prepared.terms]).toarray()
+    Z = sp.hstack([t.z_block() for t in prepared.engine.terms]).toarray()
     V = np.random.default_rng(4).normal(size=(Z.shape[1], 3))
     np.testing.assert_allclose(factor.zz_times(V), Z.T @ (Z @ V), rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(factor.zz_times(V[:, 0]).ravel(), Z.T @ (Z @ V[:, 0]), rtol=1e-12, atol=1e-9)
