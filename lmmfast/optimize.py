@@ -296,8 +296,9 @@ RELATIVE_FTOL_FLOOR = 1e-11
 
 
 #: The probe for L-BFGS-B's first step goes this far down the gradient, relative to the
-#: start's largest |θ| (taken as at least 0.1).
+#: start's largest |θ| (taken as at least ``FIRST_STEP_MIN_SCALE``).
 FIRST_STEP_PROBE = 0.1
+FIRST_STEP_MIN_SCALE = 0.1
 
 #: L-BFGS-B's first step is kept within these lengths.
 FIRST_STEP_RANGE = (1e-3, 1.0)
@@ -333,7 +334,7 @@ def _first_step_length(recorder: _Recorder, x0: np.ndarray, value: float, gradie
     norm = float(np.linalg.norm(gradient))
     if not (np.isfinite(norm) and norm > 0.0):
         return 1.0
-    probe = FIRST_STEP_PROBE * max(float(np.max(np.abs(x0))), 0.1)
+    probe = FIRST_STEP_PROBE * max(float(np.max(np.abs(x0))), FIRST_STEP_MIN_SCALE)
     probe_value = recorder(x0 - (probe / norm) * gradient, np.empty(0))
     curvature = 2.0 * (probe_value - value + probe * norm) / probe**2
     if not (np.isfinite(curvature) and curvature > 0.0):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lmmfast
+from lmmfast.factor.rank_update import available_cores
 from lmmfast.fit import fit_prepared, refit_ml, refit_response
 from lmmfast.prepare import prepare
 
@@ -98,3 +99,18 @@ def test_a_fit_pickles_after_threaded_use_and_answers_as_the_original(dataset, f
     refit_copy = refit_response(copy, copy.model.fixed.y)
     assert refit_copy.objective == pytest.approx(fit.objective, abs=1e-6)
     np.testing.assert_allclose(copy.coef_table.df, fit.coef_table.df, rtol=1e-8)
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="the sparse passes run threads only on two or more cores")
+@pytest.mark.filterwarnings("ignore::lmmfast.SingularFitWarning")
+def test_a_fit_whose_factor_ran_threads_pickles_and_refits_alike() -> None:
+    """The sparse route's passes run on the factor's own thread pool, which a pickle leaves
+    behind and the copy starts again when it needs it."""
+    data = lmmfast.datasets.simulate_crossed(300, 800, 400, seed=1)
+    formula = "y ~ cond + (1 + cond | subj) + (1 + cond | item)"
+    fit = lmmfast.lmm(formula, data, reml=False, control=lmmfast.Control(coupling="sparse"))
+    assert fit.engine.route == "sparse" and fit.engine.threads >= 2
+    copy = pickle.loads(pickle.dumps(fit))
+    np.testing.assert_array_equal(copy.theta, fit.theta)
+    y = fit.model.fixed.y + 1.0
+    assert refit_response(copy, y).objective == pytest.approx(refit_response(fit, y).objective, rel=1e-12)

@@ -472,7 +472,7 @@ class BlockedFactor:
             )
         if self.dense_size:
             first_template = templates[offsets[0] : offsets[0] + self._k1 * self._k1].reshape(self._k1, self._k1)
-            route.after_elimination(self._L11, self._L21, first_template, band, self._S, self.threads, self._executor())
+            route.after_elimination(self._L11, self._L21, first_template, band, self._S, self.threads, self._executor)
             factor, info = lapack.dpotrf(self._S, lower=1, clean=0, overwrite_a=1)
             if info != 0:
                 raise np.linalg.LinAlgError(f"dpotrf failed (info={info}) on a matrix that must be positive definite")
@@ -505,7 +505,7 @@ class BlockedFactor:
                 mirror_lower(inverse)
         else:
             inverse = np.zeros((0, 0), order="F")
-        first_inverse, state = route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor())
+        first_inverse, state = route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor)
         out = np.zeros_like(templates)
         logdet_trace_sums(
             self._k1, self._first_values, first_inverse, *self._dense_slots, inverse, sizes, templates, offsets, out

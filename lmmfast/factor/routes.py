@@ -19,6 +19,7 @@ and never branches on which it holds.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, Self
@@ -43,6 +44,9 @@ from lmmfast.factor.inverse_blocks import (
 )
 from lmmfast.factor.rank_update import UpdatePattern, subtract_outer_products
 from lmmfast.factor.zz_product import coupling_times
+
+#: The factor's thread pool for the sparse passes, started on the first call (None: one thread).
+Executor = Callable[[], ThreadPoolExecutor | None]
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ class CouplingRoute(Protocol):
         band: np.ndarray,
         S: np.ndarray,
         threads: int,
-        executor: ThreadPoolExecutor | None,
+        executor: Executor,
     ) -> None:
         """S −= L21 L21' (and whatever the route holds of L21 besides the kernel's)."""
 
@@ -128,7 +132,12 @@ class CouplingRoute(Protocol):
         """out2 += Z₂'Z₁ first and out1 += Z₁'Z₂ rest, in place."""
 
     def first_inverse(
-        self, L11: np.ndarray, L21: np.ndarray, inverse: np.ndarray, threads: int, executor: ThreadPoolExecutor | None
+        self,
+        L11: np.ndarray,
+        L21: np.ndarray,
+        inverse: np.ndarray,
+        threads: int,
+        executor: Executor,
     ) -> tuple[np.ndarray, Any]:
         """The first term's diagonal blocks of M⁻¹, and what :meth:`add_traces` needs."""
 
@@ -199,19 +208,24 @@ class SparseRoute(_EntrywiseRoute):
         band: np.ndarray,
         S: np.ndarray,
         threads: int,
-        executor: ThreadPoolExecutor | None,
+        executor: Executor,
     ) -> None:
-        subtract_outer_products(self.entries.pattern, L21, S, threads, executor)
+        subtract_outer_products(self.entries.pattern, L21, S, threads, executor())
 
     def first_inverse(
-        self, L11: np.ndarray, L21: np.ndarray, inverse: np.ndarray, threads: int, executor: ThreadPoolExecutor | None
+        self,
+        L11: np.ndarray,
+        L21: np.ndarray,
+        inverse: np.ndarray,
+        threads: int,
+        executor: Executor,
     ) -> tuple[np.ndarray, Any]:
         e = self.entries
         if not len(e.pattern.column_ptr) - 1:  # no dense block
             w = coupled = np.zeros(0)
         else:
             w = first_term_inverse_rows(L11, e.entry_level, L21)
-            coupled = coupled_rows(e.pattern, w, inverse, threads, executor)
+            coupled = coupled_rows(e.pattern, w, inverse, threads, executor())
         return first_term_inverse_blocks(L11, e.entry_ptr, w, coupled), coupled
 
     def add_traces(
@@ -253,12 +267,17 @@ class GroupedRoute(_EntrywiseRoute):
         band: np.ndarray,
         S: np.ndarray,
         threads: int,
-        executor: ThreadPoolExecutor | None,
+        executor: Executor,
     ) -> None:
         return None  # the update was subtracted before, per group
 
     def first_inverse(
-        self, L11: np.ndarray, L21: np.ndarray, inverse: np.ndarray, threads: int, executor: ThreadPoolExecutor | None
+        self,
+        L11: np.ndarray,
+        L21: np.ndarray,
+        inverse: np.ndarray,
+        threads: int,
+        executor: Executor,
     ) -> tuple[np.ndarray, Any]:
         w = coupled = np.zeros_like(L21)  # the couplings are added per group, in add_traces
         return first_term_inverse_blocks(L11, self.entries.entry_ptr, w, coupled), None
@@ -306,7 +325,7 @@ class DenseRoute:
         band: np.ndarray,
         S: np.ndarray,
         threads: int,
-        executor: ThreadPoolExecutor | None,
+        executor: Executor,
     ) -> None:
         self.coupling.eliminate(L11, first_template, band)
         self.coupling.subtract_outer_products(S)
@@ -323,7 +342,12 @@ class DenseRoute:
         self.coupling.times(first, rest, out1, out2)
 
     def first_inverse(
-        self, L11: np.ndarray, L21: np.ndarray, inverse: np.ndarray, threads: int, executor: ThreadPoolExecutor | None
+        self,
+        L11: np.ndarray,
+        L21: np.ndarray,
+        inverse: np.ndarray,
+        threads: int,
+        executor: Executor,
     ) -> tuple[np.ndarray, Any]:
         # W and Y as dense matrices; the entry-wise L21 is empty, so the kernel adds nothing
         w_dense = self.coupling.inverse_rows(L11)
