@@ -113,26 +113,8 @@ def lmm(
     actions = resolve_checks(checks)
     control = control_with(control, optimizer=optimizer, factorization=factorization, memory_budget=memory_budget)
     prepared = prepare(formula, data, reml=reml, weights=weights, control=control)
-    start_theta = None if start is None else _check_start(start, prepared)
     report_design(prepared, actions)
-    return LmmResult.of(fit_prepared(prepared, start=start_theta, checks=actions))
-
-
-def _check_start(start: np.ndarray | Sequence[float], prepared: PreparedModel) -> np.ndarray:
-    try:
-        theta = np.asarray(start, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ArgumentError(f"start must be an array of numbers (θ), got {type(start).__name__}.") from None
-    size = prepared.layout.size
-    if theta.shape != (size,) or not np.all(np.isfinite(theta)):
-        names = ", ".join(prepared.layout.names(*_term_names(prepared)))
-        got = theta.tolist() if theta.size <= 10 else theta.shape
-        raise ArgumentError(f"start must be {size} finite numbers, one per θ ({names}), got {got}.")
-    return theta
-
-
-def _term_names(prepared: PreparedModel) -> tuple[list[str], list[tuple[str, ...]]]:
-    return [t.group for t in prepared.terms], [t.columns for t in prepared.terms]
+    return LmmResult.of(fit_prepared(prepared, start=start, checks=actions))
 
 
 def report_design(prepared: PreparedModel, actions: Mapping[str, str]) -> None:

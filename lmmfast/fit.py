@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -20,7 +20,7 @@ from lmmfast.blas import limit_blas_threads
 from lmmfast.control import Control
 from lmmfast.convergence import ConvergenceCheck, check_convergence
 from lmmfast.diagnostics import report, resolve_checks
-from lmmfast.errors import ConvergenceWarning, ModelError, SingularFitWarning
+from lmmfast.errors import ArgumentError, ConvergenceWarning, ModelError, SingularFitWarning
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.optimize import OptSummary, gradient_for, optimize_theta
 from lmmfast.prepare import PreparedModel, with_reml, with_response
@@ -37,10 +37,14 @@ def blas_threads_for(objective: ProfiledObjective, control: Control) -> contextl
     return limit_blas_threads(threads)
 
 
+#: The settings a model is prepared with; a fit cannot change them.
+PREPARED_SETTINGS = ("factorization", "coupling", "merge_terms", "memory_budget")
+
+
 def fit_prepared(
     prepared: PreparedModel,
     control: Control | None = None,
-    start: np.ndarray | None = None,
+    start: np.ndarray | Sequence[float] | None = None,
     checks: Mapping[str, str] | None = None,
 ) -> LmmFit:
     """Fit a prepared model: optimise θ, check the optimum, and build the result.
@@ -52,8 +56,9 @@ def fit_prepared(
         :func:`~lmmfast.prepare.with_response`). Left as it was: the fit optimises a fresh
         copy of its factor.
     control : Control, optional
-        The optimiser's settings (default: the ones the model was prepared with).
-    start : numpy.ndarray, optional
+        The optimiser's settings (default: the ones the model was prepared with); its
+        factorisation settings (``PREPARED_SETTINGS``) must be the prepared model's.
+    start : array, optional
         Starting θ (default: moment estimates where L-BFGS-B runs or every term is an
         intercept, lme4's identity templates otherwise).
     checks : dict, optional
@@ -72,8 +77,9 @@ def fit_prepared(
     (1743.628, True)
     """
     began = time.perf_counter()
-    control = prepared.control if control is None else control
+    control = prepared.control if control is None else _checked_control(control, prepared)
     actions = resolve_checks(checks)
+    start = None if start is None else _checked_start(start, prepared)
     objective = prepared.objective.fresh(control.threads)
     model = replace(prepared, objective=objective, control=control)
     with blas_threads_for(objective, control):
@@ -107,6 +113,31 @@ def fit_prepared(
         result = assemble(model, record, convergence, began)
     _report_checks(result, model, record, convergence, actions)
     return result
+
+
+def _checked_control(control: Control, prepared: PreparedModel) -> Control:
+    if not isinstance(control, Control):
+        raise ArgumentError(f"control must be a lmmfast.Control, got {type(control).__name__}.")
+    for name in PREPARED_SETTINGS:
+        if getattr(control, name) != getattr(prepared.control, name):
+            raise ArgumentError(
+                f"{name} is fixed when the model is prepared ({getattr(prepared.control, name)!r}); prepare it "
+                f"with Control({name}={getattr(control, name)!r}) instead."
+            )
+    return control
+
+
+def _checked_start(start: np.ndarray | Sequence[float], prepared: PreparedModel) -> np.ndarray:
+    try:
+        theta = np.asarray(start, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"start must be an array of numbers (θ), got {type(start).__name__}.") from None
+    layout = prepared.layout
+    if theta.shape != (layout.size,) or not np.all(np.isfinite(theta)):
+        names = ", ".join(layout.names([t.group for t in prepared.terms], [t.columns for t in prepared.terms]))
+        got = theta.tolist() if theta.size <= 10 else theta.shape
+        raise ArgumentError(f"start must be {layout.size} finite numbers, one per θ ({names}), got {got}.")
+    return theta
 
 
 def assemble(

@@ -13,6 +13,9 @@ import lmmfast
 
 REFERENCE = Path(__file__).parent / "reference"
 
+#: lme4's slopes model of sleepstudy, the tests' everyday example.
+SLEEPSTUDY_SLOPES = "Reaction ~ Days + (Days | Subject)"
+
 
 EXTRA = REFERENCE / "extra"
 

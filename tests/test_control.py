@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import SLEEPSTUDY_SLOPES
 
 import lmmfast
 
-F = "Reaction ~ Days + (Days | Subject)"
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return lmmfast.datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
-def fit(sleep):
-    return lmmfast.lmm(F, sleep)
+F = SLEEPSTUDY_SLOPES
 
 
 def test_control_is_recorded_and_its_shortcuts_conflict(sleep) -> None:

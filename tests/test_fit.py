@@ -8,23 +8,14 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import SLEEPSTUDY_SLOPES
 
 import lmmfast
 from lmmfast.factor.rank_update import available_cores
 from lmmfast.fit import fit_prepared, refit_ml, refit_response
 from lmmfast.prepare import prepare
 
-F = "Reaction ~ Days + (Days | Subject)"
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return lmmfast.datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
-def fit(sleep):
-    return lmmfast.lmm(F, sleep)
+F = SLEEPSTUDY_SLOPES
 
 
 def test_lmm_is_prepare_then_fit_prepared(sleep, fit) -> None:
@@ -114,3 +105,11 @@ def test_a_fit_whose_factor_ran_threads_pickles_and_refits_alike() -> None:
     np.testing.assert_array_equal(copy.theta, fit.theta)
     y = fit.model.fixed.y + 1.0
     assert refit_response(copy, y).objective == pytest.approx(refit_response(fit, y).objective, rel=1e-12)
+
+
+def test_a_fit_cannot_change_how_the_model_was_prepared(sleep) -> None:
+    prepared = prepare(F, sleep)
+    with pytest.raises(lmmfast.ArgumentError, match=r"factorization is fixed when the model is prepared \('auto'\)"):
+        fit_prepared(prepared, control=lmmfast.Control(factorization="cholmod"))
+    tighter = fit_prepared(prepared, control=lmmfast.Control(ftol_abs=1e-10))
+    assert tighter.optsummary.control.ftol_abs == 1e-10

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+from helpers import SLEEPSTUDY_SLOPES
 
-import lmmfast
 from lmmfast.fit import fit_prepared
 from lmmfast.prepare import prepare, with_reml, with_response
 
-F = "Reaction ~ Days + (Days | Subject)"
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return lmmfast.datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
-def fit(sleep):
-    return lmmfast.lmm(F, sleep)
+F = SLEEPSTUDY_SLOPES
 
 
 def test_results_do_not_share_a_factor(sleep, fit) -> None:

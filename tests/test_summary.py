@@ -6,20 +6,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from helpers import SLEEPSTUDY_SLOPES
 
 import lmmfast
 
-F = "Reaction ~ Days + (Days | Subject)"
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return lmmfast.datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
-def fit(sleep):
-    return lmmfast.lmm(F, sleep)
+F = SLEEPSTUDY_SLOPES
 
 
 def test_summary_has_lme4_sections(fit) -> None:
