@@ -105,7 +105,7 @@ def bootstrap(
         Number of replicates.
     seed : int, optional
     processes : int, default 1
-        Worker processes; each rebuilds the model once.
+        Worker processes; each receives the fit once (pickled) and refits on one thread.
     progress : bool, default False
         Show a tqdm progress bar.
 
