@@ -121,7 +121,7 @@ def prepare(
     engine = amalgamate(terms, merge=control.merge_terms)
     cross_products = form_cross_products(engine.terms, fixed.X, fixed.y, weight_values)
     layout = ThetaLayout.from_sizes([t.k for t in terms])
-    engine_layout = layout.merged(engine.blocks, [t.k for t in engine.terms]) if engine.merged else layout
+    engine_layout = layout.merged(engine.blocks, engine.sizes) if engine.merged else layout
     factor = make_factor(
         cross_products,
         engine_layout,

@@ -106,7 +106,7 @@ class LmmFit:
         offsets = objective.cross_products.column_offsets
         fitted = prepared.fixed.X @ solution.beta
         term_results = []
-        all_modes = prepared.engine.model_modes(solution.b, offsets, terms)
+        all_modes = prepared.engine.model_modes(solution.b, offsets)
         for index, (term, name, modes) in enumerate(zip(terms, display_names(terms), all_modes)):
             modes = np.ascontiguousarray(modes)
             fitted += np.einsum("ij,ij->i", term.values, modes[term.codes])

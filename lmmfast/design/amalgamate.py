@@ -26,33 +26,72 @@ from lmmfast.design.random import RandomTerm
 class EngineTerms:
     """The terms the engine factors, and where each of the model's terms sits in them.
 
+    Only the grouping is stored: a merged term's columns are its pieces', put side by side
+    when :attr:`terms` is read (to form cross-products), so a fit keeps no second copy of
+    the random-effects columns.
+
     Attributes
     ----------
-    terms : tuple of RandomTerm
-        Merged terms, the largest (levels × columns) first; the model's terms themselves
-        where none share a grouping factor.
-    blocks : tuple of (int, int)
-        Per model term, its engine term and its first column there.
+    model_terms : tuple of RandomTerm
+        The model's terms, in lme4's order.
+    groups : tuple of tuple of int
+        Per engine term (the largest, in levels × columns, first), the model's terms it
+        holds, in the model's order.
     """
 
-    terms: tuple[RandomTerm, ...]
-    blocks: tuple[tuple[int, int], ...]
+    model_terms: tuple[RandomTerm, ...]
+    groups: tuple[tuple[int, ...], ...]
 
     @property
     def merged(self) -> bool:
         """Whether any two of the model's terms were merged."""
-        return len(self.terms) < len(self.blocks)
+        return len(self.groups) < len(self.model_terms)
 
-    def model_modes(self, b: np.ndarray, offsets: np.ndarray, model_terms: Sequence[RandomTerm]) -> list[np.ndarray]:
-        """Per model term, its rows of ``b`` (engine order, terms starting at ``offsets``) as
-        an array (levels, k)."""
+    @property
+    def terms(self) -> tuple[RandomTerm, ...]:
+        """The engine's terms (the model's own where a group holds one)."""
+        return tuple(_merged_term([self.model_terms[t] for t in group]) for group in self.groups)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Columns per engine term."""
+        return tuple(sum(self.model_terms[t].k for t in group) for group in self.groups)
+
+    @property
+    def blocks(self) -> tuple[tuple[int, int], ...]:
+        """Per model term, its engine term and its first column there."""
+        out: dict[int, tuple[int, int]] = {}
+        for engine, group in enumerate(self.groups):
+            first = 0
+            for t in group:
+                out[t] = (engine, first)
+                first += self.model_terms[t].k
+        return tuple(out[t] for t in range(len(self.model_terms)))
+
+    def model_modes(self, b: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+        """Per model term, its rows of ``b`` (engine order, engine terms starting at
+        ``offsets``) as an array (levels, k)."""
+        sizes = self.sizes
         out = []
-        for (engine, first), term in zip(self.blocks, model_terms):
-            width = self.terms[engine].k
+        for (engine, first), term in zip(self.blocks, self.model_terms):
             start = int(offsets[engine])
-            rows = b[start : start + term.n_levels * width].reshape(term.n_levels, width)
+            rows = b[start : start + term.n_levels * sizes[engine]].reshape(term.n_levels, sizes[engine])
             out.append(rows[:, first : first + term.k])
         return out
+
+
+def _merged_term(members: Sequence[RandomTerm]) -> RandomTerm:
+    if len(members) == 1:
+        return members[0]
+    lead = members[0]
+    return RandomTerm(
+        group=lead.group,
+        columns=tuple(column for member in members for column in member.columns),
+        levels=lead.levels,
+        codes=lead.codes,
+        values=np.ascontiguousarray(np.hstack([member.values for member in members])),
+        factors=lead.factors,
+    )
 
 
 def amalgamate(terms: Sequence[RandomTerm], merge: bool = True) -> EngineTerms:
@@ -81,29 +120,7 @@ def amalgamate(terms: Sequence[RandomTerm], merge: bool = True) -> EngineTerms:
             groups.append([])
         groups[seen[key]].append(index)
     if len(groups) == len(terms):
-        return EngineTerms(terms=tuple(terms), blocks=tuple((i, 0) for i in range(len(terms))))
+        return EngineTerms(model_terms=tuple(terms), groups=tuple((i,) for i in range(len(terms))))
     sizes = [sum(terms[t].k for t in group) for group in groups]
     by_size = sorted(range(len(groups)), key=lambda g: -sizes[g] * terms[groups[g][0]].n_levels)
-    merged: list[RandomTerm] = []
-    blocks: dict[int, tuple[int, int]] = {}
-    for engine, g in enumerate(by_size):
-        members = [terms[t] for t in groups[g]]
-        first = 0
-        for t, member in zip(groups[g], members):
-            blocks[t] = (engine, first)
-            first += member.k
-        if len(members) == 1:
-            merged.append(members[0])
-            continue
-        lead = members[0]
-        merged.append(
-            RandomTerm(
-                group=lead.group,
-                columns=tuple(column for member in members for column in member.columns),
-                levels=lead.levels,
-                codes=lead.codes,
-                values=np.ascontiguousarray(np.hstack([member.values for member in members])),
-                factors=lead.factors,
-            )
-        )
-    return EngineTerms(terms=tuple(merged), blocks=tuple(blocks[t] for t in range(len(terms))))
+    return EngineTerms(model_terms=tuple(terms), groups=tuple(tuple(groups[g]) for g in by_size))

@@ -32,8 +32,9 @@ def conditional_covariances(fit: LmmFit) -> list[np.ndarray]:
     q = cp.q
     # the diagonal blocks of M⁻¹ per engine term (terms on one factor are merged there)
     engine_blocks = []
-    for index, term in enumerate(fit.model.engine.terms):
-        k, levels, start = term.k, term.n_levels, int(cp.column_offsets[index])
+    engine = fit.model.engine
+    for index, (k, group) in enumerate(zip(engine.sizes, engine.groups)):
+        levels, start = engine.model_terms[group[0]].n_levels, int(cp.column_offsets[index])
         inverse_blocks = np.empty((levels, k, k))
         columns = np.arange(start, start + levels * k)
         for first in range(0, len(columns), CHUNK):
@@ -46,9 +47,9 @@ def conditional_covariances(fit: LmmFit) -> list[np.ndarray]:
                 inverse_blocks[level, :, j] = solved[start + level * k : start + level * k + k, local]
         engine_blocks.append(inverse_blocks)
     blocks = []
-    for (engine, first), result in zip(fit.model.engine.blocks, fit.terms):
+    for (holder, first), result in zip(engine.blocks, fit.terms):
         k = len(result.columns)
-        inverse_blocks = engine_blocks[engine][:, first : first + k, first : first + k]
+        inverse_blocks = engine_blocks[holder][:, first : first + k, first : first + k]
         template = result.template
         blocks.append(fit.sigma**2 * np.einsum("ij,ljk,mk->lim", template, inverse_blocks, template))
     return blocks

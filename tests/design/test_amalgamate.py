@@ -21,7 +21,7 @@ MODELS = [
 def _modes(prepared, theta):
     b = prepared.objective.solve(theta).b
     offsets = prepared.objective.cross_products.column_offsets
-    return np.concatenate([m.ravel() for m in prepared.engine.model_modes(b, offsets, prepared.terms)])
+    return np.concatenate([m.ravel() for m in prepared.engine.model_modes(b, offsets)])
 
 
 @pytest.mark.parametrize("factorization", ["blocked", "cholmod"])
