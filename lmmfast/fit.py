@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -22,7 +22,7 @@ from lmmfast.convergence import ConvergenceCheck, check_convergence
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ArgumentError, ConvergenceWarning, ModelError, SingularFitWarning
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
-from lmmfast.optimize import OptSummary, gradient_for, optimize_theta
+from lmmfast.optimize import OptSummary, choose_optimizer, optimize_theta
 from lmmfast.prepare import PreparedModel, with_reml, with_response
 from lmmfast.result import LmmFit
 from lmmfast.start import initial_theta
@@ -39,6 +39,19 @@ def blas_threads_for(objective: ProfiledObjective, control: Control) -> contextl
 
 #: The settings a model is prepared with; a fit cannot change them.
 PREPARED_SETTINGS = ("factorization", "coupling", "merge_terms", "memory_budget")
+
+
+def gradient_for(
+    objective: ProfiledObjective, optimizer: str
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]] | None:
+    """The objective's ``value_and_gradient`` where ``optimizer`` (``"auto"``, ``"bobyqa"``,
+    ``"lbfgsb"``) resolves to L-BFGS-B for it (:func:`lmmfast.optimize.choose_optimizer`),
+    else None (BOBYQA)."""
+    if optimizer == "auto":
+        optimizer = choose_optimizer(
+            objective.layout.size, objective.has_gradient, objective.factor.dense_size, objective.cross_products.q
+        )
+    return objective.value_and_gradient if optimizer == "lbfgsb" and objective.has_gradient else None
 
 
 def fit_prepared(
@@ -83,7 +96,7 @@ def fit_prepared(
     objective = prepared.objective.fresh(control.threads)
     model = replace(prepared, objective=objective, control=control)
     with blas_threads_for(objective, control):
-        value_and_gradient = gradient_for(objective, model.layout.size, control.optimizer)
+        value_and_gradient = gradient_for(objective, control.optimizer)
         if start is None:
             start = initial_theta(
                 model.layout, model.terms, model.fixed.X, model.fixed.y, slopes=value_and_gradient is not None

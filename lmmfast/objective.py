@@ -166,7 +166,7 @@ class ProfiledObjective:
     @property
     def has_gradient(self) -> bool:
         """Whether :meth:`value_and_gradient` is available (the blocked factorisation path)."""
-        return bool(getattr(self.factor, "supports_gradient", False))
+        return self.factor.supports_gradient
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its analytic gradient with respect to θ (:mod:`lmmfast.gradient`);

@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 from lmmfast.control import OPTIMIZERS, Control
 from lmmfast.parameters import ThetaLayout
 
-__all__ = ["OPTIMIZERS", "OptSummary", "choose_optimizer", "gradient_for", "optimize_theta"]
+__all__ = ["OPTIMIZERS", "OptSummary", "choose_optimizer", "optimize_theta"]
 
 _RESULT_NAMES = {
     nlopt.SUCCESS: "SUCCESS",
@@ -108,22 +108,6 @@ GRADIENT_MIN_DENSE = 500
 #: (sleepstudy, penicillin, pastes: 31–36 ms by both); above, fewer evaluations pay (kb07
 #: with 4 θ and 120 random effects: 105 evaluations by BOBYQA in 99.6 ms, 10 in 51.9 ms).
 GRADIENT_MIN_RANDOM_EFFECTS = 100
-
-
-def gradient_for(
-    objective: object, n_theta: int, optimizer: str
-) -> Callable[[np.ndarray], tuple[float, np.ndarray]] | None:
-    """The objective's ``value_and_gradient`` when ``optimizer`` (``"auto"``, ``"bobyqa"``,
-    ``"lbfgsb"``) resolves to L-BFGS-B for it, else None."""
-    has_gradient = bool(getattr(objective, "has_gradient", False))
-    if optimizer == "auto":
-        dense_size = int(getattr(getattr(objective, "factor", None), "dense_size", 0))
-        cross_products = getattr(objective, "cross_products", None)
-        random_effects = int(cross_products.q) if cross_products is not None else 0
-        optimizer = choose_optimizer(n_theta, has_gradient, dense_size, random_effects)
-    if optimizer == "lbfgsb" and has_gradient:
-        return objective.value_and_gradient  # type: ignore[attr-defined]
-    return None
 
 
 def choose_optimizer(n_theta: int, has_gradient: bool, dense_size: int, random_effects: int = 0) -> str:

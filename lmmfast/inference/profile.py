@@ -23,6 +23,7 @@ from scipy import stats
 from scipy.optimize import brentq
 
 from lmmfast.fit import refit_ml
+from lmmfast.inference.bootstrap import bootstrap
 from lmmfast.inference.satterthwaite import deviance_at
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.validation import check_choice, check_count, check_level
@@ -280,8 +281,6 @@ def bootstrap_intervals(
     >>> list(bootstrap_intervals(fit, 20, seed=1).index)
     ['sd_(Intercept)|Batch', 'sigma', 'Intercept']
     """
-    from lmmfast.inference.bootstrap import bootstrap
-
     kind = check_choice("kind", kind, ("percentile", "shortest"))
     level = check_level(level)
     replicates = bootstrap(fit, n, seed=seed, processes=processes)
