@@ -151,6 +151,3 @@ class LmmResult(LmmFit):
 
     def __str__(self) -> str:
         return self.summary()
-
-    def __repr__(self) -> str:
-        return super().__repr__()
