@@ -17,6 +17,7 @@ __all__ = [
     "LmmfastError",
     "LmmfastWarning",
     "MemoryBudgetError",
+    "MissingDependencyError",
     "ModelError",
     "RankDeficiencyError",
     "RankDeficiencyWarning",
@@ -63,6 +64,10 @@ class RankDeficiencyError(ModelError):
 
 class MemoryBudgetError(LmmfastError, MemoryError):
     """The factorisation would need more memory than the configured budget allows."""
+
+
+class MissingDependencyError(LmmfastError, ImportError):
+    """An optional dependency that this call needs is not installed (matplotlib for plots)."""
 
 
 class LmmfastWarning(UserWarning):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from lmmfast.inference.condvar import conditional_covariances, ranef_table, vari
 from lmmfast.inference.ftest import contrast_test, term_tests
 from lmmfast.inference.profile import bootstrap_intervals, profile_intervals, profile_traces
 from lmmfast.inference.satterthwaite import satterthwaite_table, variance_derivatives
+from lmmfast.plots import plot_bootstrap, plot_pooling, plot_profile, plot_ranef, plot_residuals
 from lmmfast.predict import predict
 from lmmfast.result import LmmFit
 from lmmfast.summary import format_summary, wants_satterthwaite
@@ -140,6 +142,31 @@ class LmmResult(LmmFit):
     def bootstrap(self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False) -> pd.DataFrame:
         """Parametric bootstrap replicates; see :func:`lmmfast.inference.bootstrap.bootstrap`."""
         return bootstrap(self, n, seed=seed, processes=processes, progress=progress)
+
+    # --- pictures (matplotlib, ``pip install lmmfast[plot]``) -----------------------------
+    def plot_ranef(self, *, level: float = 0.95, ax: Any = None) -> Any:
+        """Caterpillar plot of the conditional modes with their intervals; see
+        :func:`lmmfast.plots.plot_ranef`."""
+        return plot_ranef(self, level=level, ax=ax)
+
+    def plot_pooling(self, group: str | None = None, *, ax: Any = None) -> Any:
+        """Per-level least-squares fits against the mixed model's estimates; see
+        :func:`lmmfast.plots.plot_pooling`."""
+        return plot_pooling(self, group, ax=ax)
+
+    def plot_residuals(self, *, ax: Any = None) -> Any:
+        """Residuals against fitted values, QQ plots, scale-location; see
+        :func:`lmmfast.plots.plot_residuals`."""
+        return plot_residuals(self, ax=ax)
+
+    def plot_profile(self, level: float = 0.99, points: int = 9, *, ax: Any = None) -> Any:
+        """ζ against each parameter, from :meth:`profile`; see :func:`lmmfast.plots.plot_profile`."""
+        return plot_profile(self.profile(level, points), ax=ax)
+
+    def plot_bootstrap(self, replicates: pd.DataFrame, *, columns: list[str] | None = None, ax: Any = None) -> Any:
+        """Densities of bootstrap replicates from :meth:`bootstrap`; see
+        :func:`lmmfast.plots.plot_bootstrap`."""
+        return plot_bootstrap(replicates, columns=columns, ax=ax)
 
     # --- output ---------------------------------------------------------------------------------
     def summary(self, ddf: str = "auto", *, verbose: bool = False) -> str:
