@@ -32,6 +32,8 @@ def lmm(
     optimizer: str | None = None,
     control: Control | None = None,
     start: np.ndarray | Sequence[float] | None = None,
+    progress: bool | None = None,
+    verbose: bool = False,
     REML: bool | None = None,  # lme4's spelling, accepted for its users
 ) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula language.
@@ -78,6 +80,12 @@ def lmm(
     start : array, optional
         Starting θ (as :attr:`LmmResult.theta` of a similar fit); default: moment estimates
         or lme4's identity templates.
+    progress : bool, optional
+        A progress bar (evaluations, best objective, elapsed): always (True), never (False),
+        or once the fit turns out slow (None, the default); with None or True, a fit whose
+        evaluations are estimated to take long says so before it starts.
+    verbose : bool, default False
+        Print the engine plan and one line per evaluation (lme4's ``verbose``).
     REML : bool, optional
         lme4's spelling of ``reml``, accepted as its alias (``REML=False`` is ``reml=False``).
 
@@ -114,7 +122,10 @@ def lmm(
     control = control_with(control, optimizer=optimizer, factorization=factorization, memory_budget=memory_budget)
     prepared = prepare(formula, data, reml=reml, weights=weights, control=control)
     report_design(prepared, actions)
-    return LmmResult.of(fit_prepared(prepared, start=start, checks=actions))
+    if progress is not None:
+        progress = check_bool("progress", progress)
+    verbose = check_bool("verbose", verbose)
+    return LmmResult.of(fit_prepared(prepared, start=start, checks=actions, progress=progress, verbose=verbose))
 
 
 def report_design(prepared: PreparedModel, actions: Mapping[str, str]) -> None:

@@ -24,6 +24,7 @@ from lmmfast.errors import ArgumentError, ConvergenceWarning, ModelError, Singul
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.optimize import OptSummary, choose_optimizer, optimize_theta
 from lmmfast.prepare import PreparedModel, with_reml, with_response
+from lmmfast.progress import FitMonitor
 from lmmfast.result import LmmFit
 from lmmfast.start import initial_theta
 
@@ -59,6 +60,9 @@ def fit_prepared(
     control: Control | None = None,
     start: np.ndarray | Sequence[float] | None = None,
     checks: Mapping[str, str] | None = None,
+    *,
+    progress: bool | None = None,
+    verbose: bool = False,
 ) -> LmmFit:
     """Fit a prepared model: optimise θ, check the optimum, and build the result.
 
@@ -76,6 +80,10 @@ def fit_prepared(
         intercept, lme4's identity templates otherwise).
     checks : dict, optional
         What to do about the convergence and singular-fit checks, as in :func:`lmmfast.lmm`.
+    progress : bool, optional
+        A progress bar: always (True), never (False), or once the fit turns out slow (None).
+    verbose : bool, default False
+        Print the engine plan and every evaluation (lme4's ``verbose``).
 
     Returns
     -------
@@ -95,14 +103,21 @@ def fit_prepared(
     start = None if start is None else _checked_start(start, prepared)
     objective = prepared.objective.fresh(control.threads)
     model = replace(prepared, objective=objective, control=control)
-    with blas_threads_for(objective, control):
+    monitor = FitMonitor(progress, verbose)
+    monitor.start(objective.factor.describe())
+    with blas_threads_for(objective, control), contextlib.closing(monitor):
         value_and_gradient = gradient_for(objective, control.optimizer)
         if start is None:
             start = initial_theta(
                 model.layout, model.terms, model.fixed.X, model.fixed.y, slopes=value_and_gradient is not None
             )
         record = optimize_theta(
-            objective, model.layout, start=start, value_and_gradient=value_and_gradient, control=control
+            objective,
+            model.layout,
+            start=start,
+            value_and_gradient=value_and_gradient,
+            control=control,
+            on_evaluation=monitor.evaluation,
         )
         if record.final_objective >= INFEASIBLE:
             raise ModelError(
@@ -228,7 +243,9 @@ def refit_ml(fit: LmmFit, checks: Mapping[str, str] | None = None) -> LmmFit:
     return fit_prepared(with_reml(fit.model, False), start=fit.theta, checks=checks)
 
 
-def refit_response(fit: LmmFit, y: np.ndarray, checks: Mapping[str, str] | None = None) -> LmmFit:
+def refit_response(
+    fit: LmmFit, y: np.ndarray, checks: Mapping[str, str] | None = None, *, progress: bool | None = None
+) -> LmmFit:
     """The fit's model for a new response on the same rows, from its θ̂ (the design, the
     cross-products of X and Z and the factor's set-up are reused).
 
@@ -239,4 +256,4 @@ def refit_response(fit: LmmFit, y: np.ndarray, checks: Mapping[str, str] | None 
     >>> abs(refit_response(fit, fit.model.fixed.y).objective - fit.objective) < 1e-6
     True
     """
-    return fit_prepared(with_response(fit.model, y), start=fit.theta, checks=checks)
+    return fit_prepared(with_response(fit.model, y), start=fit.theta, checks=checks, progress=progress)

@@ -138,7 +138,9 @@ class _Recorder:
         self,
         objective: Callable[[np.ndarray], float],
         value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
+        on_evaluation: Callable[[np.ndarray, float, float], None] | None = None,
     ) -> None:
+        self.on_evaluation = on_evaluation
         self.objective = objective
         self.value_and_gradient = value_and_gradient
         self.count = 0
@@ -154,6 +156,8 @@ class _Recorder:
         self.count += 1
         self.history.append((np.array(x, copy=True), value))
         self.seconds.append(seconds)
+        if self.on_evaluation is not None:
+            self.on_evaluation(x, value, seconds)
         if value < self.best_f:
             self.best_f = value
             self.best_x = np.array(x, copy=True)
@@ -413,6 +417,7 @@ def optimize_theta(
     start: np.ndarray | None = None,
     value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
     control: Control | None = None,
+    on_evaluation: Callable[[np.ndarray, float, float], None] | None = None,
 ) -> OptSummary:
     """Minimise ``objective`` over θ with lme4's bounds and tolerances: by L-BFGS-B when
     ``value_and_gradient`` is given, else by BOBYQA.
@@ -442,6 +447,8 @@ def optimize_theta(
     control : Control, optional
         Tolerances, the evaluation limit, the restarts and the boundary tolerance
         (:class:`lmmfast.control.Control`'s defaults: lme4's ``nloptwrap``).
+    on_evaluation : callable, optional
+        Called after every evaluation with (θ, value, seconds), for progress reports.
 
     Returns
     -------
@@ -459,7 +466,7 @@ def optimize_theta(
     lower = layout.lower_bounds
     x0 = layout.start if start is None else np.asarray(start, dtype=np.float64).copy()
     x0 = np.maximum(x0, lower)
-    recorder = _Recorder(objective, value_and_gradient)
+    recorder = _Recorder(objective, value_and_gradient, on_evaluation)
     began = time.perf_counter()
     initial_value = recorder.with_gradient(x0)[0] if value_and_gradient is not None else recorder(x0, np.empty(0))
     rules = {"ftol_abs": ftol_abs, "xtol_abs": control.xtol_abs, "ftol_rel": control.ftol_rel}

@@ -30,7 +30,7 @@ from scipy.linalg import lapack
 from lmmfast.blas import idle_spin_seconds, limit_blas_threads
 from lmmfast.crossprod import CrossProducts
 from lmmfast.errors import ArgumentError
-from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
+from lmmfast.factor.blas_threads import FACTOR_SECONDS_PER_MADD, choose_blas_threads, inverse_blas_threads
 from lmmfast.factor.dense_coupling import prefer_dense
 from lmmfast.factor.grouped_coupling import prefer_grouped
 from lmmfast.factor.inverse_blocks import (
@@ -329,6 +329,10 @@ class BlockedFactor:
             self._choose_route(route, q2, entries) or "sparse", entries, self._first_values
         )
         sparse = self._route.name == "sparse"
+        # one evaluation: ``potrf`` of the dense block and the route's update
+        self._estimated_seconds = FACTOR_SECONDS_PER_MADD * q2**3 / 3 + self._route.update_seconds(
+            self._q1, q2, self.threads
+        )
         #: BLAS threads the fit should use (None: BLAS's default; :func:`choose_blas_threads`)
         self.blas_threads = choose_blas_threads(
             q2, pattern.work if sparse else 0.0, self.threads, idle_spin_seconds(os.environ)
@@ -413,6 +417,7 @@ class BlockedFactor:
             threads=self.threads,
             blas_threads=self.blas_threads,
             estimated_bytes=self._estimated_bytes,
+            estimated_seconds=self._estimated_seconds,
         )
 
     def __getstate__(self) -> dict[str, Any]:

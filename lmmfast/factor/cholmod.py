@@ -35,9 +35,15 @@ class CholmodFactor:
     """
 
     def __init__(
-        self, cross_products: CrossProducts, layout: ThetaLayout, estimated_bytes: int = 0, merged_terms: bool = False
+        self,
+        cross_products: CrossProducts,
+        layout: ThetaLayout,
+        estimated_bytes: int = 0,
+        merged_terms: bool = False,
+        estimated_seconds: float = 0.0,
     ) -> None:
         self._estimated_bytes = estimated_bytes
+        self._estimated_seconds = estimated_seconds
         self._merged_terms = merged_terms
         self._cp = cross_products
         self._layout = layout
@@ -73,6 +79,7 @@ class CholmodFactor:
             threads=1,
             blas_threads=None,
             estimated_bytes=self._estimated_bytes,
+            estimated_seconds=self._estimated_seconds,
         )
 
     def __getstate__(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from lmmfast.control import FACTORIZATIONS
 from lmmfast.crossprod import CrossProducts
 from lmmfast.errors import MemoryBudgetError
 from lmmfast.factor.base import RandomEffectsFactor
+from lmmfast.factor.blas_threads import FACTOR_SECONDS_PER_MADD
 from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
 from lmmfast.factor.plan import format_bytes
@@ -136,4 +137,7 @@ def make_factor(
         )
     if method == "blocked":
         return BlockedFactor(cp, layout, max_threads, route, needed, merged_terms)
-    return CholmodFactor(cp, layout, needed, merged_terms)
+    q2, density = shape
+    # a supernodal factor of the later terms' block at its estimated density, roughly
+    seconds = FACTOR_SECONDS_PER_MADD * density * q2**3 / 3
+    return CholmodFactor(cp, layout, needed, merged_terms, seconds)

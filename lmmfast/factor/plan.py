@@ -32,10 +32,13 @@ class FactorPlan:
         BLAS threads of the fit (None: BLAS's default).
     estimated_bytes : int
         The factorisation's memory, estimated before anything was allocated.
+    estimated_seconds : float
+        One evaluation of the criterion, estimated from the work of the factorisation (a
+        rough guide, for telling the user before a long fit; 0 where not estimated).
 
     Examples
     --------
-    >>> print(FactorPlan("blocked", "dense", False, 256, 1, 1, 1_572_864))
+    >>> print(FactorPlan("blocked", "dense", False, 256, 1, 1, 1_572_864, 0.001))
     blocked path, dense coupling, dense block 256 × 256, 1 thread (BLAS 1), about 1.5 MiB
     """
 
@@ -46,6 +49,7 @@ class FactorPlan:
     threads: int
     blas_threads: int | None
     estimated_bytes: int
+    estimated_seconds: float = 0.0
 
     def __str__(self) -> str:
         parts = [f"{self.path} path"]

@@ -26,7 +26,7 @@ from typing import Any, Protocol, Self
 
 import numpy as np
 
-from lmmfast.factor.dense_coupling import DenseCoupling
+from lmmfast.factor.dense_coupling import DENSE_SECONDS_PER_MADD, SPARSE_SECONDS_PER_MADD, DenseCoupling
 from lmmfast.factor.first_term_solves import (
     backward_first,
     backward_first_scalar,
@@ -157,6 +157,9 @@ class CouplingRoute(Protocol):
     def fresh(self) -> CouplingRoute:
         """A route with the same data and workspaces of its own."""
 
+    def update_seconds(self, q1: int, q2: int, threads: int) -> float:
+        """The update's estimated cost per evaluation (for the plan)."""
+
 
 class _EntrywiseRoute:
     """What the sparse and grouped routes share: L21 entry by entry, formed by the
@@ -199,6 +202,9 @@ class SparseRoute(_EntrywiseRoute):
     """The scattered sparse kernels: the general route."""
 
     name = "sparse"
+
+    def update_seconds(self, q1: int, q2: int, threads: int) -> float:
+        return SPARSE_SECONDS_PER_MADD * self.entries.pattern.work / max(1, threads)
 
     def after_elimination(
         self,
@@ -254,6 +260,9 @@ class GroupedRoute(_EntrywiseRoute):
     def __init__(self, entries: CouplingEntries, first_values: np.ndarray) -> None:
         super().__init__(entries)
         self.grouped = GroupedCoupling(entries.pattern, entries.values, entries.entry_level, first_values)
+
+    def update_seconds(self, q1: int, q2: int, threads: int) -> float:
+        return DENSE_SECONDS_PER_MADD * q2 * q2 * len(self.grouped.counts)
 
     def before_elimination(self, templates: np.ndarray, offsets: np.ndarray, band: np.ndarray, S: np.ndarray) -> None:
         # every term scalar: Λ₂ is the band's first row
@@ -313,6 +322,9 @@ class DenseRoute:
         # the elimination kernel forms L11 only: L21 is the dense coupling's
         self.elimination_ptr = np.zeros(entries.n1 + 1, dtype=np.int64)
         self.elimination_values = np.empty(0)
+
+    def update_seconds(self, q1: int, q2: int, threads: int) -> float:
+        return DENSE_SECONDS_PER_MADD * 0.5 * q2 * q2 * q1
 
     def before_elimination(self, templates: np.ndarray, offsets: np.ndarray, band: np.ndarray, S: np.ndarray) -> None:
         return None

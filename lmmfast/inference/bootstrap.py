@@ -54,7 +54,7 @@ def simulate(fit: LmmFit, nsim: int = 1, seed: int | np.random.SeedSequence | No
 def _replicate_row(fit: LmmFit, seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
     """One replicate: estimates (β, σ, θ, objective) of the refit to a simulated response,
     and whether that refit converged (singular replicates are expected and not reported)."""
-    replicate = refit_response(fit, simulate(fit, 1, seed)[:, 0], checks=REPLICATE_CHECKS)
+    replicate = refit_response(fit, simulate(fit, 1, seed)[:, 0], checks=REPLICATE_CHECKS, progress=False)
     row = np.concatenate([replicate.beta, [replicate.sigma], replicate.theta, [replicate.objective]])
     return row, replicate.converged
 
