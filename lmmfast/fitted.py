@@ -8,6 +8,7 @@ module below imports upwards, and the fit path stays free of them.
 
 from __future__ import annotations
 
+import html
 from dataclasses import fields
 from functools import cached_property
 from typing import Any
@@ -178,3 +179,7 @@ class LmmResult(LmmFit):
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        """The summary, for notebooks (which show this instead of the two-line ``repr``)."""
+        return f'<pre class="lmmfast-summary">{html.escape(self.summary())}</pre>'

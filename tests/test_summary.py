@@ -78,3 +78,9 @@ def test_verbose_summary_shows_the_engine_and_the_optimiser(fit) -> None:
     assert lines[3] == f"Engine: {fit.engine}"
     assert lines[4].startswith(f"Optimizer: NLOPT_LN_BOBYQA, {fit.n_evals} evaluations in ")
     assert "Engine:" not in fit.summary()
+
+
+def test_notebooks_show_the_summary_as_html(fit) -> None:
+    page = fit._repr_html_()
+    assert page.startswith('<pre class="lmmfast-summary">') and page.endswith("</pre>")
+    assert "Formula: Reaction ~ Days + (Days | Subject)" in page and "Pr(&gt;|t|)" in page
