@@ -1,5 +1,5 @@
-"""The command line: ``lmmfast fit DATA "FORMULA" [--ml] [--weights COL] [--sep SEP]
-[--ddf {auto,satterthwaite,none}] [--json]``."""
+"""The command line: ``lmmfast fit DATA "FORMULA"`` and ``lmmfast anova DATA "FORMULA" "FORMULA" ...``,
+printing lme4's layout, JSON (versioned schemas in ``lmmfast/schemas/``), CSV or markdown."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from lmmfast import datasets
@@ -19,6 +20,7 @@ from lmmfast._version import __version__
 from lmmfast.api import lmm
 from lmmfast.errors import DataError, LmmfastError
 from lmmfast.fitted import LmmResult
+from lmmfast.inference import anova
 
 #: The separators a text file's first lines are searched for when ``--sep`` is not given.
 DETECTED_SEPARATORS = ",;\t|"
@@ -102,29 +104,46 @@ def read_data(source: str, sep: str | None = None) -> pd.DataFrame:
     return frame
 
 
+OUTPUTS = ("text", "json", "csv", "markdown")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmmfast", description="Fit linear mixed models with lme4's formulas.")
     parser.add_argument("--version", action="version", version=f"lmmfast {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    fit = commands.add_parser("fit", help="fit a model and print its summary (or JSON)")
-    fit.add_argument("data", help="a CSV, Parquet or Arrow/Feather file, or a bundled dataset name")
-    fit.add_argument("formula", help='an lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
-    fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
-    fit.add_argument("--weights", metavar="COL", help="column of prior weights")
-    fit.add_argument(
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("data", help="a CSV, Parquet or Arrow/Feather file, or a bundled dataset name")
+    shared.add_argument(
         "--sep",
         metavar="SEP",
         help="field separator of a text file (default: detected among , ; tab |); 'tab' for a tab",
     )
+    shared.add_argument("--weights", metavar="COL", help="column of prior weights")
+    shared.add_argument(
+        "--output",
+        choices=OUTPUTS,
+        default="text",
+        help="text (lme4's layout), json (one object, schema in lmmfast/schemas/), csv or markdown (the tables)",
+    )
+    shared.add_argument("--json", action="store_true", help="the same as --output json")
+    commands = parser.add_subparsers(dest="command", required=True)
+    fit = commands.add_parser("fit", parents=[shared], help="fit a model and print its summary (or its tables)")
+    fit.add_argument("formula", help='an lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
+    fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument(
         "--ddf",
         choices=DDF_CHOICES,
         default=None,
-        help="denominator df and p-values for the fixed effects: 'satterthwaite' always (also in --json), "
-        "'none' never; default 'auto': in the summary when cheap, not in --json",
+        help="denominator df and p-values for the fixed effects: 'satterthwaite' always (also in json, csv and "
+        "markdown), 'none' never; default 'auto': in the text summary when cheap",
     )
-    fit.add_argument("--json", action="store_true", help="print the fit as one JSON object")
     fit.set_defaults(command_parser=fit)
+    anova = commands.add_parser(
+        "anova", parents=[shared], help="compare models by likelihood-ratio tests (REML fits refitted by ML)"
+    )
+    anova.add_argument("formulas", nargs="+", metavar="FORMULA", help="two or more lme4 formulas, each quoted")
+    anova.add_argument("--names", metavar="A,B,...", help="labels of the models, comma-separated, in order")
+    anova.add_argument("--ml", action="store_true", help="fit by maximum likelihood (the tests use ML either way)")
+    anova.set_defaults(command_parser=anova)
     return parser
 
 
@@ -138,37 +157,117 @@ def _stray_arguments_hint(formula: str, extra: Sequence[str]) -> str:
     )
 
 
-def _coef_table(fit: LmmResult) -> list[dict[str, Any]]:
-    table = fit.coef_table
-    return [
-        {"name": str(name), **{column: float(value) for column, value in row.items()}} for name, row in table.iterrows()
-    ]
+def _number(value: object) -> float | int | None:
+    """A JSON number, or None for a missing or non-finite one."""
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    if not np.isfinite(number):
+        return None
+    return int(number) if isinstance(value, (int, np.integer)) else number
+
+
+def _fixed_effects(fit: LmmResult, ddf: str | None) -> pd.DataFrame:
+    """The fixed effects' table: with Satterthwaite df and p-values when ``ddf`` asks for them."""
+    if ddf == "satterthwaite":
+        table = fit.coef_table
+    else:
+        table = pd.DataFrame({"estimate": fit.fixef, "std_error": fit.stderr})
+        table["t_value"] = table.estimate / table.std_error
+    return table.rename_axis("term")
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    """A pipe table, numbers to 6 significant digits."""
+    frame = table.reset_index()
+    header = [str(c) for c in frame.columns]
+
+    def cell(value: object) -> str:
+        if isinstance(value, (float, np.floating)):
+            return "" if not np.isfinite(value) else f"{value:.6g}"
+        return "" if value is None else str(value)
+
+    rows = [[cell(v) for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _print_fit(fit: LmmResult, output: str, ddf: str | None) -> None:
+    if output == "json":
+        payload = fit.to_dict()
+        if ddf == "satterthwaite":
+            payload["coef_table"] = [
+                {"name": str(name), **{column: _number(value) for column, value in row.items()}}
+                for name, row in fit.coef_table.iterrows()
+            ]
+        print(json.dumps(payload, indent=2))
+    elif output == "csv":
+        print(_fixed_effects(fit, ddf).to_csv(), end="")
+    elif output == "markdown":
+        print(f"**{fit.formula}** — {fit.criterion} {fit.objective:.3f}, {fit.nobs} observations\n")
+        print(_markdown(_fixed_effects(fit, ddf)) + "\n")
+        print(_markdown(fit.varcorr.set_index("grp")))
+    else:
+        print(fit.summary(ddf=ddf or "auto"))
+
+
+def _print_anova(table: pd.DataFrame, output: str) -> None:
+    if output == "json":
+        rows: list[dict[str, Any]] = []
+        for label, row in table.iterrows():
+            entry: dict[str, Any] = {"model": str(label)}
+            entry.update({column: _number(value) for column, value in row.items()})
+            entry["npar"] = int(row["npar"])
+            entry["df"] = int(row["df"]) if np.isfinite(row["df"]) else None
+            rows.append(entry)
+        print(json.dumps({"schema": ANOVA_SCHEMA, "models": rows}, indent=2))
+    elif output == "csv":
+        print(table.to_csv(), end="")
+    elif output == "markdown":
+        print(_markdown(table))
+    else:
+        print(table.to_string())
+
+
+#: The version of ``lmmfast anova --output json``'s layout (``lmmfast/schemas/anova.schema.json``).
+ANOVA_SCHEMA = "lmmfast-anova/1"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmmfast`` command; returns the exit status."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:
+    if args.command == "fit" and extra:
         args.command_parser.error(_stray_arguments_hint(args.formula, extra))
+    if extra:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "anova" and any("~" not in formula for formula in args.formulas):
+        args.command_parser.error(
+            "every formula must be one argument with a '~': put each in quotes, e.g.\n"
+            '    lmmfast anova DATA "Reaction ~ Days + (1 | Subject)" "Reaction ~ Days + (Days | Subject)"'
+        )
+    output = "json" if args.json else args.output
     try:
         data = read_data(args.data, args.sep)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = lmm(args.formula, data, reml=not args.ml, weights=args.weights)
+            if args.command == "fit":
+                fits = [lmm(args.formula, data, reml=not args.ml, weights=args.weights)]
+            else:
+                fits = [lmm(f, data, reml=not args.ml, weights=args.weights) for f in args.formulas]
+                names = None if args.names is None else [n.strip() for n in args.names.split(",")]
+                table = anova(*fits, names=names)
     except LmmfastError as exc:
         print(f"lmmfast: error: {exc}", file=sys.stderr)
         return 2
     for warning in caught:
         print(f"lmmfast: warning: {warning.message}", file=sys.stderr)
     try:
-        if args.json:
-            payload = fit.to_dict()
-            if args.ddf == "satterthwaite":
-                payload["coef_table"] = _coef_table(fit)
-            print(json.dumps(payload, indent=2))
+        if args.command == "fit":
+            _print_fit(fits[0], output, args.ddf)
         else:
-            print(fit.summary(ddf=args.ddf or "auto"))
+            _print_anova(table, output)
     except LmmfastError as exc:
         print(f"lmmfast: error: {exc}", file=sys.stderr)
         return 2

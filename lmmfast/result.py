@@ -23,6 +23,9 @@ from lmmfast.optimize import OptSummary
 from lmmfast.prepare import PreparedModel
 from lmmfast.validation import check_choice
 
+#: The version of :meth:`LmmFit.to_dict`'s layout (``lmmfast/schemas/fit.schema.json``).
+FIT_SCHEMA = "lmmfast-fit/1"
+
 
 @dataclass(frozen=True)
 class RandomTermResult:
@@ -315,12 +318,14 @@ class LmmFit:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the CLI's ``--json``)."""
+        """A JSON-ready dict (the CLI's ``--output json``), described by the JSON Schema
+        ``lmmfast/schemas/fit.schema.json`` (``schema``: ``"lmmfast-fit/1"``)."""
 
         def clean(value: float) -> float | None:
             return None if value is None or not np.isfinite(value) else float(value)
 
         return {
+            "schema": FIT_SCHEMA,
             "formula": self.formula,
             "criterion": self.criterion,
             "nobs": self.nobs,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import lmmfast
@@ -105,3 +108,58 @@ def test_json_has_p_values_when_asked(capsys) -> None:
     assert [row["name"] for row in table] == ["Intercept", "Days"]
     assert set(table[0]) == {"name", "estimate", "std_error", "df", "t_value", "p_value"}
     assert table[0]["df"] == pytest.approx(16.9997, abs=1e-3) and 0 < table[1]["p_value"] < 1e-3
+
+
+FIT_SCHEMA = json.loads((Path(lmmfast.__file__).parent / "schemas" / "fit.schema.json").read_text())
+ANOVA_SCHEMA = json.loads((Path(lmmfast.__file__).parent / "schemas" / "anova.schema.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("dataset", "formula", "options"),
+    [
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)", []),
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)", ["--ddf", "satterthwaite", "--ml"]),
+        ("dyestuff2", "Yield ~ 1 + (1 | Batch)", []),  # singular: a correlation-free, zero-variance fit
+        ("machines", "score ~ Machine + (1 | Worker/Machine)", ["--ddf", "satterthwaite"]),
+        ("sleepstudy_weighted", "Reaction ~ Days + (Days || Subject)", ["--weights", "w"]),
+    ],
+)
+def test_json_output_validates_against_its_schema(capsys, dataset, formula, options) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    assert main(["fit", dataset, formula, "--output", "json", *options]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    jsonschema.validate(payload, FIT_SCHEMA)
+    assert payload["schema"] == "lmmfast-fit/1"
+
+
+def test_anova_compares_models_and_validates_against_its_schema(capsys) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    small, big = "Reaction ~ Days + (1 | Subject)", "Reaction ~ Days + (Days | Subject)"
+    assert main(["anova", "sleepstudy", big, small, "--names", "m1,m0", "--output", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    jsonschema.validate(payload, ANOVA_SCHEMA)
+    assert [row["model"] for row in payload["models"]] == ["m0", "m1"]
+    assert payload["models"][1]["chisq"] == pytest.approx(42.139, abs=1e-3) and payload["models"][1]["df"] == 2
+    assert payload["models"][0]["chisq"] is None
+    assert main(["anova", "sleepstudy", small, big]) == 0
+    assert "42.139" in capsys.readouterr().out
+
+
+def test_anova_asks_for_quoted_formulas(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["anova", "sleepstudy", "Reaction", "~", "Days"])
+    assert "every formula must be one argument with a '~'" in capsys.readouterr().err
+
+
+def test_csv_and_markdown_print_the_tables(capsys) -> None:
+    assert (
+        main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--output", "csv", "--ddf", "satterthwaite"])
+        == 0
+    )
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out), index_col="term")
+    assert list(table.columns) == ["estimate", "std_error", "df", "t_value", "p_value"]
+    assert table.loc["Days", "df"] == pytest.approx(17.0, abs=1e-3)
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--output", "markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| term | estimate | std_error | t_value |" and lines[4].startswith("| Intercept | 251.405 |")
+    assert "| grp | var1 | var2 | vcov | sdcor |" in lines

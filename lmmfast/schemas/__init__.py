@@ -1,0 +1,1 @@
+"""JSON Schemas of the command line's JSON output (versioned)."""
