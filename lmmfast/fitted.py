@@ -98,6 +98,7 @@ class LmmResult(LmmFit):
         seed: int | None = None,
         boot_type: str = "percentile",
         processes: int = 1,
+        progress: bool = False,
     ) -> pd.DataFrame:
         """Confidence intervals, columns ``lower`` and ``upper``.
 
@@ -106,22 +107,32 @@ class LmmResult(LmmFit):
         ML deviance, as lme4; rows are the variance parameters named as lme4 names them
         (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``) then the
         fixed effects. ``"boot"``: parametric bootstrap with ``n`` replicates, ``seed``,
-        ``processes``, and ``boot_type`` ``"percentile"`` or ``"shortest"``.
+        ``processes``, and ``boot_type`` ``"percentile"`` or ``"shortest"``. ``progress`` shows a
+        bar over the profiled parameters or the bootstrap's replicates.
         """
         level = check_level(level)
         method = check_choice("confint method", method, ("wald", "profile", "boot"))
+        progress = check_bool("progress", progress)
         if method == "profile":
-            return profile_intervals(self, level)
+            return profile_intervals(self, level, progress=progress)
         if method == "boot":
-            return bootstrap_intervals(self, n, level, seed=seed, kind=boot_type, processes=processes)
+            return bootstrap_intervals(
+                self,
+                n,
+                level,
+                seed=seed,
+                kind=boot_type,
+                processes=processes,
+                progress=check_bool("progress", progress),
+            )
         z = stats.norm.ppf(0.5 + level / 2)
         se = self.stderr.to_numpy()
         return pd.DataFrame({"lower": self.beta - z * se, "upper": self.beta + z * se}, index=list(self.fixef_names))
 
-    def profile(self, level: float = 0.99, points: int = 9) -> pd.DataFrame:
+    def profile(self, level: float = 0.99, points: int = 9, *, progress: bool = False) -> pd.DataFrame:
         """Profile traces (``parameter, value, zeta``) for plotting; see
-        :func:`lmmfast.inference.profile.profile_traces`."""
-        return profile_traces(self, level, points)
+        :func:`lmmfast.inference.profile.profile_traces` (``progress``: a bar over the parameters)."""
+        return profile_traces(self, level, points, progress=check_bool("progress", progress))
 
     def refit_ml(self) -> LmmResult:
         """This model refitted by maximum likelihood (itself if it already is), reusing the

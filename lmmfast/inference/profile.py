@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.optimize import brentq
+from tqdm.auto import tqdm
 
 from lmmfast.fit import refit_ml
 from lmmfast.inference.bootstrap import bootstrap
@@ -188,8 +189,9 @@ def _bound(zeta, estimate: float, target: float, direction: int, scale: float, h
     return float(outer)
 
 
-def profile_intervals(fit: LmmFit, level: float = 0.95) -> pd.DataFrame:
-    """Profile-likelihood confidence intervals, rows named as lme4 names them.
+def profile_intervals(fit: LmmFit, level: float = 0.95, *, progress: bool = False) -> pd.DataFrame:
+    """Profile-likelihood confidence intervals, rows named as lme4 names them; ``progress``
+    shows a bar over the parameters.
 
     Examples
     --------
@@ -202,6 +204,7 @@ def profile_intervals(fit: LmmFit, level: float = 0.95) -> pd.DataFrame:
     profiler = _Profiler(fit)
     z = float(stats.norm.ppf(0.5 + level / 2))
     rows: dict[str, tuple[float, float]] = {}
+    bar = tqdm(total=len(profiler.scale.names) + len(fit.fixef_names), desc="profile", disable=not progress)
     for index, (name, kind) in enumerate(zip(profiler.scale.names, profiler.scale.kinds)):
         estimate = float(profiler.phi_hat[index])
 
@@ -216,6 +219,7 @@ def profile_intervals(fit: LmmFit, level: float = 0.95) -> pd.DataFrame:
             lower = _bound(zeta, estimate, -z, -1, scale, 0.0)
             upper = _bound(zeta, estimate, z, 1, scale, np.inf)
         rows[name] = (lower, upper)
+        bar.update()
     stderr = np.sqrt(np.diag(profiler.ml.beta_covariance))
     for index, name in enumerate(fit.fixef_names):
         estimate = float(profiler.ml.beta[index])
@@ -227,10 +231,12 @@ def profile_intervals(fit: LmmFit, level: float = 0.95) -> pd.DataFrame:
             _bound(zeta_fixed, estimate, -z, -1, stderr[index], -np.inf),
             _bound(zeta_fixed, estimate, z, 1, stderr[index], np.inf),
         )
+        bar.update()
+    bar.close()
     return pd.DataFrame.from_dict(rows, orient="index", columns=["lower", "upper"])
 
 
-def profile_traces(fit: LmmFit, level: float = 0.99, points: int = 9) -> pd.DataFrame:
+def profile_traces(fit: LmmFit, level: float = 0.99, points: int = 9, *, progress: bool = False) -> pd.DataFrame:
     """ζ along each parameter, on ``points`` values spanning its ``level`` interval — for
     plotting a profile (lme4's ``profile(m)``). Columns ``parameter, value, zeta``.
 
@@ -243,7 +249,7 @@ def profile_traces(fit: LmmFit, level: float = 0.99, points: int = 9) -> pd.Data
     [-2.58, -0.59, 0.78, 1.79, 2.58]
     """
     points = check_count("points", points, minimum=3)
-    intervals = profile_intervals(fit, level)
+    intervals = profile_intervals(fit, level, progress=progress)
     profiler = _Profiler(fit)
     frames = []
     variance_count = len(profiler.scale.names)
@@ -270,6 +276,7 @@ def bootstrap_intervals(
     seed: int | None = None,
     kind: str = "percentile",
     processes: int = 1,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Parametric-bootstrap intervals, percentile or shortest-coverage, for the same rows as
     :func:`profile_intervals` (the fit's own criterion, REML or ML, is used for the replicates).
@@ -283,7 +290,7 @@ def bootstrap_intervals(
     """
     kind = check_choice("kind", kind, ("percentile", "shortest"))
     level = check_level(level)
-    replicates = bootstrap(fit, n, seed=seed, processes=processes)
+    replicates = bootstrap(fit, n, seed=seed, processes=processes, progress=progress)
     scale = _SigmaScale(fit)
     theta = replicates[list(fit.theta_names)].to_numpy()
     sigma = replicates["sigma"].to_numpy()

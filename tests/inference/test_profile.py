@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import case_data, r_name, reference_cases, reference_fit
 
@@ -78,3 +79,12 @@ def test_bootstrap_intervals_cover_the_estimates_and_are_reproducible() -> None:
     assert percentile.equals(fit.confint(method="boot", n=60, seed=4))
     with pytest.raises(lmmfast.ArgumentError, match="'percentile' or 'shortest'"):
         fit.confint(method="boot", n=5, boot_type="bca")
+
+
+def test_profile_shows_a_bar_over_its_parameters_when_asked(capsys) -> None:
+    fit = lmmfast.lmm("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
+    quiet = fit.confint(method="profile")
+    assert capsys.readouterr().err == ""
+    shown = fit.confint(method="profile", progress=True)
+    assert "profile" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(quiet, shown)
