@@ -8,11 +8,6 @@ import pytest
 import lmmfast
 
 
-@pytest.fixture(scope="module")
-def sleep():
-    return lmmfast.datasets.load("sleepstudy")
-
-
 @pytest.mark.parametrize(
     ("dataset", "formula"),
     [

@@ -16,11 +16,6 @@ FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 
 @pytest.fixture(scope="module")
-def sleep() -> pd.DataFrame:
-    return lmmfast.datasets.load("sleepstudy")
-
-
-@pytest.fixture(scope="module")
 def reference(sleep: pd.DataFrame) -> lmmfast.LmmResult:
     return lmmfast.lmm(FORMULA, sleep)
 

@@ -12,11 +12,6 @@ from helpers import REFERENCE
 import lmmfast
 
 
-@pytest.fixture(scope="module")
-def sleep():
-    return lmmfast.datasets.load("sleepstudy")
-
-
 def test_lrt_matches_lme4(sleep) -> None:
     ref = json.loads((REFERENCE / "fits" / "sleepstudy_lrt.json").read_text())
     small = lmmfast.lmm(ref["small"], sleep, reml=False)
