@@ -29,13 +29,10 @@ from lmmfast.result import LmmFit
 from lmmfast.start import initial_theta
 
 
-def blas_threads_for(objective: ProfiledObjective, control: Control) -> contextlib.AbstractContextManager:
-    """A context that limits BLAS to the threads the factor asks for and ``control`` allows
-    (:attr:`lmmfast.factor.BlockedFactor.blas_threads`, :attr:`Control.threads`)."""
-    threads = objective.factor.blas_threads
-    if control.threads is not None:
-        threads = control.threads if threads is None else min(threads, control.threads)
-    return limit_blas_threads(threads)
+def blas_threads_for(objective: ProfiledObjective) -> contextlib.AbstractContextManager:
+    """A context that limits BLAS to the threads the factor asks for (its plan's, capped by
+    :attr:`Control.threads` when the fit took its fresh copy)."""
+    return limit_blas_threads(objective.factor.blas_threads)
 
 
 #: The settings a model is prepared with; a fit cannot change them.
@@ -105,7 +102,7 @@ def fit_prepared(
     model = replace(prepared, objective=objective, control=control)
     monitor = FitMonitor(progress, verbose)
     monitor.start(objective.factor.describe())
-    with blas_threads_for(objective, control), contextlib.closing(monitor):
+    with blas_threads_for(objective), contextlib.closing(monitor):
         value_and_gradient = gradient_for(objective, control.optimizer)
         if start is None:
             start = initial_theta(

@@ -17,10 +17,10 @@ import nlopt
 import numpy as np
 from scipy.optimize import minimize
 
-from lmmfast.control import OPTIMIZERS, Control
+from lmmfast.control import Control
 from lmmfast.parameters import ThetaLayout
 
-__all__ = ["OPTIMIZERS", "OptSummary", "choose_optimizer", "optimize_theta"]
+__all__ = ["OptSummary", "choose_optimizer", "optimize_theta"]
 
 _RESULT_NAMES = {
     nlopt.SUCCESS: "SUCCESS",

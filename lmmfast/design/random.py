@@ -215,24 +215,6 @@ def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> 
     return terms
 
 
-def grouping_keys(terms: Sequence[RandomTerm]) -> list[int]:
-    """One key per term, equal for terms on the same grouping factor (the same levels and the
-    same level in every row), such as the pieces of a ``||`` term.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from lmmfast.formula import parse_formula
-    >>> frame = pd.DataFrame(
-    ...     {"y": [1.0, 2, 3, 4, 5, 6], "x": [0.0, 1, 0, 1, 0, 1], "g": list("aabbcc"), "h": list("ababab")}
-    ... )
-    >>> grouping_keys(build_random_terms(frame, parse_formula("y ~ (x || g) + (1 | h)").random))
-    [0, 0, 2]
-    """
-    first: dict[tuple[str, ...], int] = {}
-    return [first.setdefault(term.factors, index) for index, term in enumerate(terms)]
-
-
 def display_names(terms: Sequence[RandomTerm]) -> list[str]:
     """The names lme4 gives the terms in VarCorr (``Subject``, ``Subject.1``, ...)."""
     return _make_unique([t.group for t in terms])

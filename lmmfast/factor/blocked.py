@@ -355,8 +355,7 @@ class BlockedFactor:
         )
 
         self._col_term = col_term
-        self._col_index = col_index.astype(np.int64)
-        self._band_positions = band_positions(sizes, self._template_offsets, col_term, self._col_index)
+        self._band_positions = band_positions(sizes, self._template_offsets, col_term, col_index.astype(np.int64))
         # the numbers of the factor, made by the first update: a fresh copy shares the rest
         self._S = self._L22 = np.empty((0, 0), order="F")
         self._L11 = np.empty((0, self._k1, self._k1))

@@ -64,8 +64,10 @@ class CholmodFactor:
     def fresh(self, max_threads: int | None = None) -> CholmodFactor:
         """A copy with its own values and numeric factor; the pattern and the symbolic
         analysis are CHOLMOD's copy of this one's (no new analysis). CHOLMOD's threads are
-        BLAS's, which the fit limits (``max_threads`` is accepted for the interface)."""
+        BLAS's, so ``max_threads`` caps those."""
         twin = copy.copy(self)
+        if max_threads is not None:
+            twin.blas_threads = max_threads
         twin._matrix = self._matrix.copy()
         twin._factor = self._factor.copy()
         return twin

@@ -17,8 +17,6 @@ from lmmfast.factor.plan import format_bytes
 from lmmfast.parameters import ThetaLayout
 from lmmfast.validation import check_choice
 
-METHODS = FACTORIZATIONS
-
 #: Below this order the later terms' block is cheap to keep dense whatever its fill.
 SMALL_DENSE = 1000
 
@@ -118,7 +116,7 @@ def make_factor(
     MemoryBudgetError
         With the memory needed, the budget, and what to do instead.
     """
-    check_choice("factorization", method, METHODS)
+    check_choice("factorization", method, FACTORIZATIONS)
     budget = default_memory_budget() if memory_budget is None else memory_budget
     shape = dense_block_density(cp)
     if method == "auto":
