@@ -17,7 +17,7 @@ _request_short_idle_spin(_os.environ, _sys.modules)
 
 from lmmfast import datasets
 from lmmfast._version import __version__
-from lmmfast.api import lmm
+from lmmfast.api import glmm, lmm
 from lmmfast.control import Control
 from lmmfast.errors import (
     ArgumentError,
@@ -37,6 +37,8 @@ from lmmfast.errors import (
     SingularFitWarning,
 )
 from lmmfast.fitted import LmmResult
+from lmmfast.glmm.family import Family
+from lmmfast.glmm.result import GlmmResult
 from lmmfast.inference import anova
 
 __all__ = [
@@ -46,7 +48,9 @@ __all__ = [
     "ConvergenceError",
     "ConvergenceWarning",
     "DataError",
+    "Family",
     "FormulaError",
+    "GlmmResult",
     "LmmResult",
     "LmmfastError",
     "LmmfastWarning",
@@ -60,5 +64,6 @@ __all__ = [
     "__version__",
     "anova",
     "datasets",
+    "glmm",
     "lmm",
 ]

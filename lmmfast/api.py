@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -14,10 +15,17 @@ from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ArgumentError, BinaryResponseWarning, RankDeficiencyWarning
 from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
+from lmmfast.glmm.family import Family, family_for
+from lmmfast.glmm.fit import fit_glmm
+from lmmfast.glmm.prepare import prepare_glmm
+from lmmfast.glmm.result import GlmmResult
 from lmmfast.prepare import PreparedModel, prepare
-from lmmfast.validation import check_bool
+from lmmfast.validation import check_bool, check_count
 
-__all__ = ["lmm", "prepare", "report_design"]
+__all__ = ["glmm", "lmm", "prepare", "report_design"]
+
+#: lme4's largest number of quadrature nodes.
+MAX_NAGQ = 25
 
 
 def lmm(
@@ -148,3 +156,93 @@ def report_design(prepared: PreparedModel, actions: Mapping[str, str]) -> None:
             "(linear combinations of earlier columns), as lme4 does.",
             RankDeficiencyWarning,
         )
+
+
+def glmm(
+    formula: str,
+    data: object,
+    family: str | Family = "binomial",
+    *,
+    link: str | None = None,
+    weights: str | Sequence[float] | np.ndarray | None = None,
+    offset: str | Sequence[float] | np.ndarray | None = None,
+    nagq: int = 1,
+    factorization: str | None = None,
+    checks: Mapping[str, str] | None = None,
+    memory_budget: float | None = None,
+    control: Control | None = None,
+    start: np.ndarray | Sequence[float] | None = None,
+    progress: bool | None = None,
+    verbose: bool = False,
+    nAGQ: int | None = None,  # lme4's spelling, accepted for its users
+) -> GlmmResult:
+    """Fit a generalized linear mixed model (binomial or Poisson), as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4's formula language, as for :func:`lmm`; the response may be
+        ``cbind(successes, failures)``, and ``offset(log(exposure))`` adds an offset.
+    data : DataFrame, pyarrow Table or dict of arrays
+        Never modified; rows with missing values in the used columns are dropped.
+    family : {"binomial", "poisson"} or Family
+        The response's distribution (``lmmfast.Family("binomial", "probit")`` for another link).
+    link : str, optional
+        ``"logit"`` (default), ``"probit"`` or ``"cloglog"`` for binomial; ``"log"`` for Poisson.
+    weights : str or array, optional
+        Prior weights; for a binomial proportion, the number of trials of each row.
+    offset : str or array, optional
+        An offset on the link scale, added to any ``offset()`` in the formula.
+    nagq : int, default 1
+        1: the Laplace approximation; 0: glmer's fast fit (β inside PIRLS, only θ by the
+        optimiser); > 1: adaptive Gauss–Hermite quadrature with that many nodes, for a model
+        with a single scalar random-effects term.
+    factorization, checks, memory_budget, control, start, progress, verbose
+        As for :func:`lmm` (``start`` is θ).
+    nAGQ : int, optional
+        lme4's spelling of ``nagq``.
+
+    Returns
+    -------
+    GlmmResult
+
+    Raises
+    ------
+    FormulaError, DataError, ModelError, ArgumentError
+        As for :func:`lmm`; a :class:`DataError` names every response that cannot be fitted
+        (three outcomes, proportions without trials, negative or fractional counts, all
+        successes).
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+    >>> round(fit.objective, 2)
+    186.57
+    """
+    if nAGQ is not None:
+        if nagq != 1 and nagq != nAGQ:
+            raise ArgumentError(f"nagq={nagq!r} and nAGQ={nAGQ!r} disagree; give one of them (nagq is lmmfast's name).")
+        nagq = nAGQ
+    nagq = check_count("nagq", nagq, minimum=0)
+    if nagq > MAX_NAGQ:
+        raise ArgumentError(f"nagq must be at most {MAX_NAGQ} (lme4's limit), got {nagq}.")
+    chosen = family_for(family, link)
+    actions = resolve_checks(checks)
+    control = control_with(control, factorization=factorization, memory_budget=memory_budget)
+    if control.optimizer == "lbfgsb":
+        raise ArgumentError("Generalized models are optimised by BOBYQA; use optimizer='auto' or 'bobyqa'.")
+    if progress is not None:
+        progress = check_bool("progress", progress)
+    verbose = check_bool("verbose", verbose)
+    began = time.perf_counter()
+    prepared = prepare_glmm(formula, data, chosen, nagq=nagq, weights=weights, offset=offset, control=control)
+    if prepared.fixed.dropped:
+        report(
+            actions["rank_deficiency"],
+            f"The fixed-effects model matrix is rank deficient: dropping {', '.join(prepared.fixed.dropped)} "
+            "(linear combinations of earlier columns), as lme4 does.",
+            RankDeficiencyWarning,
+        )
+    solution = fit_glmm(prepared, start=start, checks=actions, progress=progress, verbose=verbose)
+    return GlmmResult.of(prepared, solution, began)

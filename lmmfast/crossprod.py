@@ -153,8 +153,39 @@ def _pair_slots(a: RandomTerm, b: RandomTerm) -> tuple[np.ndarray, np.ndarray, n
     )
 
 
+#: Per pair of terms (a, b ≤ a, in the order :func:`form_cross_products` visits them): each
+#: row's block, and each block's level of a and of b.
+PairPattern = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def pair_pattern(terms: Sequence[RandomTerm]) -> PairPattern:
+    """Which Z'Z block every row adds to, per pair of terms: the part of the cross-products
+    that depends on the grouping alone, found once for models that form their cross-products
+    again with new weights (generalized models, once per PIRLS iteration).
+
+    Examples
+    --------
+    >>> from lmmfast.design.random import RandomTerm
+    >>> t = RandomTerm("g", ("(Intercept)",), np.array(["a", "b"]), np.array([0, 0, 1]), np.ones((3, 1)))
+    >>> [slot.tolist() for slot, _, _ in pair_pattern([t])]
+    [[0, 0, 1]]
+    """
+    out: PairPattern = []
+    for ia, a in enumerate(terms):
+        for ib in range(ia + 1):
+            if ia == ib:
+                out.append((a.codes, np.arange(a.n_levels, dtype=np.int64), np.arange(a.n_levels, dtype=np.int64)))
+            else:
+                out.append(_pair_slots(a, terms[ib]))
+    return out
+
+
 def form_cross_products(
-    terms: Sequence[RandomTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+    terms: Sequence[RandomTerm],
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    pairs: PairPattern | None = None,
 ) -> CrossProducts:
     """Form every cross-product the profiled objective needs.
 
@@ -166,6 +197,8 @@ def form_cross_products(
     y : numpy.ndarray, shape (n,)
     weights : numpy.ndarray, optional
         Positive prior weights; rows enter scaled by √w.
+    pairs : PairPattern, optional
+        :func:`pair_pattern` of ``terms``, where it is already known.
 
     Examples
     --------
@@ -193,15 +226,13 @@ def form_cross_products(
 
     ZtXy = np.zeros((int(np.sum(sizes * levels)), Xy.shape[1]))
     slot_a, slot_b, level_a, level_b, blocks = [], [], [], [], []
+    pattern = iter(pair_pattern(terms) if pairs is None else pairs)
     for ia, a in enumerate(terms):
         view = ZtXy[offsets[ia] : offsets[ia] + a.n_levels * a.k].reshape(a.n_levels, a.k, Xy.shape[1])
         accumulate_outer(a.codes, values[ia], Xy, view)
         for ib in range(ia + 1):
             b = terms[ib]
-            if ia == ib:
-                slot, la, lb = a.codes, np.arange(a.n_levels), np.arange(a.n_levels)
-            else:
-                slot, la, lb = _pair_slots(a, b)
+            slot, la, lb = next(pattern)
             block = np.zeros((len(la), a.k, b.k))
             accumulate_outer(slot, values[ia], values[ib], block)
             slot_a.append(np.full(len(la), ia, dtype=np.int64))

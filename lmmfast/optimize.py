@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 from lmmfast.control import Control
 from lmmfast.parameters import ThetaLayout
 
-__all__ = ["OptSummary", "choose_optimizer", "optimize_theta"]
+__all__ = ["OptSummary", "choose_optimizer", "optimize_bounded", "optimize_theta"]
 
 _RESULT_NAMES = {
     nlopt.SUCCESS: "SUCCESS",
@@ -225,12 +225,12 @@ SNAP_ROUNDING = 1e-10
 
 
 def _snap_to_boundary(
-    recorder: _Recorder, layout: ThetaLayout, theta: np.ndarray, value: float, tolerance: float
+    recorder: _Recorder, snappable: np.ndarray, theta: np.ndarray, value: float, tolerance: float
 ) -> tuple[np.ndarray, float, tuple[int, ...]]:
-    """Set template diagonals below ``tolerance`` to exactly 0 when that does not raise the
-    objective (beyond rounding), one at a time from the smallest."""
+    """Set the ``snappable`` parameters (template diagonals) below ``tolerance`` to exactly 0
+    when that does not raise the objective (beyond rounding), one at a time from the smallest."""
     snapped: list[int] = []
-    candidates = np.flatnonzero(layout.is_diagonal & (theta > 0.0) & (theta < tolerance))
+    candidates = np.flatnonzero(snappable & (theta > 0.0) & (theta < tolerance))
     for index in candidates[np.argsort(theta[candidates])]:
         trial = theta.copy()
         trial[index] = 0.0
@@ -250,7 +250,7 @@ def _bobyqa(
     xtol_abs: float,
     ftol_rel: float,
     maxeval: int,
-    initial_step: float | None,
+    initial_step: float | np.ndarray | None,
 ) -> tuple[str, bool]:
     opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
     opt.set_min_objective(recorder)
@@ -521,7 +521,7 @@ def optimize_theta(
             break
     assert recorder.best_x is not None
     theta, value, snapped = _snap_to_boundary(
-        recorder, layout, recorder.best_x.copy(), recorder.best_f, control.boundary_tolerance
+        recorder, layout.is_diagonal, recorder.best_x.copy(), recorder.best_f, control.boundary_tolerance
     )
     if snapped and quasi_newton is not None:
         # the curvature barely moves over the snap; the gradient is taken again where it ends
@@ -543,4 +543,71 @@ def optimize_theta(
         trace_seconds=np.array(recorder.seconds),
         gradient=None if quasi_newton is None else quasi_newton[0],
         inverse_hessian=None if quasi_newton is None else quasi_newton[1],
+    )
+
+
+def optimize_bounded(
+    objective: Callable[[np.ndarray], float],
+    lower: np.ndarray,
+    start: np.ndarray,
+    *,
+    control: Control,
+    initial_step: np.ndarray | None = None,
+    snappable: np.ndarray | None = None,
+    on_evaluation: Callable[[np.ndarray, float, float], None] | None = None,
+) -> OptSummary:
+    """Minimise ``objective`` by BOBYQA over a box below ``lower`` (−inf where unbounded), with
+    the restarts of :func:`optimize_theta` and its snapping of the parameters marked in
+    ``snappable`` (variances' template diagonals) to 0: a generalized model's (θ, β).
+
+    ``initial_step`` sets BOBYQA's first step per parameter (it then works in those units).
+
+    Examples
+    --------
+    >>> summary = optimize_bounded(
+    ...     lambda x: (x[0] - 1.0) ** 2 + (x[1] + 2.0) ** 2, np.array([0.0, -np.inf]), np.array([0.5, 0.0]),
+    ...     control=Control(),
+    ... )
+    >>> summary.final.round(5).tolist(), summary.converged
+    ([1.0, -2.0], True)
+    """
+    ftol_abs, maxeval = control.ftol_abs, control.max_evaluations
+    x0 = np.maximum(np.asarray(start, dtype=np.float64), lower)
+    recorder = _Recorder(objective, None, on_evaluation)
+    began = time.perf_counter()
+    initial_value = recorder(x0, np.empty(0))
+    rules = {"ftol_abs": ftol_abs, "xtol_abs": control.xtol_abs, "ftol_rel": control.ftol_rel}
+    step = None if initial_step is None else np.asarray(initial_step, dtype=np.float64)
+    return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=step, **rules)
+    for _ in range(control.restarts):
+        before = recorder.best_f
+        remaining = maxeval - recorder.count
+        if not converged or remaining <= _bobyqa_model_size(len(x0)):
+            break
+        assert recorder.best_x is not None
+        restart = None if step is None else step * control.restart_step
+        return_code, converged = _bobyqa(
+            recorder, lower, recorder.best_x.copy(), maxeval=remaining, initial_step=restart, **rules
+        )
+        if before - recorder.best_f <= ftol_abs:
+            break
+    assert recorder.best_x is not None
+    x, value, snapped = recorder.best_x.copy(), recorder.best_f, ()
+    if snappable is not None:
+        x, value, snapped = _snap_to_boundary(recorder, snappable, x, value, control.boundary_tolerance)
+    return OptSummary(
+        algorithm="NLOPT_LN_BOBYQA",
+        initial=x0,
+        final=x,
+        initial_objective=initial_value,
+        final_objective=value,
+        n_evals=recorder.count,
+        seconds=time.perf_counter() - began,
+        return_code=return_code,
+        converged=converged,
+        snapped=snapped,
+        control=control,
+        trace_theta=np.array([p for p, _ in recorder.history]),
+        trace_objective=np.array([f for _, f in recorder.history]),
+        trace_seconds=np.array(recorder.seconds),
     )

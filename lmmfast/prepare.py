@@ -28,7 +28,7 @@ from lmmfast.design.amalgamate import EngineTerms, amalgamate
 from lmmfast.design.data import column_names, data_name
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
-from lmmfast.errors import ArgumentError, DataError, ModelError
+from lmmfast.errors import ArgumentError, DataError, FormulaError, ModelError
 from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.objective import ProfiledObjective
@@ -105,6 +105,11 @@ def prepare(
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
         raise ArgumentError(f"weights must be a column name or an array, got {type(weights).__name__}.")
     model = parse_formula(formula)
+    if model.offsets:
+        raise FormulaError(
+            f"offset({model.offsets[0]}) in a linear mixed model: lmm takes no offsets; subtract it from the "
+            f"response instead (I(y - {model.offsets[0]}) ~ ...). Generalized models (lmmfast.glmm) take offsets."
+        )
     columns = required_columns(model, column_names(data))
     if isinstance(weights, str) and weights not in columns:
         columns.append(weights)

@@ -53,8 +53,127 @@ class RandomTermResult:
     modes: np.ndarray
 
 
+class MixedFit:
+    """What every mixed-model fit (linear or generalized) reads off its estimates: the fixed
+    effects with their covariance, the variance components and the conditional modes.
+
+    Subclasses hold ``fixef_names``, ``beta``, ``beta_covariance``, ``terms`` and
+    ``optsummary``, and say by :attr:`residual_sd` whether the model has a residual.
+    """
+
+    fixef_names: tuple[str, ...]
+    beta: np.ndarray
+    beta_covariance: np.ndarray
+    terms: tuple[RandomTermResult, ...]
+    optsummary: OptSummary
+
+    @property
+    def residual_sd(self) -> float | None:
+        """σ, the residual standard deviation (None for models without one)."""
+        raise NotImplementedError
+
+    @property
+    def singular(self) -> bool:
+        """lme4's ``isSingular``: some template diagonal is (near) zero — a boundary fit
+        (below :attr:`lmmfast.Control.singular_tolerance`)."""
+        diagonal = np.concatenate([np.diag(t.template) for t in self.terms])
+        return bool(np.any(diagonal < self.optsummary.control.singular_tolerance))
+
+    # --- estimates ----------------------------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates, indexed by formulaic's column names."""
+        return pd.Series(self.beta, index=list(self.fixef_names), name="estimate")
+
+    @property
+    def stderr(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return pd.Series(np.sqrt(np.diag(self.beta_covariance)), index=list(self.fixef_names), name="std_error")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effects estimates."""
+        names = list(self.fixef_names)
+        return pd.DataFrame(self.beta_covariance, index=names, columns=names)
+
+    @property
+    def ngrps(self) -> dict[str, int]:
+        """Number of levels per grouping factor (lme4's order)."""
+        return {t.group: len(t.levels) for t in self.terms}
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components as R's ``as.data.frame(VarCorr(m))``.
+
+        Columns ``grp, var1, var2, vcov, sdcor``: per term the variances, then the covariances
+        (``sdcor`` the correlation), the residual last.
+        """
+        rows: list[tuple[str, str | None, str | None, float, float]] = []
+        scale = 1.0 if self.residual_sd is None else self.residual_sd
+        for term in self.terms:
+            cov = scale**2 * term.template @ term.template.T
+            sd = np.sqrt(np.diag(cov))
+            for i, column in enumerate(term.columns):
+                rows.append((term.name, column, None, cov[i, i], sd[i]))
+            for j in range(len(term.columns)):
+                for i in range(j + 1, len(term.columns)):
+                    denominator = sd[i] * sd[j]
+                    corr = cov[i, j] / denominator if denominator > 0 else np.nan
+                    rows.append((term.name, term.columns[j], term.columns[i], cov[i, j], corr))
+        if self.residual_sd is not None:
+            rows.append(("Residual", None, None, self.residual_sd**2, self.residual_sd))
+        grp, var1, var2, vcov, sdcor = zip(*rows)
+        return pd.DataFrame(
+            {
+                "grp": pd.Series(grp, dtype=object),
+                "var1": pd.Series(var1, dtype=object),
+                "var2": pd.Series(var2, dtype=object),
+                "vcov": np.asarray(vcov, dtype=np.float64),
+                "sdcor": np.asarray(sdcor, dtype=np.float64),
+            }
+        )
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor: rows are levels, columns the terms' columns."""
+        out: dict[str, pd.DataFrame] = {}
+        for term in self.terms:
+            frame = pd.DataFrame(term.modes, index=pd.Index(term.levels, name=term.group), columns=list(term.columns))
+            out[term.group] = frame if term.group not in out else pd.concat([out[term.group], frame], axis=1)
+        return out
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef()``: per grouping factor, the fixed effects plus each level's
+        conditional modes — every level's own intercept and slopes.
+
+        One DataFrame per grouping factor, rows its levels, columns named as the fixed
+        effects (``Intercept``, ``Days``). A column with a random effect but no fixed effect
+        comes first, with a fixed part of 0 (as lme4).
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        >>> fit.coef["Subject"].loc["308"].round(2).to_dict()
+        {'Intercept': 253.66, 'Days': 19.67}
+        """
+        fixed = self.fixef
+        out: dict[str, pd.DataFrame] = {}
+        for group, modes in self.ranef.items():
+            columns = ["Intercept" if column == "(Intercept)" else column for column in modes.columns]
+            random_only = list(dict.fromkeys(c for c in columns if c not in fixed.index))
+            names = random_only + list(fixed.index)
+            values = np.tile(np.r_[np.zeros(len(random_only)), fixed.to_numpy()], (len(modes), 1))
+            position = {name: j for j, name in enumerate(names)}
+            for j, column in enumerate(columns):
+                values[:, position[column]] += modes.iloc[:, j].to_numpy()
+            out[group] = pd.DataFrame(values, index=modes.index.copy(), columns=names)
+        return out
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class LmmFit:
+class LmmFit(MixedFit):
     """The numbers of a fitted linear mixed model. Immutable; every statistic is read off
     what is stored. :func:`lmmfast.lmm` returns its user-facing subclass,
     :class:`lmmfast.LmmResult`.
@@ -195,101 +314,9 @@ class LmmFit:
         return self.optsummary.n_evals
 
     @property
-    def singular(self) -> bool:
-        """lme4's ``isSingular``: some template diagonal is (near) zero — a boundary fit
-        (below :attr:`lmmfast.Control.singular_tolerance`)."""
-        diagonal = np.concatenate([np.diag(t.template) for t in self.terms])
-        return bool(np.any(diagonal < self.optsummary.control.singular_tolerance))
-
-    # --- estimates ----------------------------------------------------------------------------
-    @property
-    def fixef(self) -> pd.Series:
-        """Fixed-effects estimates, indexed by formulaic's column names."""
-        return pd.Series(self.beta, index=list(self.fixef_names), name="estimate")
-
-    @property
-    def stderr(self) -> pd.Series:
-        """Standard errors of the fixed effects."""
-        return pd.Series(np.sqrt(np.diag(self.beta_covariance)), index=list(self.fixef_names), name="std_error")
-
-    @property
-    def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed-effects estimates."""
-        names = list(self.fixef_names)
-        return pd.DataFrame(self.beta_covariance, index=names, columns=names)
-
-    @property
-    def ngrps(self) -> dict[str, int]:
-        """Number of levels per grouping factor (lme4's order)."""
-        return {t.group: len(t.levels) for t in self.terms}
-
-    @property
-    def varcorr(self) -> pd.DataFrame:
-        """Variance components as R's ``as.data.frame(VarCorr(m))``.
-
-        Columns ``grp, var1, var2, vcov, sdcor``: per term the variances, then the covariances
-        (``sdcor`` the correlation), the residual last.
-        """
-        rows: list[tuple[str, str | None, str | None, float, float]] = []
-        for term in self.terms:
-            cov = self.sigma**2 * term.template @ term.template.T
-            sd = np.sqrt(np.diag(cov))
-            for i, column in enumerate(term.columns):
-                rows.append((term.name, column, None, cov[i, i], sd[i]))
-            for j in range(len(term.columns)):
-                for i in range(j + 1, len(term.columns)):
-                    denominator = sd[i] * sd[j]
-                    corr = cov[i, j] / denominator if denominator > 0 else np.nan
-                    rows.append((term.name, term.columns[j], term.columns[i], cov[i, j], corr))
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        grp, var1, var2, vcov, sdcor = zip(*rows)
-        return pd.DataFrame(
-            {
-                "grp": pd.Series(grp, dtype=object),
-                "var1": pd.Series(var1, dtype=object),
-                "var2": pd.Series(var2, dtype=object),
-                "vcov": np.asarray(vcov, dtype=np.float64),
-                "sdcor": np.asarray(sdcor, dtype=np.float64),
-            }
-        )
-
-    @property
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes per grouping factor: rows are levels, columns the terms' columns."""
-        out: dict[str, pd.DataFrame] = {}
-        for term in self.terms:
-            frame = pd.DataFrame(term.modes, index=pd.Index(term.levels, name=term.group), columns=list(term.columns))
-            out[term.group] = frame if term.group not in out else pd.concat([out[term.group], frame], axis=1)
-        return out
-
-    @property
-    def coef(self) -> dict[str, pd.DataFrame]:
-        """lme4's ``coef()``: per grouping factor, the fixed effects plus each level's
-        conditional modes — every level's own intercept and slopes.
-
-        One DataFrame per grouping factor, rows its levels, columns named as the fixed
-        effects (``Intercept``, ``Days``). A column with a random effect but no fixed effect
-        comes first, with a fixed part of 0 (as lme4).
-
-        Examples
-        --------
-        >>> import lmmfast
-        >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
-        >>> fit.coef["Subject"].loc["308"].round(2).to_dict()
-        {'Intercept': 253.66, 'Days': 19.67}
-        """
-        fixed = self.fixef
-        out: dict[str, pd.DataFrame] = {}
-        for group, modes in self.ranef.items():
-            columns = ["Intercept" if column == "(Intercept)" else column for column in modes.columns]
-            random_only = list(dict.fromkeys(c for c in columns if c not in fixed.index))
-            names = random_only + list(fixed.index)
-            values = np.tile(np.r_[np.zeros(len(random_only)), fixed.to_numpy()], (len(modes), 1))
-            position = {name: j for j, name in enumerate(names)}
-            for j, column in enumerate(columns):
-                values[:, position[column]] += modes.iloc[:, j].to_numpy()
-            out[group] = pd.DataFrame(values, index=modes.index.copy(), columns=names)
-        return out
+    def residual_sd(self) -> float | None:
+        """σ, the residual standard deviation."""
+        return self.sigma
 
     # --- inference -------------------------------------------------------------------------
     def fitted(self) -> np.ndarray:

@@ -10,10 +10,10 @@ import pandas as pd
 from lmmfast.validation import check_choice
 
 if TYPE_CHECKING:
-    from lmmfast.result import LmmFit
+    from lmmfast.result import LmmFit, MixedFit
 
 
-def _table(header: list[str], rows: list[list[str]], align_left: set[int]) -> list[str]:
+def format_table(header: list[str], rows: list[list[str]], align_left: set[int]) -> list[str]:
     widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(len(header))]
 
     def line(cells: list[str]) -> str:
@@ -39,16 +39,18 @@ def _decimals(values: np.ndarray, digits: int = 4) -> int:
     return int(min(max(digits - 1 - np.floor(np.log10(finite.min())), 0), 8))
 
 
-def _column(values: np.ndarray, digits: int = 4) -> list[str]:
+def format_column(values: np.ndarray, digits: int = 4) -> list[str]:
     places = _decimals(values, digits)
     return [f"{v:.{places}f}" if np.isfinite(v) else "NaN" for v in values]
 
 
-def _random_effects(fit: LmmFit) -> list[str]:
+def random_effects_lines(fit: MixedFit) -> list[str]:
+    """The random-effects table of lme4's summary (with the residual where the model has one)."""
     rows: list[list[str]] = []
     variances: list[float] = []
+    scale = 1.0 if fit.residual_sd is None else fit.residual_sd
     for term in fit.terms:
-        cov = fit.sigma**2 * term.template @ term.template.T
+        cov = scale**2 * term.template @ term.template.T
         sd = np.sqrt(np.diag(cov))
         for i, column in enumerate(term.columns):
             corr = []
@@ -57,16 +59,17 @@ def _random_effects(fit: LmmFit) -> list[str]:
                 corr.append(f"{cov[i, j] / denominator:.2f}" if denominator > 0 else "NaN")
             rows.append([term.name if i == 0 else "", column, "", "", " ".join(corr)])
             variances.append(cov[i, i])
-    rows.append(["Residual", "", "", "", ""])
-    variances.append(fit.sigma**2)
+    if fit.residual_sd is not None:
+        rows.append(["Residual", "", "", "", ""])
+        variances.append(fit.residual_sd**2)
     values = np.asarray(variances)
-    for row, variance, sd_text in zip(rows, _column(values), _column(np.sqrt(values))):
+    for row, variance, sd_text in zip(rows, format_column(values), format_column(np.sqrt(values))):
         row[2], row[3] = variance, sd_text
     header = ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
     has_corr = any(r[4] for r in rows)
     if not has_corr:
         header, rows = header[:4], [r[:4] for r in rows]
-    return [" " + line for line in _table(header, rows, {0, 1, 4})]
+    return [" " + line for line in format_table(header, rows, {0, 1, 4})]
 
 
 #: The ``ddf`` a summary takes.
@@ -85,7 +88,7 @@ def _satterthwaite_cost(fit: LmmFit) -> float:
     return (8 * m * m + 8 * m) * fit.optsummary.seconds_per_evaluation
 
 
-def _p_value(p: float) -> str:
+def format_p_value(p: float) -> str:
     return "< 2e-16" if p < 2e-16 else f"{p:.3g}"
 
 
@@ -94,16 +97,16 @@ def _fixed_effects(fit: LmmFit, table: pd.DataFrame | None) -> list[str]:
         return ["No fixed effect coefficients"]
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
     se = np.sqrt(np.diag(fit.beta_covariance))
-    estimates = _column(fit.beta)
-    errors = _column(se)
+    estimates = format_column(fit.beta)
+    errors = format_column(se)
     tvalues = [f"{v:.3f}" for v in fit.beta / se]
     if table is None:
         rows = [[n, e, s, t] for n, e, s, t in zip(names, estimates, errors, tvalues)]
-        return _table(["", "Estimate", "Std. Error", "t value"], rows, {0})
+        return format_table(["", "Estimate", "Std. Error", "t value"], rows, {0})
     dfs = [f"{v:.2f}" for v in table.df]
-    pvalues = [_p_value(v) for v in table.p_value]
+    pvalues = [format_p_value(v) for v in table.p_value]
     rows = [[n, e, s, d, t, p] for n, e, s, d, t, p in zip(names, estimates, errors, dfs, tvalues, pvalues)]
-    return _table(["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"], rows, {0})
+    return format_table(["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"], rows, {0})
 
 
 def _abbreviate(name: str) -> str:
@@ -111,7 +114,8 @@ def _abbreviate(name: str) -> str:
     return name if len(name) <= 6 else name[:6]
 
 
-def _fixed_correlation(fit: LmmFit) -> list[str]:
+def fixed_correlation_lines(fit: MixedFit) -> list[str]:
+    """The correlation of the fixed effects, as lme4's summary prints it (2 to 12 of them)."""
     p = len(fit.beta)
     if p < 2 or p > 12:
         return []
@@ -120,7 +124,7 @@ def _fixed_correlation(fit: LmmFit) -> list[str]:
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
     short = [_abbreviate(n) for n in names[:-1]]
     rows = [[names[i]] + [f"{corr[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i) for i in range(1, p)]
-    return ["", "Correlation of Fixed Effects:", *_table(["", *short], rows, {0})]
+    return ["", "Correlation of Fixed Effects:", *format_table(["", *short], rows, {0})]
 
 
 def _convergence_note(fit: LmmFit) -> str:
@@ -197,14 +201,14 @@ def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = 
             f"{fit.objective:.1f}",
             str(fit.nobs - fit.npar),
         ]
-        lines.extend(" " + row for row in _table(header, [cells], set()))
+        lines.extend(" " + row for row in format_table(header, [cells], set()))
     lines.append("")
     quantiles = np.quantile(fit.scaled_residuals, [0, 0.25, 0.5, 0.75, 1.0])
     lines.append("Scaled residuals: ")
-    lines.extend(_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
+    lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
     lines.append("")
     lines.append("Random effects:")
-    lines.extend(_random_effects(fit))
+    lines.extend(random_effects_lines(fit))
     groups = ", ".join(f"{name}, {count}" for name, count in fit.ngrps.items())
     lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
     if len(fit.dropped_rows):
@@ -220,7 +224,7 @@ def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = 
             f"(Satterthwaite df and p-values left out: about {_satterthwaite_cost(fit):.0f} s to compute; "
             "summary(ddf='satterthwaite') or fit.coef_table computes them.)"
         )
-    lines.extend(_fixed_correlation(fit))
+    lines.extend(fixed_correlation_lines(fit))
     notes = []
     if fit.singular:
         notes.append("boundary (singular) fit: see help(lmmfast.SingularFitWarning)")

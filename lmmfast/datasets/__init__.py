@@ -16,6 +16,10 @@ orthodont            108    nlme: growth curves
 exam                 4059   mlmRev: exam scores in schools
 hsb82                7185   mlmRev: High School and Beyond
 cake                 270    lme4: cake breakage angles
+cbpp                 56     lme4: contagious bovine pleuropneumonia, incidence of size per herd
+verbagg              7584   lme4: verbal aggression, crossed subjects (id) × items; ``r2`` 0/1
+grouseticks          403    lme4: ticks on grouse chicks by brood and location (counts)
+contraception        1934   mlmRev: contraceptive use by district (``use`` 0/1)
 ==================== ====== ===============================================================
 
 :func:`simulate_crossed` makes synthetic subject × item designs of any size.

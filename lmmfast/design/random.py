@@ -149,8 +149,14 @@ def _make_unique(names: Sequence[str]) -> list[str]:
     return out
 
 
-def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> list[RandomTerm]:
+def build_random_terms(
+    frame: pd.DataFrame, specs: Sequence[RandomTermSpec], *, observation_level: bool = False
+) -> list[RandomTerm]:
     """Build the random-effects terms in lme4's order (decreasing number of levels, stable).
+
+    A linear model's terms need fewer levels (and random effects) than observations, or
+    their variance is confounded with the residual's; ``observation_level=True`` (a
+    generalized model, which has no residual variance) allows as many as there are rows.
 
     ``(x || g)`` becomes one single-column term per column of ``x``'s model matrix, as lme4
     does for numeric columns (and lme4 2.0's ``diag`` for factors).
@@ -177,7 +183,7 @@ def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> 
                 f"The grouping factor {spec.group_name!r} in {spec.source} has a single level "
                 f"({levels[0]!r}); a random effect needs at least two sampled levels."
             )
-        if len(levels) >= n:
+        if len(levels) >= n and not (observation_level and len(levels) == n):
             raise ModelError(
                 f"The grouping factor {spec.group_name!r} in {spec.source} has {len(levels)} levels for "
                 f"{n} observations; each level needs replicate observations (levels < observations) "
@@ -206,7 +212,7 @@ def build_random_terms(frame: pd.DataFrame, specs: Sequence[RandomTermSpec]) -> 
             )
     terms.sort(key=lambda t: -t.n_levels)  # list.sort is stable, as R's order()
     for term in terms:
-        if term.n_levels * term.k >= n:
+        if term.n_levels * term.k >= n and not observation_level:
             raise ModelError(
                 f"The term ({' + '.join(term.columns)} | {term.group}) has {term.n_levels * term.k} random "
                 f"effects for {n} observations; the number of random effects per term must be "

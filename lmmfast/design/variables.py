@@ -75,6 +75,7 @@ def required_columns(model: ModelFormula, available: Iterable[str] = ()) -> list
     """
     columns = {str(c) for c in available}
     pieces = [formula_variables(model.fixed_formula, "the fixed part", columns)]
+    pieces.extend(formula_variables(f"0 + I({offset})", f"offset({offset})", columns) for offset in model.offsets)
     seen: dict[str, set[str]] = {}  # maximal models repeat one expression on every factor
     for spec in model.random:
         if spec.expr not in seen:

@@ -6,6 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
+from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.plan import FactorPlan
 
 
@@ -45,6 +46,10 @@ class RandomEffectsFactor(Protocol):
     def fresh(self, max_threads: int | None = None) -> RandomEffectsFactor:
         """A factor with the same structure and numbers of its own, for another fit, thread or
         process: updating one never changes the other. ``max_threads`` caps its threads."""
+
+    def refill(self, cross_products: CrossProducts) -> None:
+        """Take Z'Z's values from cross-products of the same pattern and other weights (a
+        generalized model's PIRLS iteration); the next :meth:`update` factors them."""
 
     def describe(self) -> FactorPlan:
         """The plan the factor runs (path, route, dense block, threads, memory estimate)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numba
@@ -51,16 +52,15 @@ from lmmfast.factor.zz_product import dense_block_times
 from lmmfast.parameters import ThetaLayout
 
 
-def _gather_runs(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``values[starts[i] : starts[i] + lengths[i]]`` for every i, concatenated."""
+def _run_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i] : starts[i] + lengths[i]`` for every i, concatenated."""
     lengths = np.asarray(lengths, dtype=np.int64)
     if len(lengths) and np.all(lengths == lengths[0]):  # one width (every term scalar, say)
-        return values[(np.asarray(starts, dtype=np.int64)[:, None] + np.arange(lengths[0])).ravel()]
+        return (np.asarray(starts, dtype=np.int64)[:, None] + np.arange(lengths[0])).ravel()
     run_starts = np.cumsum(lengths) - lengths
-    index = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(
+    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(
         np.asarray(starts, dtype=np.int64) - run_starts, lengths
     )
-    return values[index]
 
 
 def band_positions(
@@ -244,6 +244,7 @@ class BlockedFactor:
         route: str = "auto",
         estimated_bytes: int = 0,
         merged_terms: bool = False,
+        varying_weights: bool = False,
     ) -> None:
         #: whether the terms are merged ones (:mod:`lmmfast.design.amalgamate`), for the plan
         self._merged_terms = merged_terms
@@ -264,8 +265,10 @@ class BlockedFactor:
         first = np.flatnonzero((cp.slot_term_a == 0) & (cp.slot_term_b == 0))
         first = first[np.argsort(cp.slot_level_a[first])]
         block = self._k1 * self._k1
-        gather = cp.slot_offsets[first][:, None] + np.arange(block)[None, :]
-        self._first_values = cp.block_values[gather].ravel()
+        # where the factor's copies of Z'Z's values come from, to take them again from
+        # cross-products of new weights (:meth:`with_cross_products`)
+        self._first_gather = (cp.slot_offsets[first][:, None] + np.arange(block)[None, :]).ravel()
+        self._first_values = cp.block_values[self._first_gather]
 
         cross = np.flatnonzero((cp.slot_term_b == 0) & (cp.slot_term_a > 0))
         rows = (
@@ -280,6 +283,7 @@ class BlockedFactor:
         cross_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
         np.cumsum(np.bincount(cp.slot_level_b[cross], minlength=self._n1), out=cross_ptr[1:])
         cross_level = cp.slot_level_b[cross].astype(np.int64)
+        self._cross_gather = _run_index(cp.slot_offsets[cross], widths)
         self._all_scalar = self._k1 == 1 and bool(np.all(sizes[1:] == 1))
         # per later term, where its coupling blocks' values sit (None: all of them)
         term_entries: list[tuple[int, np.ndarray | None]] = []
@@ -308,7 +312,7 @@ class BlockedFactor:
             row=cross_row,
             term=cross_term,
             offsets=cross_offsets,
-            values=_gather_runs(cp.block_values, cp.slot_offsets[cross], widths),
+            values=cp.block_values[self._cross_gather],
             sizes=sizes,
             entry_ptr=entry_ptr,
             entry_level=np.repeat(np.arange(self._n1, dtype=np.int64), np.diff(entry_ptr)),
@@ -324,9 +328,11 @@ class BlockedFactor:
         #: the θ the factor holds (None before the first update and after a failed one)
         self._theta: np.ndarray | None = None
         self._estimated_bytes = estimated_bytes
+        #: the coupling's patterns without its values, for :meth:`refill`
+        self._entries = replace(entries, values=np.empty(0))
         #: the coupling's route (:mod:`lmmfast.factor.routes`); sparse where there is no dense block
         self._route: CouplingRoute = make_route(
-            self._choose_route(route, q2, entries) or "sparse", entries, self._first_values
+            self._choose_route(route, q2, entries, varying_weights) or "sparse", entries, self._first_values
         )
         sparse = self._route.name == "sparse"
         # one evaluation: ``potrf`` of the dense block and the route's update
@@ -345,13 +351,14 @@ class BlockedFactor:
         in_dense = np.flatnonzero(cp.slot_term_b > 0)
         dense_a, dense_b = cp.slot_term_a[in_dense], cp.slot_term_b[in_dense]
         dense_widths = sizes[dense_a] * sizes[dense_b]
+        self._dense_gather = _run_index(cp.slot_offsets[in_dense], dense_widths)
         self._dense_slots = (
             dense_a.astype(np.int64),
             dense_b.astype(np.int64),
             (cp.column_offsets[dense_a] - self._q1 + cp.slot_level_a[in_dense] * sizes[dense_a]).astype(np.int64),
             (cp.column_offsets[dense_b] - self._q1 + cp.slot_level_b[in_dense] * sizes[dense_b]).astype(np.int64),
             np.concatenate([[0], np.cumsum(dense_widths)[:-1]]).astype(np.int64),
-            _gather_runs(cp.block_values, cp.slot_offsets[in_dense], dense_widths),
+            cp.block_values[self._dense_gather],
         )
 
         self._col_term = col_term
@@ -361,20 +368,22 @@ class BlockedFactor:
         self._L11 = np.empty((0, self._k1, self._k1))
         self._L21 = np.empty(0)
 
-    def _choose_route(self, asked: str, q2: int, entries: CouplingEntries) -> str | None:
+    def _choose_route(self, asked: str, q2: int, entries: CouplingEntries, varying_weights: bool) -> str | None:
         """The coupling route: the one asked for, or the one estimated cheapest (None where
-        there is no dense block)."""
+        there is no dense block). ``varying_weights``: the values will be replaced by those
+        of other weights (:meth:`with_cross_products`), so per-count sums do not apply."""
         if not q2:
             return None
-        if asked == "grouped" and not self._all_scalar:
+        if asked == "grouped" and (varying_weights or not self._all_scalar):
             raise ArgumentError(
                 "coupling='grouped' sums the coupling per distinct level count, which needs random intercepts "
-                "only; use coupling='dense', 'sparse' or 'auto'."
+                "only and the same weights throughout (not a generalized model); use coupling='dense', "
+                "'sparse' or 'auto'."
             )
         if asked != "auto":
             return asked
         dense = prefer_dense(entries.pattern, self._q1, q2, self.threads)
-        if self._all_scalar:
+        if self._all_scalar and not varying_weights:
             counts = len(np.unique(self._first_values))
             # per update and gradient: about 4 G q2² multiply-adds grouped, 1.5 q2² q1 dense
             grouped = prefer_grouped(entries.pattern, counts, q2, self.threads)
@@ -404,6 +413,21 @@ class BlockedFactor:
         twin._pool = None
         twin._route = self._route.fresh()
         return twin
+
+    def refill(self, cross_products: CrossProducts) -> None:
+        """Take Z'Z from ``cross_products``: the same terms, levels and co-occurring pairs as
+        this factor's, other weights (a generalized model's PIRLS iteration). Only the values
+        are taken again; every pattern stays. Call it on a factor of one's own (a
+        :meth:`fresh` copy): its next :meth:`update` factors the new values."""
+        if self._route.name == "grouped":
+            raise NotImplementedError("the grouped route needs fixed weights; make the factor with varying_weights")
+        values = cross_products.block_values
+        self._cp = cross_products
+        self._first_values = values[self._first_gather]
+        entries = replace(self._entries, values=values[self._cross_gather])
+        self._route = make_route(self._route.name, entries, self._first_values)
+        self._dense_slots = (*self._dense_slots[:5], values[self._dense_gather])
+        self._theta = None
 
     def describe(self) -> FactorPlan:
         """The plan this factor runs: the coupling route, the dense block's order, whether

@@ -72,6 +72,11 @@ class CholmodFactor:
         twin._factor = self._factor.copy()
         return twin
 
+    def refill(self, cross_products: CrossProducts) -> None:
+        """Take Z'Z from ``cross_products`` (same pattern, other weights); the next
+        :meth:`update` factors it. Call it on a factor of one's own (a :meth:`fresh` copy)."""
+        self._cp = cross_products
+
     def describe(self) -> FactorPlan:
         return FactorPlan(
             path="cholmod",

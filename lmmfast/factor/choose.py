@@ -101,6 +101,7 @@ def make_factor(
     max_threads: int | None = None,
     route: str = "auto",
     merged_terms: bool = False,
+    varying_weights: bool = False,
 ) -> RandomEffectsFactor:
     """Build the factorisation path ``method`` (``"auto"`` picks by :func:`choose_method`),
     refusing up front when it would need more than ``memory_budget`` bytes.
@@ -108,7 +109,9 @@ def make_factor(
     ``max_threads`` caps the threads of the blocked path's sparse passes and of BLAS
     (default: the machine's cores); ``route`` forces the blocked path's coupling route
     (:data:`lmmfast.factor.plan.ROUTES`); ``merged_terms`` records that the terms are merged
-    ones (:mod:`lmmfast.design.amalgamate`). The factor's :meth:`describe` is the resulting
+    ones (:mod:`lmmfast.design.amalgamate`); ``varying_weights`` that its values will be
+    replaced by those of other weights (:meth:`~lmmfast.factor.RandomEffectsFactor.refill`).
+    The factor's :meth:`describe` is the resulting
     :class:`~lmmfast.factor.plan.FactorPlan`.
 
     Raises
@@ -134,7 +137,7 @@ def make_factor(
             "the memory."
         )
     if method == "blocked":
-        return BlockedFactor(cp, layout, max_threads, route, needed, merged_terms)
+        return BlockedFactor(cp, layout, max_threads, route, needed, merged_terms, varying_weights)
     q2, density = shape
     # a supernodal factor of the later terms' block at its estimated density, roughly
     seconds = FACTOR_SECONDS_PER_MADD * density * q2**3 / 3

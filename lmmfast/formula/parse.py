@@ -51,6 +51,8 @@ class ModelFormula:
     response: str
     fixed: str
     random: tuple[RandomTermSpec, ...]
+    #: The expressions inside ``offset(...)`` terms of the fixed part (R's offsets), in order.
+    offsets: tuple[str, ...] = ()
 
     @property
     def fixed_formula(self) -> str:
@@ -204,6 +206,8 @@ def parse_formula(formula: str) -> ModelFormula:
     >>> f = parse_formula("y ~ x + (1 | a/b)")
     >>> f.fixed, [t.group_name for t in f.random]
     ('x', ['a', 'b:a'])
+    >>> parse_formula("n ~ x + offset(log(t)) + (1 | g)").offsets
+    ('log(t)',)
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string such as 'y ~ x + (1 | g)', got {type(formula).__name__}.")
@@ -223,6 +227,7 @@ def parse_formula(formula: str) -> ModelFormula:
         raise _pointer(text, rs - 1, rs, "The formula has nothing on the right of '~'.")
 
     fixed_terms: list[str] = []
+    offsets: list[str] = []
     random_terms: list[RandomTermSpec] = []
     for sign, start, end in _scan_top_level(rhs, text, rs, "+-"):
         chunk = text[start:end]
@@ -232,6 +237,11 @@ def parse_formula(formula: str) -> ModelFormula:
             if sign == "" and start == rs:
                 continue  # a leading sign, as in "y ~ -1 + ..."
             raise _pointer(text, max(rs, start - 1), end + 1, "Empty term in the formula (two operators in a row?).")
+        if "|" not in body and body.startswith("offset(") and _closes_at_end(body[6:]):
+            if sign == "-" or not body[7:-1].strip():
+                raise _pointer(text, lead, lead + len(body), "An offset is added as '+ offset(expression)'.")
+            offsets.append(body[7:-1].strip())
+            continue
         if "|" not in body:
             fixed_terms.append(f"{sign} {body}" if sign == "-" else body)
             continue
@@ -258,4 +268,4 @@ def parse_formula(formula: str) -> ModelFormula:
     fixed = " + ".join(fixed_terms).replace("+ -", "-") if fixed_terms else "1"
     if fixed.startswith("- "):
         fixed = "1 " + fixed
-    return ModelFormula(text=text, response=response, fixed=fixed, random=tuple(random_terms))
+    return ModelFormula(text=text, response=response, fixed=fixed, random=tuple(random_terms), offsets=tuple(offsets))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from lmmfast.design.amalgamate import EngineTerms
+from lmmfast.factor.base import RandomEffectsFactor
+
 if TYPE_CHECKING:
-    from lmmfast.result import LmmFit
+    from lmmfast.result import LmmFit, RandomTermResult
 
 #: Unit vectors solved per batch: bounds the work array at q × CHUNK doubles.
 CHUNK = 256
@@ -26,15 +30,26 @@ def conditional_covariances(fit: LmmFit) -> list[np.ndarray]:
     (6, 1, 1)
     """
     objective = fit.model.objective
-    cp = objective.cross_products
-    factor = objective.factor
-    factor.update(fit.theta)
-    q = cp.q
+    objective.factor.update(fit.theta)
+    return covariance_blocks(
+        objective.factor, objective.cross_products.column_offsets, fit.model.engine, fit.terms, fit.sigma
+    )
+
+
+def covariance_blocks(
+    factor: RandomEffectsFactor,
+    column_offsets: np.ndarray,
+    engine: EngineTerms,
+    terms: Sequence[RandomTermResult],
+    scale: float,
+) -> list[np.ndarray]:
+    """Per term, scale² Λ [M⁻¹]_level Λ' for every level, from a ``factor`` of M already
+    updated at the fit's θ (and, for a generalized model, its weights at the modes)."""
+    q = int(sum(size * engine.model_terms[group[0]].n_levels for size, group in zip(engine.sizes, engine.groups)))
     # the diagonal blocks of M⁻¹ per engine term (terms on one factor are merged there)
     engine_blocks = []
-    engine = fit.model.engine
     for index, (k, group) in enumerate(zip(engine.sizes, engine.groups)):
-        levels, start = engine.model_terms[group[0]].n_levels, int(cp.column_offsets[index])
+        levels, start = engine.model_terms[group[0]].n_levels, int(column_offsets[index])
         inverse_blocks = np.empty((levels, k, k))
         columns = np.arange(start, start + levels * k)
         for first in range(0, len(columns), CHUNK):
@@ -47,22 +62,18 @@ def conditional_covariances(fit: LmmFit) -> list[np.ndarray]:
                 inverse_blocks[level, :, j] = solved[start + level * k : start + level * k + k, local]
         engine_blocks.append(inverse_blocks)
     blocks = []
-    for (holder, first), result in zip(engine.blocks, fit.terms):
+    for (holder, first), result in zip(engine.blocks, terms):
         k = len(result.columns)
         inverse_blocks = engine_blocks[holder][:, first : first + k, first : first + k]
         template = result.template
-        blocks.append(fit.sigma**2 * np.einsum("ij,ljk,mk->lim", template, inverse_blocks, template))
+        blocks.append(scale**2 * np.einsum("ij,ljk,mk->lim", template, inverse_blocks, template))
     return blocks
 
 
-def ranef_table(fit: LmmFit) -> pd.DataFrame:
-    """Conditional modes with their conditional standard deviations, one row per level and
-    column — ready for a caterpillar plot (R's ``as.data.frame(ranef(m, condVar = TRUE))``).
-
-    Columns ``grpvar, term, grp, condval, condsd``.
-    """
+def ranef_rows(terms: Sequence[RandomTermResult], covariances: Sequence[np.ndarray]) -> pd.DataFrame:
+    """The table of :func:`ranef_table` from the terms and their conditional covariances."""
     rows = []
-    for result, covariance in zip(fit.terms, conditional_covariances(fit)):
+    for result, covariance in zip(terms, covariances):
         sd = np.sqrt(np.maximum(np.diagonal(covariance, axis1=1, axis2=2), 0.0))
         for j, column in enumerate(result.columns):
             rows.append(
@@ -77,6 +88,15 @@ def ranef_table(fit: LmmFit) -> pd.DataFrame:
                 )
             )
     return pd.concat(rows, ignore_index=True)
+
+
+def ranef_table(fit: LmmFit) -> pd.DataFrame:
+    """Conditional modes with their conditional standard deviations, one row per level and
+    column — ready for a caterpillar plot (R's ``as.data.frame(ranef(m, condVar = TRUE))``).
+
+    Columns ``grpvar, term, grp, condval, condsd``.
+    """
+    return ranef_rows(fit.terms, conditional_covariances(fit))
 
 
 def variance_decomposition(fit: LmmFit) -> pd.DataFrame:

@@ -69,3 +69,32 @@ def hessian(func: Callable[[np.ndarray], float], x: np.ndarray, relative: float 
         return out
 
     return (4 * at(0.5) - at(1.0)) / 3
+
+
+def central_hessian(func: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e-4) -> np.ndarray:
+    """Second derivatives by central differences with one absolute step ``delta`` (lme4's
+    ``deriv12``, which its ``vcov`` of generalized fits uses): 2m² + 1 evaluations.
+
+    Examples
+    --------
+    >>> central_hessian(lambda v: v[0] ** 2 * v[1] + v[1] ** 3, np.array([1.0, 2.0])).round(6).tolist()
+    [[4.0, 2.0], [2.0, 12.0]]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = len(x)
+    center = func(x)
+    out = np.empty((m, m))
+    for i in range(m):
+        up, down = x.copy(), x.copy()
+        up[i] += delta
+        down[i] -= delta
+        out[i, i] = (func(up) - 2 * center + func(down)) / delta**2
+        for j in range(i):
+            values = []
+            for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+                point = x.copy()
+                point[i] += si * delta
+                point[j] += sj * delta
+                values.append(func(point))
+            out[i, j] = out[j, i] = (values[0] - values[1] - values[2] + values[3]) / (4 * delta**2)
+    return out

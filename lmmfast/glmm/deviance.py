@@ -1,0 +1,133 @@
+"""The deviances a generalized fit optimises, each one PIRLS away (lme4's ``glmer`` devfuns).
+
+* :meth:`GlmmDeviance.fast` — θ ↦ the Laplace deviance with β found by PIRLS along with the
+  modes (glmer's ``nAGQ = 0`` and the first stage of every fit).
+* :meth:`GlmmDeviance.laplace` — (θ, β) ↦ −2 log-likelihood by the Laplace approximation,
+  ``aic(y, μ̃) + ‖ũ‖² + log|L|²`` at the conditional modes for that β (``nAGQ = 1``).
+* :meth:`GlmmDeviance.quadrature` — (θ, β) ↦ adaptive Gauss–Hermite quadrature with
+  ``nagq`` nodes per level of a single scalar term, centred at the modes and scaled by their
+  conditional standard deviations; built, as lme4's, from the deviance residuals (so on
+  another scale than the Laplace value).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+
+from lmmfast.glmm.pirls import Mode, Pirls
+from lmmfast.glmm.reweight import deviance_residuals_at
+
+#: Returned where PIRLS cannot find the modes, so that the optimiser steps back (finite:
+#: BOBYQA's quadratic models cannot digest infinities).
+INFEASIBLE = 1e30
+
+
+def gauss_hermite(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of Gauss–Hermite quadrature against the standard normal density
+    (the weights sum to 1), as lme4's ``GHrule``.
+
+    Examples
+    --------
+    >>> z, w = gauss_hermite(3)
+    >>> z.round(6).tolist(), round(float(w.sum()), 12)
+    ([-1.732051, 0.0, 1.732051], 1.0)
+    """
+    z, w = hermegauss(nodes)
+    return z, w / np.sqrt(2.0 * np.pi)
+
+
+class GlmmDeviance:
+    """The deviance functions of one model, on a PIRLS of their own.
+
+    Parameters
+    ----------
+    pirls : Pirls
+    n_theta : int
+        θ's length; (θ, β) parameter vectors hold θ first.
+    nagq : int
+        Quadrature nodes (1: Laplace).
+    """
+
+    def __init__(self, pirls: Pirls, n_theta: int, nagq: int = 1) -> None:
+        self.pirls = pirls
+        self.n_theta = n_theta
+        self.nagq = nagq
+        self.nodes, self.weights = gauss_hermite(nagq) if nagq > 1 else (np.zeros(1), np.ones(1))
+        #: the β PIRLS estimated at the last :meth:`fast` evaluation, where the next starts
+        self.last_beta = np.zeros(pirls.X.shape[1])
+        self.last_mode: Mode | None = None
+
+    def fresh(self, max_threads: int | None = None) -> GlmmDeviance:
+        """The same functions on a PIRLS of their own (another fit or thread)."""
+        return GlmmDeviance(self.pirls.fresh(max_threads), self.n_theta, self.nagq)
+
+    def fast(self, theta: np.ndarray, eta: np.ndarray | None = None) -> float:
+        """θ ↦ the Laplace deviance at the joint modes of (u, β) (glmer's ``nAGQ = 0``)."""
+        try:
+            mode = self.pirls.solve(theta, self.last_beta, free_beta=True, eta=eta)
+        except np.linalg.LinAlgError:
+            return INFEASIBLE
+        self.last_beta = mode.beta
+        self.last_mode = mode
+        return _finite(mode.laplace)
+
+    def mode_at(self, parameters: np.ndarray) -> Mode:
+        """The conditional modes at (θ, β) = ``parameters``."""
+        theta, beta = parameters[: self.n_theta], parameters[self.n_theta :]
+        return self.pirls.solve(theta, beta, free_beta=False)
+
+    def laplace(self, parameters: np.ndarray) -> float:
+        """(θ, β) ↦ the Laplace approximation to −2 log-likelihood."""
+        try:
+            mode = self.mode_at(np.asarray(parameters, dtype=np.float64))
+        except np.linalg.LinAlgError:
+            return INFEASIBLE
+        self.last_mode = mode
+        return _finite(mode.laplace)
+
+    def quadrature(self, parameters: np.ndarray) -> float:
+        """(θ, β) ↦ the adaptive Gauss–Hermite deviance with :attr:`nagq` nodes."""
+        parameters = np.asarray(parameters, dtype=np.float64)
+        try:
+            mode = self.mode_at(parameters)
+        except np.linalg.LinAlgError:
+            return INFEASIBLE
+        self.last_mode = mode
+        return _finite(self.quadrature_at(parameters[: self.n_theta], mode))
+
+    def quadrature_at(self, theta: np.ndarray, mode: Mode) -> float:
+        """The quadrature deviance at ``mode`` (PIRLS's buffers hold its linear predictor)."""
+        pirls = self.pirls
+        term = pirls.terms[0]
+        codes, values = term.codes, term.values[:, 0]
+        levels = term.n_levels
+        rows = pirls.buffers
+        family, link = pirls.family_codes
+        response = pirls.response
+        # the conditional SD of each u_j: 1 / L_jj, L = chol(θ² Z'WZ + 1) (diagonal: one scalar term)
+        zwz = mode.cross_products.block_values[:levels]
+        sd = 1.0 / np.sqrt(theta[0] ** 2 * zwz + 1.0)
+        base = np.bincount(codes, weights=rows.deviance_residuals, minlength=levels) + mode.u**2
+        eta0 = rows.eta.copy()
+        shifted = np.empty_like(eta0)
+        residuals = np.empty_like(eta0)
+        total = np.zeros(levels)
+        for z, w in zip(self.nodes, self.weights):
+            if z == 0.0:
+                total += w
+                continue
+            step = z * sd
+            np.add(eta0, theta[0] * step[codes] * values, out=shifted)
+            deviance_residuals_at(shifted, response.y, response.weights, family, link, residuals)
+            at_node = np.bincount(codes, weights=residuals, minlength=levels) + (mode.u + step) ** 2
+            total += w * np.exp(-0.5 * (at_node - base) + 0.5 * z * z)
+        return float(np.sum(base) + mode.logdet_L - 2.0 * np.sum(np.log(total)))
+
+    def __call__(self, parameters: np.ndarray) -> float:
+        """The second stage's objective: :meth:`laplace` or :meth:`quadrature` by ``nagq``."""
+        return self.quadrature(parameters) if self.nagq > 1 else self.laplace(parameters)
+
+
+def _finite(value: float) -> float:
+    return value if np.isfinite(value) else INFEASIBLE

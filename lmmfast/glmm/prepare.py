@@ -1,0 +1,219 @@
+"""A generalized model ready to optimise: formula → response and design → pattern → PIRLS.
+
+The design is built as for :func:`lmmfast.prepare.prepare` (the same formula language, the
+same terms, merged the same way); what differs is the response (:mod:`lmmfast.glmm.response`),
+the offset, observation-level random effects (allowed: a generalized model has no residual
+variance to confound them with) and the factor, made for weights that change every PIRLS
+iteration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from lmmfast.control import Control
+from lmmfast.crossprod import CrossProducts, form_cross_products, pair_pattern
+from lmmfast.design import (
+    FixedDesign,
+    ModelFrame,
+    RandomTerm,
+    build_fixed_design,
+    build_model_frame,
+    build_random_terms,
+)
+from lmmfast.design.amalgamate import EngineTerms, amalgamate
+from lmmfast.design.data import column_names, data_name
+from lmmfast.design.variables import required_columns
+from lmmfast.design.weights import prior_weights
+from lmmfast.errors import ArgumentError, DataError, ModelError
+from lmmfast.factor import make_factor
+from lmmfast.formula import ModelFormula, parse_formula
+from lmmfast.glmm.deviance import GlmmDeviance
+from lmmfast.glmm.family import Family
+from lmmfast.glmm.pirls import Pirls
+from lmmfast.glmm.response import Response, build_response, cbind_parts, evaluate
+from lmmfast.parameters import ThetaLayout
+
+#: The response's column in the model frame once it is in R's form (a proportion or counts).
+RESPONSE_COLUMN = "_lmmfast_response_"
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedGlmm:
+    """A generalized model ready to optimise.
+
+    Attributes
+    ----------
+    formula : ModelFormula
+    family : Family
+    nagq : int
+    model_frame : ModelFrame
+    fixed : FixedDesign
+        X (and, as y, the response in R's form).
+    response : Response
+    terms : list of RandomTerm
+        lme4's order.
+    engine : EngineTerms
+    layout : ThetaLayout
+        θ on the model's terms.
+    deviance : GlmmDeviance
+        The deviance functions on the engine's terms.
+    start_eta : numpy.ndarray
+        R's starting linear predictor, g(mustart).
+    data_name, weights_name, offset_name : str or None
+    control : Control
+    """
+
+    formula: ModelFormula
+    family: Family
+    nagq: int
+    model_frame: ModelFrame
+    fixed: FixedDesign
+    response: Response
+    terms: list[RandomTerm]
+    engine: EngineTerms
+    layout: ThetaLayout
+    deviance: GlmmDeviance
+    start_eta: np.ndarray
+    data_name: str | None
+    weights_name: str | None
+    offset_name: str | None
+    control: Control
+
+    @property
+    def cross_products(self) -> CrossProducts:
+        """The cross-products the factor was made with (their shape: sizes, levels, offsets)."""
+        return self.deviance.pirls.shape
+
+
+def _offset_values(
+    model: ModelFormula, offset: str | Sequence[float] | np.ndarray | None, frame_info: ModelFrame
+) -> tuple[np.ndarray, str | None]:
+    frame = frame_info.frame
+    n = len(frame)
+    total = np.zeros(n)
+    names = []
+    for expression in model.offsets:
+        total += evaluate(expression, frame, "The offset")
+        names.append(f"offset({expression})")
+    if offset is not None:
+        if isinstance(offset, str):
+            total += evaluate(offset, frame, "The offset")
+            names.append(offset)
+        else:
+            try:
+                given = np.asarray(offset, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ArgumentError("offset must be a column name or an array of numbers.") from None
+            if given.shape != (frame_info.n_input_rows,):
+                raise DataError(
+                    f"offset must hold one value per row of the data ({frame_info.n_input_rows}), got shape "
+                    f"{given.shape}."
+                )
+            keep = np.ones(frame_info.n_input_rows, dtype=bool)
+            keep[frame_info.dropped_rows] = False
+            total += given[keep]
+            names.append("offset")
+    if not np.all(np.isfinite(total)):
+        raise DataError(
+            f"The offset ({' + '.join(names)}) has missing or infinite values (log of 0?); remove those rows."
+        )
+    return total, " + ".join(names) if names else None
+
+
+def _proxy_formula(model: ModelFormula) -> ModelFormula:
+    """The formula with a response formulaic can read (cbind's two parts) and the offsets'
+    variables as fixed terms, to find every column the model uses."""
+    parts = cbind_parts(model.response)
+    response = " + ".join(f"I({part})" for part in parts) if parts else model.response
+    return replace(model, response=response)
+
+
+def prepare_glmm(
+    formula: str,
+    data: object,
+    family: Family,
+    *,
+    nagq: int = 1,
+    weights: str | Sequence[float] | np.ndarray | None = None,
+    offset: str | Sequence[float] | np.ndarray | None = None,
+    control: Control | None = None,
+) -> PreparedGlmm:
+    """Parse, check the response, build the design and the PIRLS — all of a generalized fit
+    but the optimisation. Arguments as for :func:`lmmfast.glmm`.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.glmm.family import Family
+    >>> model = prepare_glmm("r2 ~ Anger + (1 | id)", lmmfast.datasets.load("verbagg"), Family("binomial"))
+    >>> model.response.success, len(model.response.y)
+    ('Y', 7584)
+    """
+    control = Control() if control is None else control
+    model = parse_formula(formula)
+    available = column_names(data)
+    columns = required_columns(_proxy_formula(model), available)
+    if isinstance(offset, str) and offset not in columns:
+        columns.append(offset)
+    if isinstance(weights, str) and weights not in columns:
+        columns.append(weights)
+    frame_info = build_model_frame(data, columns)
+    weight_values, weights_name = prior_weights(weights, frame_info)
+    offset_values, offset_name = _offset_values(model, offset, frame_info)
+    response = build_response(family, frame_info.frame, model.response, weight_values, offset_values)
+    frame = frame_info.frame.assign(**{RESPONSE_COLUMN: response.y})
+    fixed = build_fixed_design(frame, RESPONSE_COLUMN, model.fixed)
+    n, p = fixed.X.shape
+    if n <= p:
+        raise ModelError(
+            f"{n} complete observations for {p} fixed-effect columns; simplify the fixed part or supply more data."
+        )
+    terms = build_random_terms(frame, model.random, observation_level=True)
+    if nagq > 1 and (len(terms) != 1 or terms[0].k != 1):
+        raise ModelError(
+            f"nagq={nagq} (adaptive Gauss–Hermite quadrature) needs a single scalar random-effects term, as in "
+            "lme4, such as (1 | g); this model has "
+            + ", ".join(f"({' + '.join(t.columns)} | {t.group})" for t in terms)
+            + ". Use nagq=1 (Laplace) or nagq=0."
+        )
+    engine = amalgamate(terms, merge=control.merge_terms)
+    engine_terms = engine.terms
+    pairs = pair_pattern(engine_terms)
+    start_mu = family.starting_mu(response.y, response.weights)
+    start_eta = family.link_function(start_mu)
+    # the factor's pattern and route (any weights give the same; PIRLS refills the values)
+    shape = form_cross_products(engine_terms, fixed.X, start_eta - response.offset, response.weights, pairs)
+    layout = ThetaLayout.from_sizes([t.k for t in terms])
+    engine_layout = layout.merged(engine.blocks, engine.sizes) if engine.merged else layout
+    factor = make_factor(
+        shape,
+        engine_layout,
+        control.factorization,
+        control.memory_budget,
+        control.threads,
+        control.coupling,
+        engine.merged,
+        varying_weights=True,
+    )
+    pirls = Pirls(engine_terms, pairs, fixed.X, response, family, engine_layout, factor, shape, control.threads)
+    return PreparedGlmm(
+        formula=model,
+        family=family,
+        nagq=nagq,
+        model_frame=frame_info,
+        fixed=fixed,
+        response=response,
+        terms=terms,
+        engine=engine,
+        layout=layout,
+        deviance=GlmmDeviance(pirls, layout.size, nagq),
+        start_eta=start_eta,
+        data_name=data_name(data),
+        weights_name=weights_name,
+        offset_name=offset_name,
+        control=control,
+    )

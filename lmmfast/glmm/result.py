@@ -1,0 +1,392 @@
+"""A fitted generalized linear mixed model: its numbers, and what users do with them.
+
+:class:`GlmmResult` has the names of :class:`lmmfast.LmmResult` where they apply
+(``objective``, ``loglik``, ``aic``, ``bic``, ``fixef``, ``stderr``, ``theta``, ``varcorr``,
+``ranef``, ``cond_var``, ``summary()``, ``to_dict()``, ``optsummary``), and the family's:
+``family``, ``link`` and ``deviance`` — lme4's ``deviance()``, the sum of the squared deviance
+residuals at the conditional modes, which is not the −2 log-likelihood (``objective``) that
+glmer's summary and ``anova`` print as "deviance".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
+
+from lmmfast._version import __version__
+from lmmfast.design.data import build_model_frame, column_names
+from lmmfast.design.random import display_names
+from lmmfast.design.variables import formula_variables
+from lmmfast.errors import DataError
+from lmmfast.glmm.family import Family
+from lmmfast.glmm.fit import GlmmSolution
+from lmmfast.glmm.prepare import PreparedGlmm
+from lmmfast.glmm.response import evaluate
+from lmmfast.glmm.reweight import add_random_part
+from lmmfast.inference.condvar import covariance_blocks, ranef_rows
+from lmmfast.objective import scale_by_lambda
+from lmmfast.optimize import OptSummary
+from lmmfast.predict import predict as predict_link
+from lmmfast.result import MixedFit, RandomTermResult
+from lmmfast.summary import fixed_correlation_lines, format_column, format_p_value, format_table, random_effects_lines
+from lmmfast.validation import check_choice
+
+#: The version of :meth:`GlmmResult.to_dict`'s layout (``lmmfast/schemas/glmm.schema.json``).
+GLMM_SCHEMA = "lmmfast-glmm/1"
+
+RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
+SCALES = ("response", "link")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class GlmmResult(MixedFit):
+    """A fitted generalized linear mixed model (:func:`lmmfast.glmm`). Immutable.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+    >>> round(fit.objective, 2), round(fit.deviance, 2), fit.family.name
+    (186.57, 75.07, 'binomial')
+    """
+
+    formula: str
+    family: Family
+    nagq: int
+    data_name: str | None
+    weights_name: str | None
+    offset_name: str | None
+    fixef_names: tuple[str, ...]
+    beta: np.ndarray
+    beta_covariance: np.ndarray
+    covariance_source: str
+    theta: np.ndarray
+    theta_names: tuple[str, ...]
+    terms: tuple[RandomTermResult, ...]
+    objective: float
+    deviance: float
+    nobs: int
+    dropped_rows: np.ndarray
+    dropped_columns: tuple[str, ...]
+    linear_predictor: np.ndarray
+    mu: np.ndarray
+    optsummary: OptSummary
+    stages: tuple[OptSummary, ...]
+    fit_seconds: float
+    version: str
+    model: PreparedGlmm = field(repr=False)
+    solution: GlmmSolution = field(repr=False)
+
+    @classmethod
+    def of(cls, prepared: PreparedGlmm, solution: GlmmSolution, began: float | None = None) -> GlmmResult:
+        """The result of ``solution``, a fit of ``prepared``."""
+        layout, terms = prepared.layout, prepared.terms
+        pirls = solution.deviance.pirls
+        b = scale_by_lambda(pirls.layout, pirls.shape, solution.theta, solution.mode.u)
+        eta = prepared.response.offset + prepared.fixed.X @ solution.beta
+        add_random_part(pirls.terms, b, pirls.shape.column_offsets, eta)
+        mu = np.empty_like(eta)
+        pirls.evaluate_rows(eta)
+        mu[:] = pirls.buffers.mu
+        term_results = [
+            RandomTermResult(
+                name=name,
+                group=term.group,
+                columns=term.columns,
+                levels=term.levels,
+                template=layout.template(solution.theta, index),
+                modes=np.ascontiguousarray(modes),
+            )
+            for index, (term, name, modes) in enumerate(
+                zip(terms, display_names(terms), prepared.engine.model_modes(b, pirls.shape.column_offsets))
+            )
+        ]
+        return cls(
+            formula=prepared.formula.text,
+            family=prepared.family,
+            nagq=prepared.nagq,
+            data_name=prepared.data_name,
+            weights_name=prepared.weights_name,
+            offset_name=prepared.offset_name,
+            fixef_names=prepared.fixed.names,
+            beta=solution.beta,
+            beta_covariance=solution.beta_covariance,
+            covariance_source=solution.covariance_source,
+            theta=solution.theta,
+            theta_names=tuple(layout.names([t.group for t in terms], [t.columns for t in terms])),
+            terms=tuple(term_results),
+            objective=solution.objective,
+            deviance=solution.mode.deviance,
+            nobs=len(prepared.response.y),
+            dropped_rows=prepared.model_frame.dropped_rows,
+            dropped_columns=prepared.fixed.dropped,
+            linear_predictor=eta,
+            mu=mu,
+            optsummary=solution.stages[-1],
+            stages=solution.stages,
+            fit_seconds=time.perf_counter() - began if began is not None else solution.seconds,
+            version=__version__,
+            model=prepared,
+            solution=solution,
+        )
+
+    # --- likelihood summaries -------------------------------------------------------------
+    @property
+    def residual_sd(self) -> float | None:
+        """None: a generalized model has no residual variance."""
+        return None
+
+    @property
+    def link(self) -> str:
+        """The link function's name (``"logit"``, ``"probit"``, ``"cloglog"``, ``"log"``)."""
+        return self.family.link
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters: fixed effects and θ."""
+        return len(self.beta) + len(self.theta)
+
+    @property
+    def loglik(self) -> float:
+        """The log-likelihood, −objective / 2 (for ``nagq > 1`` on lme4's quadrature scale)."""
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        """−2 logLik + 2 npar."""
+        return self.objective + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        """−2 logLik + log(n) npar."""
+        return self.objective + np.log(self.nobs) * self.npar
+
+    @property
+    def converged(self) -> bool:
+        """Whether every stage's optimiser stopped on its tolerances."""
+        return all(stage.converged for stage in self.stages)
+
+    @property
+    def n_evals(self) -> int:
+        """Deviance evaluations over both stages (without the Hessian's)."""
+        return sum(stage.n_evals for stage in self.stages)
+
+    @property
+    def method(self) -> str:
+        """How the likelihood was approximated, as glmer's summary says it."""
+        if self.nagq == 0:
+            return "Laplace approximation, nAGQ = 0"
+        if self.nagq == 1:
+            return "Laplace Approximation"
+        return f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nagq}"
+
+    # --- per observation ---------------------------------------------------------------------
+    def fitted(self, type: str = "response") -> np.ndarray:
+        """Fitted values of the observations used: the means μ̂ (``"response"``) or the linear
+        predictor η̂ (``"link"``), random effects and offset included."""
+        if check_choice("type", type, SCALES) == "response":
+            return self.mu.copy()
+        return self.linear_predictor.copy()
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        """Residuals of the observations used, as lme4's ``residuals(m, type)``:
+        ``"deviance"`` (default), ``"pearson"``, ``"response"`` (y − μ̂) or ``"working"``."""
+        check_choice("residual type", type, RESIDUAL_TYPES)
+        pirls = self.solution.deviance.pirls.fresh()
+        rows = pirls.buffers
+        pirls.evaluate_rows(self.linear_predictor.copy())
+        response = self.model.response
+        if type == "response":
+            return response.y - rows.mu
+        if type == "working":
+            return rows.working_residuals.copy()
+        if type == "pearson":  # √w (y − μ) / √V(μ): √w μ'/√V times (y − μ)/μ'
+            return rows.root_weights * rows.working_residuals
+        return np.sign(response.y - rows.mu) * np.sqrt(np.maximum(rows.deviance_residuals, 0.0))
+
+    def predict(
+        self, newdata: object, *, type: str = "response", re: str = "all", new_levels: str = "population"
+    ) -> np.ndarray:
+        """Predictions for the rows of ``newdata`` on the response scale (probabilities,
+        rates) or the link scale, with or without the random effects; offsets in the formula
+        are taken from ``newdata`` (an ``offset=`` argument of the fit is not: add it to the
+        link-scale prediction). Arguments as for :meth:`lmmfast.LmmResult.predict`.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+        >>> fit.predict({"period": [1, 4], "herd": ["1", "1"]}).round(3).tolist()
+        [0.254, 0.066]
+        """
+        scale = check_choice("type", type, SCALES)
+        link = predict_link(self, newdata, re=re, new_levels=new_levels)  # type: ignore[arg-type]
+        available = set(column_names(newdata))
+        for expression in self.model.formula.offsets:
+            needed = formula_variables(f"0 + I({expression})", f"offset({expression})", available)
+            frame = build_model_frame(newdata, sorted(needed)).frame
+            if len(frame) != len(link):
+                raise DataError(f"newdata has missing values in the offset's columns ({', '.join(sorted(needed))}).")
+            link = link + evaluate(expression, frame, "The offset")
+        if scale == "link":
+            return link
+        return _inverse_link(self.family, link)
+
+    # --- random effects ------------------------------------------------------------------------
+    @cached_property
+    def cond_var(self) -> dict[str, np.ndarray]:
+        """Conditional covariance matrices of the random effects per term (VarCorr's names),
+        arrays (n_levels, k, k): Λ (Λ'Z'WZΛ + I)⁻¹ Λ' at the modes, as lme4's ``condVar``."""
+        deviance = self.solution.deviance.fresh()
+        deviance.pirls.solve(self.theta, self.beta, free_beta=False, u=self.solution.mode.u)
+        pirls = deviance.pirls
+        blocks = covariance_blocks(pirls.factor, pirls.shape.column_offsets, self.model.engine, self.terms, 1.0)
+        return {term.name: block for term, block in zip(self.terms, blocks)}
+
+    def ranef_table(self) -> pd.DataFrame:
+        """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
+        return ranef_rows(self.terms, list(self.cond_var.values()))
+
+    # --- output ------------------------------------------------------------------------------
+    @property
+    def coef_table(self) -> pd.DataFrame:
+        """The fixed effects with standard errors, Wald z and Pr(>|z|), as glmer's summary."""
+        se = np.sqrt(np.diag(self.beta_covariance))
+        z = self.beta / se
+        return pd.DataFrame(
+            {"estimate": self.beta, "std_error": se, "z_value": z, "p_value": 2.0 * ndtr(-np.abs(z))},
+            index=list(self.fixef_names),
+        )
+
+    def summary(self) -> str:
+        """glmer's ``summary()``, as text."""
+        return format_glmm_summary(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{name} ({count})" for name, count in self.ngrps.items())
+        flags = "".join(
+            [", boundary (singular) fit" if self.singular else "", "" if self.converged else ", not converged"]
+        )
+        return (
+            f"<{type(self).__name__}: {self.formula}, {self.family.name} ({self.link})\n"
+            f" -2 log-likelihood {self.objective:.3f}, {self.nobs} observations, groups: {groups}{flags}>"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``schema``: ``"lmmfast-glmm/1"``)."""
+
+        def clean(value: float) -> float | None:
+            return None if value is None or not np.isfinite(value) else float(value)
+
+        return {
+            "schema": GLMM_SCHEMA,
+            "formula": self.formula,
+            "family": self.family.name,
+            "link": self.link,
+            "nagq": self.nagq,
+            "nobs": self.nobs,
+            "n_dropped": len(self.dropped_rows),
+            "ngrps": self.ngrps,
+            "objective": self.objective,
+            "loglik": self.loglik,
+            "aic": self.aic,
+            "bic": self.bic,
+            "deviance": self.deviance,
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "stderr": {k: float(v) for k, v in self.stderr.items()},
+            "theta": [float(t) for t in self.theta],
+            "theta_names": list(self.theta_names),
+            "varcorr": [
+                {"grp": row.grp, "var1": row.var1, "var2": row.var2, "vcov": clean(row.vcov), "sdcor": clean(row.sdcor)}
+                for row in self.varcorr.itertuples(index=False)
+            ],
+            "converged": self.converged,
+            "singular": self.singular,
+            "n_evals": self.n_evals,
+            "fit_seconds": self.fit_seconds,
+            "optimizer": self.optsummary.algorithm,
+            "dropped_columns": list(self.dropped_columns),
+            "version": self.version,
+        }
+
+
+def _inverse_link(family: Family, eta: np.ndarray) -> np.ndarray:
+    link = family.link
+    if link == "logit":
+        return 1.0 / (1.0 + np.exp(-eta))
+    if link == "probit":
+        return ndtr(eta)
+    if link == "cloglog":
+        return -np.expm1(-np.exp(eta))
+    return np.exp(eta)
+
+
+def format_glmm_summary(fit: GlmmResult) -> str:
+    """Render ``fit`` as glmer's ``summary()`` prints it; the −2 log-likelihood is labelled
+    as such (``-2*log(L)``, as lme4's newer summaries do), and lme4's ``deviance()`` — the sum
+    of squared deviance residuals — is given on a line of its own."""
+    lines = [f"Generalized linear mixed model fit by maximum likelihood ({fit.method}) ['glmerMod']"]
+    lines.append(f" Family: {fit.family.name}  ( {fit.link} )")
+    lines.append(f"Formula: {fit.formula}")
+    if fit.data_name:
+        lines.append(f"   Data: {fit.data_name}")
+    if fit.weights_name:
+        lines.append(f"Weights: {fit.weights_name}")
+    if fit.offset_name and not fit.model.formula.offsets:
+        lines.append(f" Offset: {fit.offset_name}")
+    lines.append("")
+    header = ["AIC", "BIC", "logLik", "-2*log(L)", "df.resid"]
+    cells = [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}", f"{fit.objective:.1f}", str(fit.nobs - fit.npar)]
+    lines.extend(" " + row for row in format_table(header, [cells], set()))
+    lines.append(
+        f"Deviance (sum of squared deviance residuals at the conditional modes, lme4's deviance()): {fit.deviance:.2f}"
+    )
+    lines.append("")
+    quantiles = np.quantile(fit.residuals("pearson"), [0, 0.25, 0.5, 0.75, 1.0])
+    lines.append("Scaled residuals: ")
+    lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
+    lines.append("")
+    lines.append("Random effects:")
+    lines.extend(random_effects_lines(fit))
+    groups = ", ".join(f"{name}, {count}" for name, count in fit.ngrps.items())
+    lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    if len(fit.dropped_rows):
+        lines.append(f"({len(fit.dropped_rows)} rows with missing values dropped)")
+    if fit.dropped_columns:
+        lines.append(f"Fixed-effect columns dropped as rank deficient: {', '.join(fit.dropped_columns)}")
+    lines.append("")
+    lines.append("Fixed effects:")
+    table = fit.coef_table
+    names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
+    rows = [
+        [name, estimate, error, f"{z:.3f}", format_p_value(p)]
+        for name, estimate, error, z, p in zip(
+            names,
+            format_column(table.estimate.to_numpy()),
+            format_column(table.std_error.to_numpy()),
+            table.z_value,
+            table.p_value,
+        )
+    ]
+    lines.extend(format_table(["", "Estimate", "Std. Error", "z value", "Pr(>|z|)"], rows, {0}))
+    if fit.covariance_source == "RX" and fit.nagq > 0:
+        lines.append("(standard errors from R_X: the Hessian of the deviance was not positive definite)")
+    lines.extend(fixed_correlation_lines(fit))
+    notes = []
+    if fit.singular:
+        notes.append("boundary (singular) fit: see help(lmmfast.SingularFitWarning)")
+    if not fit.converged:
+        notes.append(f"optimizer ({fit.optsummary.algorithm}) stopped without converging: {fit.optsummary.return_code}")
+    if notes:
+        lines.append("")
+        lines.extend(notes)
+    return "\n".join(lines)
