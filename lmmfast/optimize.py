@@ -592,7 +592,8 @@ def optimize_bounded(
         if before - recorder.best_f <= ftol_abs:
             break
     assert recorder.best_x is not None
-    x, value, snapped = recorder.best_x.copy(), recorder.best_f, ()
+    x, value = recorder.best_x.copy(), recorder.best_f
+    snapped: tuple[int, ...] = ()
     if snappable is not None:
         x, value, snapped = _snap_to_boundary(recorder, snappable, x, value, control.boundary_tolerance)
     return OptSummary(

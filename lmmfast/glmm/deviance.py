@@ -53,7 +53,9 @@ class GlmmDeviance:
         self.pirls = pirls
         self.n_theta = n_theta
         self.nagq = nagq
-        self.nodes, self.weights = gauss_hermite(nagq) if nagq > 1 else (np.zeros(1), np.ones(1))
+        nodes, weights = gauss_hermite(nagq) if nagq > 1 else (np.zeros(1), np.ones(1))
+        self.nodes: np.ndarray = nodes
+        self.weights: np.ndarray = weights
         #: the β PIRLS estimated at the last :meth:`fast` evaluation, where the next starts
         self.last_beta = np.zeros(pirls.X.shape[1])
         self.last_mode: Mode | None = None

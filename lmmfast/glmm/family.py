@@ -53,7 +53,7 @@ class Family:
             object.__setattr__(self, "link", links[0])
         if self.link not in links:
             raise ArgumentError(
-                f"The {self.name} family takes the link {' or '.join(repr(link) for link in links)}, got {self.link!r}. "
+                f"The {self.name} family takes the link {' or '.join(map(repr, links))}, got {self.link!r}. "
                 "Other families and links (negative binomial, Gamma, identity links) are not fitted by lmmfast yet."
             )
 

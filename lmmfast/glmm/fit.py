@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +76,9 @@ class _Guarded:
     extreme trial point) become ``INFEASIBLE`` so the optimiser steps back, except at the
     start, where they are the model's and are raised."""
 
-    def __init__(self, function, first_call=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, function: Callable[[np.ndarray], float], first_call: Callable[[np.ndarray], float] | None = None
+    ) -> None:
         self.function = function
         self.first_call = first_call
         self.calls = 0
@@ -121,7 +123,8 @@ def fit_glmm(
     monitor.start(deviance.pirls.factor.describe())
     with limit_blas_threads(deviance.pirls.factor.blas_threads), contextlib.closing(monitor):
         fast = _Guarded(deviance.fast, lambda theta: deviance.fast(theta, eta=prepared.start_eta))
-        first = optimize_theta(fast, layout, start=start, control=control, on_evaluation=monitor.evaluation)
+        theta_start = None if start is None else np.asarray(start, dtype=np.float64)
+        first = optimize_theta(fast, layout, start=theta_start, control=control, on_evaluation=monitor.evaluation)
         theta = first.final
         mode = deviance.pirls.solve(theta, deviance.last_beta, free_beta=True)
         beta = mode.beta

@@ -18,7 +18,7 @@ import numpy as np
 from lmmfast.design.random import RandomTerm
 
 #: R's ``.Machine$double.eps``, the floor of μ'(η) and of μ for the log and cloglog links.
-EPSILON = np.finfo(np.float64).eps
+EPSILON = float(np.finfo(np.float64).eps)
 #: R's logit link treats |η| > 30 as saturated.
 LOGIT_THRESHOLD = 30.0
 #: R's probit link clamps η at ±``-qnorm(.Machine$double.eps)``.
