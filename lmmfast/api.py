@@ -145,7 +145,7 @@ def report_design(prepared: PreparedModel, actions: Mapping[str, str]) -> None:
             f"The response {prepared.formula.response!r} has only the values 0 and 1, and a linear mixed model "
             "is being fitted to it (a linear probability model: predictions can leave [0, 1] and the residual "
             "variance cannot be constant). Binary outcomes such as accuracy are usually fitted by a logistic "
-            "mixed model (lme4's glmer(..., family = binomial)), which lmmfast does not fit yet. If the linear "
+            "mixed model: lmmfast.glmm(formula, data, family='binomial') (lme4's glmer). If the linear "
             "model is what you want, pass checks={'binary_response': 'ignore'}.",
             BinaryResponseWarning,
         )

@@ -84,8 +84,8 @@ def _non_numeric_response_message(response: str, column: pd.Series) -> str:
         shown = " and ".join(repr(str(level)) for level in sorted(levels, key=str))
         return (
             f"The response {response!r} must be numeric, but it is categorical with two levels ({shown}). "
-            "A binary outcome needs a logistic mixed model (lme4's glmer(..., family = binomial)), which "
-            "lmmfast does not fit yet; recoding it to 0/1 would fit a linear probability model instead."
+            "A binary outcome needs a logistic mixed model: lmmfast.glmm(formula, data, family='binomial') "
+            "(lme4's glmer); recoding it to 0/1 would fit a linear probability model instead."
         )
     return (
         f"The response {response!r} must be numeric, but its values are of type {column.dtype} "

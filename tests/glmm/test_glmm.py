@@ -1,0 +1,153 @@
+"""Properties of generalized fits: equivalent ways to give the response, invariances, the
+per-observation methods, and the output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmmfast
+from lmmfast.glmm.result import _inverse_link
+
+CBPP = "prop ~ period + (1 | herd)"
+VERBAGG = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"
+
+
+@pytest.fixture(scope="module")
+def cbpp() -> pd.DataFrame:
+    return lmmfast.datasets.load("cbpp")
+
+
+@pytest.fixture(scope="module")
+def cbpp_fit(cbpp) -> lmmfast.GlmmResult:
+    return lmmfast.glmm(CBPP, cbpp, weights="size")
+
+
+@pytest.fixture(scope="module")
+def verbagg() -> pd.DataFrame:
+    return lmmfast.datasets.load("verbagg")
+
+
+def test_cbind_is_a_proportion_with_its_trials(cbpp, cbpp_fit):
+    fit = lmmfast.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
+    assert fit.objective == pytest.approx(cbpp_fit.objective, rel=1e-9)
+    np.testing.assert_allclose(fit.beta, cbpp_fit.beta, rtol=1e-6)
+
+
+@pytest.mark.parametrize("coding", ["categorical", "boolean"])
+def test_a_two_level_or_boolean_response_is_its_0_1_coding(verbagg, coding):
+    formula = "r2 ~ Anger + Gender + (1 | id)"
+    numeric = lmmfast.glmm(formula, verbagg, nagq=0)
+    recoded = verbagg.assign(r2=np.where(verbagg.r2 == 1, "Y", "N") if coding == "categorical" else verbagg.r2 == 1)
+    fit = lmmfast.glmm(formula, recoded, nagq=0)
+    assert fit.objective == pytest.approx(numeric.objective, rel=1e-12)
+    if coding == "categorical":
+        assert fit.model.response.success == "Y"
+
+
+def test_an_offset_in_the_formula_is_the_offset_argument(cbpp):
+    in_formula = lmmfast.glmm("incidence ~ period + offset(log(size)) + (1 | herd)", cbpp, family="poisson")
+    as_argument = lmmfast.glmm("incidence ~ period + (1 | herd)", cbpp, family="poisson", offset=np.log(cbpp["size"]))
+    assert in_formula.objective == pytest.approx(as_argument.objective, rel=1e-10)
+    np.testing.assert_allclose(in_formula.beta, as_argument.beta, rtol=1e-7)
+    assert "Offset:" in as_argument.summary() and "Offset:" not in in_formula.summary()
+
+
+def test_row_order_does_not_change_the_fit(verbagg):
+    fit = lmmfast.glmm(VERBAGG, verbagg, nagq=0)
+    shuffled = verbagg.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    other = lmmfast.glmm(VERBAGG, shuffled, nagq=0)
+    assert other.objective == pytest.approx(fit.objective, rel=1e-9)
+    np.testing.assert_allclose(other.beta, fit.beta, rtol=1e-5, atol=1e-7)
+
+
+def test_a_fit_is_deterministic(cbpp):
+    first, second = (lmmfast.glmm(CBPP, cbpp, weights="size") for _ in range(2))
+    assert first.objective == second.objective
+    np.testing.assert_array_equal(first.beta, second.beta)
+    np.testing.assert_array_equal(first.beta_covariance, second.beta_covariance)
+
+
+def test_both_factorizations_reach_the_same_optimum(verbagg):
+    blocked = lmmfast.glmm(VERBAGG, verbagg, nagq=0, factorization="blocked")
+    cholmod = lmmfast.glmm(VERBAGG, verbagg, nagq=0, factorization="cholmod")
+    assert cholmod.objective == pytest.approx(blocked.objective, rel=1e-8)
+
+
+@pytest.mark.parametrize("link", ["probit", "cloglog"])
+def test_other_links_fit_and_are_recorded(cbpp, cbpp_fit, link):
+    fit = lmmfast.glmm(CBPP, cbpp, weights="size", link=link)
+    assert fit.link == link and f"( {link} )" in fit.summary()
+    # the same data: the fits' likelihoods are close, their coefficients on other scales
+    assert fit.objective == pytest.approx(cbpp_fit.objective, rel=0.02)
+    assert not np.allclose(fit.beta, cbpp_fit.beta, rtol=0.05)
+    assert np.all((fit.fitted() > 0) & (fit.fitted() < 1))
+
+
+def test_fitted_values_are_the_inverse_link_of_the_linear_predictor(cbpp_fit):
+    np.testing.assert_allclose(cbpp_fit.fitted(), _inverse_link(cbpp_fit.family, cbpp_fit.fitted("link")), rtol=1e-12)
+
+
+def test_prediction_on_the_fitted_rows_is_the_fitted_values(cbpp, cbpp_fit):
+    np.testing.assert_allclose(cbpp_fit.predict(cbpp), cbpp_fit.fitted(), rtol=1e-10)
+    np.testing.assert_allclose(cbpp_fit.predict(cbpp, type="link"), cbpp_fit.fitted("link"), rtol=1e-10)
+    population = cbpp_fit.predict(cbpp, type="link", re="none")
+    np.testing.assert_allclose(population, cbpp_fit.model.fixed.X @ cbpp_fit.beta, rtol=1e-12)
+
+
+def test_prediction_takes_the_formulas_offset_from_newdata(cbpp):
+    fit = lmmfast.glmm("incidence ~ period + offset(log(size)) + (1 | herd)", cbpp, family="poisson")
+    np.testing.assert_allclose(fit.predict(cbpp), fit.fitted(), rtol=1e-10)
+    doubled = fit.predict(cbpp.assign(size=2 * cbpp["size"]))
+    np.testing.assert_allclose(doubled, 2 * fit.fitted(), rtol=1e-10)
+
+
+def test_residuals_of_each_type(cbpp_fit):
+    response = cbpp_fit.model.response
+    deviance = cbpp_fit.residuals("deviance")
+    assert float(np.sum(deviance**2)) == pytest.approx(cbpp_fit.deviance, rel=1e-10)
+    np.testing.assert_allclose(cbpp_fit.residuals("response"), response.y - cbpp_fit.fitted(), atol=1e-14)
+    mu = cbpp_fit.fitted()
+    pearson = (response.y - mu) * np.sqrt(response.weights / (mu * (1 - mu)))
+    np.testing.assert_allclose(cbpp_fit.residuals("pearson"), pearson, rtol=1e-10)
+    working = (response.y - mu) / (mu * (1 - mu))
+    np.testing.assert_allclose(cbpp_fit.residuals("working"), working, rtol=1e-10)
+    with pytest.raises(lmmfast.ArgumentError, match="residual type must be"):
+        cbpp_fit.residuals("raw")
+
+
+def test_conditional_variances_are_the_inverse_curvature_at_the_modes(cbpp_fit):
+    table = cbpp_fit.ranef_table()
+    assert list(table.columns) == ["grpvar", "term", "grp", "condval", "condsd"] and len(table) == 15
+    # one scalar term: Var(b_j | y) = θ² / (θ² Σ_{i in j} w_i + 1), w = trials μ(1 − μ) for the logit
+    mu = cbpp_fit.fitted()
+    working = cbpp_fit.model.response.weights * mu * (1 - mu)
+    per_herd = np.bincount(cbpp_fit.model.terms[0].codes, weights=working)
+    theta = cbpp_fit.theta[0]
+    np.testing.assert_allclose(table.condsd, np.sqrt(theta**2 / (theta**2 * per_herd + 1)), rtol=1e-7)
+    assert cbpp_fit.cond_var["herd"].shape == (15, 1, 1)
+
+
+def test_summary_names_both_deviances_and_the_z_tests(cbpp_fit):
+    text = cbpp_fit.summary()
+    assert text.startswith("Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)")
+    assert "-2*log(L)" in text and "lme4's deviance()): 75.07" in text
+    assert "z value Pr(>|z|)" in text and "Family: binomial  ( logit )" in text
+    assert "Residual" not in text
+
+
+def test_to_dict_is_json_and_agrees_with_the_fit(cbpp_fit):
+    record = json.loads(json.dumps(cbpp_fit.to_dict()))
+    assert record["schema"] == "lmmfast-glmm/1" and record["family"] == "binomial"
+    assert record["objective"] == cbpp_fit.objective and record["deviance"] == cbpp_fit.deviance
+    assert record["aic"] == pytest.approx(cbpp_fit.objective + 2 * 3)
+
+
+def test_fast_and_laplace_fits_are_close(verbagg):
+    fast = lmmfast.glmm(VERBAGG, verbagg, nagq=0)
+    laplace = lmmfast.glmm(VERBAGG, verbagg, nAGQ=1)
+    assert laplace.objective <= fast.objective
+    np.testing.assert_allclose(fast.beta, laplace.beta, rtol=0.05, atol=0.01)
