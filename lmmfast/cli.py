@@ -1,5 +1,6 @@
-"""The command line: ``lmmfast fit DATA "FORMULA"`` and ``lmmfast anova DATA "FORMULA" "FORMULA" ...``,
-printing lme4's layout, JSON (versioned schemas in ``lmmfast/schemas/``), CSV or markdown."""
+"""The command line: ``lmmfast fit DATA "FORMULA" [--family binomial|poisson]`` and
+``lmmfast anova DATA "FORMULA" "FORMULA" ...``, printing lme4's layout, JSON (versioned schemas
+in ``lmmfast/schemas/``), CSV or markdown."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import pandas as pd
 
 from lmmfast import datasets
 from lmmfast._version import __version__
-from lmmfast.api import lmm
-from lmmfast.errors import DataError, LmmfastError
+from lmmfast.api import glmm, lmm
+from lmmfast.errors import ArgumentError, DataError, LmmfastError
 from lmmfast.fitted import LmmResult
+from lmmfast.glmm.result import GlmmResult
 from lmmfast.inference import anova
 
 #: The separators a text file's first lines are searched for when ``--sep`` is not given.
@@ -136,6 +138,22 @@ def _parser() -> argparse.ArgumentParser:
         help="denominator df and p-values for the fixed effects: 'satterthwaite' always (also in json, csv and "
         "markdown), 'none' never; default 'auto': in the text summary when cheap",
     )
+    fit.add_argument(
+        "--family",
+        choices=("gaussian", "binomial", "poisson"),
+        default="gaussian",
+        help="the response's distribution: gaussian (a linear mixed model, the default), or a generalized "
+        "model as glmer: binomial (0/1, two levels, cbind(s, f), or a proportion with --weights trials) or poisson",
+    )
+    fit.add_argument("--link", metavar="LINK", help="binomial: logit (default), probit or cloglog; poisson: log")
+    fit.add_argument(
+        "--nagq",
+        type=int,
+        default=1,
+        metavar="N",
+        help="generalized models: 1 Laplace (default), 0 fast, >1 quadrature",
+    )
+    fit.add_argument("--offset", metavar="COL", help="generalized models: column of offsets (link scale)")
     fit.set_defaults(command_parser=fit)
     anova = commands.add_parser(
         "anova", parents=[shared], help="compare models by likelihood-ratio tests (REML fits refitted by ML)"
@@ -193,7 +211,39 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _print_fit(fit: LmmResult, output: str, ddf: str | None) -> None:
+def _print_glmm(fit: GlmmResult, output: str) -> None:
+    if output == "json":
+        print(json.dumps(fit.to_dict(), indent=2))
+    elif output == "csv":
+        print(fit.coef_table.rename_axis("term").to_csv(), end="")
+    elif output == "markdown":
+        print(
+            f"**{fit.formula}** — {fit.family.name} ({fit.link}), −2 logLik {fit.objective:.3f}, {fit.nobs} observations\n"
+        )
+        print(_markdown(fit.coef_table.rename_axis("term")) + "\n")
+        print(_markdown(fit.varcorr.set_index("grp")))
+    else:
+        print(fit.summary())
+
+
+def _fit(args: argparse.Namespace, data: pd.DataFrame) -> LmmResult | GlmmResult:
+    """The model the ``fit`` command's options ask for."""
+    if args.family == "gaussian":
+        for option, given in (("--link", args.link is not None), ("--nagq", args.nagq != 1), ("--offset", args.offset)):
+            if given:
+                raise ArgumentError(f"{option} is for generalized models: add --family binomial or --family poisson.")
+        return lmm(args.formula, data, reml=not args.ml, weights=args.weights)
+    if args.ddf not in (None, "auto"):
+        raise ArgumentError("--ddf is for linear mixed models; a generalized model's summary has Wald z tests.")
+    return glmm(
+        args.formula, data, args.family, link=args.link, weights=args.weights, offset=args.offset, nagq=args.nagq
+    )
+
+
+def _print_fit(fit: LmmResult | GlmmResult, output: str, ddf: str | None) -> None:
+    if isinstance(fit, GlmmResult):
+        _print_glmm(fit, output)
+        return
     if output == "json":
         payload = fit.to_dict()
         if ddf == "satterthwaite":
@@ -253,11 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if args.command == "fit":
-                fits = [lmm(args.formula, data, reml=not args.ml, weights=args.weights)]
+                fits: list[LmmResult | GlmmResult] = [_fit(args, data)]
             else:
-                fits = [lmm(f, data, reml=not args.ml, weights=args.weights) for f in args.formulas]
+                compared = [lmm(f, data, reml=not args.ml, weights=args.weights) for f in args.formulas]
                 names = None if args.names is None else [n.strip() for n in args.names.split(",")]
-                table = anova(*fits, names=names)
+                table = anova(*compared, names=names)
     except LmmfastError as exc:
         print(f"lmmfast: error: {exc}", file=sys.stderr)
         return 2

@@ -163,3 +163,43 @@ def test_csv_and_markdown_print_the_tables(capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == "| term | estimate | std_error | t_value |" and lines[4].startswith("| Intercept | 251.405 |")
     assert "| grp | var1 | var2 | vcov | sdcor |" in lines
+
+
+GLMM_SCHEMA = json.loads((Path(lmmfast.__file__).parent / "schemas" / "glmm.schema.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("formula", "options"),
+    [
+        ("cbind(incidence, size - incidence) ~ period + (1 | herd)", ["--family", "binomial"]),
+        ("incidence ~ period + offset(log(size)) + (1 | herd)", ["--family", "poisson", "--nagq", "0"]),
+    ],
+)
+def test_generalized_fit_json_validates_against_its_schema(capsys, formula, options) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    assert main(["fit", "cbpp", formula, *options, "--output", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    jsonschema.validate(payload, GLMM_SCHEMA)
+    assert payload["family"] == options[1] and payload["schema"] == "lmmfast-glmm/1"
+
+
+def test_generalized_fit_prints_glmers_summary_and_tables(capsys) -> None:
+    formula = "prop ~ period + (1 | herd)"
+    assert main(["fit", "cbpp", formula, "--family", "binomial", "--weights", "size"]) == 0
+    text = capsys.readouterr().out
+    assert "Family: binomial  ( logit )" in text and "z value" in text
+    assert main(["fit", "cbpp", formula, "--family", "binomial", "--weights", "size", "--output", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "term,estimate,std_error,z_value,p_value"
+
+
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [
+        (["--nagq", "0"], "--nagq is for generalized models: add --family binomial"),
+        (["--link", "probit"], "--link is for generalized models"),
+        (["--family", "poisson", "--ddf", "satterthwaite"], "--ddf is for linear mixed models"),
+    ],
+)
+def test_options_of_the_other_kind_of_model_are_refused(capsys, options, phrase) -> None:
+    assert main(["fit", "cbpp", "incidence ~ period + (1 | herd)", *options]) == 2
+    assert phrase in capsys.readouterr().err
