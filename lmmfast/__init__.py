@@ -37,8 +37,8 @@ from lmmfast.errors import (
     SingularFitWarning,
 )
 from lmmfast.fitted import LmmResult
-from lmmfast.glmm.family import Family
-from lmmfast.glmm.result import GlmmResult
+from lmmfast.generalized.family import Family
+from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
 
 __all__ = [

@@ -15,10 +15,10 @@ from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ArgumentError, BinaryResponseWarning, RankDeficiencyWarning
 from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
-from lmmfast.glmm.family import Family, family_for
-from lmmfast.glmm.fit import fit_glmm
-from lmmfast.glmm.prepare import prepare_glmm
-from lmmfast.glmm.result import GlmmResult
+from lmmfast.generalized.family import Family, family_for
+from lmmfast.generalized.fit import fit_glmm
+from lmmfast.generalized.prepare import prepare_glmm
+from lmmfast.generalized.result import GlmmResult
 from lmmfast.prepare import PreparedModel, prepare
 from lmmfast.validation import check_bool, check_count
 

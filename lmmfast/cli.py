@@ -21,7 +21,7 @@ from lmmfast._version import __version__
 from lmmfast.api import glmm, lmm
 from lmmfast.errors import ArgumentError, DataError, LmmfastError
 from lmmfast.fitted import LmmResult
-from lmmfast.glmm.result import GlmmResult
+from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
 
 #: The separators a text file's first lines are searched for when ``--sep`` is not given.

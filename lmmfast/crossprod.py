@@ -186,6 +186,8 @@ def form_cross_products(
     y: np.ndarray,
     weights: np.ndarray | None = None,
     pairs: PairPattern | None = None,
+    *,
+    root_weights: np.ndarray | None = None,
 ) -> CrossProducts:
     """Form every cross-product the profiled objective needs.
 
@@ -199,6 +201,9 @@ def form_cross_products(
         Positive prior weights; rows enter scaled by √w.
     pairs : PairPattern, optional
         :func:`pair_pattern` of ``terms``, where it is already known.
+    root_weights : numpy.ndarray, optional
+        √w instead of ``weights``, for weights that change every iteration (a generalized
+        model's working weights): Σ log w is then not formed (``sum_log_weights`` is 0).
 
     Examples
     --------
@@ -214,11 +219,13 @@ def form_cross_products(
     Xy[:, :-1] = X
     Xy[:, -1] = y
     sum_log_weights = 0.0
+    root = root_weights
     if weights is not None:
         root = np.sqrt(weights)
-        Xy *= root[:, None]
         sum_log_weights = float(np.sum(np.log(weights)))
-    values = [t.values * root[:, None] if weights is not None else t.values for t in terms]
+    if root is not None:
+        Xy *= root[:, None]
+    values = [t.values * root[:, None] if root is not None else t.values for t in terms]
 
     sizes = np.asarray([t.k for t in terms], dtype=np.int64)
     levels = np.asarray([t.n_levels for t in terms], dtype=np.int64)

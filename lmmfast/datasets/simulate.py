@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 
 from lmmfast.errors import ArgumentError
-from lmmfast.validation import check_count
+from lmmfast.validation import check_choice, check_count
+
+#: Per family: intercept, the effects of ``cond`` and ``freq``, and the SDs of the subjects'
+#: and the items' intercepts and slopes (on the link scale for the generalized families).
+EFFECTS = {
+    "gaussian": (400.0, 30.0, -10.0, (40.0, 15.0), (25.0, 10.0)),
+    "binomial": (0.2, 0.5, -0.2, (0.8, 0.3), (0.5, 0.2)),
+    "poisson": (1.0, 0.3, -0.1, (0.4, 0.15), (0.3, 0.1)),
+}
 
 
 def simulate_crossed(
@@ -16,6 +24,7 @@ def simulate_crossed(
     *,
     trials_per_item: int = 1,
     slopes: bool = True,
+    family: str = "gaussian",
     seed: int = 0,
 ) -> pd.DataFrame:
     """Simulate a psycholinguistic-style crossed design.
@@ -27,7 +36,11 @@ def simulate_crossed(
         y = 400 + 30·cond − 10·freq + s₀ + s₁·cond + i₀ + i₁·cond + ε
 
     with subject effects (sd 40 and 15, correlation 0.3), item effects (sd 25 and 10,
-    correlation −0.2) — slopes only when ``slopes`` — and residual sd 60.
+    correlation −0.2) — slopes only when ``slopes`` — and residual sd 60. For
+    ``family="binomial"`` the linear predictor 0.2 + 0.5·cond − 0.2·freq plus subject (sd 0.8
+    and 0.3) and item (sd 0.5 and 0.2) effects gives the probability of a 1 (logit link); for
+    ``"poisson"``, 1 + 0.3·cond − 0.1·freq plus subject (0.4, 0.15) and item (0.3, 0.1)
+    effects the log of a count's mean.
 
     Parameters
     ----------
@@ -35,6 +48,7 @@ def simulate_crossed(
     trials_per_item : int, default 1
         Replicates of each subject × item pair: raises n without adding levels.
     slopes : bool, default True
+    family : {"gaussian", "binomial", "poisson"}, default "gaussian"
     seed : int, default 0
 
     Returns
@@ -47,7 +61,10 @@ def simulate_crossed(
     >>> data = simulate_crossed(50, 40, 20, seed=1)
     >>> data.shape, data.subj.nunique(), data.item.nunique() <= 40
     ((1000, 5), 50, True)
+    >>> sorted(simulate_crossed(50, 40, 20, family="binomial").y.unique().tolist())
+    [0, 1]
     """
+    family = check_choice("family", family, tuple(EFFECTS))
     n_subjects = check_count("n_subjects", n_subjects, 2)
     n_items = check_count("n_items", n_items, 2)
     items_per_subject = check_count("items_per_subject", items_per_subject, 1)
@@ -71,19 +88,26 @@ def simulate_crossed(
         cov = np.array([[sd[0] ** 2, rho * sd[0] * sd[1]], [rho * sd[0] * sd[1], sd[1] ** 2]])
         return rng.multivariate_normal(np.zeros(2), cov, size=count)
 
-    subject_effects = correlated(n_subjects, (40.0, 15.0), 0.3)
-    item_effects = correlated(n_items, (25.0, 10.0), -0.2)
+    intercept, cond_effect, freq_effect, subject_sd, item_sd = EFFECTS[family]
+    subject_effects = correlated(n_subjects, subject_sd, 0.3)
+    item_effects = correlated(n_items, item_sd, -0.2)
     if not slopes:
         subject_effects[:, 1] = 0.0
         item_effects[:, 1] = 0.0
-    y = (
-        400.0
-        + 30.0 * cond
-        - 10.0 * freq_by_item[item]
+    mean = (
+        intercept
+        + cond_effect * cond
+        + freq_effect * freq_by_item[item]
         + subject_effects[subj, 0]
         + subject_effects[subj, 1] * cond
         + item_effects[item, 0]
         + item_effects[item, 1] * cond
-        + rng.normal(scale=60.0, size=n)
     )
+    y: np.ndarray
+    if family == "gaussian":
+        y = mean + rng.normal(scale=60.0, size=n)
+    elif family == "binomial":
+        y = (rng.random(n) < 1.0 / (1.0 + np.exp(-mean))).astype(np.int64)
+    else:
+        y = rng.poisson(np.exp(mean))
     return pd.DataFrame({"subj": subj, "item": item, "cond": cond, "freq": freq_by_item[item], "y": y})

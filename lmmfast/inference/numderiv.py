@@ -71,9 +71,10 @@ def hessian(func: Callable[[np.ndarray], float], x: np.ndarray, relative: float 
     return (4 * at(0.5) - at(1.0)) / 3
 
 
-def central_hessian(func: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e-4) -> np.ndarray:
-    """Second derivatives by central differences with one absolute step ``delta`` (lme4's
-    ``deriv12``, which its ``vcov`` of generalized fits uses): 2m² + 1 evaluations.
+def central_hessian(func: Callable[[np.ndarray], float], x: np.ndarray, delta: float | np.ndarray = 1e-4) -> np.ndarray:
+    """Second derivatives by central differences with absolute steps ``delta`` (one for all,
+    or one per coordinate; lme4's ``deriv12``, which its ``vcov`` of generalized fits uses):
+    2m² + 1 evaluations.
 
     Examples
     --------
@@ -82,19 +83,20 @@ def central_hessian(func: Callable[[np.ndarray], float], x: np.ndarray, delta: f
     """
     x = np.asarray(x, dtype=np.float64)
     m = len(x)
+    h = np.broadcast_to(np.asarray(delta, dtype=np.float64), (m,))
     center = func(x)
     out = np.empty((m, m))
     for i in range(m):
         up, down = x.copy(), x.copy()
-        up[i] += delta
-        down[i] -= delta
-        out[i, i] = (func(up) - 2 * center + func(down)) / delta**2
+        up[i] += h[i]
+        down[i] -= h[i]
+        out[i, i] = (func(up) - 2 * center + func(down)) / h[i] ** 2
         for j in range(i):
             values = []
             for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
                 point = x.copy()
-                point[i] += si * delta
-                point[j] += sj * delta
+                point[i] += si * h[i]
+                point[j] += sj * h[j]
                 values.append(func(point))
-            out[i, j] = out[j, i] = (values[0] - values[1] - values[2] + values[3]) / (4 * delta**2)
+            out[i, j] = out[j, i] = (values[0] - values[1] - values[2] + values[3]) / (4 * h[i] * h[j])
     return out

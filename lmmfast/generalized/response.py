@@ -18,7 +18,7 @@ import pandas as pd
 from formulaic import model_matrix
 
 from lmmfast.errors import DataError, FormulaError
-from lmmfast.glmm.family import Family
+from lmmfast.generalized.family import Family
 
 _CBIND = re.compile(r"^cbind\s*\((.*)\)$", re.DOTALL)
 

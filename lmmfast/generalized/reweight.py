@@ -16,6 +16,8 @@ import numba
 import numpy as np
 
 from lmmfast.design.random import RandomTerm
+from lmmfast.generalized.family import Family
+from lmmfast.generalized.response import Response
 
 #: R's ``.Machine$double.eps``, the floor of μ'(η) and of μ for the log and cloglog links.
 EPSILON = float(np.finfo(np.float64).eps)
@@ -94,9 +96,6 @@ def reweight(
     eta: np.ndarray,
     y: np.ndarray,
     weights: np.ndarray,
-    successes: np.ndarray,
-    trials: np.ndarray,
-    aic_weights: np.ndarray,
     family: int,
     link: int,
     mu: np.ndarray,
@@ -105,7 +104,7 @@ def reweight(
     deviance_residuals: np.ndarray,
 ) -> float:
     """Fill μ, √w, the working and the deviance residuals for linear predictor ``eta``;
-    return −2 Σ log p(y | μ) (R's ``aic``, without its 2 × parameters)."""
+    return the sum of the deviance residuals."""
     total = 0.0
     for i in range(eta.shape[0]):
         m, derivative = _mean(eta[i], link)
@@ -116,9 +115,54 @@ def reweight(
         mu[i] = m
         root_weights[i] = math.sqrt(weights[i]) * derivative / math.sqrt(variance)
         working_residuals[i] = (y[i] - m) / derivative
-        deviance_residuals[i] = _deviance_residual(y[i], m, weights[i], family)
-        total += _minus_two_loglik(m, successes[i], trials[i], aic_weights[i], family)
+        residual = _deviance_residual(y[i], m, weights[i], family)
+        deviance_residuals[i] = residual
+        total += residual
     return total
+
+
+@numba.njit(cache=True, nogil=True)
+def minus_two_loglik(
+    mu: np.ndarray, successes: np.ndarray, trials: np.ndarray, aic_weights: np.ndarray, family: int
+) -> float:
+    """−2 Σ log p(y | μ) with R's normalising constants (R's ``family$aic`` without its
+    2 × parameters)."""
+    total = 0.0
+    for i in range(mu.shape[0]):
+        total += _minus_two_loglik(mu[i], successes[i], trials[i], aic_weights[i], family)
+    return total
+
+
+def loglik_offset(response: Response, family: Family) -> float:
+    """−2 Σ log p(y | μ) − Σ dᵢ(μ): the same for every μ (the deviance is −2 log-likelihood
+    less that of the saturated model, and R's normalising constants do not involve μ), so
+    PIRLS forms the deviance residuals alone. Evaluated at the mean of y, clipped inside
+    the parameter space.
+
+    Examples
+    --------
+    >>> from lmmfast.generalized.response import build_response
+    >>> import pandas as pd
+    >>> r = build_response(Family("poisson"), pd.DataFrame({"y": [0.0, 2.0]}), "y", None, np.zeros(2))
+    >>> round(loglik_offset(r, Family("poisson")), 6)  # 2 Σ (log y! − y log y + y)
+    2.841117
+    """
+    family_code, _ = family.codes
+    limit = 1e-3
+    mu = np.clip(np.full(len(response.y), np.average(response.y, weights=response.weights)), limit, None)
+    if family.name == "binomial":
+        mu = np.minimum(mu, 1.0 - limit)
+    residuals = np.empty_like(mu)
+    deviance_residuals_at_mu(response.y, mu, response.weights, family_code, residuals)
+    aic = minus_two_loglik(mu, response.successes, response.trials, response.aic_weights, family_code)
+    return float(aic - np.sum(residuals))
+
+
+@numba.njit(cache=True, nogil=True)
+def deviance_residuals_at_mu(y: np.ndarray, mu: np.ndarray, weights: np.ndarray, family: int, out: np.ndarray) -> None:
+    """The deviance residuals for means ``mu``."""
+    for i in range(mu.shape[0]):
+        out[i] = _deviance_residual(y[i], mu[i], weights[i], family)
 
 
 @numba.njit(cache=True, nogil=True)

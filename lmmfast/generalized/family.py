@@ -2,7 +2,7 @@
 
 A :class:`Family` names a distribution and a link; the arithmetic per row (inverse link,
 its derivative, variance, deviance residuals, −2 log-likelihood) lives in numba kernels
-(:mod:`lmmfast.glmm.reweight`) selected by the family's and the link's codes. R clamps μ
+(:mod:`lmmfast.generalized.reweight`) selected by the family's and the link's codes. R clamps μ
 away from 0 and 1 in the same places (``binomial()$linkinv``, ``poisson()$linkinv``), and
 the kernels follow it, so that extreme linear predictors give R's numbers, not infinities.
 """

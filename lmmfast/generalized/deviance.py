@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
-from lmmfast.glmm.pirls import Mode, Pirls
-from lmmfast.glmm.reweight import deviance_residuals_at
+from lmmfast.generalized.pirls import Mode, Pirls
+from lmmfast.generalized.reweight import deviance_residuals_at
 
 #: Returned where PIRLS cannot find the modes, so that the optimiser steps back (finite:
 #: BOBYQA's quadratic models cannot digest infinities).

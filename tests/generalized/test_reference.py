@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import r_name
 
 import lmmfast
-from lmmfast.glmm.family import Family
-from lmmfast.glmm.prepare import prepare_glmm
-
-from helpers import r_name
+from lmmfast.generalized.family import Family
+from lmmfast.generalized.prepare import prepare_glmm
 
 FOLDER = Path(__file__).parents[1] / "reference" / "glmm"
 

@@ -24,11 +24,11 @@ from lmmfast.design.data import build_model_frame, column_names
 from lmmfast.design.random import display_names
 from lmmfast.design.variables import formula_variables
 from lmmfast.errors import DataError
-from lmmfast.glmm.family import Family
-from lmmfast.glmm.fit import GlmmSolution
-from lmmfast.glmm.prepare import PreparedGlmm
-from lmmfast.glmm.response import evaluate
-from lmmfast.glmm.reweight import add_random_part
+from lmmfast.generalized.family import Family
+from lmmfast.generalized.fit import GlmmSolution
+from lmmfast.generalized.prepare import PreparedGlmm
+from lmmfast.generalized.response import evaluate
+from lmmfast.generalized.reweight import add_random_part
 from lmmfast.inference.condvar import covariance_blocks, ranef_rows
 from lmmfast.objective import scale_by_lambda
 from lmmfast.optimize import OptSummary

@@ -6,6 +6,11 @@
    (:meth:`GlmmDeviance.laplace`, or :meth:`~GlmmDeviance.quadrature` for ``nAGQ > 1``); β's
    covariance is then 2 H⁻¹ restricted to β, H the finite-difference Hessian of that deviance
    over (θ, β) (lme4's ``use.hessian = TRUE``), or R_X's where H is not positive definite.
+
+Stage 2 works in whitened coordinates, β = β₁ + C γ with C C' stage 1's (R_X'R_X)⁻¹: the
+deviance's curvature in γ is then close to the identity and free of the correlations between
+the fixed effects, so BOBYQA's quadratic models fit it quickly (VerbAgg: 64 evaluations,
+against 230 in β). The Hessian is taken in the same coordinates.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,21 +27,26 @@ from lmmfast.blas import limit_blas_threads
 from lmmfast.control import Control
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ConvergenceWarning, ModelError, SingularFitWarning
-from lmmfast.glmm.deviance import INFEASIBLE, GlmmDeviance
-from lmmfast.glmm.pirls import Mode
-from lmmfast.glmm.prepare import PreparedGlmm
+from lmmfast.generalized.deviance import INFEASIBLE, GlmmDeviance
+from lmmfast.generalized.pirls import Mode
+from lmmfast.generalized.prepare import PreparedGlmm
 from lmmfast.inference.numderiv import central_hessian
 from lmmfast.optimize import OptSummary, optimize_bounded, optimize_theta
+from lmmfast.parameters import ThetaLayout
 from lmmfast.progress import FitMonitor
 
-#: lme4's step for the Hessian of the deviance over (θ, β) (``deriv12``'s ``delta``).
-HESSIAN_STEP = 1e-4
+#: The Hessian's steps: lme4's (``deriv12``'s ``delta``) in θ, and in the whitened fixed
+#: effects (units of standard errors) one a hundredth: there lme4's step would leave the
+#: second differences at PIRLS's rounding (VerbAgg's standard errors move by 0.3%), while from
+#: 1e-3 to 3e-2 they agree to 1e-5.
+THETA_HESSIAN_STEP = 1e-4
+WHITENED_HESSIAN_STEP = 1e-2
 
 #: BOBYQA's first step in stage 2: this fraction of θ (at least ``THETA_STEP_FLOOR``), and
-#: of β's stage-1 standard errors.
-THETA_STEP = 0.1
-THETA_STEP_FLOOR = 0.05
-BETA_STEP = 0.5
+#: this in the whitened fixed effects (units of their stage-1 standard errors).
+THETA_STEP = 0.05
+THETA_STEP_FLOOR = 0.025
+WHITENED_STEP = 0.25
 
 
 @dataclass(frozen=True)
@@ -107,8 +117,8 @@ def fit_glmm(
     Examples
     --------
     >>> import lmmfast
-    >>> from lmmfast.glmm.family import Family
-    >>> from lmmfast.glmm.prepare import prepare_glmm
+    >>> from lmmfast.generalized.family import Family
+    >>> from lmmfast.generalized.prepare import prepare_glmm
     >>> model = prepare_glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), Family("binomial"),
     ...                      weights="size")
     >>> round(fit_glmm(model).objective, 2)
@@ -133,24 +143,12 @@ def fit_glmm(
         rx_covariance = mode.rx_inverse if mode.rx_inverse is not None else np.full((len(beta),) * 2, np.nan)
         covariance, source = rx_covariance, "RX"
         if prepared.nagq >= 1:
-            m = layout.size
-            lower = np.r_[layout.lower_bounds, np.full(len(beta), -np.inf)]
-            steps = np.r_[
-                np.maximum(THETA_STEP * np.abs(theta), THETA_STEP_FLOOR),
-                BETA_STEP * np.sqrt(np.maximum(np.diag(rx_covariance), 1e-12)),
-            ]
-            second = optimize_bounded(
-                _Guarded(deviance),
-                lower,
-                np.r_[theta, beta],
-                control=control,
-                initial_step=steps,
-                snappable=np.r_[layout.is_diagonal, np.zeros(len(beta), dtype=bool)],
-                on_evaluation=monitor.evaluation,
+            second, covariance, source = _second_stage(
+                deviance, layout, theta, beta, rx_covariance, control, actions, monitor
             )
             stages = (first, second)
+            m = layout.size
             theta, beta, objective = second.final[:m], second.final[m:], second.final_objective
-            covariance, source = _hessian_covariance(deviance, second.final, m, rx_covariance, actions)
             mode = deviance.mode_at(second.final)
     solution = GlmmSolution(
         theta=theta,
@@ -167,17 +165,68 @@ def fit_glmm(
     return solution
 
 
+def _second_stage(
+    deviance: GlmmDeviance,
+    layout: ThetaLayout,
+    theta: np.ndarray,
+    beta: np.ndarray,
+    rx_covariance: np.ndarray,
+    control: Control,
+    actions: Mapping[str, str],
+    monitor: FitMonitor,
+) -> tuple[OptSummary, np.ndarray, str]:
+    """(θ, β) by BOBYQA in whitened coordinates from stage 1's optimum, and β's covariance;
+    the record's points are in (θ, β)."""
+    m = layout.size
+    try:
+        whitening = np.linalg.cholesky(rx_covariance)
+    except np.linalg.LinAlgError:
+        whitening = np.diag(np.sqrt(np.maximum(np.diag(rx_covariance), 1e-12)))
+
+    def to_natural(x: np.ndarray) -> np.ndarray:
+        return np.r_[x[:m], beta + whitening @ x[m:]]
+
+    def in_whitened(x: np.ndarray) -> float:
+        return deviance(to_natural(x))
+
+    record = optimize_bounded(
+        _Guarded(in_whitened),
+        np.r_[layout.lower_bounds, np.full(len(beta), -np.inf)],
+        np.r_[theta, np.zeros(len(beta))],
+        control=control,
+        initial_step=np.r_[np.maximum(THETA_STEP * np.abs(theta), THETA_STEP_FLOOR), np.full(len(beta), WHITENED_STEP)],
+        snappable=np.r_[layout.is_diagonal, np.zeros(len(beta), dtype=bool)],
+        on_evaluation=monitor.evaluation,
+    )
+    covariance, source = _hessian_covariance(in_whitened, record.final, m, whitening, rx_covariance, actions)
+    natural = replace(
+        record,
+        initial=to_natural(record.initial),
+        final=to_natural(record.final),
+        trace_theta=np.array([to_natural(x) for x in record.trace_theta]),
+    )
+    return natural, covariance, source
+
+
 def _hessian_covariance(
-    deviance: GlmmDeviance, optimum: np.ndarray, n_theta: int, fallback: np.ndarray, actions: Mapping[str, str]
+    function: Callable[[np.ndarray], float],
+    optimum: np.ndarray,
+    n_theta: int,
+    whitening: np.ndarray,
+    fallback: np.ndarray,
+    actions: Mapping[str, str],
 ) -> tuple[np.ndarray, str]:
-    """2 H⁻¹ over β from the Hessian of the deviance at the optimum (lme4's ``vcov``)."""
+    """2 H⁻¹ over β from the Hessian of the deviance at the optimum (lme4's ``vcov``), H
+    taken in the whitened coordinates (θ, γ) and carried back to β = β₁ + C γ."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        hessian = central_hessian(deviance, optimum, HESSIAN_STEP)
+        steps = np.r_[np.full(n_theta, THETA_HESSIAN_STEP), np.full(len(optimum) - n_theta, WHITENED_HESSIAN_STEP)]
+        hessian = central_hessian(function, optimum, steps)
     try:
         inverse = np.linalg.inv(hessian)
-        covariance = (inverse + inverse.T)[n_theta:, n_theta:]
-        positive = bool(np.all(np.linalg.eigvalsh(covariance) > 0))
+        whitened = (inverse + inverse.T)[n_theta:, n_theta:]
+        covariance = whitening @ whitened @ whitening.T
+        positive = bool(np.all(np.linalg.eigvalsh(whitened) > 0))
     except np.linalg.LinAlgError:
         positive = False
     if positive and np.all(np.isfinite(covariance)):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import lmmfast
-from lmmfast.glmm.result import _inverse_link
+from lmmfast.generalized.result import _inverse_link
 
 CBPP = "prop ~ period + (1 | herd)"
 VERBAGG = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"

@@ -3,7 +3,7 @@
 For fixed θ the conditional modes ũ minimise the penalised deviance Σ dᵢ(μ) + ‖u‖² over u
 (and, in glmer's fast stage ``nAGQ = 0``, over β as well). Each PIRLS iteration is a
 weighted linear mixed model on the same sparsity pattern: one pass over the rows forms the
-working weights and residuals (:func:`lmmfast.glmm.reweight.reweight`) and the weighted
+working weights and residuals (:func:`lmmfast.generalized.reweight.reweight`) and the weighted
 cross-products (with the row-to-block pattern found once), the factor takes the new values
 (:meth:`~lmmfast.factor.RandomEffectsFactor.refill`, symbolic work and layout reused), and
 one solve gives the Newton step, halved while it fails to lower the penalised deviance.
@@ -24,9 +24,9 @@ from lmmfast.crossprod import CrossProducts, PairPattern, form_cross_products
 from lmmfast.design.random import RandomTerm
 from lmmfast.errors import ModelError
 from lmmfast.factor.base import RandomEffectsFactor
-from lmmfast.glmm.family import Family
-from lmmfast.glmm.response import Response
-from lmmfast.glmm.reweight import add_random_part, reweight
+from lmmfast.generalized.family import Family
+from lmmfast.generalized.response import Response
+from lmmfast.generalized.reweight import add_random_part, loglik_offset, reweight
 from lmmfast.objective import ProfiledObjective, scale_by_lambda, scale_by_lambda_t
 from lmmfast.parameters import ThetaLayout
 
@@ -141,6 +141,8 @@ class Pirls:
         self.factor = factor.fresh(max_threads)
         self.shape = shape
         self.q = shape.q
+        #: −2 Σ log p(y | μ) − Σ dᵢ(μ), the same for every μ (:func:`loglik_offset`)
+        self.loglik_offset = loglik_offset(response, family)
         self.buffers = RowBuffers.of(len(response.y))
         self._no_columns = np.empty((len(response.y), 0))
         #: the modes of the last evaluation, where the next one starts (None: from u = 0)
@@ -174,21 +176,10 @@ class Pirls:
         """Fill the buffers for ``eta``; return (−2 Σ log p, Σ deviance residuals)."""
         r, b = self.response, self.buffers
         family, link = self.family_codes
-        minus_two_loglik = reweight(
-            eta,
-            r.y,
-            r.weights,
-            r.successes,
-            r.trials,
-            r.aic_weights,
-            family,
-            link,
-            b.mu,
-            b.root_weights,
-            b.working_residuals,
-            b.deviance_residuals,
+        deviance = reweight(
+            eta, r.y, r.weights, family, link, b.mu, b.root_weights, b.working_residuals, b.deviance_residuals
         )
-        return float(minus_two_loglik), float(np.sum(b.deviance_residuals))
+        return deviance + self.loglik_offset, deviance
 
     # -- the iterations -----------------------------------------------------------------------
     def solve(
@@ -262,9 +253,8 @@ class Pirls:
         target = b.eta - self.response.offset + b.working_residuals
         if not free_beta and len(beta):
             target = target - self.X @ beta
-        weights = b.root_weights**2
         X = self.X if free_beta else self._no_columns
-        cross_products = form_cross_products(self.terms, X, target, weights, self.pairs)
+        cross_products = form_cross_products(self.terms, X, target, None, self.pairs, root_weights=b.root_weights)
         self.factor.refill(cross_products)
         if free_beta:
             objective = ProfiledObjective(cross_products, self.layout, self.factor, reml=False)

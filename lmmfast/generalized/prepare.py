@@ -1,7 +1,7 @@
 """A generalized model ready to optimise: formula → response and design → pattern → PIRLS.
 
 The design is built as for :func:`lmmfast.prepare.prepare` (the same formula language, the
-same terms, merged the same way); what differs is the response (:mod:`lmmfast.glmm.response`),
+same terms, merged the same way); what differs is the response (:mod:`lmmfast.generalized.response`),
 the offset, observation-level random effects (allowed: a generalized model has no residual
 variance to confound them with) and the factor, made for weights that change every PIRLS
 iteration.
@@ -31,10 +31,10 @@ from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, ModelError
 from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
-from lmmfast.glmm.deviance import GlmmDeviance
-from lmmfast.glmm.family import Family
-from lmmfast.glmm.pirls import Pirls
-from lmmfast.glmm.response import Response, build_response, cbind_parts, evaluate
+from lmmfast.generalized.deviance import GlmmDeviance
+from lmmfast.generalized.family import Family
+from lmmfast.generalized.pirls import Pirls
+from lmmfast.generalized.response import Response, build_response, cbind_parts, evaluate
 from lmmfast.parameters import ThetaLayout
 
 #: The response's column in the model frame once it is in R's form (a proportion or counts).
@@ -148,7 +148,7 @@ def prepare_glmm(
     Examples
     --------
     >>> import lmmfast
-    >>> from lmmfast.glmm.family import Family
+    >>> from lmmfast.generalized.family import Family
     >>> model = prepare_glmm("r2 ~ Anger + (1 | id)", lmmfast.datasets.load("verbagg"), Family("binomial"))
     >>> model.response.success, len(model.response.y)
     ('Y', 7584)
