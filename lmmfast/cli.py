@@ -218,7 +218,8 @@ def _print_glmm(fit: GlmmResult, output: str) -> None:
         print(fit.coef_table.rename_axis("term").to_csv(), end="")
     elif output == "markdown":
         print(
-            f"**{fit.formula}** — {fit.family.name} ({fit.link}), −2 logLik {fit.objective:.3f}, {fit.nobs} observations\n"
+            f"**{fit.formula}** — {fit.family.name} ({fit.link}), −2 logLik {fit.objective:.3f}, "
+            f"{fit.nobs} observations\n"
         )
         print(_markdown(fit.coef_table.rename_axis("term")) + "\n")
         print(_markdown(fit.varcorr.set_index("grp")))

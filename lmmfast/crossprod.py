@@ -186,8 +186,6 @@ def form_cross_products(
     y: np.ndarray,
     weights: np.ndarray | None = None,
     pairs: PairPattern | None = None,
-    *,
-    root_weights: np.ndarray | None = None,
 ) -> CrossProducts:
     """Form every cross-product the profiled objective needs.
 
@@ -201,9 +199,6 @@ def form_cross_products(
         Positive prior weights; rows enter scaled by √w.
     pairs : PairPattern, optional
         :func:`pair_pattern` of ``terms``, where it is already known.
-    root_weights : numpy.ndarray, optional
-        √w instead of ``weights``, for weights that change every iteration (a generalized
-        model's working weights): Σ log w is then not formed (``sum_log_weights`` is 0).
 
     Examples
     --------
@@ -219,13 +214,11 @@ def form_cross_products(
     Xy[:, :-1] = X
     Xy[:, -1] = y
     sum_log_weights = 0.0
-    root = root_weights
     if weights is not None:
         root = np.sqrt(weights)
-        sum_log_weights = float(np.sum(np.log(weights)))
-    if root is not None:
         Xy *= root[:, None]
-    values = [t.values * root[:, None] if root is not None else t.values for t in terms]
+        sum_log_weights = float(np.sum(np.log(weights)))
+    values = [t.values * root[:, None] if weights is not None else t.values for t in terms]
 
     sizes = np.asarray([t.k for t in terms], dtype=np.int64)
     levels = np.asarray([t.n_levels for t in terms], dtype=np.int64)
@@ -273,3 +266,180 @@ def form_cross_products(
         n=n,
         sum_log_weights=sum_log_weights,
     )
+
+
+@dataclass(frozen=True)
+class RowPattern:
+    """Everything about the rows that cross-products of new weights need, laid out for one
+    fused pass (:func:`form_weighted_cross_products`): the terms' level codes and columns side
+    by side, and each pair of terms' block index per row.
+
+    Attributes
+    ----------
+    shape : CrossProducts
+        Cross-products of the same terms (any weights): sizes, levels, offsets, blocks.
+    codes : numpy.ndarray, shape (terms, n)
+    values : numpy.ndarray, shape (n, columns of all terms)
+    first_column : numpy.ndarray
+        Each term's first column in ``values``.
+    slots : numpy.ndarray, shape (pairs, n)
+    pair_terms : numpy.ndarray, shape (pairs, 2)
+    pair_starts : numpy.ndarray
+        Where each pair's blocks start in ``block_values``.
+    """
+
+    shape: CrossProducts
+    codes: np.ndarray
+    values: np.ndarray
+    first_column: np.ndarray
+    slots: np.ndarray
+    pair_terms: np.ndarray
+    pair_starts: np.ndarray
+
+    @classmethod
+    def of(cls, terms: Sequence[RandomTerm], pairs: PairPattern, shape: CrossProducts) -> RowPattern:
+        """The pattern of ``terms`` (engine order), ``pairs`` their :func:`pair_pattern`,
+        ``shape`` any cross-products of them."""
+        sizes = np.array([t.k for t in terms], dtype=np.int64)
+        pair_terms = np.array([(a, b) for a in range(len(terms)) for b in range(a + 1)], dtype=np.int64)
+        counts = [len(levels) for _, levels, _ in pairs]
+        widths = sizes[pair_terms[:, 0]] * sizes[pair_terms[:, 1]]
+        starts = np.concatenate([[0], np.cumsum(np.asarray(counts) * widths)[:-1]]).astype(np.int64)
+        return cls(
+            shape=shape,
+            codes=np.ascontiguousarray(np.stack([t.codes.astype(np.int64) for t in terms])),
+            values=np.ascontiguousarray(np.hstack([t.values for t in terms])),
+            first_column=np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
+            slots=np.ascontiguousarray(np.stack([slot.astype(np.int64) for slot, _, _ in pairs])),
+            pair_terms=pair_terms,
+            pair_starts=starts,
+        )
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate_weighted(
+    codes, values, first_column, sizes, column_offsets, slots, pair_terms, pair_starts, y, root, Zty, blocks
+):
+    """One pass over the rows: Z'WZ's blocks and Z'Wy with √w = ``root``; returns y'Wy."""
+    n = y.shape[0]
+    terms = codes.shape[0]
+    scaled = np.empty(values.shape[1])
+    total = 0.0
+    for i in range(n):
+        r = root[i]
+        ry = y[i] * r
+        total += ry * ry
+        for j in range(values.shape[1]):
+            scaled[j] = values[i, j] * r
+        for t in range(terms):
+            k = sizes[t]
+            row = column_offsets[t] + codes[t, i] * k
+            first = first_column[t]
+            for a in range(k):
+                Zty[row + a] += scaled[first + a] * ry
+        for pair in range(pair_terms.shape[0]):
+            ta = pair_terms[pair, 0]
+            tb = pair_terms[pair, 1]
+            ka = sizes[ta]
+            kb = sizes[tb]
+            base = pair_starts[pair] + slots[pair, i] * ka * kb
+            fa = first_column[ta]
+            fb = first_column[tb]
+            for a in range(ka):
+                za = scaled[fa + a]
+                for b in range(kb):
+                    blocks[base + a * kb + b] += za * scaled[fb + b]
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate_weighted_scalar(codes, values, column_offsets, slots, pair_terms, pair_starts, y, root, Zty, blocks):
+    """:func:`_accumulate_weighted` where every term has one column (random intercepts: the
+    common case, written out)."""
+    n = y.shape[0]
+    terms = codes.shape[0]
+    pairs = pair_terms.shape[0]
+    scaled = np.empty(terms)
+    for i in range(n):
+        r = root[i]
+        ry = y[i] * r
+        for t in range(terms):
+            z = values[i, t] * r
+            scaled[t] = z
+            Zty[column_offsets[t] + codes[t, i]] += z * ry
+        for pair in range(pairs):
+            blocks[pair_starts[pair] + slots[pair, i]] += scaled[pair_terms[pair, 0]] * scaled[pair_terms[pair, 1]]
+    total = 0.0
+    for i in range(n):
+        total += (y[i] * root[i]) ** 2
+    return total
+
+
+def form_weighted_cross_products(
+    pattern: RowPattern, X: np.ndarray, y: np.ndarray, root_weights: np.ndarray
+) -> CrossProducts:
+    """The cross-products of ``pattern``'s terms, ``X`` and ``y`` with rows scaled by
+    ``root_weights`` (√w), in one pass: what :func:`form_cross_products` forms, for weights
+    that change every iteration (a generalized model's PIRLS), without its temporaries.
+
+    Examples
+    --------
+    >>> from lmmfast.design.random import RandomTerm
+    >>> t = RandomTerm("g", ("(Intercept)",), np.array(["a", "b"]), np.array([0, 0, 1]), np.ones((3, 1)))
+    >>> X, y, w = np.ones((3, 1)), np.array([1.0, 2.0, 3.0]), np.array([1.0, 4.0, 1.0])
+    >>> shape = form_cross_products([t], X, y)
+    >>> cp = form_weighted_cross_products(RowPattern.of([t], pair_pattern([t]), shape), X, y, np.sqrt(w))
+    >>> cp.block_values.tolist(), cp.ZtXy.tolist()
+    ([5.0, 1.0], [[5.0, 9.0], [1.0, 3.0]])
+    """
+    shape = pattern.shape
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    p = X.shape[1]
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    ZtXy = np.zeros((shape.q, p + 1))
+    blocks = np.zeros_like(shape.block_values)
+    Zty = np.zeros(shape.q)
+    if np.all(shape.term_sizes == 1):
+        yty = _accumulate_weighted_scalar(
+            pattern.codes,
+            pattern.values,
+            shape.column_offsets,
+            pattern.slots,
+            pattern.pair_terms,
+            pattern.pair_starts,
+            y,
+            root_weights,
+            Zty,
+            blocks,
+        )
+    else:
+        yty = _accumulate_weighted(
+            pattern.codes,
+            pattern.values,
+            pattern.first_column,
+            shape.term_sizes,
+            shape.column_offsets,
+            pattern.slots,
+            pattern.pair_terms,
+            pattern.pair_starts,
+            y,
+            root_weights,
+            Zty,
+            blocks,
+        )
+    XytXy = np.empty((p + 1, p + 1))
+    XytXy[p, p] = yty
+    if p:
+        # Z'WX one term at a time, X'WX by BLAS
+        Xw = X * root_weights[:, None]
+        ZtX = np.zeros((shape.q, p))
+        for t in range(len(shape.term_sizes)):
+            k, start = int(shape.term_sizes[t]), int(shape.column_offsets[t])
+            first = int(pattern.first_column[t])
+            view = ZtX[start : start + int(shape.term_levels[t]) * k].reshape(-1, k, p)
+            accumulate_outer(pattern.codes[t], pattern.values[:, first : first + k] * root_weights[:, None], Xw, view)
+        ZtXy[:, :p] = ZtX
+        XytXy[:p, :p] = Xw.T @ Xw
+        XytXy[:p, p] = XytXy[p, :p] = Xw.T @ (y * root_weights)
+    ZtXy[:, p] = Zty
+    return replace(shape, block_values=blocks, ZtXy=ZtXy, XytXy=XytXy, sum_log_weights=0.0)

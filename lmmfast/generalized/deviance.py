@@ -16,7 +16,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from lmmfast.generalized.pirls import Mode, Pirls
-from lmmfast.generalized.reweight import deviance_residuals_at
+from lmmfast.generalized.reweight import deviance_residuals, mean_and_derivative
 
 #: Returned where PIRLS cannot find the modes, so that the optimiser steps back (finite:
 #: BOBYQA's quadratic models cannot digest infinities).
@@ -105,23 +105,21 @@ class GlmmDeviance:
         codes, values = term.codes, term.values[:, 0]
         levels = term.n_levels
         rows = pirls.buffers
-        family, link = pirls.family_codes
+        family = pirls.family
         response = pirls.response
         # the conditional SD of each u_j: 1 / L_jj, L = chol(θ² Z'WZ + 1) (diagonal: one scalar term)
         zwz = mode.cross_products.block_values[:levels]
         sd = 1.0 / np.sqrt(theta[0] ** 2 * zwz + 1.0)
         base = np.bincount(codes, weights=rows.deviance_residuals, minlength=levels) + mode.u**2
         eta0 = rows.eta.copy()
-        shifted = np.empty_like(eta0)
-        residuals = np.empty_like(eta0)
         total = np.zeros(levels)
         for z, w in zip(self.nodes, self.weights):
             if z == 0.0:
                 total += w
                 continue
             step = z * sd
-            np.add(eta0, theta[0] * step[codes] * values, out=shifted)
-            deviance_residuals_at(shifted, response.y, response.weights, family, link, residuals)
+            mu, _ = mean_and_derivative(eta0 + theta[0] * step[codes] * values, family.link)
+            residuals = deviance_residuals(response.y, mu, response.weights, pirls.saturated, family.name)
             at_node = np.bincount(codes, weights=residuals, minlength=levels) + (mode.u + step) ** 2
             total += w * np.exp(-0.5 * (at_node - base) + 0.5 * z * z)
         return float(np.sum(base) + mode.logdet_L - 2.0 * np.sum(np.log(total)))

@@ -20,37 +20,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmmfast.crossprod import CrossProducts, PairPattern, form_cross_products
+from lmmfast.crossprod import CrossProducts, RowPattern, form_weighted_cross_products
 from lmmfast.design.random import RandomTerm
 from lmmfast.errors import ModelError
 from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.response import Response
-from lmmfast.generalized.reweight import add_random_part, loglik_offset, reweight
+from lmmfast.generalized.reweight import RowBuffers, add_random_part, loglik_offset, reweight, saturated_terms
 from lmmfast.objective import ProfiledObjective, scale_by_lambda, scale_by_lambda_t
 from lmmfast.parameters import ThetaLayout
 
-#: PIRLS stops when no element of the step in (u, β) exceeds this (times max(1, |value|)).
+#: PIRLS stops when no element of the step in η or u exceeds this (times max(1, |value|)).
 STEP_TOLERANCE = 1e-10
 #: At most this many iterations per evaluation ...
 MAX_ITERATIONS = 60
 #: ... and this many halvings of one step.
 MAX_HALVINGS = 30
-
-
-@dataclass
-class RowBuffers:
-    """Per-row arrays a PIRLS iteration fills (kept between iterations: no allocation per pass)."""
-
-    eta: np.ndarray
-    mu: np.ndarray
-    root_weights: np.ndarray
-    working_residuals: np.ndarray
-    deviance_residuals: np.ndarray
-
-    @classmethod
-    def of(cls, n: int) -> RowBuffers:
-        return cls(*(np.empty(n) for _ in range(5)))
 
 
 @dataclass(frozen=True)
@@ -103,8 +88,9 @@ class Pirls:
     ----------
     terms : sequence of RandomTerm
         The engine's terms (merged), in the engine's order.
-    pairs : PairPattern
-        Their row-to-block pattern (:func:`lmmfast.crossprod.pair_pattern`).
+    pattern : RowPattern
+        Their rows laid out for the weighted cross-products (its ``shape``: the terms' sizes,
+        levels and offsets).
     X : numpy.ndarray
     response : Response
     family : Family
@@ -113,8 +99,6 @@ class Pirls:
     factor : RandomEffectsFactor
         A factor of the model's pattern made with ``varying_weights``; PIRLS takes a fresh
         copy of it.
-    shape : CrossProducts
-        Cross-products of the model's pattern (any weights): the terms' sizes and offsets.
     max_threads : int, optional
         Caps the factor's threads.
     """
@@ -122,28 +106,29 @@ class Pirls:
     def __init__(
         self,
         terms: tuple[RandomTerm, ...],
-        pairs: PairPattern,
+        pattern: RowPattern,
         X: np.ndarray,
         response: Response,
         family: Family,
         layout: ThetaLayout,
         factor: RandomEffectsFactor,
-        shape: CrossProducts,
         max_threads: int | None = None,
     ) -> None:
         self.terms = terms
-        self.pairs = pairs
+        self.pattern = pattern
         self.X = X
         self.response = response
         self.family = family
-        self.family_codes = family.codes
         self.layout = layout
         self.factor = factor.fresh(max_threads)
-        self.shape = shape
-        self.q = shape.q
+        self.shape = pattern.shape
+        self.q = pattern.shape.q
+        #: per row, the part of the deviance residual without μ
+        self.saturated = saturated_terms(response.y, family)
         #: −2 Σ log p(y | μ) − Σ dᵢ(μ), the same for every μ (:func:`loglik_offset`)
-        self.loglik_offset = loglik_offset(response, family)
+        self.loglik_offset = loglik_offset(response, family, self.saturated)
         self.buffers = RowBuffers.of(len(response.y))
+        self._previous_eta = np.empty(len(response.y))
         self._no_columns = np.empty((len(response.y), 0))
         #: the modes of the last evaluation, where the next one starts (None: from u = 0)
         self.last_u: np.ndarray | None = None
@@ -152,13 +137,12 @@ class Pirls:
         """The same PIRLS with a factor and buffers of its own (another thread or fit)."""
         return Pirls(
             self.terms,
-            self.pairs,
+            self.pattern,
             self.X,
             self.response,
             self.family,
             self.layout,
             self.factor,
-            self.shape,
             max_threads,
         )
 
@@ -174,11 +158,7 @@ class Pirls:
 
     def evaluate_rows(self, eta: np.ndarray) -> tuple[float, float]:
         """Fill the buffers for ``eta``; return (−2 Σ log p, Σ deviance residuals)."""
-        r, b = self.response, self.buffers
-        family, link = self.family_codes
-        deviance = reweight(
-            eta, r.y, r.weights, family, link, b.mu, b.root_weights, b.working_residuals, b.deviance_residuals
-        )
+        deviance = reweight(eta, self.response, self.family, self.saturated, self.buffers)
         return deviance + self.loglik_offset, deviance
 
     # -- the iterations -----------------------------------------------------------------------
@@ -223,16 +203,21 @@ class Pirls:
             self.buffers.eta[:] = eta
             aic, deviance = self.evaluate_rows(self.buffers.eta)
             penalised = np.inf
+        previous_eta = self._previous_eta
         for iteration in range(1, MAX_ITERATIONS + 1):
             cross_products, new_u, new_beta, rx_inverse = self._newton_point(theta, u, beta, free_beta)
             logdet = self.factor.logdet()
             step_u, step_beta = new_u - u, new_beta - beta
-            small = _small(step_u, u) and _small(step_beta, beta)
+            previous_eta[:] = self.buffers.eta
             fraction = 1.0
             for _ in range(MAX_HALVINGS):
                 trial_u, trial_beta = u + fraction * step_u, beta + fraction * step_beta
                 trial_aic, trial_deviance = self.evaluate_rows(self.linear_predictor(theta, trial_u, trial_beta))
                 trial_penalised = trial_deviance + float(trial_u @ trial_u)
+                # the step is measured where it acts, in η and u: β's own steps stay at its
+                # rounding (1e-10 of an intercept of 43 next to a predictor near 96) while η
+                # has long stopped moving
+                small = _small(self.buffers.eta - previous_eta, previous_eta) and _small(fraction * step_u, u)
                 if trial_penalised <= penalised * (1.0 + 1e-14) + 1e-300 or small:
                     break
                 fraction /= 2.0
@@ -254,7 +239,7 @@ class Pirls:
         if not free_beta and len(beta):
             target = target - self.X @ beta
         X = self.X if free_beta else self._no_columns
-        cross_products = form_cross_products(self.terms, X, target, None, self.pairs, root_weights=b.root_weights)
+        cross_products = form_weighted_cross_products(self.pattern, X, target, b.root_weights)
         self.factor.refill(cross_products)
         if free_beta:
             objective = ProfiledObjective(cross_products, self.layout, self.factor, reml=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lmmfast.control import Control
-from lmmfast.crossprod import CrossProducts, form_cross_products, pair_pattern
+from lmmfast.crossprod import CrossProducts, RowPattern, form_cross_products, pair_pattern
 from lmmfast.design import (
     FixedDesign,
     ModelFrame,
@@ -149,7 +149,8 @@ def prepare_glmm(
     --------
     >>> import lmmfast
     >>> from lmmfast.generalized.family import Family
-    >>> model = prepare_glmm("r2 ~ Anger + (1 | id)", lmmfast.datasets.load("verbagg"), Family("binomial"))
+    >>> data = lmmfast.datasets.load("verbagg").assign(answer=lambda d: d.r2.map({0: "N", 1: "Y"}))
+    >>> model = prepare_glmm("answer ~ Anger + (1 | id)", data, Family("binomial"))
     >>> model.response.success, len(model.response.y)
     ('Y', 7584)
     """
@@ -199,7 +200,8 @@ def prepare_glmm(
         engine.merged,
         varying_weights=True,
     )
-    pirls = Pirls(engine_terms, pairs, fixed.X, response, family, engine_layout, factor, shape, control.threads)
+    pattern = RowPattern.of(engine_terms, pairs, shape)
+    pirls = Pirls(engine_terms, pattern, fixed.X, response, family, engine_layout, factor, control.threads)
     return PreparedGlmm(
         formula=model,
         family=family,

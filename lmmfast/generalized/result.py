@@ -222,8 +222,8 @@ class GlmmResult(MixedFit):
         --------
         >>> import lmmfast
         >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
-        >>> fit.predict({"period": [1, 4], "herd": ["1", "1"]}).round(3).tolist()
-        [0.254, 0.066]
+        >>> fit.predict({"period": [1, 4], "herd": [1, 1]}).round(3).tolist()
+        [0.288, 0.07]
         """
         scale = check_choice("type", type, SCALES)
         link = predict_link(self, newdata, re=re, new_levels=new_levels)  # type: ignore[arg-type]

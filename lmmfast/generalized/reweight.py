@@ -1,19 +1,26 @@
 """The one pass over the rows that a generalized model makes per PIRLS iteration.
 
-From the linear predictor η it forms, row by row, the mean μ = g⁻¹(η), the square root of the
-working weight √w = √(prior weight) μ'(η) / √V(μ), the working residual (y − μ)/μ'(η), the
-deviance residual and the row's −2 log-likelihood (R's ``family$aic`` terms, normalising
-constants included). Everything else a PIRLS iteration needs (the weighted cross-products)
-follows from these arrays; nothing is quadratic in n.
+From the linear predictor η it forms the mean μ = g⁻¹(η), the square root of the working
+weight √w = √(prior weight) μ'(η) / √V(μ), the working residual (y − μ)/μ'(η) and the
+deviance residuals. Everything else a PIRLS iteration needs (the weighted cross-products)
+follows from these arrays; nothing is quadratic in n. R clamps μ away from 0 and 1 in the
+same places (``binomial()$linkinv``, ``poisson()$linkinv``) and so does this module, so that
+extreme linear predictors give R's numbers, not infinities.
+
+The arithmetic is numpy's, element-wise over whole arrays: its exp and log are vectorised,
+where numba calls the scalar C library once per row (VerbAgg, 7,584 rows: 0.21 ms per pass
+in numba, against a few hundredths here). The −2 log-likelihood is the deviance plus a
+constant (:func:`loglik_offset`), so the pass forms no normalising constants.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numba
 import numpy as np
+from scipy.special import gammaln, ndtr
 
 from lmmfast.design.random import RandomTerm
 from lmmfast.generalized.family import Family
@@ -29,150 +36,128 @@ PROBIT_THRESHOLD = 8.125890664701906
 CLOGLOG_CAP = 700.0
 
 
-@numba.njit(cache=True, nogil=True)
-def _mean(eta: float, link: int) -> tuple[float, float]:
-    """(μ, dμ/dη) with R's clamping; links: 0 logit, 1 probit, 2 cloglog, 3 log."""
-    if link == 0:
-        if eta < -LOGIT_THRESHOLD:
-            odds = EPSILON
-        elif eta > LOGIT_THRESHOLD:
-            odds = 1.0 / EPSILON
-        else:
-            odds = math.exp(eta)
-        mu = odds / (1.0 + odds)
-        if eta > LOGIT_THRESHOLD or eta < -LOGIT_THRESHOLD:
-            return mu, EPSILON
-        opexp = 1.0 + math.exp(eta)
-        return mu, math.exp(eta) / (opexp * opexp)
-    if link == 1:
-        clamped = min(max(eta, -PROBIT_THRESHOLD), PROBIT_THRESHOLD)
-        mu = 0.5 * math.erfc(-clamped / math.sqrt(2.0))
-        density = math.exp(-0.5 * eta * eta) / math.sqrt(2.0 * math.pi)
-        return mu, max(density, EPSILON)
-    if link == 2:
-        mu = max(min(-math.expm1(-math.exp(eta)), 1.0 - EPSILON), EPSILON)
-        capped = min(eta, CLOGLOG_CAP)
-        return mu, max(math.exp(capped) * math.exp(-math.exp(capped)), EPSILON)
-    value = max(math.exp(eta), EPSILON)
-    return value, value
-
-
-@numba.njit(cache=True, nogil=True)
-def _y_log_y(y: float, mu: float) -> float:
-    return y * math.log(y / mu) if y != 0.0 else 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _deviance_residual(y: float, mu: float, weight: float, family: int) -> float:
-    """R's ``family$dev.resids`` for one row (0 binomial, 1 Poisson)."""
-    if family == 0:
-        return 2.0 * weight * (_y_log_y(y, mu) + _y_log_y(1.0 - y, 1.0 - mu))
-    if y > 0.0:
-        return 2.0 * weight * (y * math.log(y / mu) - (y - mu))
-    return 2.0 * mu * weight
-
-
-@numba.njit(cache=True, nogil=True)
-def _minus_two_loglik(mu: float, successes: float, trials: float, aic_weight: float, family: int) -> float:
-    """One row's term of R's ``family$aic``: −2 × its log-probability with the normalising
-    constants (binomial coefficient, log y!), times R's weight for the term."""
-    if aic_weight == 0.0:
-        return 0.0
-    if family == 0:
-        value = math.lgamma(trials + 1.0) - math.lgamma(successes + 1.0) - math.lgamma(trials - successes + 1.0)
-        if successes > 0.0:
-            value += successes * math.log(mu)
-        if trials - successes > 0.0:
-            value += (trials - successes) * math.log1p(-mu)
-        return -2.0 * aic_weight * value
-    value = -mu - math.lgamma(successes + 1.0)
-    if successes > 0.0:
-        value += successes * math.log(mu)
-    return -2.0 * aic_weight * value
-
-
-@numba.njit(cache=True, nogil=True)
-def reweight(
-    eta: np.ndarray,
-    y: np.ndarray,
-    weights: np.ndarray,
-    family: int,
-    link: int,
-    mu: np.ndarray,
-    root_weights: np.ndarray,
-    working_residuals: np.ndarray,
-    deviance_residuals: np.ndarray,
-) -> float:
-    """Fill μ, √w, the working and the deviance residuals for linear predictor ``eta``;
-    return the sum of the deviance residuals."""
-    total = 0.0
-    for i in range(eta.shape[0]):
-        m, derivative = _mean(eta[i], link)
-        if family == 0:
-            variance = m * (1.0 - m)
-        else:
-            variance = m
-        mu[i] = m
-        root_weights[i] = math.sqrt(weights[i]) * derivative / math.sqrt(variance)
-        working_residuals[i] = (y[i] - m) / derivative
-        residual = _deviance_residual(y[i], m, weights[i], family)
-        deviance_residuals[i] = residual
-        total += residual
-    return total
-
-
-@numba.njit(cache=True, nogil=True)
-def minus_two_loglik(
-    mu: np.ndarray, successes: np.ndarray, trials: np.ndarray, aic_weights: np.ndarray, family: int
-) -> float:
-    """−2 Σ log p(y | μ) with R's normalising constants (R's ``family$aic`` without its
-    2 × parameters)."""
-    total = 0.0
-    for i in range(mu.shape[0]):
-        total += _minus_two_loglik(mu[i], successes[i], trials[i], aic_weights[i], family)
-    return total
-
-
-def loglik_offset(response: Response, family: Family) -> float:
-    """−2 Σ log p(y | μ) − Σ dᵢ(μ): the same for every μ (the deviance is −2 log-likelihood
-    less that of the saturated model, and R's normalising constants do not involve μ), so
-    PIRLS forms the deviance residuals alone. Evaluated at the mean of y, clipped inside
-    the parameter space.
+def mean_and_derivative(eta: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarray]:
+    """(μ, dμ/dη) with R's clamping.
 
     Examples
     --------
-    >>> from lmmfast.generalized.response import build_response
-    >>> import pandas as pd
-    >>> r = build_response(Family("poisson"), pd.DataFrame({"y": [0.0, 2.0]}), "y", None, np.zeros(2))
-    >>> round(loglik_offset(r, Family("poisson")), 6)  # 2 Σ (log y! − y log y + y)
-    2.841117
+    >>> mu, derivative = mean_and_derivative(np.array([0.0, 40.0]), "logit")
+    >>> mu.tolist(), derivative.tolist()
+    ([0.5, 0.9999999999999998], [0.25, 2.220446049250313e-16])
     """
-    family_code, _ = family.codes
+    if link == "logit":
+        odds = np.exp(eta)
+        mu = odds / (1.0 + odds)
+        derivative = mu * (1.0 - mu)
+        if np.max(np.abs(eta), initial=0.0) > LOGIT_THRESHOLD:
+            low, high = eta < -LOGIT_THRESHOLD, eta > LOGIT_THRESHOLD
+            mu[low] = EPSILON / (1.0 + EPSILON)
+            mu[high] = 1.0 / (1.0 + EPSILON)
+            derivative[low | high] = EPSILON
+        return mu, derivative
+    if link == "probit":
+        clamped = np.clip(eta, -PROBIT_THRESHOLD, PROBIT_THRESHOLD)
+        return ndtr(clamped), np.maximum(np.exp(-0.5 * eta * eta) / np.sqrt(2.0 * np.pi), EPSILON)
+    if link == "cloglog":
+        with np.errstate(over="ignore"):
+            mu = np.clip(-np.expm1(-np.exp(eta)), EPSILON, 1.0 - EPSILON)
+        capped = np.exp(np.minimum(eta, CLOGLOG_CAP))
+        with np.errstate(over="ignore", invalid="ignore"):
+            derivative = np.maximum(capped * np.exp(-capped), EPSILON)
+        return mu, derivative
+    mu = np.maximum(np.exp(eta), EPSILON)
+    return mu, mu.copy()
+
+
+def saturated_terms(y: np.ndarray, family: Family) -> np.ndarray:
+    """The part of each deviance residual that does not involve μ, per unit of prior weight:
+    y log y + (1 − y) log(1 − y) (binomial), y log y − y (Poisson), with 0 log 0 = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y_log_y = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+        if family.name == "binomial":
+            other = 1.0 - y
+            return y_log_y + np.where(other > 0, other * np.log(np.where(other > 0, other, 1.0)), 0.0)
+    return y_log_y - y
+
+
+def deviance_residuals(
+    y: np.ndarray, mu: np.ndarray, weights: np.ndarray, saturated: np.ndarray, family: str
+) -> np.ndarray:
+    """R's ``family$dev.resids``: 2 w (saturated − y log μ − (1 − y) log(1 − μ)) for binomial,
+    2 w (saturated − y log μ + μ) for Poisson."""
+    if family == "binomial":
+        return 2.0 * weights * (saturated - y * np.log(mu) - (1.0 - y) * np.log1p(-mu))
+    return 2.0 * weights * (saturated - y * np.log(mu) + mu)
+
+
+@dataclass
+class RowBuffers:
+    """The per-row arrays of the last pass."""
+
+    eta: np.ndarray
+    mu: np.ndarray
+    root_weights: np.ndarray
+    working_residuals: np.ndarray
+    deviance_residuals: np.ndarray
+
+    @classmethod
+    def of(cls, n: int) -> RowBuffers:
+        return cls(*(np.zeros(n) for _ in range(5)))
+
+
+def reweight(eta: np.ndarray, response: Response, family: Family, saturated: np.ndarray, out: RowBuffers) -> float:
+    """Fill ``out``'s μ, √w, working and deviance residuals for linear predictor ``eta``;
+    return the sum of the deviance residuals."""
+    mu, derivative = mean_and_derivative(eta, family.link)
+    variance = mu * (1.0 - mu) if family.name == "binomial" else mu
+    out.mu[:] = mu
+    np.multiply(np.sqrt(response.weights / variance), derivative, out=out.root_weights)
+    np.divide(response.y - mu, derivative, out=out.working_residuals)
+    out.deviance_residuals[:] = deviance_residuals(response.y, mu, response.weights, saturated, family.name)
+    return float(np.sum(out.deviance_residuals))
+
+
+def minus_two_loglik(mu: np.ndarray, response: Response, family: Family) -> float:
+    """−2 Σ log p(y | μ) with R's normalising constants (R's ``family$aic`` without its
+    2 × parameters): binomial terms (w/m) log dbinom(round(m y), round(m), μ), Poisson terms
+    w log dpois(y, μ)."""
+    k, m, weight = response.successes, response.trials, response.aic_weights
+    if family.name == "binomial":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_p = (
+                gammaln(m + 1.0)
+                - gammaln(k + 1.0)
+                - gammaln(m - k + 1.0)
+                + np.where(k > 0, k * np.log(mu), 0.0)
+                + np.where(m - k > 0, (m - k) * np.log1p(-mu), 0.0)
+            )
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_p = -mu - gammaln(k + 1.0) + np.where(k > 0, k * np.log(mu), 0.0)
+    return float(-2.0 * np.sum(np.where(weight == 0.0, 0.0, weight * log_p)))
+
+
+def loglik_offset(response: Response, family: Family, saturated: np.ndarray) -> float:
+    """−2 Σ log p(y | μ) − Σ dᵢ(μ): the same for every μ (the deviance is −2 log-likelihood
+    less that of the saturated model, and R's normalising constants do not involve μ), so
+    PIRLS forms the deviance residuals alone. Evaluated at the weighted mean of y, kept
+    inside the parameter space.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from lmmfast.generalized.response import build_response
+    >>> poisson = Family("poisson")
+    >>> r = build_response(poisson, pd.DataFrame({"y": [0.0, 2.0]}), "y", None, np.zeros(2))
+    >>> round(loglik_offset(r, poisson, saturated_terms(r.y, poisson)), 6)  # 2 Σ (log y! − y log y + y)
+    2.613706
+    """
     limit = 1e-3
     mu = np.clip(np.full(len(response.y), np.average(response.y, weights=response.weights)), limit, None)
     if family.name == "binomial":
         mu = np.minimum(mu, 1.0 - limit)
-    residuals = np.empty_like(mu)
-    deviance_residuals_at_mu(response.y, mu, response.weights, family_code, residuals)
-    aic = minus_two_loglik(mu, response.successes, response.trials, response.aic_weights, family_code)
-    return float(aic - np.sum(residuals))
-
-
-@numba.njit(cache=True, nogil=True)
-def deviance_residuals_at_mu(y: np.ndarray, mu: np.ndarray, weights: np.ndarray, family: int, out: np.ndarray) -> None:
-    """The deviance residuals for means ``mu``."""
-    for i in range(mu.shape[0]):
-        out[i] = _deviance_residual(y[i], mu[i], weights[i], family)
-
-
-@numba.njit(cache=True, nogil=True)
-def deviance_residuals_at(
-    eta: np.ndarray, y: np.ndarray, weights: np.ndarray, family: int, link: int, out: np.ndarray
-) -> None:
-    """The deviance residuals alone, for the quadrature's shifted linear predictors."""
-    for i in range(eta.shape[0]):
-        m, _ = _mean(eta[i], link)
-        out[i] = _deviance_residual(y[i], m, weights[i], family)
+    deviance = deviance_residuals(response.y, mu, response.weights, saturated, family.name)
+    return minus_two_loglik(mu, response, family) - float(np.sum(deviance))
 
 
 @numba.njit(cache=True, nogil=True)
