@@ -87,3 +87,42 @@ def test_every_outcome_is_a_valid_fit_or_a_clear_error(data, formula, reml, weig
         warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
         assert fit.summary()
         fit.to_dict()
+
+
+@st.composite
+def generalized_datasets(draw):
+    frame = draw(datasets())
+    n = len(frame)
+    rng = np.random.default_rng(draw(st.integers(min_value=0, max_value=2**32 - 1)))
+    frame["b"] = rng.integers(0, 2, size=n)
+    frame["k"] = rng.poisson(draw(st.sampled_from([0.05, 1.0, 20.0])), size=n)
+    frame["trials"] = rng.integers(1, 6, size=n)
+    frame["s"] = rng.binomial(frame["trials"].to_numpy(), 0.3)
+    return frame
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=generalized_datasets(),
+    formula=formulas(),
+    family=st.sampled_from(["binomial", "poisson"]),
+    response=st.sampled_from(["b", "k", "cbind(s, trials - s)", "y", "f"]),
+    nagq=st.sampled_from([0, 1, 1, 3]),
+)
+def test_every_generalized_outcome_is_a_valid_fit_or_a_clear_error(data, formula, family, response, nagq) -> None:
+    before = data.copy(deep=True)
+    formula = response + formula[1:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
+        try:
+            fit = lmmfast.glmm(formula, data, family, nagq=nagq)
+        except lmmfast.LmmfastError as error:
+            assert str(error)
+            return
+        finally:
+            pd.testing.assert_frame_equal(data, before)
+        assert np.isfinite(fit.objective) and np.isfinite(fit.deviance)
+        assert np.all(np.isfinite(fit.beta)) and np.all(np.isfinite(fit.theta))
+        assert np.all(np.isfinite(fit.fitted()))
+        assert fit.summary()
+        fit.to_dict()

@@ -46,7 +46,7 @@ def mean_and_derivative(eta: np.ndarray, link: str) -> tuple[np.ndarray, np.ndar
     ([0.5, 0.9999999999999998], [0.25, 2.220446049250313e-16])
     """
     if link == "logit":
-        odds = np.exp(eta)
+        odds = np.exp(np.clip(eta, -LOGIT_THRESHOLD - 1.0, LOGIT_THRESHOLD + 1.0))  # beyond ±30: set below
         mu = odds / (1.0 + odds)
         derivative = mu * (1.0 - mu)
         if np.max(np.abs(eta), initial=0.0) > LOGIT_THRESHOLD:
@@ -65,7 +65,8 @@ def mean_and_derivative(eta: np.ndarray, link: str) -> tuple[np.ndarray, np.ndar
         with np.errstate(over="ignore", invalid="ignore"):
             derivative = np.maximum(capped * np.exp(-capped), EPSILON)
         return mu, derivative
-    mu = np.maximum(np.exp(eta), EPSILON)
+    with np.errstate(over="ignore"):  # an infinite mean is an infinite deviance: PIRLS steps back
+        mu = np.maximum(np.exp(eta), EPSILON)
     return mu, mu.copy()
 
 
