@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def fit_prepared(
     began = time.perf_counter()
     control = prepared.control if control is None else _checked_control(control, prepared)
     actions = resolve_checks(checks)
-    start = None if start is None else _checked_start(start, prepared)
+    start = None if start is None else checked_start(start, prepared)
     objective = prepared.objective.fresh(control.threads)
     model = replace(prepared, objective=objective, control=control)
     monitor = FitMonitor(progress, verbose)
@@ -152,7 +153,9 @@ def _checked_control(control: Control, prepared: PreparedModel) -> Control:
     return control
 
 
-def _checked_start(start: np.ndarray | Sequence[float], prepared: PreparedModel) -> np.ndarray:
+def checked_start(start: np.ndarray | Sequence[float], prepared: PreparedModel | Any) -> np.ndarray:
+    """``start`` as θ for ``prepared`` (a linear or a generalized model), or an
+    :class:`ArgumentError` naming θ's entries."""
     try:
         theta = np.asarray(start, dtype=np.float64)
     except (TypeError, ValueError):

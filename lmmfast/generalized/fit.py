@@ -27,6 +27,7 @@ from lmmfast.blas import limit_blas_threads
 from lmmfast.control import Control
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ConvergenceWarning, ModelError, SingularFitWarning
+from lmmfast.fit import checked_start
 from lmmfast.generalized.deviance import INFEASIBLE, GlmmDeviance
 from lmmfast.generalized.pirls import Mode
 from lmmfast.generalized.prepare import PreparedGlmm
@@ -133,7 +134,7 @@ def fit_glmm(
     monitor.start(deviance.pirls.factor.describe())
     with limit_blas_threads(deviance.pirls.factor.blas_threads), contextlib.closing(monitor):
         fast = _Guarded(deviance.fast, lambda theta: deviance.fast(theta, eta=prepared.start_eta))
-        theta_start = None if start is None else np.asarray(start, dtype=np.float64)
+        theta_start = None if start is None else checked_start(start, prepared)
         first = optimize_theta(fast, layout, start=theta_start, control=control, on_evaluation=monitor.evaluation)
         theta = first.final
         mode = deviance.pirls.solve(theta, deviance.last_beta, free_beta=True)

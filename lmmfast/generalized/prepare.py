@@ -34,7 +34,7 @@ from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.generalized.deviance import GlmmDeviance
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.pirls import Pirls
-from lmmfast.generalized.response import Response, build_response, cbind_parts, evaluate
+from lmmfast.generalized.response import Response, build_response, cbind_parts, evaluate, whole_numbers
 from lmmfast.parameters import ThetaLayout
 
 #: The response's column in the model frame once it is in R's form (a proportion or counts).
@@ -218,4 +218,50 @@ def prepare_glmm(
         weights_name=weights_name,
         offset_name=offset_name,
         control=control,
+    )
+
+
+def with_response(prepared: PreparedGlmm, y: np.ndarray) -> PreparedGlmm:
+    """The same model for a new response on the same rows, in R's form (proportions of the
+    same trials, or counts): the design, the row pattern and the factor's set-up are reused.
+
+    Raises
+    ------
+    DataError
+        When ``y`` has not one value per observation, or values the family cannot take.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> model = prepare_glmm("incidence ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), Family("poisson"))
+    >>> with_response(model, model.response.y + 1).response.y[:3].tolist()
+    [3.0, 4.0, 5.0]
+    """
+    old = prepared.response
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("y must be an array of numbers, one per observation used by the fit.") from None
+    if y.shape != old.y.shape or not np.all(np.isfinite(y)):
+        raise DataError(
+            f"y must hold one finite value per observation used by the fit ({len(old.y)}), got shape {y.shape}."
+        )
+    if prepared.family.name == "binomial":
+        successes = y * old.trials
+        if np.any((y < 0) | (y > 1)) or not whole_numbers(successes):
+            raise DataError("A binomial response must be proportions of the fit's trials (0/1 without trials).")
+        response = replace(old, y=y, successes=np.round(successes))
+    else:
+        if np.any(y < 0) or not whole_numbers(y):
+            raise DataError("A Poisson response must be counts (whole numbers >= 0).")
+        response = replace(old, y=np.round(y), successes=np.round(y))
+    pirls = prepared.deviance.pirls
+    fresh = Pirls(pirls.terms, pirls.pattern, pirls.X, response, pirls.family, pirls.layout, pirls.factor)
+    family = prepared.family
+    return replace(
+        prepared,
+        response=response,
+        fixed=replace(prepared.fixed, y=response.y),
+        deviance=GlmmDeviance(fresh, prepared.layout.size, prepared.nagq),
+        start_eta=family.link_function(family.starting_mu(response.y, response.weights)),
     )

@@ -97,7 +97,8 @@ def evaluate(expression: str, frame: pd.DataFrame, where: str) -> np.ndarray:
     return np.asarray(matrix, dtype=np.float64)[:, 0]
 
 
-def _whole(values: np.ndarray) -> bool:
+def whole_numbers(values: np.ndarray) -> bool:
+    """Whether every value is a whole number (to ``INTEGER_TOLERANCE``)."""
     return bool(np.all(np.abs(values - np.round(values)) <= INTEGER_TOLERANCE * np.maximum(1.0, np.abs(values))))
 
 
@@ -125,7 +126,7 @@ def binomial_response(
         successes = evaluate(parts[0], frame, "The successes")
         failures = evaluate(parts[1], frame, "The failures")
         for name, values in (("successes", successes), ("failures", failures)):
-            if np.any(values < 0) or not _whole(values):
+            if np.any(values < 0) or not whole_numbers(values):
                 raise DataError(
                     f"The {name} in {response} must be whole numbers >= 0; some are negative or fractional."
                 )
@@ -172,7 +173,7 @@ def binomial_response(
                     f"The binomial response {description!r} is taken as a proportion of weights= trials, but some "
                     "values lie outside [0, 1]."
                 )
-            if not _whole(y * weights):
+            if not whole_numbers(y * weights):
                 raise DataError(
                     f"The proportions {description!r} times the trials (weights=) are not whole numbers of "
                     "successes; check that weights= holds the number of trials of each row."
@@ -199,7 +200,7 @@ def poisson_response(frame: pd.DataFrame, response: str) -> np.ndarray:
     if column is not None and pd.api.types.is_bool_dtype(column):
         raise DataError(f"The Poisson response {response!r} is boolean; for a 0/1 outcome use family='binomial'.")
     y = evaluate(response, frame, "The response")
-    if np.any(y < 0) or not _whole(y):
+    if np.any(y < 0) or not whole_numbers(y):
         raise DataError(
             f"A Poisson response holds counts (whole numbers >= 0); {response!r} has "
             + ("negative" if np.any(y < 0) else "fractional")

@@ -11,31 +11,34 @@ glmer's summary and ``anova`` print as "deviance".
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from lmmfast._version import __version__
 from lmmfast.design.data import build_model_frame, column_names
 from lmmfast.design.random import display_names
 from lmmfast.design.variables import formula_variables
+from lmmfast.diagnostics import resolve_checks
 from lmmfast.errors import DataError
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.fit import GlmmSolution
 from lmmfast.generalized.prepare import PreparedGlmm
 from lmmfast.generalized.response import evaluate
 from lmmfast.generalized.reweight import add_random_part
+from lmmfast.generalized.simulate import FittedParameters, bootstrap_replicates, refit_to, simulate_responses
 from lmmfast.inference.condvar import covariance_blocks, ranef_rows
 from lmmfast.objective import scale_by_lambda
 from lmmfast.optimize import OptSummary
 from lmmfast.predict import predict as predict_link
 from lmmfast.result import MixedFit, RandomTermResult
 from lmmfast.summary import fixed_correlation_lines, format_column, format_p_value, format_table, random_effects_lines
-from lmmfast.validation import check_choice
+from lmmfast.validation import check_bool, check_choice, check_level
 
 #: The version of :meth:`GlmmResult.to_dict`'s layout (``lmmfast/schemas/glmm.schema.json``).
 GLMM_SCHEMA = "lmmfast-glmm/1"
@@ -237,6 +240,57 @@ class GlmmResult(MixedFit):
         if scale == "link":
             return link
         return _inverse_link(self.family, link)
+
+    # --- simulation, refits, intervals ------------------------------------------------------
+    def _parameters(self) -> FittedParameters:
+        return FittedParameters(self.model, self.beta, self.theta, tuple(t.template for t in self.terms))
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
+        """Responses simulated from the fit (random effects drawn anew), shape (nobs, nsim),
+        in the form of the fit's response: proportions of its trials, or counts.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+        >>> fit.simulate(3, seed=1).shape
+        (56, 3)
+        """
+        return simulate_responses(self._parameters(), nsim, seed)
+
+    def refit(self, y: np.ndarray, checks: Mapping[str, str] | None = None) -> GlmmResult:
+        """The same model fitted to a new response (one value per observation used, as
+        :attr:`model.response.y <lmmfast.generalized.response.Response>`), from θ̂."""
+        began = time.perf_counter()
+        prepared, solution = refit_to(self.model, y, self.theta, resolve_checks(checks))
+        return GlmmResult.of(prepared, solution, began)
+
+    def bootstrap(self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False) -> pd.DataFrame:
+        """Parametric bootstrap: ``n`` responses simulated from the fit, each refitted; one
+        row per replicate (the fixed effects, θ, ``objective``), bit-identical for a ``seed``
+        whatever ``processes``. A replicate that cannot be fitted (separation) is a row of NaN."""
+        columns = [*self.fixef_names, *self.theta_names, "objective"]
+        return bootstrap_replicates(
+            self._parameters(), columns, n, seed=seed, processes=processes, progress=check_bool("progress", progress)
+        )
+
+    def confint(
+        self, method: str = "wald", level: float = 0.95, *, n: int = 1000, seed: int | None = None, processes: int = 1
+    ) -> pd.DataFrame:
+        """Confidence intervals (``lower``, ``upper``): ``"wald"`` for the fixed effects,
+        estimate ± z·SE (as lme4); ``"boot"``, percentile intervals from ``n`` parametric
+        bootstrap replicates, for the fixed effects and θ. Profile intervals are not yet
+        available for generalized fits."""
+        level = check_level(level)
+        method = check_choice("confint method", method, ("wald", "boot"))
+        if method == "boot":
+            replicates = self.bootstrap(n, seed=seed, processes=processes).dropna()
+            columns = [*self.fixef_names, *self.theta_names]
+            bounds = np.quantile(replicates[columns].to_numpy(), [(1 - level) / 2, (1 + level) / 2], axis=0)
+            return pd.DataFrame({"lower": bounds[0], "upper": bounds[1]}, index=columns)
+        z = float(ndtri(0.5 + level / 2))
+        se = self.stderr.to_numpy()
+        return pd.DataFrame({"lower": self.beta - z * se, "upper": self.beta + z * se}, index=list(self.fixef_names))
 
     # --- random effects ------------------------------------------------------------------------
     @cached_property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,18 +11,20 @@ from scipy import stats
 
 from lmmfast.errors import ArgumentError, DataError
 from lmmfast.fit import refit_ml
-from lmmfast.result import LmmFit
+from lmmfast.result import LmmFit, MixedFit
 
 
-def anova(*fits: LmmFit, names: Sequence[str] | None = None) -> pd.DataFrame:
+def anova(*fits: MixedFit, names: Sequence[str] | None = None) -> pd.DataFrame:
     """Compare models by likelihood-ratio tests; REML fits are refitted by ML first, as lme4 does.
+    Generalized fits (:func:`lmmfast.glmm`) are compared with generalized fits of the same
+    family and approximation.
 
     The models are ordered by their number of parameters (a stable sort, as lme4), whatever
     the order they are given in, and each is tested against the one above it.
 
     Parameters
     ----------
-    *fits : LmmFit
+    *fits : LmmFit or GlmmResult
         Two or more fits of the same response to the same observations, usually nested.
     names : sequence of str, optional
         A label per fit, in the order given (default: their formulas).
@@ -37,7 +40,8 @@ def anova(*fits: LmmFit, names: Sequence[str] | None = None) -> pd.DataFrame:
     ------
     DataError
         For models that are not comparable: different responses, different numbers of
-        observations, different data of the same size, or different prior weights.
+        observations, different data of the same size, or different prior weights; linear
+        and generalized fits, or generalized fits of different families or approximations.
 
     Examples
     --------
@@ -49,13 +53,15 @@ def anova(*fits: LmmFit, names: Sequence[str] | None = None) -> pd.DataFrame:
     >>> list(table.index), round(float(table.loc["slopes", "chisq"]), 3)
     (['intercepts', 'slopes'], 42.139)
     """
-    if len(fits) < 2 or not all(isinstance(f, LmmFit) for f in fits):
-        raise ArgumentError("anova needs two or more fitted models (results of lmmfast.lmm).")
+    if len(fits) < 2 or not all(isinstance(f, MixedFit) for f in fits):
+        raise ArgumentError("anova needs two or more fitted models (results of lmmfast.lmm or lmmfast.glmm).")
     labels = _labels(fits, names)
     _check_comparable(fits, labels)
-    order = sorted(range(len(fits)), key=lambda i: fits[i].npar)  # sorted() is stable, as R's order()
-    ml = [refit_ml(fits[i]) for i in order]
+    comparable: Sequence[Any] = fits
+    order = sorted(range(len(fits)), key=lambda i: comparable[i].npar)  # sorted() is stable, as R's order()
+    ml = [refit_ml(comparable[i]) if isinstance(comparable[i], LmmFit) else comparable[i] for i in order]
     rows = []
+    fit: Any
     for index, fit in enumerate(ml):
         row = {
             "npar": fit.npar,
@@ -76,7 +82,7 @@ def anova(*fits: LmmFit, names: Sequence[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, index=pd.Index([labels[i] for i in order], name="model"))
 
 
-def _labels(fits: Sequence[LmmFit], names: Sequence[str] | None) -> list[str]:
+def _labels(fits: Sequence[Any], names: Sequence[str] | None) -> list[str]:
     """The row labels: the names given, else the formulas (numbered where two are equal)."""
     if names is None:
         labels = [fit.formula for fit in fits]
@@ -92,8 +98,23 @@ def _labels(fits: Sequence[LmmFit], names: Sequence[str] | None) -> list[str]:
     return list(names)
 
 
-def _check_comparable(fits: Sequence[LmmFit], labels: Sequence[str]) -> None:
+def _kind(fit: Any) -> str:
+    """What the likelihood is of: a linear model, or a family with its approximation."""
+    family = getattr(fit, "family", None)
+    if family is None:
+        return "a linear mixed model"
+    scale = "Laplace" if fit.nagq <= 1 else f"{fit.nagq}-node quadrature"
+    return f"a {family.name} model ({scale})"
+
+
+def _check_comparable(fits: Sequence[Any], labels: Sequence[str]) -> None:
     """Refuse models whose likelihoods are not of the same data."""
+    kinds = [_kind(f) for f in fits]
+    if len(set(kinds)) > 1:
+        raise DataError(
+            f"The models are of different kinds ({', '.join(sorted(set(kinds)))}); their likelihoods are on "
+            "different scales and cannot be compared. Compare models of one family and one approximation."
+        )
     if len({f.nobs for f in fits}) > 1:
         raise DataError(
             "The models were fitted to different numbers of observations "
@@ -125,10 +146,15 @@ def _check_comparable(fits: Sequence[LmmFit], labels: Sequence[str]) -> None:
                 f"differs in {differ.size} of {y_a.size} observations (first: observation {int(differ[0])}, "
                 f"{y_a[differ[0]]:g} against {y_b[differ[0]]:g}). Fit both models to the same data."
             )
-        if not _same_weights(first.model.weights, fit.model.weights):
+        if not _same_weights(_prior_weights(first), _prior_weights(fit)):
             raise DataError(
                 f"The models {pair} were fitted with different prior weights; their likelihoods cannot be compared."
             )
+
+
+def _prior_weights(fit: Any) -> np.ndarray | None:
+    response = getattr(fit.model, "response", None)
+    return response.weights if response is not None else fit.model.weights
 
 
 def _same_weights(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -137,6 +163,6 @@ def _same_weights(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return bool(np.array_equal(a, b))
 
 
-def _response_text(fit: LmmFit) -> str:
+def _response_text(fit: Any) -> str:
     """The response as written, without backticks or spaces (``np.log(Reaction)``)."""
     return fit.model.formula.response.replace("`", "").replace(" ", "")

@@ -71,9 +71,7 @@ def hessian(func: Callable[[np.ndarray], float], x: np.ndarray, relative: float 
     return (4 * at(0.5) - at(1.0)) / 3
 
 
-def central_hessian(
-    func: Callable[[np.ndarray], float], x: np.ndarray, delta: float | np.ndarray = 1e-4
-) -> np.ndarray:
+def central_hessian(func: Callable[[np.ndarray], float], x: np.ndarray, delta: float | np.ndarray = 1e-4) -> np.ndarray:
     """Second derivatives by central differences with absolute steps ``delta`` (one for all,
     or one per coordinate), m² + m + 1 evaluations: the diagonal from steps along each
     coordinate, H_ij from the second difference along eᵢ + eⱼ, which is H_ii + 2 H_ij + H_jj.

@@ -151,3 +151,49 @@ def test_fast_and_laplace_fits_are_close(verbagg):
     laplace = lmmfast.glmm(VERBAGG, verbagg, nAGQ=1)
     assert laplace.objective <= fast.objective
     np.testing.assert_allclose(fast.beta, laplace.beta, rtol=0.05, atol=0.01)
+
+
+def test_simulated_responses_are_proportions_of_the_trials(cbpp_fit):
+    simulated = cbpp_fit.simulate(4, seed=2)
+    trials = cbpp_fit.model.response.trials[:, None]
+    assert simulated.shape == (56, 4)
+    np.testing.assert_allclose(simulated * trials, np.round(simulated * trials), atol=1e-12)
+    assert np.all((simulated >= 0) & (simulated <= 1))
+    np.testing.assert_array_equal(simulated, cbpp_fit.simulate(4, seed=2))
+
+
+def test_a_refit_to_its_own_response_is_the_fit(cbpp_fit):
+    again = cbpp_fit.refit(cbpp_fit.model.response.y)
+    assert again.objective == pytest.approx(cbpp_fit.objective, rel=1e-9)
+    np.testing.assert_allclose(again.beta, cbpp_fit.beta, rtol=1e-5)
+    with pytest.raises(lmmfast.DataError, match="proportions of the fit's trials"):
+        cbpp_fit.refit(np.full(56, 0.123))
+
+
+def test_the_bootstrap_is_the_same_in_one_process_or_two(cbpp_fit):
+    serial = cbpp_fit.bootstrap(8, seed=5)
+    parallel = cbpp_fit.bootstrap(8, seed=5, processes=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert list(serial.columns) == ["Intercept", "period", "herd.(Intercept)", "objective"]
+    # the replicates scatter around the estimates
+    assert abs(serial["period"].mean() - cbpp_fit.fixef["period"]) < 3 * cbpp_fit.stderr["period"]
+
+
+def test_wald_intervals_are_estimate_plus_minus_z_se(cbpp_fit):
+    table = cbpp_fit.confint()
+    np.testing.assert_allclose(table.upper - table.lower, 2 * 1.959963984540054 * cbpp_fit.stderr, rtol=1e-12)
+    boot = cbpp_fit.confint("boot", n=20, seed=1)
+    assert list(boot.index) == ["Intercept", "period", "herd.(Intercept)"]
+    assert np.all(boot.lower < boot.upper)
+    with pytest.raises(lmmfast.ArgumentError, match="confint method must be 'wald' or 'boot'"):
+        cbpp_fit.confint("profile")
+
+
+def test_anova_compares_generalized_fits_of_one_kind(verbagg):
+    small = lmmfast.glmm("r2 ~ Anger + Gender + (1 | id)", verbagg, nagq=0)
+    large = lmmfast.glmm("r2 ~ Anger + Gender + (1 | id) + (1 | item)", verbagg, nagq=0)
+    table = lmmfast.anova(large, small)
+    assert list(table.npar) == [4, 5]
+    assert table.chisq.iloc[1] == pytest.approx(small.objective - large.objective)
+    with pytest.raises(lmmfast.DataError, match="different kinds"):
+        lmmfast.anova(small, lmmfast.lmm("r2 ~ Anger + Gender + (1 | id)", verbagg, checks={"binary_response": "ignore"}))
