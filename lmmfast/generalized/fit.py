@@ -135,7 +135,13 @@ def fit_glmm(
     with limit_blas_threads(deviance.pirls.factor.blas_threads), contextlib.closing(monitor):
         fast = _Guarded(deviance.fast, lambda theta: deviance.fast(theta, eta=prepared.start_eta))
         theta_start = None if start is None else checked_start(start, prepared)
-        first = optimize_theta(fast, layout, start=theta_start, control=control, on_evaluation=monitor.evaluation)
+        first = optimize_theta(
+            fast,
+            layout,
+            start=theta_start,
+            control=_first_stage_control(control, prepared.nagq),
+            on_evaluation=monitor.evaluation,
+        )
         theta = first.final
         mode = deviance.pirls.solve(theta, deviance.last_beta, free_beta=True)
         beta = mode.beta
@@ -164,6 +170,19 @@ def fit_glmm(
     )
     _report(solution, prepared, actions)
     return solution
+
+
+#: Where stage 2 follows, stage 1 only finds its start: BOBYQA stops there once an iteration
+#: gains less than this fraction of the deviance, and is not restarted.
+FIRST_STAGE_RELATIVE_TOLERANCE = 1e-11
+
+
+def _first_stage_control(control: Control, nagq: int) -> Control:
+    """Stage 1's settings: the fit's own for ``nagq=0`` (its optimum is the answer), looser
+    before a second stage (VerbAgg: 58 evaluations to 38, the same optimum after stage 2)."""
+    if nagq == 0:
+        return control
+    return replace(control, ftol_rel=max(control.ftol_rel, FIRST_STAGE_RELATIVE_TOLERANCE), restarts=0)
 
 
 def _second_stage(
