@@ -1,6 +1,7 @@
 """Time lme4 and lmmfast side by side on the same data, in one run.
 
 Usage: ``.venv/bin/python benchmarks/compare_lme4.py [--cases insteval,kb07_m6,...] [--repeat 3]``
+(``--cases glmer`` for every generalized case against glmer).
 
 Needs R with lme4 (Debian: ``apt-get install r-base-core r-cran-lme4``). Each case is
 written to a temporary CSV; R fits it ``repeat`` times in one process (``system.time``, as a
@@ -41,6 +42,20 @@ cat(sprintf('{"seconds": [%s], "objective": %.10f, "feval": %d}\n',
             paste(times, collapse = ","), obj, m@optinfo$feval))
 """
 
+GLMER_SCRIPT = r"""
+suppressPackageStartupMessages(library(lme4))
+a <- commandArgs(TRUE)
+d <- read.csv(a[1], stringsAsFactors = TRUE)
+for (g in strsplit(a[4], ",")[[1]]) if (nchar(g)) d[[g]] <- factor(d[[g]])
+f <- as.formula(a[2]); family <- get(a[3]); n <- as.integer(a[5]); nagq <- as.integer(a[6])
+d$.w <- if (nchar(a[7])) d[[a[7]]] else 1
+fit <- function() glmer(f, d, family = family, nAGQ = nagq, weights = .w)
+times <- numeric(0)
+for (i in seq_len(n)) times <- c(times, system.time(m <- fit())[["elapsed"]])
+cat(sprintf('{"seconds": [%s], "objective": %.10f, "feval": %d}\n',
+            paste(times, collapse = ","), -2 * as.numeric(logLik(m)), sum(m@optinfo$feval)))
+"""
+
 CASES = {
     "sleepstudy": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", True, "Subject"),
     "penicillin": ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", True, "plate,sample"),
@@ -70,18 +85,95 @@ CASES = {
     ),
 }
 
+#: Generalized cases against glmer: data, formula, family, nAGQ, the weights' column, the
+#: grouping columns.
+GLMER_CASES = {
+    "glmer_cbpp": ("cbpp", "prop ~ period + (1 | herd)", "binomial", 1, "size", "herd"),
+    "glmer_verbagg": (
+        "verbagg",
+        "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+        "binomial",
+        1,
+        "",
+        "id,item",
+    ),
+    "glmer_verbagg_fast": (
+        "verbagg",
+        "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+        "binomial",
+        0,
+        "",
+        "id,item",
+    ),
+    "glmer_verbagg_interactions": (
+        "verbagg",
+        "r2 ~ (Anger + Gender + btype + situ)^2 + (1 | id) + (1 | item)",
+        "binomial",
+        1,
+        "",
+        "id,item",
+    ),
+    "glmer_grouseticks": (
+        "grouseticks",
+        "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+        "poisson",
+        1,
+        "",
+        "BROOD,INDEX,LOCATION",
+    ),
+    "glmer_contraception": (
+        "contraception",
+        "use ~ age + age2 + urban + livch + (1 + urban | district)",
+        "binomial",
+        1,
+        "",
+        "district",
+    ),
+    "glmer_crossed_100k": (
+        "simbinomial:500,2000,200",
+        "y ~ cond + freq + (1 + cond | subj) + (1 | item)",
+        "binomial",
+        1,
+        "",
+        "subj,item",
+    ),
+}
+
 
 def _data(source: str):
-    if source.startswith("sim:"):
-        subjects, items, per_subject = (int(v) for v in source[4:].split(","))
-        return lmmfast.datasets.simulate_crossed(subjects, items, per_subject, seed=1)
+    if source.startswith("sim"):
+        family = "binomial" if source.startswith("simbinomial:") else "gaussian"
+        subjects, items, per_subject = (int(v) for v in source.split(":")[1].split(","))
+        return lmmfast.datasets.simulate_crossed(subjects, items, per_subject, family=family, seed=1)
     return lmmfast.datasets.load(source)
+
+
+def _fit(name: str, data):
+    if name in GLMER_CASES:
+        _, formula, family, nagq, weights, _ = GLMER_CASES[name]
+        return lmmfast.glmm(formula, data, family, nagq=nagq, weights=weights or None)
+    _, formula, reml, _ = CASES[name]
+    return lmmfast.lmm(formula, data, reml=reml)
+
+
+def _r_command(rscript: str, folder: Path, name: str, path: Path, repeat: int) -> list[str]:
+    if name in GLMER_CASES:
+        _, formula, family, nagq, weights, groups = GLMER_CASES[name]
+        script = folder / "glmer.R"
+        script.write_text(GLMER_SCRIPT)
+        return [rscript, str(script), str(path), formula, family, groups, str(repeat), str(nagq), weights]
+    _, formula, reml, groups = CASES[name]
+    script = folder / "lmer.R"
+    script.write_text(R_SCRIPT)
+    return [rscript, str(script), str(path), formula, "TRUE" if reml else "FALSE", groups, str(repeat)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = ",".join(name for name in CASES if name != "kb07_maximal")
-    parser.add_argument("--cases", default=default, help=f"comma-separated, of: {', '.join(CASES)}")
+    parser.add_argument(
+        "--cases", default=default, help=f"comma-separated, of: {', '.join([*CASES, *GLMER_CASES])}, or glmer"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     rscript = shutil.which("Rscript")
@@ -94,27 +186,26 @@ def main(argv: list[str] | None = None) -> int:
         f"{'case':26s} {'rows':>8s} {'lme4 s':>8s} {'lmmfast s':>10s} {'ratio':>7s} {'lme4 evals':>10s} "
         f"{'evals':>6s} {'Δobjective':>11s}"
     )
+    names = list(GLMER_CASES) if args.cases == "glmer" else args.cases.split(",")
     with tempfile.TemporaryDirectory() as folder:
-        script = Path(folder) / "fit.R"
-        script.write_text(R_SCRIPT)
-        for name in args.cases.split(","):
-            source, formula, reml, groups = CASES[name]
+        for name in names:
+            source = GLMER_CASES[name][0] if name in GLMER_CASES else CASES[name][0]
             data = _data(source)
             path = Path(folder) / f"{name}.csv"
             data.to_csv(path, index=False)
             completed = subprocess.run(
-                [rscript, str(script), str(path), formula, "TRUE" if reml else "FALSE", groups, str(args.repeat)],
+                _r_command(rscript, Path(folder), name, path, args.repeat),
                 capture_output=True,
                 text=True,
                 check=True,
                 env=R_ENVIRONMENT,
             )
             lme4 = json.loads(completed.stdout.strip().splitlines()[-1])
-            lmmfast.lmm(formula, data, reml=reml)  # the warm-up fit: kernels this case alone uses load now
+            _fit(name, data)  # the warm-up fit: kernels this case alone uses load now
             times, fit = [], None
             for _ in range(args.repeat):
                 began = time.perf_counter()
-                fit = lmmfast.lmm(formula, data, reml=reml)
+                fit = _fit(name, data)
                 times.append(time.perf_counter() - began)
             assert fit is not None
             ours, theirs = statistics.median(times), statistics.median(lme4["seconds"])
