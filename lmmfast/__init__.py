@@ -33,6 +33,7 @@ from lmmfast.errors import (
     ModelError,
     RankDeficiencyError,
     RankDeficiencyWarning,
+    SeparationWarning,
     SingularFitError,
     SingularFitWarning,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "ModelError",
     "RankDeficiencyError",
     "RankDeficiencyWarning",
+    "SeparationWarning",
     "SingularFitError",
     "SingularFitWarning",
     "__version__",

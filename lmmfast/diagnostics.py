@@ -10,7 +10,7 @@ from types import FrameType
 
 from lmmfast.errors import ArgumentError, LmmfastWarning, error_for
 
-CHECKS = ("convergence", "singular", "rank_deficiency", "binary_response")
+CHECKS = ("convergence", "singular", "rank_deficiency", "binary_response", "separation")
 ACTIONS = ("warn", "raise", "ignore")
 
 
@@ -19,8 +19,8 @@ def resolve_checks(checks: Mapping[str, str] | None) -> dict[str, str]:
 
     Examples
     --------
-    >>> resolve_checks({"singular": "ignore"})
-    {'convergence': 'warn', 'singular': 'ignore', 'rank_deficiency': 'warn', 'binary_response': 'warn'}
+    >>> resolve_checks({"singular": "ignore"})["singular"], resolve_checks(None)["separation"]
+    ('ignore', 'warn')
     """
     resolved = dict.fromkeys(CHECKS, "warn")
     if checks is None:

@@ -105,6 +105,17 @@ class BinaryResponseWarning(LmmfastWarning):
     ``checks={"binary_response": "ignore"}`` silences it when the linear model is intended."""
 
 
+class SeparationWarning(LmmfastWarning):
+    """A generalized fit has fitted probabilities numerically 0 or 1 (R's ``glm`` warns the
+    same): some predictor, or combination of predictors and random effects, separates the
+    successes from the failures — complete or quasi-complete separation. The likelihood then
+    keeps rising as some fixed effects grow without bound; their estimates sit where the
+    optimiser stopped and their standard errors are meaningless. Look for a level of a factor
+    (or a range of a covariate) with only successes or only failures: drop or merge it, or
+    simplify the model. ``checks={"separation": "ignore"}`` silences it, ``"raise"`` makes it
+    a :class:`ModelError`."""
+
+
 _ERROR_FOR_WARNING: dict[type[LmmfastWarning], type[LmmfastError]] = {
     ConvergenceWarning: ConvergenceError,
     SingularFitWarning: SingularFitError,

@@ -26,7 +26,7 @@ import numpy as np
 from lmmfast.blas import limit_blas_threads
 from lmmfast.control import Control
 from lmmfast.diagnostics import report, resolve_checks
-from lmmfast.errors import ConvergenceWarning, ModelError, SingularFitWarning
+from lmmfast.errors import ConvergenceWarning, ModelError, SeparationWarning, SingularFitWarning
 from lmmfast.fit import checked_start
 from lmmfast.generalized.deviance import INFEASIBLE, GlmmDeviance
 from lmmfast.generalized.pirls import Mode
@@ -169,6 +169,7 @@ def fit_glmm(
         seconds=time.perf_counter() - began,
     )
     _report(solution, prepared, actions)
+    _report_separation(deviance.pirls.buffers.mu, prepared, actions)
     return solution
 
 
@@ -259,6 +260,30 @@ def _hessian_covariance(
         ConvergenceWarning,
     )
     return fallback, "RX"
+
+
+#: R's ``glm.fit`` calls fitted probabilities within this of 0 or 1 "numerically 0 or 1".
+SEPARATION_EPSILON = 10 * np.finfo(np.float64).eps
+
+
+def _report_separation(mu: np.ndarray, prepared: PreparedGlmm, actions: Mapping[str, str]) -> None:
+    """Warn, as R's ``glm`` does, of fitted probabilities numerically 0 or 1 (or Poisson
+    means numerically 0): the mark of separation."""
+    if prepared.family.name == "binomial":
+        extreme = int(np.sum((mu < SEPARATION_EPSILON) | (mu > 1 - SEPARATION_EPSILON)))
+        what = "probabilities numerically 0 or 1"
+    else:
+        extreme = int(np.sum(mu < SEPARATION_EPSILON))
+        what = "means numerically 0"
+    if extreme:
+        report(
+            actions["separation"],
+            f"Fitted {what} for {extreme} of {len(mu)} observations: some predictor or level separates the "
+            "outcomes (complete or quasi-complete separation), so some fixed effects grow without bound and their "
+            "standard errors are meaningless. Look for a level or range with only one outcome and drop or merge it, "
+            "or simplify the model; see help(lmmfast.SeparationWarning).",
+            SeparationWarning,
+        )
 
 
 def _report(solution: GlmmSolution, prepared: PreparedGlmm, actions: Mapping[str, str]) -> None:

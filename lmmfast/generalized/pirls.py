@@ -186,7 +186,7 @@ class Pirls:
             u = self.last_u if self.last_u is not None else np.zeros(self.q)
         try:
             mode = self._iterate(theta, np.array(beta, dtype=np.float64), u.copy(), free_beta, eta)
-        except _NotConverged:
+        except PirlsNotConvergedError:
             if not np.any(u):
                 raise
             mode = self._iterate(theta, np.array(beta, dtype=np.float64), np.zeros(self.q), free_beta, eta)
@@ -222,11 +222,11 @@ class Pirls:
                     break
                 fraction /= 2.0
             else:
-                raise _NotConverged(iteration)
+                raise PirlsNotConvergedError(iteration)
             u, beta, aic, deviance, penalised = trial_u, trial_beta, trial_aic, trial_deviance, trial_penalised
             if small:
                 return Mode(u, beta, aic, deviance, logdet, iteration, cross_products, rx_inverse)
-        raise _NotConverged(MAX_ITERATIONS)
+        raise PirlsNotConvergedError(MAX_ITERATIONS)
 
     def _newton_point(
         self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray, free_beta: bool
@@ -257,7 +257,9 @@ class Pirls:
         return cross_products, self.factor.solve_Lt(self.factor.solve_L(rhs)), beta, None
 
 
-class _NotConverged(ModelError):
+class PirlsNotConvergedError(ModelError):
+    """PIRLS did not find the conditional modes: the linear predictor diverges (separation)."""
+
     def __init__(self, iterations: int) -> None:
         super().__init__(
             f"PIRLS did not find the conditional modes ({iterations} iterations); the linear predictor may be "

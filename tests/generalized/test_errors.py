@@ -197,3 +197,25 @@ def test_the_data_are_left_as_they_were():
     before = data.copy()
     lmmfast.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", data)
     pd.testing.assert_frame_equal(data, before)
+
+
+def test_complete_separation_is_a_model_error_that_names_it():
+    data = lmmfast.datasets.load("verbagg")
+    data = data.assign(x=data.r2 + np.random.default_rng(0).normal(scale=0.01, size=len(data)))
+    with pytest.raises(ModelError, match="complete separation"):
+        lmmfast.glmm("r2 ~ x + (1 | id)", data, nagq=0)
+
+
+def test_fitted_probabilities_at_0_or_1_warn_of_separation():
+    from lmmfast.generalized.family import Family
+    from lmmfast.generalized.fit import _report_separation
+    from lmmfast.generalized.prepare import prepare_glmm
+
+    model = prepare_glmm("prop ~ period + (1 | herd)", _cbpp(), Family("binomial"), weights="size")
+    mu = np.full(N, 0.3)
+    _report_separation(mu, model, {"separation": "raise"})  # nothing to report
+    mu[:3] = 1e-300
+    with pytest.warns(lmmfast.SeparationWarning, match="Fitted probabilities numerically 0 or 1 for 3 of 56"):
+        _report_separation(mu, model, {"separation": "warn"})
+    with pytest.raises(ModelError, match="separates the outcomes"):
+        _report_separation(mu, model, {"separation": "raise"})
