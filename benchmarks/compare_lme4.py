@@ -151,7 +151,7 @@ def _data(source: str):
 def _fit(name: str, data):
     if name in GLMER_CASES:
         _, formula, family, nagq, weights, _ = GLMER_CASES[name]
-        return lmmfast.glmm(formula, data, family, nagq=nagq, weights=weights or None)
+        return lmmfast.glmm(formula, data, family, nagq=nagq, weights=weights or None, progress=False)
     _, formula, reml, _ = CASES[name]
     return lmmfast.lmm(formula, data, reml=reml)
 

@@ -296,6 +296,11 @@ class RowPattern:
     pair_terms: np.ndarray
     pair_starts: np.ndarray
 
+    @property
+    def all_scalar(self) -> bool:
+        """Whether every term has one column (the written-out kernel applies)."""
+        return self.values.shape[1] == self.codes.shape[0]
+
     @classmethod
     def of(cls, terms: Sequence[RandomTerm], pairs: PairPattern, shape: CrossProducts) -> RowPattern:
         """The pattern of ``terms`` (engine order), ``pairs`` their :func:`pair_pattern`,
@@ -399,7 +404,7 @@ def form_weighted_cross_products(
     ZtXy = np.zeros((shape.q, p + 1))
     blocks = np.zeros_like(shape.block_values)
     Zty = np.zeros(shape.q)
-    if np.all(shape.term_sizes == 1):
+    if pattern.all_scalar:
         yty = _accumulate_weighted_scalar(
             pattern.codes,
             pattern.values,
@@ -442,4 +447,19 @@ def form_weighted_cross_products(
         XytXy[:p, :p] = Xw.T @ Xw
         XytXy[:p, p] = XytXy[p, :p] = Xw.T @ (y * root_weights)
     ZtXy[:, p] = Zty
-    return replace(shape, block_values=blocks, ZtXy=ZtXy, XytXy=XytXy, sum_log_weights=0.0)
+    # the constructor, not dataclasses.replace: this runs once per PIRLS iteration
+    return CrossProducts(
+        shape.term_sizes,
+        shape.term_levels,
+        shape.column_offsets,
+        shape.slot_term_a,
+        shape.slot_term_b,
+        shape.slot_level_a,
+        shape.slot_level_b,
+        shape.slot_offsets,
+        blocks,
+        ZtXy,
+        XytXy,
+        shape.n,
+        0.0,
+    )

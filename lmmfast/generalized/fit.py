@@ -173,6 +173,12 @@ def fit_glmm(
     return solution
 
 
+#: Stage 2 is not restarted: in whitened coordinates BOBYQA's first run ends at the optimum,
+#: and each restart costs 2m + 1 evaluations for nothing (on glmer's reference cases: the
+#: same deviances to 1e-10, VerbAgg's stage 2 in 46 evaluations instead of 64, the model
+#: with all two-way interactions in 95 instead of 196).
+SECOND_STAGE_RESTARTS = 0
+
 #: Where stage 2 follows, stage 1 only finds its start: BOBYQA stops there once an iteration
 #: gains less than this fraction of the deviance, and is not restarted.
 FIRST_STAGE_RELATIVE_TOLERANCE = 1e-11
@@ -214,12 +220,14 @@ def _second_stage(
         _Guarded(in_whitened),
         np.r_[layout.lower_bounds, np.full(len(beta), -np.inf)],
         np.r_[theta, np.zeros(len(beta))],
-        control=control,
+        control=replace(control, restarts=SECOND_STAGE_RESTARTS),
         initial_step=np.r_[np.maximum(THETA_STEP * np.abs(theta), THETA_STEP_FLOOR), np.full(len(beta), WHITENED_STEP)],
         snappable=np.r_[layout.is_diagonal, np.zeros(len(beta), dtype=bool)],
         on_evaluation=monitor.evaluation,
     )
-    covariance, source = _hessian_covariance(in_whitened, record.final, m, whitening, rx_covariance, actions)
+    covariance, source = _hessian_covariance(
+        _Guarded(in_whitened, in_whitened), record.final, m, whitening, rx_covariance, actions
+    )
     natural = replace(
         record,
         initial=to_natural(record.initial),

@@ -123,6 +123,8 @@ class Pirls:
         self.factor = factor.fresh(max_threads)
         self.shape = pattern.shape
         self.q = pattern.shape.q
+        #: offset + Xβ for the β of the last call (constant while PIRLS runs over u alone)
+        self._fixed_part: tuple[np.ndarray, np.ndarray] | None = None
         #: per row, the part of the deviance residual without μ
         self.saturated = saturated_terms(response.y, family)
         #: −2 Σ log p(y | μ) − Σ dᵢ(μ), the same for every μ (:func:`loglik_offset`)
@@ -150,7 +152,9 @@ class Pirls:
     def linear_predictor(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """η = offset + Xβ + ZΛu, in the buffers."""
         eta = self.buffers.eta
-        np.add(self.response.offset, self.X @ beta if len(beta) else 0.0, out=eta)
+        if self._fixed_part is None or not np.array_equal(self._fixed_part[0], beta):
+            self._fixed_part = (beta.copy(), self.response.offset + (self.X @ beta if len(beta) else 0.0))
+        eta[:] = self._fixed_part[1]
         if self.q:
             b = scale_by_lambda(self.layout, self.shape, theta, u)
             add_random_part(self.terms, b, self.shape.column_offsets, eta)
