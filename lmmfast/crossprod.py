@@ -358,25 +358,32 @@ def _accumulate_weighted(
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate_weighted_scalar(codes, values, column_offsets, slots, pair_terms, pair_starts, y, root, Zty, blocks):
+def _accumulate_weighted_scalar(
+    codes, values, column_offsets, slots, pair_terms, pair_starts, X, y, root, ZtXy, blocks
+):
     """:func:`_accumulate_weighted` where every term has one column (random intercepts: the
-    common case, written out)."""
+    common case, written out), Z'W[X y] included; returns y'Wy."""
     n = y.shape[0]
+    p = X.shape[1]
     terms = codes.shape[0]
     pairs = pair_terms.shape[0]
     scaled = np.empty(terms)
+    xy = np.empty(p + 1)
+    total = 0.0
     for i in range(n):
         r = root[i]
-        ry = y[i] * r
+        for c in range(p):
+            xy[c] = X[i, c] * r
+        xy[p] = y[i] * r
+        total += xy[p] * xy[p]
         for t in range(terms):
             z = values[i, t] * r
             scaled[t] = z
-            Zty[column_offsets[t] + codes[t, i]] += z * ry
+            row = column_offsets[t] + codes[t, i]
+            for c in range(p + 1):
+                ZtXy[row, c] += z * xy[c]
         for pair in range(pairs):
             blocks[pair_starts[pair] + slots[pair, i]] += scaled[pair_terms[pair, 0]] * scaled[pair_terms[pair, 1]]
-    total = 0.0
-    for i in range(n):
-        total += (y[i] * root[i]) ** 2
     return total
 
 
@@ -404,7 +411,8 @@ def form_weighted_cross_products(
     ZtXy = np.zeros((shape.q, p + 1))
     blocks = np.zeros_like(shape.block_values)
     Zty = np.zeros(shape.q)
-    if pattern.all_scalar:
+    scalar = pattern.all_scalar
+    if scalar:
         yty = _accumulate_weighted_scalar(
             pattern.codes,
             pattern.values,
@@ -412,9 +420,10 @@ def form_weighted_cross_products(
             pattern.slots,
             pattern.pair_terms,
             pattern.pair_starts,
+            X,
             y,
             root_weights,
-            Zty,
+            ZtXy,
             blocks,
         )
     else:
@@ -435,18 +444,21 @@ def form_weighted_cross_products(
     XytXy = np.empty((p + 1, p + 1))
     XytXy[p, p] = yty
     if p:
-        # Z'WX one term at a time, X'WX by BLAS
+        # X'WX by BLAS; Z'WX in the pass where the terms are scalar, else one term at a time
         Xw = X * root_weights[:, None]
-        ZtX = np.zeros((shape.q, p))
-        for t in range(len(shape.term_sizes)):
-            k, start = int(shape.term_sizes[t]), int(shape.column_offsets[t])
-            first = int(pattern.first_column[t])
-            view = ZtX[start : start + int(shape.term_levels[t]) * k].reshape(-1, k, p)
-            accumulate_outer(pattern.codes[t], pattern.values[:, first : first + k] * root_weights[:, None], Xw, view)
-        ZtXy[:, :p] = ZtX
+        if not scalar:
+            ZtX = np.zeros((shape.q, p))
+            for t in range(len(shape.term_sizes)):
+                k, start = int(shape.term_sizes[t]), int(shape.column_offsets[t])
+                first = int(pattern.first_column[t])
+                view = ZtX[start : start + int(shape.term_levels[t]) * k].reshape(-1, k, p)
+                values = pattern.values[:, first : first + k] * root_weights[:, None]
+                accumulate_outer(pattern.codes[t], values, Xw, view)
+            ZtXy[:, :p] = ZtX
         XytXy[:p, :p] = Xw.T @ Xw
         XytXy[:p, p] = XytXy[p, :p] = Xw.T @ (y * root_weights)
-    ZtXy[:, p] = Zty
+    if not scalar:
+        ZtXy[:, p] = Zty
     # the constructor, not dataclasses.replace: this runs once per PIRLS iteration
     return CrossProducts(
         shape.term_sizes,
