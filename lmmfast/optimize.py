@@ -410,6 +410,31 @@ def _settled(result: _QuasiNewtonResult) -> bool:
     return 0.0 <= 0.5 * float(gradient @ result.inverse_hessian @ gradient) <= SETTLED_DECREASE
 
 
+def _restart_bobyqa(
+    recorder: _Recorder,
+    lower: np.ndarray,
+    control: Control,
+    initial_step: float | np.ndarray,
+    return_code: str,
+    converged: bool,
+) -> tuple[str, bool]:
+    """BOBYQA restarted from its best point with ``initial_step``, for as long as a restart
+    gains more than ``ftol_abs`` (at most ``control.restarts`` times) and evaluations remain."""
+    rules = {"ftol_abs": control.ftol_abs, "xtol_abs": control.xtol_abs, "ftol_rel": control.ftol_rel}
+    for _ in range(control.restarts):
+        before = recorder.best_f
+        remaining = control.max_evaluations - recorder.count
+        assert recorder.best_x is not None
+        if not converged or remaining <= _bobyqa_model_size(len(recorder.best_x)):
+            break
+        return_code, converged = _bobyqa(
+            recorder, lower, recorder.best_x.copy(), maxeval=remaining, initial_step=initial_step, **rules
+        )
+        if before - recorder.best_f <= control.ftol_abs:
+            break
+    return return_code, converged
+
+
 def optimize_theta(
     objective: Callable[[np.ndarray], float],
     layout: ThetaLayout,
@@ -508,17 +533,8 @@ def optimize_theta(
             )
     else:
         return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)
-    for _ in range(control.restarts if value_and_gradient is None else 0):
-        before = recorder.best_f
-        remaining = maxeval - recorder.count
-        if not converged or remaining <= _bobyqa_model_size(layout.size):
-            break
-        assert recorder.best_x is not None
-        return_code, converged = _bobyqa(
-            recorder, lower, recorder.best_x.copy(), maxeval=remaining, initial_step=restart_step, **rules
-        )
-        if before - recorder.best_f <= ftol_abs:
-            break
+    if value_and_gradient is None:
+        return_code, converged = _restart_bobyqa(recorder, lower, control, restart_step, return_code, converged)
     assert recorder.best_x is not None
     theta, value, snapped = _snap_to_boundary(
         recorder, layout.is_diagonal, recorder.best_x.copy(), recorder.best_f, control.boundary_tolerance
@@ -579,18 +595,8 @@ def optimize_bounded(
     rules = {"ftol_abs": ftol_abs, "xtol_abs": control.xtol_abs, "ftol_rel": control.ftol_rel}
     step = None if initial_step is None else np.asarray(initial_step, dtype=np.float64)
     return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=step, **rules)
-    for _ in range(control.restarts):
-        before = recorder.best_f
-        remaining = maxeval - recorder.count
-        if not converged or remaining <= _bobyqa_model_size(len(x0)):
-            break
-        assert recorder.best_x is not None
-        restart = None if step is None else step * control.restart_step
-        return_code, converged = _bobyqa(
-            recorder, lower, recorder.best_x.copy(), maxeval=remaining, initial_step=restart, **rules
-        )
-        if before - recorder.best_f <= ftol_abs:
-            break
+    restart = control.restart_step if step is None else step * control.restart_step
+    return_code, converged = _restart_bobyqa(recorder, lower, control, restart, return_code, converged)
     assert recorder.best_x is not None
     x, value = recorder.best_x.copy(), recorder.best_f
     snapped: tuple[int, ...] = ()

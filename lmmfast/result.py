@@ -67,10 +67,34 @@ class MixedFit:
     terms: tuple[RandomTermResult, ...]
     optsummary: OptSummary
 
+    objective: float
+    nobs: int
+
     @property
     def residual_sd(self) -> float | None:
         """σ, the residual standard deviation (None for models without one)."""
         raise NotImplementedError
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters of the likelihood."""
+        raise NotImplementedError
+
+    @property
+    def loglik(self) -> float:
+        """The log-likelihood, −objective / 2: lme4's ``logLik`` (the REML log-likelihood for
+        REML fits, lme4's quadrature scale for generalized fits with ``nagq > 1``)."""
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        """Akaike's information criterion, −2 logLik + 2 npar."""
+        return self.objective + 2.0 * self.npar
+
+    @property
+    def bic(self) -> float:
+        """Schwarz's criterion, −2 logLik + log(n) npar."""
+        return self.objective + np.log(self.nobs) * self.npar
 
     @property
     def singular(self) -> bool:
@@ -280,21 +304,6 @@ class LmmFit(MixedFit):
     def npar(self) -> int:
         """Number of parameters: fixed effects, θ, and σ."""
         return len(self.beta) + len(self.theta) + 1
-
-    @property
-    def loglik(self) -> float:
-        """Log-likelihood (the REML log-likelihood for REML fits, as lme4's ``logLik``)."""
-        return -0.5 * self.objective
-
-    @property
-    def aic(self) -> float:
-        """Akaike's information criterion, −2 logLik + 2 npar."""
-        return self.objective + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        """Schwarz's criterion, −2 logLik + log(n) npar."""
-        return self.objective + np.log(self.nobs) * self.npar
 
     @property
     def converged(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,24 @@ def random_effects_lines(fit: MixedFit) -> list[str]:
     if not has_corr:
         header, rows = header[:4], [r[:4] for r in rows]
     return [" " + line for line in format_table(header, rows, {0, 1, 4})]
+
+
+def residuals_and_random_effects_lines(fit: Any, scaled_residuals: np.ndarray) -> list[str]:
+    """The middle of lme4's summaries: the scaled residuals' quantiles, the random effects,
+    the numbers of observations and groups, what was dropped; ending with a blank line."""
+    quantiles = np.quantile(scaled_residuals, [0, 0.25, 0.5, 0.75, 1.0])
+    lines = ["", "Scaled residuals: "]
+    lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
+    lines.extend(["", "Random effects:"])
+    lines.extend(random_effects_lines(fit))
+    groups = ", ".join(f"{name}, {count}" for name, count in fit.ngrps.items())
+    lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    if len(fit.dropped_rows):
+        lines.append(f"({len(fit.dropped_rows)} rows with missing values dropped)")
+    if fit.dropped_columns:
+        lines.append(f"Fixed-effect columns dropped as rank deficient: {', '.join(fit.dropped_columns)}")
+    lines.append("")
+    return lines
 
 
 #: The ``ddf`` a summary takes.
@@ -202,20 +220,7 @@ def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = 
             str(fit.nobs - fit.npar),
         ]
         lines.extend(" " + row for row in format_table(header, [cells], set()))
-    lines.append("")
-    quantiles = np.quantile(fit.scaled_residuals, [0, 0.25, 0.5, 0.75, 1.0])
-    lines.append("Scaled residuals: ")
-    lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
-    lines.append("")
-    lines.append("Random effects:")
-    lines.extend(random_effects_lines(fit))
-    groups = ", ".join(f"{name}, {count}" for name, count in fit.ngrps.items())
-    lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
-    if len(fit.dropped_rows):
-        lines.append(f"({len(fit.dropped_rows)} rows with missing values dropped)")
-    if fit.dropped_columns:
-        lines.append(f"Fixed-effect columns dropped as rank deficient: {', '.join(fit.dropped_columns)}")
-    lines.append("")
+    lines.extend(residuals_and_random_effects_lines(fit, fit.scaled_residuals))
     lines.append("Fixed effects:")
     check_choice("ddf", ddf, DDF_METHODS)
     lines.extend(_fixed_effects(fit, table if len(fit.beta) else None))

@@ -37,7 +37,13 @@ from lmmfast.objective import scale_by_lambda
 from lmmfast.optimize import OptSummary
 from lmmfast.predict import predict as predict_link
 from lmmfast.result import MixedFit, RandomTermResult
-from lmmfast.summary import fixed_correlation_lines, format_column, format_p_value, format_table, random_effects_lines
+from lmmfast.summary import (
+    fixed_correlation_lines,
+    format_column,
+    format_p_value,
+    format_table,
+    residuals_and_random_effects_lines,
+)
 from lmmfast.validation import check_bool, check_choice, check_level
 
 #: The version of :meth:`GlmmResult.to_dict`'s layout (``lmmfast/schemas/glmm.schema.json``).
@@ -154,21 +160,6 @@ class GlmmResult(MixedFit):
     def npar(self) -> int:
         """Number of parameters: fixed effects and θ."""
         return len(self.beta) + len(self.theta)
-
-    @property
-    def loglik(self) -> float:
-        """The log-likelihood, −objective / 2 (for ``nagq > 1`` on lme4's quadrature scale)."""
-        return -0.5 * self.objective
-
-    @property
-    def aic(self) -> float:
-        """−2 logLik + 2 npar."""
-        return self.objective + 2.0 * self.npar
-
-    @property
-    def bic(self) -> float:
-        """−2 logLik + log(n) npar."""
-        return self.objective + np.log(self.nobs) * self.npar
 
     @property
     def converged(self) -> bool:
@@ -404,20 +395,7 @@ def format_glmm_summary(fit: GlmmResult) -> str:
     lines.append(
         f"Deviance (sum of squared deviance residuals at the conditional modes, lme4's deviance()): {fit.deviance:.2f}"
     )
-    lines.append("")
-    quantiles = np.quantile(fit.residuals("pearson"), [0, 0.25, 0.5, 0.75, 1.0])
-    lines.append("Scaled residuals: ")
-    lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
-    lines.append("")
-    lines.append("Random effects:")
-    lines.extend(random_effects_lines(fit))
-    groups = ", ".join(f"{name}, {count}" for name, count in fit.ngrps.items())
-    lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
-    if len(fit.dropped_rows):
-        lines.append(f"({len(fit.dropped_rows)} rows with missing values dropped)")
-    if fit.dropped_columns:
-        lines.append(f"Fixed-effect columns dropped as rank deficient: {', '.join(fit.dropped_columns)}")
-    lines.append("")
+    lines.extend(residuals_and_random_effects_lines(fit, fit.residuals("pearson")))
     lines.append("Fixed effects:")
     table = fit.coef_table
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
-from lmmfast.errors import ConvergenceWarning, ModelError
+from lmmfast.errors import ModelError
 from lmmfast.generalized.fit import GlmmSolution, fit_glmm
 from lmmfast.generalized.prepare import PreparedGlmm, with_response
 from lmmfast.generalized.reweight import mean_and_derivative
+from lmmfast.inference.bootstrap import report_failed_replicates, run_replicates
 from lmmfast.validation import check_count
 
 #: A replicate's own checks are not reported one by one; the bootstrap reports the failures once.
@@ -80,21 +79,6 @@ def _replicate_row(fitted: FittedParameters, seed: np.random.SeedSequence) -> tu
     return row, all(stage.converged for stage in solution.stages)
 
 
-_WORKER: FittedParameters | None = None
-_WORKER_LIMITS: object = None
-
-
-def _worker_init(fitted: FittedParameters) -> None:
-    global _WORKER, _WORKER_LIMITS
-    _WORKER_LIMITS = threadpool_limits(limits=1)
-    _WORKER = fitted
-
-
-def _worker_replicate(seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
-    assert _WORKER is not None
-    return _replicate_row(_WORKER, seed)
-
-
 def bootstrap_replicates(
     fitted: FittedParameters,
     columns: list[str],
@@ -106,29 +90,13 @@ def bootstrap_replicates(
 ) -> pd.DataFrame:
     """``n`` parametric-bootstrap replicates: one row each (``columns``: the fixed effects,
     θ and ``objective``); a replicate whose refit fails (separation) is a row of NaN."""
-    from tqdm.auto import tqdm
-
     n = check_count("n", n)
     processes = check_count("processes", processes)
     seeds = np.random.SeedSequence(seed).spawn(int(n))
     model = fitted.model
     single = replace(fitted, model=replace(model, control=replace(model.control, threads=1)))
-    with threadpool_limits(limits=1):
-        if processes == 1:
-            results = [_replicate_row(single, s) for s in tqdm(seeds, disable=not progress, desc="bootstrap")]
-        else:
-            with ProcessPoolExecutor(max_workers=int(processes), initializer=_worker_init, initargs=(single,)) as pool:
-                results = list(
-                    tqdm(pool.map(_worker_replicate, seeds), total=len(seeds), disable=not progress, desc="bootstrap")
-                )
-    failed = [index for index, (_, converged) in enumerate(results) if not converged]
-    if failed:
-        shown = ", ".join(str(i) for i in failed[:10]) + (", ..." if len(failed) > 10 else "")
-        warnings.warn(
-            ConvergenceWarning(
-                f"{len(failed)} of {n} bootstrap replicates did not converge or could not be fitted (rows {shown}; "
-                "those that could not be fitted, after separation in the simulated response, are NaN)."
-            ),
-            stacklevel=3,
-        )
+    results = run_replicates(single, _replicate_row, seeds, processes=int(processes), progress=progress)
+    report_failed_replicates(
+        results, "did not converge or could not be fitted (those, after separation in the simulated response, are NaN)"
+    )
     return pd.DataFrame(np.vstack([row for row, _ in results]), columns=columns)

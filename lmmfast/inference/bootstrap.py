@@ -10,9 +10,10 @@ optimum.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -63,21 +64,59 @@ def _replicate_row(fit: LmmFit, seed: np.random.SeedSequence) -> tuple[np.ndarra
 #: that failed it once, in one warning, instead of one warning per replicate.
 REPLICATE_CHECKS = {"convergence": "ignore", "singular": "ignore"}
 
-_WORKER_FIT: LmmFit | None = None
+#: What a worker process holds: the payload (a fit) and the function that makes a replicate of it.
+_HELD: tuple[Any, Callable[[Any, np.random.SeedSequence], tuple[np.ndarray, bool]]] | None = None
 _WORKER_LIMITS: object = None  # keeps the worker's BLAS thread limit in force
 
 
-def _worker_init(fit: LmmFit) -> None:
-    """Hold the parent's fit (pickled, its factor's threads set to one) in a worker process.
-    Each worker's BLAS runs one thread: the processes are the parallelism."""
-    global _WORKER_FIT, _WORKER_LIMITS
+def _hold(payload: Any, replicate: Callable[[Any, np.random.SeedSequence], tuple[np.ndarray, bool]]) -> None:
+    """Hold the parent's payload (pickled once) in a worker process, whose BLAS runs one
+    thread: the processes are the parallelism."""
+    global _HELD, _WORKER_LIMITS
     _WORKER_LIMITS = threadpool_limits(limits=1)
-    _WORKER_FIT = fit
+    _HELD = (payload, replicate)
 
 
-def _worker_replicate(seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
-    assert _WORKER_FIT is not None
-    return _replicate_row(_WORKER_FIT, seed)
+def _held_replicate(seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
+    assert _HELD is not None
+    payload, replicate = _HELD
+    return replicate(payload, seed)
+
+
+def run_replicates(
+    payload: Any,
+    replicate: Callable[[Any, np.random.SeedSequence], tuple[np.ndarray, bool]],
+    seeds: list[np.random.SeedSequence],
+    *,
+    processes: int,
+    progress: bool,
+) -> list[tuple[np.ndarray, bool]]:
+    """``replicate(payload, seed)`` for every seed, in this process or in ``processes``
+    worker processes (each receives ``payload`` once), under one BLAS thread: the results
+    are the same bit for bit either way. ``replicate`` must be a module-level function."""
+    from tqdm.auto import tqdm
+
+    with threadpool_limits(limits=1):
+        if processes == 1:
+            return [replicate(payload, s) for s in tqdm(seeds, disable=not progress, desc="bootstrap")]
+        # the platform's default start method: "spawn" re-imports the caller's main module,
+        # which fails for scripts read from stdin; OpenBLAS, numba's serial kernels and the
+        # rank update's Python threads (none running while we fork) are fork-safe on Linux
+        with ProcessPoolExecutor(max_workers=processes, initializer=_hold, initargs=(payload, replicate)) as pool:
+            return list(
+                tqdm(pool.map(_held_replicate, seeds), total=len(seeds), disable=not progress, desc="bootstrap")
+            )
+
+
+def report_failed_replicates(results: list[tuple[np.ndarray, bool]], what: str) -> None:
+    """One warning for the replicates that did not converge (``what`` says what that means)."""
+    failed = [index for index, (_, converged) in enumerate(results) if not converged]
+    if failed:
+        shown = ", ".join(str(i) for i in failed[:10]) + (", ..." if len(failed) > 10 else "")
+        warnings.warn(
+            ConvergenceWarning(f"{len(failed)} of {len(results)} bootstrap replicates {what} (rows {shown})."),
+            stacklevel=3,
+        )
 
 
 def _single_threaded(fit: LmmFit) -> LmmFit:
@@ -121,32 +160,14 @@ def bootstrap(
     >>> bootstrap(fit, 3, seed=1).shape
     (3, 4)
     """
-    from tqdm.auto import tqdm
-
     n = check_count("n", n)
     processes = check_count("processes", processes)
     seeds = np.random.SeedSequence(seed).spawn(int(n))
     columns = [*fit.fixef_names, "sigma", *fit.theta_names, "objective"]
     with threadpool_limits(limits=1):
         base = _single_threaded(fit)
-        if processes == 1:
-            results = [_replicate_row(base, s) for s in tqdm(seeds, disable=not progress, desc="bootstrap")]
-        else:
-            # the platform's default start method: "spawn" re-imports the caller's main module,
-            # which fails for scripts read from stdin; OpenBLAS, numba's serial kernels and the
-            # rank update's Python threads (none running while we fork) are fork-safe on Linux
-            with ProcessPoolExecutor(max_workers=int(processes), initializer=_worker_init, initargs=(base,)) as pool:
-                results = list(
-                    tqdm(pool.map(_worker_replicate, seeds), total=len(seeds), disable=not progress, desc="bootstrap")
-                )
-    failed = [index for index, (_, converged) in enumerate(results) if not converged]
-    if failed:
-        shown = ", ".join(str(i) for i in failed[:10]) + (", ..." if len(failed) > 10 else "")
-        warnings.warn(
-            ConvergenceWarning(
-                f"{len(failed)} of {n} bootstrap replicates did not converge (rows {shown}); their estimates "
-                "may be off. Simplify the random effects if there are many."
-            ),
-            stacklevel=2,
-        )
+    results = run_replicates(base, _replicate_row, seeds, processes=int(processes), progress=progress)
+    report_failed_replicates(
+        results, "did not converge; their estimates may be off. Simplify the random effects if there are many"
+    )
     return pd.DataFrame(np.vstack([row for row, _ in results]), columns=columns)
