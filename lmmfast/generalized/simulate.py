@@ -97,6 +97,8 @@ def bootstrap_replicates(
     single = replace(fitted, model=replace(model, control=replace(model.control, threads=1)))
     results = run_replicates(single, _replicate_row, seeds, processes=int(processes), progress=progress)
     report_failed_replicates(
-        results, "did not converge or could not be fitted (those, after separation in the simulated response, are NaN)"
+        results,
+        "did not converge or could not be fitted",
+        "those that could not be fitted (separation in the simulated response) are rows of NaN.",
     )
     return pd.DataFrame(np.vstack([row for row, _ in results]), columns=columns)

@@ -108,13 +108,16 @@ def run_replicates(
             )
 
 
-def report_failed_replicates(results: list[tuple[np.ndarray, bool]], what: str) -> None:
-    """One warning for the replicates that did not converge (``what`` says what that means)."""
+def report_failed_replicates(results: list[tuple[np.ndarray, bool]], what: str, consequence: str) -> None:
+    """One warning for the replicates that failed: "k of n bootstrap replicates ``what``
+    (rows ...); ``consequence``"."""
     failed = [index for index, (_, converged) in enumerate(results) if not converged]
     if failed:
         shown = ", ".join(str(i) for i in failed[:10]) + (", ..." if len(failed) > 10 else "")
         warnings.warn(
-            ConvergenceWarning(f"{len(failed)} of {len(results)} bootstrap replicates {what} (rows {shown})."),
+            ConvergenceWarning(
+                f"{len(failed)} of {len(results)} bootstrap replicates {what} (rows {shown}); {consequence}"
+            ),
             stacklevel=3,
         )
 
@@ -168,6 +171,6 @@ def bootstrap(
         base = _single_threaded(fit)
     results = run_replicates(base, _replicate_row, seeds, processes=int(processes), progress=progress)
     report_failed_replicates(
-        results, "did not converge; their estimates may be off. Simplify the random effects if there are many"
+        results, "did not converge", "their estimates may be off. Simplify the random effects if there are many."
     )
     return pd.DataFrame(np.vstack([row for row, _ in results]), columns=columns)
