@@ -181,12 +181,14 @@ SECOND_STAGE_RESTARTS = 0
 
 #: Where stage 2 follows, stage 1 only finds its start: BOBYQA stops there once an iteration
 #: gains less than this fraction of the deviance, and is not restarted.
-FIRST_STAGE_RELATIVE_TOLERANCE = 1e-11
+FIRST_STAGE_RELATIVE_TOLERANCE = 1e-5
 
 
 def _first_stage_control(control: Control, nagq: int) -> Control:
     """Stage 1's settings: the fit's own for ``nagq=0`` (its optimum is the answer), looser
-    before a second stage (VerbAgg: 58 evaluations to 38, the same optimum after stage 2)."""
+    before a second stage, which finds the same optimum from a rougher start for fewer
+    evaluations in all (glmer's reference cases: the same deviances to 1e-10; Contraception
+    96 evaluations in the two stages instead of 133, VerbAgg 85 instead of 84)."""
     if nagq == 0:
         return control
     return replace(control, ftol_rel=max(control.ftol_rel, FIRST_STAGE_RELATIVE_TOLERANCE), restarts=0)
