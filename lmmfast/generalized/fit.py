@@ -31,7 +31,7 @@ from lmmfast.fit import checked_start
 from lmmfast.generalized.deviance import INFEASIBLE, GlmmDeviance
 from lmmfast.generalized.pirls import Mode
 from lmmfast.generalized.prepare import PreparedGlmm
-from lmmfast.inference.numderiv import central_hessian
+from lmmfast.inference.numderiv import central_derivatives
 from lmmfast.optimize import OptSummary, optimize_bounded, optimize_theta
 from lmmfast.parameters import ThetaLayout
 from lmmfast.progress import FitMonitor
@@ -69,6 +69,10 @@ class GlmmSolution:
     deviance : GlmmDeviance
         The fit's own deviance functions (its PIRLS at the optimum's modes).
     seconds : float
+    newton_gain : float or None
+        The check of the optimum: the deviance a Newton step from it would still gain, from the
+        Hessian's differences (None for ``nAGQ = 0`` or where the Hessian is not positive
+        definite).
     """
 
     theta: np.ndarray
@@ -80,6 +84,7 @@ class GlmmSolution:
     stages: tuple[OptSummary, ...]
     deviance: GlmmDeviance
     seconds: float
+    newton_gain: float | None = None
 
 
 class _Guarded:
@@ -149,8 +154,9 @@ def fit_glmm(
         objective = first.final_objective
         rx_covariance = mode.rx_inverse if mode.rx_inverse is not None else np.full((len(beta),) * 2, np.nan)
         covariance, source = rx_covariance, "RX"
+        gain: float | None = None
         if prepared.nagq >= 1:
-            second, covariance, source = _second_stage(
+            second, covariance, source, gain = _second_stage(
                 deviance, layout, theta, beta, rx_covariance, control, actions, monitor
             )
             stages = (first, second)
@@ -167,6 +173,7 @@ def fit_glmm(
         stages=stages,
         deviance=deviance,
         seconds=time.perf_counter() - began,
+        newton_gain=gain,
     )
     _report(solution, prepared, actions)
     _report_separation(deviance.pirls.buffers.mu, prepared, actions)
@@ -203,9 +210,9 @@ def _second_stage(
     control: Control,
     actions: Mapping[str, str],
     monitor: FitMonitor,
-) -> tuple[OptSummary, np.ndarray, str]:
-    """(θ, β) by BOBYQA in whitened coordinates from stage 1's optimum, and β's covariance;
-    the record's points are in (θ, β)."""
+) -> tuple[OptSummary, np.ndarray, str, float | None]:
+    """(θ, β) by BOBYQA in whitened coordinates from stage 1's optimum, β's covariance and the
+    check of the optimum (:func:`_hessian_covariance`); the record's points are in (θ, β)."""
     m = layout.size
     try:
         whitening = np.linalg.cholesky(rx_covariance)
@@ -227,8 +234,14 @@ def _second_stage(
         snappable=np.r_[layout.is_diagonal, np.zeros(len(beta), dtype=bool)],
         on_evaluation=monitor.evaluation,
     )
-    covariance, source = _hessian_covariance(
-        _Guarded(in_whitened, in_whitened), record.final, m, whitening, rx_covariance, actions
+    covariance, source, gain = _hessian_covariance(
+        _Guarded(in_whitened, in_whitened),
+        record.final,
+        m,
+        whitening,
+        rx_covariance,
+        actions,
+        control.convergence_tolerance,
     )
     natural = replace(
         record,
@@ -236,7 +249,7 @@ def _second_stage(
         final=to_natural(record.final),
         trace_theta=np.array([to_natural(x) for x in record.trace_theta]),
     )
-    return natural, covariance, source
+    return natural, covariance, source, gain
 
 
 def _hessian_covariance(
@@ -246,22 +259,35 @@ def _hessian_covariance(
     whitening: np.ndarray,
     fallback: np.ndarray,
     actions: Mapping[str, str],
-) -> tuple[np.ndarray, str]:
+    tolerance: float,
+) -> tuple[np.ndarray, str, float | None]:
     """2 H⁻¹ over β from the Hessian of the deviance at the optimum (lme4's ``vcov``), H
-    taken in the whitened coordinates (θ, γ) and carried back to β = β₁ + C γ."""
+    taken in the whitened coordinates (θ, γ) and carried back to β = β₁ + C γ; and the check
+    of the optimum from the same differences: the deviance a Newton step would still gain,
+    ½ g'H⁻¹g, reported when above ``tolerance`` (None where H is not positive definite)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         steps = np.r_[np.full(n_theta, THETA_HESSIAN_STEP), np.full(len(optimum) - n_theta, WHITENED_HESSIAN_STEP)]
-        hessian = central_hessian(function, optimum, steps)
+        gradient, hessian = central_derivatives(function, optimum, steps)
+    gain: float | None = None
     try:
         inverse = np.linalg.inv(hessian)
         whitened = (inverse + inverse.T)[n_theta:, n_theta:]
         covariance = whitening @ whitened @ whitening.T
-        positive = bool(np.all(np.linalg.eigvalsh(whitened) > 0))
+        positive = bool(np.all(np.linalg.eigvalsh(whitened) > 0)) and bool(np.all(np.linalg.eigvalsh(hessian) > 0))
+        gain = float(0.5 * gradient @ inverse @ gradient) if positive else None
     except np.linalg.LinAlgError:
         positive = False
+    if gain is not None and gain > tolerance:
+        report(
+            actions["convergence"],
+            f"The optimum failed its check: a Newton step from it would lower the deviance by {gain:.3g} (more than "
+            f"{tolerance:g}); the estimates may be slightly off. Rescale the predictors or simplify the random "
+            "effects.",
+            ConvergenceWarning,
+        )
     if positive and np.all(np.isfinite(covariance)):
-        return covariance, "hessian"
+        return covariance, "hessian", gain
     report(
         actions["convergence"],
         "The Hessian of the deviance at the optimum is not positive definite, so the standard errors come from "
@@ -269,7 +295,7 @@ def _hessian_covariance(
         "boundary or not a minimum. Check the fit, or simplify the random effects.",
         ConvergenceWarning,
     )
-    return fallback, "RX"
+    return fallback, "RX", gain
 
 
 #: R's ``glm.fit`` calls fitted probabilities within this of 0 or 1 "numerically 0 or 1".

@@ -163,8 +163,11 @@ class GlmmResult(MixedFit):
 
     @property
     def converged(self) -> bool:
-        """Whether every stage's optimiser stopped on its tolerances."""
-        return all(stage.converged for stage in self.stages)
+        """Whether every stage's optimiser stopped on its tolerances and the check of the
+        optimum passed (a Newton step would gain at most ``Control.convergence_tolerance``)."""
+        gain = self.solution.newton_gain
+        tolerance = self.optsummary.control.convergence_tolerance
+        return all(stage.converged for stage in self.stages) and (gain is None or gain <= tolerance)
 
     @property
     def n_evals(self) -> int:

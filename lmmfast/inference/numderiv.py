@@ -71,28 +71,34 @@ def hessian(func: Callable[[np.ndarray], float], x: np.ndarray, relative: float 
     return (4 * at(0.5) - at(1.0)) / 3
 
 
-def central_hessian(func: Callable[[np.ndarray], float], x: np.ndarray, delta: float | np.ndarray = 1e-4) -> np.ndarray:
-    """Second derivatives by central differences with absolute steps ``delta`` (one for all,
-    or one per coordinate), m² + m + 1 evaluations: the diagonal from steps along each
-    coordinate, H_ij from the second difference along eᵢ + eⱼ, which is H_ii + 2 H_ij + H_jj.
-    The same order of error as lme4's ``deriv12`` (which its ``vcov`` of generalized fits
-    uses), with half its evaluations off the diagonal.
+def central_derivatives(
+    func: Callable[[np.ndarray], float], x: np.ndarray, delta: float | np.ndarray = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and Hessian by central differences with absolute steps ``delta`` (one for
+    all, or one per coordinate), m² + m + 1 evaluations: the diagonal and the gradient from
+    steps along each coordinate, H_ij from the second difference along eᵢ + eⱼ, which is
+    H_ii + 2 H_ij + H_jj. The same order of error as lme4's ``deriv12`` (which its ``vcov``
+    of generalized fits uses), with half its evaluations off the diagonal.
 
     Examples
     --------
-    >>> central_hessian(lambda v: v[0] ** 2 * v[1] + v[1] ** 3, np.array([1.0, 2.0])).round(6).tolist()
-    [[4.0, 2.0], [2.0, 12.0]]
+    >>> gradient, hessian = central_derivatives(lambda v: v[0] ** 2 * v[1] + v[1] ** 3, np.array([1.0, 2.0]))
+    >>> gradient.round(6).tolist(), hessian.round(6).tolist()
+    ([4.0, 13.0], [[4.0, 2.0], [2.0, 12.0]])
     """
     x = np.asarray(x, dtype=np.float64)
     m = len(x)
     h = np.broadcast_to(np.asarray(delta, dtype=np.float64), (m,))
     center = func(x)
+    gradient = np.empty(m)
     out = np.empty((m, m))
     for i in range(m):
         up, down = x.copy(), x.copy()
         up[i] += h[i]
         down[i] -= h[i]
-        out[i, i] = (func(up) - 2 * center + func(down)) / h[i] ** 2
+        f_up, f_down = func(up), func(down)
+        gradient[i] = (f_up - f_down) / (2 * h[i])
+        out[i, i] = (f_up - 2 * center + f_down) / h[i] ** 2
     for i in range(m):
         for j in range(i):
             up, down = x.copy(), x.copy()
@@ -102,4 +108,4 @@ def central_hessian(func: Callable[[np.ndarray], float], x: np.ndarray, delta: f
             down[j] -= h[j]
             along = func(up) - 2 * center + func(down)  # h_i² H_ii + 2 h_i h_j H_ij + h_j² H_jj
             out[i, j] = out[j, i] = (along - h[i] ** 2 * out[i, i] - h[j] ** 2 * out[j, j]) / (2 * h[i] * h[j])
-    return out
+    return gradient, out

@@ -198,3 +198,26 @@ def test_anova_compares_generalized_fits_of_one_kind(verbagg):
     linear = lmmfast.lmm("r2 ~ Anger + Gender + (1 | id)", verbagg, checks={"binary_response": "ignore"})
     with pytest.raises(lmmfast.DataError, match="different kinds"):
         lmmfast.anova(small, linear)
+
+
+def test_the_check_of_the_optimum_reports_a_point_short_of_it():
+    from lmmfast.generalized.fit import _hessian_covariance
+
+    def bowl(x):  # a deviance whose minimum is at θ = 0.5, γ = 1
+        return (x[0] - 0.5) ** 2 + 2.0 * (x[1] - 1.0) ** 2
+
+    identity = np.eye(1)
+    _, source, gain = _hessian_covariance(
+        bowl, np.array([0.5, 1.0]), 1, identity, identity, {"convergence": "raise"}, 1e-3
+    )
+    assert source == "hessian" and gain == pytest.approx(0.0, abs=1e-12)
+    with pytest.warns(lmmfast.ConvergenceWarning, match="a Newton step from it would lower the deviance by 0.5"):
+        _, _, gain = _hessian_covariance(
+            bowl, np.array([0.5, 0.5]), 1, identity, identity, {"convergence": "warn"}, 1e-3
+        )
+    assert gain == pytest.approx(0.5)
+
+
+def test_reference_optima_pass_their_check(cbpp_fit):
+    assert cbpp_fit.solution.newton_gain is not None and cbpp_fit.solution.newton_gain < 1e-6
+    assert cbpp_fit.converged
