@@ -70,8 +70,9 @@ class LmmResult(LmmFit):
     @cached_property
     def coef_table(self) -> pd.DataFrame:
         """Fixed effects with Satterthwaite df and p-values (lmerTest's method): columns
-        ``estimate, std_error, df, t_value, p_value``. Computed on first use (finite
-        differences of the deviance: about 8 (m+1)² evaluations for m covariance parameters)."""
+        ``estimate, std_error, df, t_value, p_value``. Computed on first use: finite
+        differences of the deviance's analytic gradient (4 (m+1) evaluations for m covariance
+        parameters) where the factorisation has one, of the deviance (about 8 (m+1)²) otherwise."""
         return satterthwaite_table(self, self.variance_derivatives)
 
     @cached_property

@@ -181,17 +181,61 @@ class ProfiledObjective:
         >>> gradient.shape
         (3,)
         """
+        parts = self._gradient_parts(np.asarray(theta, dtype=np.float64))
+        if parts is None:
+            return INFEASIBLE, np.zeros(self.layout.size)
+        value, logdet_sums, residual_sums, reml_sums, r2, _ = parts
+        cp = self.cross_products
+        dof = cp.n - cp.p if self.reml else cp.n
+        return value, theta_gradient(self.layout, logdet_sums, residual_sums, reml_sums, r2, dof)
+
+    def deviance_derivatives(self, theta: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """For the deviance not profiled over σ (the REML criterion for REML fits), D(θ, σ) =
+        log|M| [+ log|R_X|²] + r²(θ)/σ² + dof·log(2πσ²) − Σ log w: its analytic gradient in
+        φ = (θ, σ), and β̂'s covariance σ² (R_X'R_X)⁻¹ at θ — what Satterthwaite's df
+        differentiate (:mod:`lmmfast.inference.satterthwaite`); blocked path only.
+
+        ∂D/∂θ has the profiled criterion's pieces with 1/σ² in place of dof/r²
+        (:func:`lmmfast.gradient.theta_gradient`), and ∂D/∂σ = −2r²/σ³ + 2 dof/σ.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> from lmmfast.api import prepare
+        >>> model = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        >>> gradient, covariance = model.objective.deviance_derivatives(np.array([1.0, 0.0, 1.0]), 25.0)
+        >>> gradient.shape, covariance.shape
+        ((4,), (2, 2))
+        """
+        parts = self._gradient_parts(np.asarray(theta, dtype=np.float64))
+        if parts is None:
+            raise np.linalg.LinAlgError("the deviance cannot be evaluated at this θ")
+        _, logdet_sums, residual_sums, reml_sums, r2, rx_t = parts
+        cp = self.cross_products
+        dof = cp.n - cp.p if self.reml else cp.n
+        gradient = np.empty(self.layout.size + 1)
+        gradient[:-1] = theta_gradient(self.layout, logdet_sums, residual_sums, reml_sums, sigma**2, 1.0)
+        gradient[-1] = -2.0 * r2 / sigma**3 + 2.0 * dof / sigma
+        p = cp.p
+        rx_inverse = solve_triangular(rx_t, np.eye(p), lower=True) if p else np.zeros((0, 0))
+        return gradient, sigma**2 * (rx_inverse.T @ rx_inverse)
+
+    def _gradient_parts(
+        self, theta: np.ndarray
+    ) -> tuple[float, list[np.ndarray], list[np.ndarray], list[np.ndarray] | None, float, np.ndarray] | None:
+        """The criterion at θ and the per-term sums its gradient is assembled from
+        (:mod:`lmmfast.gradient`): G_t, R_t, (REML) Σ KₗHₗ', r², and R_X (lower); None where
+        the criterion cannot be evaluated."""
         if not self.has_gradient:
             raise NotImplementedError("the analytic gradient needs the blocked factorisation path")
         cp = self.cross_products
-        theta = np.asarray(theta, dtype=np.float64)
         schur = self._schur(theta)
         if schur is None:
-            return INFEASIBLE, np.zeros(self.layout.size)
+            return None
         rzx, lower = schur
         value, _, _, r2 = self._criterion(lower)
         if not np.isfinite(value):
-            return INFEASIBLE, np.zeros(self.layout.size)
+            return None
         p = cp.p
         rx_t = lower[:p, :p]
         beta = self._beta(lower)
@@ -211,16 +255,8 @@ class ProfiledObjective:
         try:
             logdet_sums = self.factor.logdet_gradient_sums(theta)
         except np.linalg.LinAlgError:  # potri on a factor that rounding left singular
-            return INFEASIBLE, np.zeros(self.layout.size)
-        gradient = theta_gradient(
-            self.layout,
-            logdet_sums,
-            per_level_products(z_residual, u, sizes, levels),
-            reml_sums,
-            r2,
-            cp.n - p if self.reml else cp.n,
-        )
-        return float(value), gradient
+            return None
+        return float(value), logdet_sums, per_level_products(z_residual, u, sizes, levels), reml_sums, r2, rx_t
 
     def _beta(self, lower: np.ndarray) -> np.ndarray:
         """β̂ = R_X⁻¹ c_β from the lower Cholesky factor of the [X y] Schur complement."""

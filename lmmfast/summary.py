@@ -99,10 +99,14 @@ AUTO_DDF_SECONDS = 2.0
 
 
 def _satterthwaite_cost(fit: LmmFit) -> float:
-    """Estimated seconds for the Satterthwaite df: ~8(m+1)² + 8(m+1) evaluations, each
-    costing a typical evaluation of the fit (the median: a fresh process's first evaluation
-    compiles or loads numba's kernels, which the df's evaluations will not repeat)."""
+    """Estimated seconds for the Satterthwaite df, each evaluation costing a typical one of
+    the fit (the median: a fresh process's first evaluation compiles or loads numba's
+    kernels, which the df's evaluations will not repeat): 4(m+1) evaluations with the
+    analytic gradient, about three evaluations' work each, where the factorisation has one;
+    ~8(m+1)² + 8(m+1) evaluations otherwise."""
     m = len(fit.theta) + 1
+    if fit.model.objective.has_gradient:
+        return 12 * m * fit.optsummary.seconds_per_evaluation
     return (8 * m * m + 8 * m) * fit.optsummary.seconds_per_evaluation
 
 
