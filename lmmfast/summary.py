@@ -93,8 +93,8 @@ def residuals_and_random_effects_lines(fit: Any, scaled_residuals: np.ndarray) -
 #: The ``ddf`` a summary takes.
 DDF_METHODS = ("auto", "satterthwaite", "none")
 
-#: ``ddf="auto"`` adds Satterthwaite columns when they should take less than this (seconds),
-#: judged from the optimiser's time per evaluation.
+#: ``ddf="auto"`` adds Satterthwaite columns when they should take less than this (seconds)
+#: or less than the fit took, judged from the optimiser's time per evaluation.
 AUTO_DDF_SECONDS = 2.0
 
 
@@ -160,7 +160,7 @@ def _convergence_note(fit: LmmFit) -> str:
 def wants_satterthwaite(fit: LmmFit, ddf: str) -> bool:
     """Whether a summary with this ``ddf`` shows Satterthwaite df and p-values:
     ``"satterthwaite"`` always, ``"none"`` never, ``"auto"`` when they are estimated to take
-    under ``AUTO_DDF_SECONDS``.
+    under ``AUTO_DDF_SECONDS`` or under the fit's own time.
 
     Examples
     --------
@@ -171,7 +171,8 @@ def wants_satterthwaite(fit: LmmFit, ddf: str) -> bool:
     """
     check_choice("ddf", ddf, DDF_METHODS)
     return bool(len(fit.beta)) and (
-        ddf == "satterthwaite" or (ddf == "auto" and _satterthwaite_cost(fit) < AUTO_DDF_SECONDS)
+        ddf == "satterthwaite"
+        or (ddf == "auto" and _satterthwaite_cost(fit) < max(AUTO_DDF_SECONDS, fit.fit_seconds))
     )
 
 
