@@ -58,6 +58,8 @@ class FitMonitor:
         self.best = np.inf
         self.began = time.perf_counter()
         self._bar: Any = None
+        #: what the verbose lines call the evaluated point ("θ, β" in a generalized fit's stage 2)
+        self.label = "θ"
 
     def start(self, plan: FactorPlan) -> None:
         """Before the first evaluation: the plan (verbose), and a word if it will be slow."""
@@ -79,7 +81,7 @@ class FitMonitor:
         if self.verbose:
             shown = np.array2string(np.asarray(theta), precision=5, separator=", ", max_line_width=10_000)
             print(
-                f"{self.count:5d}: objective {value:.7f}  θ {shown}  ({seconds * 1e3:.1f} ms)",
+                f"{self.count:5d}: objective {value:.7f}  {self.label} {shown}  ({seconds * 1e3:.1f} ms)",
                 file=self.stream,
             )
         if self._bar is None and self.progress is None and self._slow(seconds):

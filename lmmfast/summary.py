@@ -171,8 +171,7 @@ def wants_satterthwaite(fit: LmmFit, ddf: str) -> bool:
     """
     check_choice("ddf", ddf, DDF_METHODS)
     return bool(len(fit.beta)) and (
-        ddf == "satterthwaite"
-        or (ddf == "auto" and _satterthwaite_cost(fit) < max(AUTO_DDF_SECONDS, fit.fit_seconds))
+        ddf == "satterthwaite" or (ddf == "auto" and _satterthwaite_cost(fit) < max(AUTO_DDF_SECONDS, fit.fit_seconds))
     )
 
 

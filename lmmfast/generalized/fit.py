@@ -214,6 +214,7 @@ def _second_stage(
     """(θ, β) by BOBYQA in whitened coordinates from stage 1's optimum, β's covariance and the
     check of the optimum (:func:`_hessian_covariance`); the record's points are in (θ, β)."""
     m = layout.size
+    monitor.label = "θ, β"
     try:
         whitening = np.linalg.cholesky(rx_covariance)
     except np.linalg.LinAlgError:
@@ -232,7 +233,7 @@ def _second_stage(
         control=replace(control, restarts=SECOND_STAGE_RESTARTS),
         initial_step=np.r_[np.maximum(THETA_STEP * np.abs(theta), THETA_STEP_FLOOR), np.full(len(beta), WHITENED_STEP)],
         snappable=np.r_[layout.is_diagonal, np.zeros(len(beta), dtype=bool)],
-        on_evaluation=monitor.evaluation,
+        on_evaluation=lambda x, value, seconds: monitor.evaluation(to_natural(x), value, seconds),
     )
     covariance, source, gain = _hessian_covariance(
         _Guarded(in_whitened, in_whitened),

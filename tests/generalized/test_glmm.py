@@ -221,3 +221,12 @@ def test_the_check_of_the_optimum_reports_a_point_short_of_it():
 def test_reference_optima_pass_their_check(cbpp_fit):
     assert cbpp_fit.solution.newton_gain is not None and cbpp_fit.solution.newton_gain < 1e-6
     assert cbpp_fit.converged
+
+
+def test_verbose_prints_the_plan_and_each_stage_in_its_parameters(cbpp, capsys):
+    fit = lmmfast.glmm(CBPP, cbpp, weights="size", verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Engine: blocked path")
+    stage_one = [line for line in lines[1:] if "  θ [" in line]
+    stage_two = [line for line in lines[1:] if "  θ, β [" in line]
+    assert len(stage_one) == fit.stages[0].n_evals and len(stage_two) == fit.stages[1].n_evals
