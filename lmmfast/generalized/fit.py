@@ -9,8 +9,8 @@
 
 Stage 2 works in whitened coordinates, β = β₁ + C γ with C C' stage 1's (R_X'R_X)⁻¹: the
 deviance's curvature in γ is then close to the identity and free of the correlations between
-the fixed effects, so BOBYQA's quadratic models fit it quickly (VerbAgg: 64 evaluations,
-against 230 in β). The Hessian is taken in the same coordinates.
+the fixed effects, so BOBYQA's quadratic models fit it in a fraction of the evaluations it
+needs in β (docs/performance.md). The Hessian is taken in the same coordinates.
 """
 
 from __future__ import annotations
@@ -36,10 +36,9 @@ from lmmfast.optimize import OptSummary, optimize_bounded, optimize_theta
 from lmmfast.parameters import ThetaLayout
 from lmmfast.progress import FitMonitor
 
-#: The Hessian's steps: lme4's (``deriv12``'s ``delta``) in θ, and in the whitened fixed
-#: effects (units of standard errors) one a hundredth: there lme4's step would leave the
-#: second differences at PIRLS's rounding (VerbAgg's standard errors move by 0.3%), while from
-#: 1e-3 to 3e-2 they agree to 1e-5.
+#: The Hessian's steps: lme4's (``deriv12``'s ``delta``) in θ, and a hundredth of a standard
+#: error in the whitened fixed effects, where lme4's step would leave the second differences
+#: at the level of PIRLS's rounding; between 1e-3 and 3e-2 the standard errors do not move.
 THETA_HESSIAN_STEP = 1e-4
 WHITENED_HESSIAN_STEP = 1e-2
 
@@ -180,10 +179,8 @@ def fit_glmm(
     return solution
 
 
-#: Stage 2 is not restarted: in whitened coordinates BOBYQA's first run ends at the optimum,
-#: and each restart costs 2m + 1 evaluations for nothing (on glmer's reference cases: the
-#: same deviances to 1e-10, VerbAgg's stage 2 in 46 evaluations instead of 64, the model
-#: with all two-way interactions in 95 instead of 196).
+#: Stage 2 is not restarted: in whitened coordinates BOBYQA's first run ends at the optimum
+#: (the check of the optimum confirms it), and a restart costs 2m + 1 evaluations.
 SECOND_STAGE_RESTARTS = 0
 
 #: Where stage 2 follows, stage 1 only finds its start: BOBYQA stops there once an iteration
@@ -193,9 +190,8 @@ FIRST_STAGE_RELATIVE_TOLERANCE = 1e-5
 
 def _first_stage_control(control: Control, nagq: int) -> Control:
     """Stage 1's settings: the fit's own for ``nagq=0`` (its optimum is the answer), looser
-    before a second stage, which finds the same optimum from a rougher start for fewer
-    evaluations in all (glmer's reference cases: the same deviances to 1e-10; Contraception
-    96 evaluations in the two stages instead of 133, VerbAgg 85 instead of 84)."""
+    before a second stage, which reaches the same optimum from a rougher start with fewer
+    evaluations in all."""
     if nagq == 0:
         return control
     return replace(control, ftol_rel=max(control.ftol_rel, FIRST_STAGE_RELATIVE_TOLERANCE), restarts=0)
