@@ -125,8 +125,8 @@ def _offset_values(
 
 
 def _proxy_formula(model: ModelFormula) -> ModelFormula:
-    """The formula with a response formulaic can read (cbind's two parts) and the offsets'
-    variables as fixed terms, to find every column the model uses."""
+    """The formula with a response formulaic can read (``cbind``'s two parts as ``I(...)``
+    terms), to find every column the model uses."""
     parts = cbind_parts(model.response)
     response = " + ".join(f"I({part})" for part in parts) if parts else model.response
     return replace(model, response=response)
