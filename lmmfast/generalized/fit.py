@@ -183,6 +183,11 @@ def fit_glmm(
 #: (the check of the optimum confirms it), and a restart costs 2m + 1 evaluations.
 SECOND_STAGE_RESTARTS = 0
 
+#: ... and stops once an iteration gains less than this fraction of the deviance: on large
+#: data the deviance's own rounding is near it (1e6 units at a million Bernoulli rows), and the
+#: absolute tolerance alone keeps BOBYQA sampling noise. The check of the optimum still applies.
+SECOND_STAGE_RELATIVE_TOLERANCE = 1e-12
+
 #: Where stage 2 follows, stage 1 only finds its start: BOBYQA stops there once an iteration
 #: gains less than this fraction of the deviance, and is not restarted.
 FIRST_STAGE_RELATIVE_TOLERANCE = 1e-5
@@ -226,7 +231,11 @@ def _second_stage(
         _Guarded(in_whitened),
         np.r_[layout.lower_bounds, np.full(len(beta), -np.inf)],
         np.r_[theta, np.zeros(len(beta))],
-        control=replace(control, restarts=SECOND_STAGE_RESTARTS),
+        control=replace(
+            control,
+            restarts=SECOND_STAGE_RESTARTS,
+            ftol_rel=max(control.ftol_rel, SECOND_STAGE_RELATIVE_TOLERANCE),
+        ),
         initial_step=np.r_[np.maximum(THETA_STEP * np.abs(theta), THETA_STEP_FLOOR), np.full(len(beta), WHITENED_STEP)],
         snappable=np.r_[layout.is_diagonal, np.zeros(len(beta), dtype=bool)],
         on_evaluation=lambda x, value, seconds: monitor.evaluation(to_natural(x), value, seconds),
