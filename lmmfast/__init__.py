@@ -41,6 +41,7 @@ from lmmfast.fitted import LmmResult
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
+from lmmfast.options import get_options, set_options
 
 __all__ = [
     "ArgumentError",
@@ -66,6 +67,8 @@ __all__ = [
     "__version__",
     "anova",
     "datasets",
+    "get_options",
     "glmm",
     "lmm",
+    "set_options",
 ]

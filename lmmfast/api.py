@@ -34,6 +34,7 @@ def lmm(
     *,
     reml: bool = True,
     weights: str | Sequence[float] | np.ndarray | None = None,
+    contrasts: Mapping[str, str] | None = None,
     factorization: str | None = None,
     checks: Mapping[str, str] | None = None,
     memory_budget: float | None = None,
@@ -58,6 +59,13 @@ def lmm(
         REML (lme4's default) or maximum likelihood.
     weights : str or array, optional
         Prior weights: a column name or one positive value per row of ``data``.
+    contrasts : dict, optional
+        The coding of categorical predictors, column → ``"treatment"`` (R's default),
+        ``"sum"``, ``"helmert"``, ``"sdif"`` (successive differences) or ``"poly"``; applied to
+        the factor, so the fixed part and the random terms code it alike (as R users get from
+        ``contrasts(f) <- contr.sum``; lme4's ``contrasts=`` changes the fixed part only).
+        Columns not named take the package-wide default (:func:`lmmfast.set_options`).
+        Column names follow formulaic: ``spkr[S.new]`` for R's ``spkr1``.
     factorization : {"auto", "blocked", "cholmod"}, optional
         Shortcut for ``Control(factorization=...)``. How Λ'Z'ZΛ + I is factored: eliminating
         the first term into a dense block (crossed designs), CHOLMOD's sparse supernodal
@@ -128,7 +136,7 @@ def lmm(
         reml = bool(REML)
     actions = resolve_checks(checks)
     control = control_with(control, optimizer=optimizer, factorization=factorization, memory_budget=memory_budget)
-    prepared = prepare(formula, data, reml=reml, weights=weights, control=control)
+    prepared = prepare(formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts)
     report_design(prepared, actions)
     if progress is not None:
         progress = check_bool("progress", progress)
@@ -167,6 +175,7 @@ def glmm(
     weights: str | Sequence[float] | np.ndarray | None = None,
     offset: str | Sequence[float] | np.ndarray | None = None,
     nagq: int = 1,
+    contrasts: Mapping[str, str] | None = None,
     factorization: str | None = None,
     checks: Mapping[str, str] | None = None,
     memory_budget: float | None = None,
@@ -197,7 +206,7 @@ def glmm(
         1: the Laplace approximation; 0: glmer's fast fit (β inside PIRLS, only θ by the
         optimiser); > 1: adaptive Gauss–Hermite quadrature with that many nodes, for a model
         with a single scalar random-effects term.
-    factorization, checks, memory_budget, control, start, progress, verbose
+    contrasts, factorization, checks, memory_budget, control, start, progress, verbose
         As for :func:`lmm` (``start`` is θ).
     nAGQ : int, optional
         lme4's spelling of ``nagq``.
@@ -236,7 +245,9 @@ def glmm(
         progress = check_bool("progress", progress)
     verbose = check_bool("verbose", verbose)
     began = time.perf_counter()
-    prepared = prepare_glmm(formula, data, chosen, nagq=nagq, weights=weights, offset=offset, control=control)
+    prepared = prepare_glmm(
+        formula, data, chosen, nagq=nagq, weights=weights, offset=offset, control=control, contrasts=contrasts
+    )
     if prepared.fixed.dropped:
         report(
             actions["rank_deficiency"],

@@ -8,7 +8,7 @@ New responses and the other criterion enter through :func:`with_response` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,12 +25,14 @@ from lmmfast.design import (
     build_random_terms,
 )
 from lmmfast.design.amalgamate import EngineTerms, amalgamate
+from lmmfast.design.coding import resolve_codings
 from lmmfast.design.data import column_names, data_name
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, FormulaError, ModelError
 from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
+from lmmfast.formula.contrasts import check_string_codings, with_contrasts
 from lmmfast.objective import ProfiledObjective
 from lmmfast.parameters import ThetaLayout
 from lmmfast.validation import check_bool
@@ -89,6 +91,7 @@ def prepare(
     control: Control | None = None,
     factorization: str | None = None,
     memory_budget: float | None = None,
+    contrasts: Mapping[str, str] | None = None,
 ) -> PreparedModel:
     """Parse, build the design and the cross-products, and set up the objective — all of a
     fit but the optimisation. Arguments as for :func:`lmmfast.lmm`.
@@ -110,10 +113,12 @@ def prepare(
             f"offset({model.offsets[0]}) in a linear mixed model: lmm takes no offsets; subtract it from the "
             f"response instead (I(y - {model.offsets[0]}) ~ ...). Generalized models (lmmfast.glmm) take offsets."
         )
+    check_string_codings(model)
     columns = required_columns(model, column_names(data))
     if isinstance(weights, str) and weights not in columns:
         columns.append(weights)
     frame_info = build_model_frame(data, columns)
+    model = with_contrasts(model, resolve_codings(contrasts, model, frame_info.frame))
     weight_values, weights_name = prior_weights(weights, frame_info)
     fixed = build_fixed_design(frame_info.frame, model.response, model.fixed)
     n, p = fixed.X.shape

@@ -9,6 +9,7 @@ import pandas as pd
 from formulaic import model_matrix
 
 from lmmfast.errors import DataError, FormulaError
+from lmmfast.formula.contrasts import plain_name
 
 #: Relative tolerance below which a column counts as a combination of earlier ones (R's qr).
 RANK_TOLERANCE = 1e-7
@@ -153,7 +154,7 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
     lhs, rhs = matrices.lhs, matrices.rhs
     y = _response(frame, response, lhs)
     X = np.asarray(rhs, dtype=np.float64)
-    names = tuple(str(c) for c in rhs.columns)
+    names = tuple(plain_name(str(c)) for c in rhs.columns)
     finite = np.isfinite(X).all(axis=0)
     if not finite.all():
         bad = names[int(np.flatnonzero(~finite)[0])]

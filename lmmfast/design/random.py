@@ -17,6 +17,7 @@ from formulaic import model_matrix
 
 from lmmfast.errors import DataError, FormulaError, ModelError
 from lmmfast.formula import RandomTermSpec
+from lmmfast.formula.contrasts import plain_name
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray
     values = np.asarray(matrix, dtype=np.float64)
     if values.shape[1] == 0:
         raise FormulaError(f"The random term {spec.source} has no columns; write (1 | g) for an intercept.")
-    names = tuple("(Intercept)" if str(c) == "Intercept" else str(c) for c in matrix.columns)
+    names = tuple("(Intercept)" if str(c) == "Intercept" else plain_name(str(c)) for c in matrix.columns)
     finite = np.isfinite(values).all(axis=0)
     if not finite.all():
         bad = names[int(np.flatnonzero(~finite)[0])]

@@ -9,7 +9,7 @@ iteration.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,12 +25,14 @@ from lmmfast.design import (
     build_random_terms,
 )
 from lmmfast.design.amalgamate import EngineTerms, amalgamate
+from lmmfast.design.coding import resolve_codings
 from lmmfast.design.data import column_names, data_name
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, ModelError
 from lmmfast.factor import make_factor
 from lmmfast.formula import ModelFormula, parse_formula
+from lmmfast.formula.contrasts import check_string_codings, with_contrasts
 from lmmfast.generalized.deviance import GlmmDeviance
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.pirls import Pirls
@@ -141,6 +143,7 @@ def prepare_glmm(
     weights: str | Sequence[float] | np.ndarray | None = None,
     offset: str | Sequence[float] | np.ndarray | None = None,
     control: Control | None = None,
+    contrasts: Mapping[str, str] | None = None,
 ) -> PreparedGlmm:
     """Parse, check the response, build the design and the PIRLS — all of a generalized fit
     but the optimisation. Arguments as for :func:`lmmfast.glmm`.
@@ -156,6 +159,7 @@ def prepare_glmm(
     """
     control = Control() if control is None else control
     model = parse_formula(formula)
+    check_string_codings(model)
     available = column_names(data)
     columns = required_columns(_proxy_formula(model), available)
     if isinstance(offset, str) and offset not in columns:
@@ -163,6 +167,7 @@ def prepare_glmm(
     if isinstance(weights, str) and weights not in columns:
         columns.append(weights)
     frame_info = build_model_frame(data, columns)
+    model = with_contrasts(model, resolve_codings(contrasts, model, frame_info.frame))
     weight_values, weights_name = prior_weights(weights, frame_info)
     offset_values, offset_name = _offset_values(model, offset, frame_info)
     response = build_response(family, frame_info.frame, model.response, weight_values, offset_values)

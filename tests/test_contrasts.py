@@ -1,0 +1,101 @@
+"""Contrast codings applied to the factor (fixed and random parts alike), against lme4 and
+lmerTest under R's codings (tests/reference/analysis/contrasts.json)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmmfast
+from lmmfast import ArgumentError, FormulaError
+
+FOLDER = Path(__file__).parent / "reference" / "analysis"
+CASES = {case["id"]: case for case in json.loads((FOLDER / "contrasts.json").read_text())["cases"]}
+
+
+def _data(case: dict) -> pd.DataFrame:
+    if case["data"] == "kb07_factors.csv":
+        return pd.read_csv(FOLDER / "kb07_factors.csv")
+    return lmmfast.datasets.load(case["data"].removesuffix(".csv"))
+
+
+def _codings(case: dict) -> dict[str, str]:
+    """The reference's codings in lmmfast's names (R's MASS::contr.sdif is "sdif")."""
+    return {
+        column: "sdif" if coding.startswith("sdif") else coding for column, coding in dict(case["contrasts"]).items()
+    }
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_codings_reproduce_lme4_and_lmertest(case_id):
+    case = CASES[case_id]
+    fit = lmmfast.lmm(case["formula"], _data(case), reml=case["REML"], contrasts=_codings(case))
+    assert fit.objective == pytest.approx(case["objective"], rel=1e-6)
+    if "theta" in case:
+        np.testing.assert_allclose(np.abs(fit.theta), np.abs(case["theta"]), rtol=1e-3, atol=1e-4)
+    reference = case["fixef"]
+    table = fit.coef_table
+    np.testing.assert_allclose(table.estimate, reference["estimate"], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(table.std_error, reference["se"], rtol=1e-5)
+    np.testing.assert_allclose(table.t_value, reference["t"], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(table.df, reference["df"], rtol=1e-3)
+    np.testing.assert_allclose(table.p_value, reference["p"], atol=1e-4)
+
+
+def test_sum_coding_reaches_the_random_slope():
+    data = pd.read_csv(FOLDER / "kb07_factors.csv")
+    fit = lmmfast.lmm("RTtrunc ~ prec + (1 + prec | item)", data, contrasts={"prec": "sum"})
+    assert fit.terms[0].columns == ("(Intercept)", "prec[S.break]")
+    assert list(fit.fixef.index) == ["Intercept", "prec[S.break]"]
+
+
+def test_the_package_default_codes_every_factor_and_a_call_overrides_it():
+    machines = lmmfast.datasets.load("machines")
+    previous = lmmfast.set_options(contrasts="sum")
+    try:
+        fit = lmmfast.lmm("score ~ Machine + (1 | Worker)", machines)
+        assert list(fit.fixef.index) == ["Intercept", "Machine[S.A]", "Machine[S.B]"]
+        treatment = lmmfast.lmm("score ~ Machine + (1 | Worker)", machines, contrasts={"Machine": "treatment"})
+        assert list(treatment.fixef.index) == ["Intercept", "Machine[T.B]", "Machine[T.C]"]
+    finally:
+        lmmfast.set_options(**previous)
+    assert lmmfast.get_options()["contrasts"] == "treatment"
+    # the grand mean under sum coding, the first level's mean under treatment coding
+    assert fit.fixef["Intercept"] == pytest.approx(machines.score.mean(), rel=1e-6)
+
+
+def test_a_generalized_fit_takes_codings_too():
+    data = lmmfast.datasets.load("verbagg")
+    fit = lmmfast.glmm("r2 ~ btype + (1 | id)", data, nagq=0, contrasts={"btype": "sum"})
+    assert list(fit.fixef.index) == ["Intercept", "btype[S.curse]", "btype[S.scold]"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "phrase"),
+    [
+        ({"contrasts": {"Machine": "deviation"}}, ArgumentError, "the coding of 'Machine' must be 'treatment', 'sum'"),
+        ({"contrasts": {"Worker": "sum"}}, ArgumentError, "contrasts names 'Worker', which the model's predictors"),
+        ({"contrasts": ["sum"]}, ArgumentError, "contrasts must be a dict of column → coding"),
+    ],
+)
+def test_bad_codings_are_refused(kwargs, error, phrase):
+    with pytest.raises(error, match=re.escape(phrase)):
+        lmmfast.lmm("score ~ Machine + (1 | Worker)", lmmfast.datasets.load("machines"), **kwargs)
+
+
+def test_a_numeric_column_cannot_be_coded():
+    sleep = lmmfast.datasets.load("sleepstudy")
+    with pytest.raises(ArgumentError, match=re.escape("contrasts names 'Days', a numeric column")):
+        lmmfast.lmm("Reaction ~ Days + (1 | Subject)", sleep, contrasts={"Days": "sum"})
+
+
+def test_a_coding_given_as_a_string_inside_c_says_how_to_write_it():
+    with pytest.raises(FormulaError, match=re.escape("write C(Machine, contr.sum), or leave the formula")):
+        lmmfast.lmm("score ~ C(Machine, 'sum') + (1 | Worker)", lmmfast.datasets.load("machines"))
+    fit = lmmfast.lmm("score ~ C(Machine, contr.sum) + (1 | Worker)", lmmfast.datasets.load("machines"))
+    assert list(fit.fixef.index) == ["Intercept", "Machine[S.A]", "Machine[S.B]"]
