@@ -22,6 +22,7 @@ from lmmfast.inference.bootstrap import bootstrap, simulate
 from lmmfast.inference.condvar import conditional_covariances, ranef_table, variance_decomposition
 from lmmfast.inference.ftest import contrast_test, term_tests
 from lmmfast.inference.profile import bootstrap_intervals, profile_intervals, profile_traces
+from lmmfast.inference.r2 import r2_and_icc
 from lmmfast.inference.satterthwaite import satterthwaite_table, variance_derivatives
 from lmmfast.plots import plot_bootstrap, plot_pooling, plot_profile, plot_ranef, plot_residuals
 from lmmfast.predict import predict
@@ -84,6 +85,26 @@ class LmmResult(LmmFit):
     def ranef_table(self) -> pd.DataFrame:
         """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
         return ranef_table(self)
+
+    def r2(self) -> dict[str, float]:
+        """Nakagawa's marginal and conditional R² (performance's ``r2_nakagawa``, random slopes
+        included): ``{"marginal": …, "conditional": …}``; see :mod:`lmmfast.inference.r2`.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        >>> round(fit.r2()["conditional"], 3)
+        0.799
+        """
+        values = r2_and_icc(self, self.sigma**2)
+        return {"marginal": values["marginal"], "conditional": values["conditional"]}
+
+    def icc(self) -> dict[str, float]:
+        """The intraclass correlation, ``adjusted`` (random over random plus residual variance)
+        and ``unadjusted`` (over the total, fixed effects included), as performance's ``icc``."""
+        values = r2_and_icc(self, self.sigma**2)
+        return {"adjusted": values["icc_adjusted"], "unadjusted": values["icc_unadjusted"]}
 
     def variance_decomposition(self) -> pd.DataFrame:
         """Variance components and their shares of the total (intraclass correlations for

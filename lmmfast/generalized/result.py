@@ -25,7 +25,7 @@ from lmmfast.design.data import build_model_frame, column_names
 from lmmfast.design.random import display_names
 from lmmfast.design.variables import formula_variables
 from lmmfast.diagnostics import resolve_checks
-from lmmfast.errors import DataError
+from lmmfast.errors import ArgumentError, DataError
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.fit import GlmmSolution
 from lmmfast.generalized.prepare import PreparedGlmm
@@ -33,6 +33,7 @@ from lmmfast.generalized.response import evaluate
 from lmmfast.generalized.reweight import add_random_part
 from lmmfast.generalized.simulate import FittedParameters, bootstrap_replicates, refit_to, simulate_responses
 from lmmfast.inference.condvar import covariance_blocks, ranef_rows
+from lmmfast.inference.r2 import r2_and_icc
 from lmmfast.objective import scale_by_lambda
 from lmmfast.optimize import OptSummary
 from lmmfast.predict import predict as predict_link
@@ -300,6 +301,29 @@ class GlmmResult(MixedFit):
     def ranef_table(self) -> pd.DataFrame:
         """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
         return ranef_rows(self.terms, list(self.cond_var.values()))
+
+    # --- explained variance ---------------------------------------------------------------
+    def _distribution_variance(self) -> float:
+        """The residual variance on the link scale that Nakagawa's R² uses (performance's):
+        π²/3 for the logit, 1 for the probit, π²/6 for the cloglog link."""
+        if self.family.name != "binomial":
+            raise ArgumentError(
+                "R² and the ICC of Poisson models need the distribution's variance from a null model, which "
+                "lmmfast does not compute yet; binomial models have them."
+            )
+        return {"logit": np.pi**2 / 3, "probit": 1.0, "cloglog": np.pi**2 / 6}[self.link]
+
+    def r2(self) -> dict[str, float]:
+        """Nakagawa's marginal and conditional R² on the link scale (performance's
+        ``r2_nakagawa``; binomial models)."""
+        values = r2_and_icc(self, self._distribution_variance())
+        return {"marginal": values["marginal"], "conditional": values["conditional"]}
+
+    def icc(self) -> dict[str, float]:
+        """The intraclass correlation, ``adjusted`` and ``unadjusted`` (performance's ``icc``;
+        binomial models)."""
+        values = r2_and_icc(self, self._distribution_variance())
+        return {"adjusted": values["icc_adjusted"], "unadjusted": values["icc_unadjusted"]}
 
     # --- output ------------------------------------------------------------------------------
     @property
