@@ -168,6 +168,38 @@ class _Recorder:
         self._record(x, value, time.perf_counter() - began)
         return value
 
+    def summary(
+        self,
+        algorithm: str,
+        initial: tuple[np.ndarray, float],
+        final: tuple[np.ndarray, float],
+        began: float,
+        outcome: tuple[str, bool, tuple[int, ...]],
+        control: Control,
+        quasi_newton: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> OptSummary:
+        """The record of a run that started at ``initial`` (point, value) at ``began``, ended at
+        ``final`` with ``outcome`` (return code, converged, snapped), every evaluation in order."""
+        return_code, converged, snapped = outcome
+        return OptSummary(
+            algorithm=algorithm,
+            initial=initial[0],
+            final=final[0],
+            initial_objective=initial[1],
+            final_objective=final[1],
+            n_evals=self.count,
+            seconds=time.perf_counter() - began,
+            return_code=return_code,
+            converged=converged,
+            snapped=snapped,
+            control=control,
+            trace_theta=np.array([x for x, _ in self.history]),
+            trace_objective=np.array([f for _, f in self.history]),
+            trace_seconds=np.array(self.seconds),
+            gradient=None if quasi_newton is None else quasi_newton[0],
+            inverse_hessian=None if quasi_newton is None else quasi_newton[1],
+        )
+
     def evaluated_point(self, x: np.ndarray) -> np.ndarray:
         """The point whose value and gradient were the answer for ``x`` (``x`` itself if it
         was evaluated)."""
@@ -542,23 +574,14 @@ def optimize_theta(
     if snapped and quasi_newton is not None:
         # the curvature barely moves over the snap; the gradient is taken again where it ends
         quasi_newton = (recorder.with_gradient(theta)[1], quasi_newton[1])
-    return OptSummary(
-        algorithm=algorithm,
-        initial=x0,
-        final=theta,
-        initial_objective=initial_value,
-        final_objective=value,
-        n_evals=recorder.count,
-        seconds=time.perf_counter() - began,
-        return_code=return_code,
-        converged=converged,
-        snapped=snapped,
-        control=control,
-        trace_theta=np.array([x for x, _ in recorder.history]),
-        trace_objective=np.array([f for _, f in recorder.history]),
-        trace_seconds=np.array(recorder.seconds),
-        gradient=None if quasi_newton is None else quasi_newton[0],
-        inverse_hessian=None if quasi_newton is None else quasi_newton[1],
+    return recorder.summary(
+        algorithm,
+        (x0, initial_value),
+        (theta, value),
+        began,
+        (return_code, converged, snapped),
+        control,
+        quasi_newton,
     )
 
 
@@ -602,19 +625,6 @@ def optimize_bounded(
     snapped: tuple[int, ...] = ()
     if snappable is not None:
         x, value, snapped = _snap_to_boundary(recorder, snappable, x, value, control.boundary_tolerance)
-    return OptSummary(
-        algorithm="NLOPT_LN_BOBYQA",
-        initial=x0,
-        final=x,
-        initial_objective=initial_value,
-        final_objective=value,
-        n_evals=recorder.count,
-        seconds=time.perf_counter() - began,
-        return_code=return_code,
-        converged=converged,
-        snapped=snapped,
-        control=control,
-        trace_theta=np.array([p for p, _ in recorder.history]),
-        trace_objective=np.array([f for _, f in recorder.history]),
-        trace_seconds=np.array(recorder.seconds),
+    return recorder.summary(
+        "NLOPT_LN_BOBYQA", (x0, initial_value), (x, value), began, (return_code, converged, snapped), control
     )
