@@ -220,6 +220,8 @@ def _second_stage(
         whitening = np.linalg.cholesky(rx_covariance)
     except np.linalg.LinAlgError:
         whitening = np.diag(np.sqrt(np.maximum(np.diag(rx_covariance), 1e-12)))
+    if not np.all(np.isfinite(whitening)):  # no R_X from stage 1: the fixed effects' own units
+        whitening = np.eye(len(beta))
 
     def to_natural(x: np.ndarray) -> np.ndarray:
         return np.r_[x[:m], beta + whitening @ x[m:]]
