@@ -23,6 +23,7 @@ from lmmfast.inference.condvar import conditional_covariances, ranef_table, vari
 from lmmfast.inference.ftest import contrast_test, term_tests
 from lmmfast.inference.profile import bootstrap_intervals, profile_intervals, profile_traces
 from lmmfast.inference.r2 import r2_and_icc
+from lmmfast.inference.ranova import ranova
 from lmmfast.inference.satterthwaite import satterthwaite_table, variance_derivatives
 from lmmfast.plots import plot_bootstrap, plot_pooling, plot_profile, plot_ranef, plot_residuals
 from lmmfast.predict import predict
@@ -85,6 +86,11 @@ class LmmResult(LmmFit):
     def ranef_table(self) -> pd.DataFrame:
         """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
         return ranef_table(self)
+
+    def ranova(self) -> pd.DataFrame:
+        """Likelihood-ratio tests of the random terms (lmerTest's ``ranova``): each term
+        reduced and refitted; see :func:`lmmfast.inference.ranova.ranova`."""
+        return ranova(self)
 
     def r2(self) -> dict[str, float]:
         """Nakagawa's marginal and conditional R² (performance's ``r2_nakagawa``, random slopes

@@ -12,9 +12,10 @@ from scipy import stats
 from lmmfast.errors import ArgumentError, DataError
 from lmmfast.fit import refit_ml
 from lmmfast.result import LmmFit, MixedFit
+from lmmfast.validation import check_bool
 
 
-def anova(*fits: MixedFit, names: Sequence[str] | None = None) -> pd.DataFrame:
+def anova(*fits: MixedFit, names: Sequence[str] | None = None, refit: bool = True) -> pd.DataFrame:
     """Compare models by likelihood-ratio tests; REML fits are refitted by ML first, as lme4 does.
     Generalized fits (:func:`lmmfast.glmm`) are compared with generalized fits of the same
     family and approximation.
@@ -28,6 +29,10 @@ def anova(*fits: MixedFit, names: Sequence[str] | None = None) -> pd.DataFrame:
         Two or more fits of the same response to the same observations, usually nested.
     names : sequence of str, optional
         A label per fit, in the order given (default: their formulas).
+    refit : bool, default True
+        Refit REML fits by ML first (lme4's default). ``False`` compares the REML
+        likelihoods themselves (lme4's ``refit = FALSE``), which needs the same fixed effects
+        in every model: the test of random-effects terms.
 
     Returns
     -------
@@ -55,11 +60,14 @@ def anova(*fits: MixedFit, names: Sequence[str] | None = None) -> pd.DataFrame:
     """
     if len(fits) < 2 or not all(isinstance(f, MixedFit) for f in fits):
         raise ArgumentError("anova needs two or more fitted models (results of lmmfast.lmm or lmmfast.glmm).")
+    refit = check_bool("refit", refit)
     labels = _labels(fits, names)
     _check_comparable(fits, labels)
+    if not refit:
+        _check_same_fixed_effects(fits, labels)
     comparable: Sequence[Any] = fits
     order = sorted(range(len(fits)), key=lambda i: comparable[i].npar)  # sorted() is stable, as R's order()
-    ml = [refit_ml(comparable[i]) if isinstance(comparable[i], LmmFit) else comparable[i] for i in order]
+    ml = [refit_ml(comparable[i]) if refit and isinstance(comparable[i], LmmFit) else comparable[i] for i in order]
     rows = []
     fit: Any
     for index, fit in enumerate(ml):
@@ -149,6 +157,24 @@ def _check_comparable(fits: Sequence[Any], labels: Sequence[str]) -> None:
         if not _same_weights(_prior_weights(first), _prior_weights(fit)):
             raise DataError(
                 f"The models {pair} were fitted with different prior weights; their likelihoods cannot be compared."
+            )
+
+
+def _check_same_fixed_effects(fits: Sequence[Any], labels: Sequence[str]) -> None:
+    """``refit=False`` compares the fits' own likelihoods: REML ones only for the same fixed
+    effects, and never REML with ML."""
+    criteria = {getattr(fit, "reml", False) for fit in fits}
+    if len(criteria) > 1:
+        raise DataError("refit=False compares REML fits with REML fits only; some of these models were fitted by ML.")
+    if True not in criteria:
+        return
+    first = fits[0]
+    for fit, label in zip(fits[1:], labels[1:]):
+        same = first.fixef_names == fit.fixef_names and np.array_equal(first.model.fixed.X, fit.model.fixed.X)
+        if not same:
+            raise DataError(
+                f"The models {labels[0]!r} and {label!r} have different fixed effects, so their REML likelihoods "
+                "cannot be compared; use refit=True (the default), which compares them by maximum likelihood."
             )
 
 
