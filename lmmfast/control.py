@@ -3,7 +3,7 @@
 :class:`Control` gathers every setting of the fit path in one frozen object. Its defaults
 are lme4's where lme4 has one (``nloptwrap``'s tolerances, ``isSingular``'s tolerance) and
 reproduce lmmfast's fits exactly; the fit records the one it used in
-:attr:`lmmfast.optimize.OptSummary.control`.
+:attr:`lmmfast.optsummary.OptSummary.control`.
 """
 
 from __future__ import annotations

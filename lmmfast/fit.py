@@ -23,7 +23,8 @@ from lmmfast.convergence import ConvergenceCheck, check_convergence
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ArgumentError, ConvergenceWarning, ModelError, SingularFitWarning
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
-from lmmfast.optimize import OptSummary, choose_optimizer, optimize_theta
+from lmmfast.optimize import choose_optimizer, optimize_theta
+from lmmfast.optsummary import OptSummary
 from lmmfast.prepare import PreparedModel, with_reml, with_response
 from lmmfast.progress import FitMonitor
 from lmmfast.result import LmmFit

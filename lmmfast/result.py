@@ -19,7 +19,7 @@ from lmmfast.convergence import ConvergenceCheck
 from lmmfast.design.random import display_names
 from lmmfast.factor.plan import FactorPlan
 from lmmfast.objective import Solution
-from lmmfast.optimize import OptSummary
+from lmmfast.optsummary import OptSummary
 from lmmfast.prepare import PreparedModel
 from lmmfast.validation import check_choice
 

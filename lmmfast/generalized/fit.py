@@ -32,7 +32,8 @@ from lmmfast.generalized.deviance import INFEASIBLE, GlmmDeviance
 from lmmfast.generalized.pirls import Mode
 from lmmfast.generalized.prepare import PreparedGlmm
 from lmmfast.inference.numderiv import central_derivatives
-from lmmfast.optimize import OptSummary, optimize_bounded, optimize_theta
+from lmmfast.optimize import optimize_bounded, optimize_theta
+from lmmfast.optsummary import OptSummary
 from lmmfast.parameters import ThetaLayout
 from lmmfast.progress import FitMonitor
 

@@ -35,7 +35,7 @@ from lmmfast.generalized.simulate import FittedParameters, bootstrap_replicates,
 from lmmfast.inference.condvar import covariance_blocks, ranef_rows
 from lmmfast.inference.r2 import r2_and_icc
 from lmmfast.objective import scale_by_lambda
-from lmmfast.optimize import OptSummary
+from lmmfast.optsummary import OptSummary
 from lmmfast.predict import predict as predict_link
 from lmmfast.result import MixedFit, RandomTermResult
 from lmmfast.summary import (
