@@ -83,18 +83,26 @@ def cbind_parts(response: str) -> tuple[str, str] | None:
 
 
 def evaluate(expression: str, frame: pd.DataFrame, where: str) -> np.ndarray:
-    """The numeric column ``expression`` makes of ``frame`` (a column or arithmetic on columns)."""
+    """The numeric column ``expression`` makes of ``frame`` (a column or arithmetic on columns),
+    every value finite."""
     if expression in frame.columns:
         column = frame[expression]
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
             raise DataError(f"{where} {expression!r} must be numeric, got {column.dtype}.")
-        return column.to_numpy(dtype=np.float64)
-    try:
-        with np.errstate(all="ignore"):
-            matrix = model_matrix(f"0 + I({expression})", frame, na_action="raise")
-    except Exception as exc:  # formulaic raises many types; the cause is the expression
-        raise FormulaError(f"{where} {expression!r} could not be evaluated: {exc}") from exc
-    return np.asarray(matrix, dtype=np.float64)[:, 0]
+        values = column.to_numpy(dtype=np.float64)
+    else:
+        try:
+            with np.errstate(all="ignore"):
+                matrix = model_matrix(f"0 + I({expression})", frame, na_action="raise")
+        except Exception as exc:  # formulaic raises many types; the cause is the expression
+            raise FormulaError(f"{where} {expression!r} could not be evaluated: {exc}") from exc
+        values = np.asarray(matrix, dtype=np.float64)[:, 0]
+    if not np.all(np.isfinite(values)):
+        raise DataError(
+            f"{where} {expression!r} has {int(np.sum(~np.isfinite(values)))} infinite or undefined values "
+            "(log of 0?); remove or recode those rows."
+        )
+    return values
 
 
 def whole_numbers(values: np.ndarray) -> bool:

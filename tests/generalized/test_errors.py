@@ -136,7 +136,7 @@ BAD_INPUTS = [
         lambda: _with(zero=np.zeros(N)),
         {"family": "poisson"},
         DataError,
-        "The offset (offset(log(zero))) has missing or infinite values",
+        "The offset 'log(zero)' has 56 infinite or undefined values (log of 0?)",
     ),
     (
         "offset of the wrong length",
@@ -145,6 +145,14 @@ BAD_INPUTS = [
         {"family": "poisson", "offset": np.zeros(3)},
         DataError,
         "offset must hold one value per row of the data (56)",
+    ),
+    (
+        "infinite response",
+        F,
+        lambda: _with(incidence=np.where(np.arange(N) == 3, np.inf, _cbpp()["incidence"])),
+        {"family": "poisson"},
+        DataError,
+        "The response 'incidence' has 1 infinite or undefined values",
     ),
     ("unknown family", F, _cbpp, {"family": "gamma"}, ArgumentError, "family must be 'binomial' or 'poisson'"),
     ("gaussian family", F, _cbpp, {"family": "gaussian"}, ArgumentError, "fit a linear mixed model: lmmfast.lmm"),
