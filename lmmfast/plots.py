@@ -56,10 +56,11 @@ def _panels(count: int, ax: Any) -> tuple[Any, list[Any]]:
     return axes[0].figure, axes
 
 
-def plot_ranef(fit: LmmFit, *, level: float = 0.95, ax: Any = None) -> Any:
+def plot_ranef(fit: LmmFit, *, level: float = 0.95, ax: Any = None, table: pd.DataFrame | None = None) -> Any:
     """Caterpillar plot of the random effects (lme4's ``dotplot(ranef(m, condVar = TRUE))``):
     per grouping factor and column, the conditional modes sorted, with intervals of
-    ±z·(conditional sd) at ``level``.
+    ±z·(conditional sd) at ``level``. ``table`` is the fit's ``ranef_table()`` where the fit
+    computes it itself (a generalized fit's conditional variances are its own).
 
     Returns
     -------
@@ -75,7 +76,7 @@ def plot_ranef(fit: LmmFit, *, level: float = 0.95, ax: Any = None) -> Any:
     ['Subject: (Intercept)', 'Subject: Days']
     """
     z = float(stats.norm.ppf(0.5 + check_level(level) / 2))
-    table = ranef_table(fit)
+    table = ranef_table(fit) if table is None else table
     panels = list(dict.fromkeys(zip(table.grpvar, table.term)))
     figure, axes = _panels(len(panels), ax)
     for axis, (group, column) in zip(axes, panels):

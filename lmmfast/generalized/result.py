@@ -10,6 +10,7 @@ glmer's summary and ``anova`` print as "deviance".
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from lmmfast.inference.condvar import covariance_blocks, ranef_rows
 from lmmfast.inference.r2 import r2_and_icc
 from lmmfast.objective import scale_by_lambda
 from lmmfast.optsummary import OptSummary
+from lmmfast.plots import plot_ranef
 from lmmfast.predict import predict as predict_link
 from lmmfast.result import MixedFit, RandomTermResult
 from lmmfast.summary import (
@@ -302,6 +304,11 @@ class GlmmResult(MixedFit):
         """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
         return ranef_rows(self.terms, list(self.cond_var.values()))
 
+    def plot_ranef(self, *, level: float = 0.95, ax: Any = None) -> Any:
+        """Caterpillar plot of the conditional modes with their intervals (link scale); see
+        :func:`lmmfast.plots.plot_ranef` (matplotlib: ``pip install lmmfast[plot]``)."""
+        return plot_ranef(self, level=level, ax=ax, table=self.ranef_table())  # type: ignore[arg-type]
+
     # --- explained variance ---------------------------------------------------------------
     def _distribution_variance(self) -> float:
         """The residual variance on the link scale that Nakagawa's R² uses (performance's):
@@ -342,6 +349,10 @@ class GlmmResult(MixedFit):
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        """The summary, for notebooks (which show this instead of the two-line ``repr``)."""
+        return f'<pre class="lmmfast-summary">{html.escape(self.summary())}</pre>'
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{name} ({count})" for name, count in self.ngrps.items())

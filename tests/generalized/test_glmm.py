@@ -230,3 +230,21 @@ def test_verbose_prints_the_plan_and_each_stage_in_its_parameters(cbpp, capsys):
     stage_one = [line for line in lines[1:] if "  θ [" in line]
     stage_two = [line for line in lines[1:] if "  θ, β [" in line]
     assert len(stage_one) == fit.stages[0].n_evals and len(stage_two) == fit.stages[1].n_evals
+
+
+def test_caterpillar_plot_of_a_generalized_fit(cbpp_fit):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    figure = cbpp_fit.plot_ranef()
+    (axis,) = figure.axes
+    assert axis.get_title() == "herd: (Intercept)" and axis.get_xlabel() == "conditional mode"
+    points = axis.lines[0].get_xdata()
+    assert len(points) == 15 and np.all(np.diff(points) >= 0)  # one per herd, sorted
+    np.testing.assert_allclose(np.sort(points), np.sort(cbpp_fit.ranef["herd"].to_numpy()[:, 0]))
+
+
+def test_notebooks_show_a_generalized_fits_summary(cbpp_fit):
+    page = cbpp_fit._repr_html_()
+    assert page.startswith('<pre class="lmmfast-summary">Generalized linear mixed model fit by maximum likelihood')
