@@ -80,7 +80,7 @@ def residuals_and_random_effects_lines(fit: Any, scaled_residuals: np.ndarray) -
     lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
     lines.extend(["", "Random effects:"])
     lines.extend(random_effects_lines(fit))
-    groups = ", ".join(f"{name}, {count}" for name, count in fit.ngrps.items())
+    groups = "; ".join(f"{name}, {count}" for name, count in fit.ngrps.items())
     lines.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
     if len(fit.dropped_rows):
         lines.append(f"({len(fit.dropped_rows)} rows with missing values dropped)")

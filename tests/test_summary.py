@@ -85,3 +85,8 @@ def test_notebooks_show_the_summary_as_html(fit) -> None:
     page = fit._repr_html_()
     assert page.startswith('<pre class="lmmfast-summary">') and page.endswith("</pre>")
     assert "Formula: Reaction ~ Days + (Days | Subject)" in page and "Pr(&gt;|t|)" in page
+
+
+def test_groups_are_listed_as_lme4_lists_them() -> None:
+    fit = lmmfast.lmm("diameter ~ 1 + (1 | plate) + (1 | sample)", lmmfast.datasets.load("penicillin"))
+    assert "Number of obs: 144, groups:  plate, 24; sample, 6" in fit.summary()
