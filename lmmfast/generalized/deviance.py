@@ -58,7 +58,6 @@ class GlmmDeviance:
         self.weights: np.ndarray = weights
         #: the β PIRLS estimated at the last :meth:`fast` evaluation, where the next starts
         self.last_beta = np.zeros(pirls.X.shape[1])
-        self.last_mode: Mode | None = None
 
     def fresh(self, max_threads: int | None = None) -> GlmmDeviance:
         """The same functions on a PIRLS of their own (another fit or thread)."""
@@ -71,7 +70,6 @@ class GlmmDeviance:
         except np.linalg.LinAlgError:
             return INFEASIBLE
         self.last_beta = mode.beta
-        self.last_mode = mode
         return _finite(mode.laplace)
 
     def mode_at(self, parameters: np.ndarray) -> Mode:
@@ -85,7 +83,6 @@ class GlmmDeviance:
             mode = self.mode_at(np.asarray(parameters, dtype=np.float64))
         except np.linalg.LinAlgError:
             return INFEASIBLE
-        self.last_mode = mode
         return _finite(mode.laplace)
 
     def quadrature(self, parameters: np.ndarray) -> float:
@@ -95,7 +92,6 @@ class GlmmDeviance:
             mode = self.mode_at(parameters)
         except np.linalg.LinAlgError:
             return INFEASIBLE
-        self.last_mode = mode
         return _finite(self.quadrature_at(parameters[: self.n_theta], mode))
 
     def quadrature_at(self, theta: np.ndarray, mode: Mode) -> float:

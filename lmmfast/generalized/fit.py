@@ -176,7 +176,7 @@ def fit_glmm(
         newton_gain=gain,
     )
     _report(solution, prepared, actions)
-    _report_separation(deviance.pirls.buffers.mu, prepared, actions)
+    report_separation(deviance.pirls.buffers.mu, prepared, actions)
     return solution
 
 
@@ -214,7 +214,7 @@ def _second_stage(
     monitor: FitMonitor,
 ) -> tuple[OptSummary, np.ndarray, str, float | None]:
     """(θ, β) by BOBYQA in whitened coordinates from stage 1's optimum, β's covariance and the
-    check of the optimum (:func:`_hessian_covariance`); the record's points are in (θ, β)."""
+    check of the optimum (:func:`hessian_covariance`); the record's points are in (θ, β)."""
     m = layout.size
     monitor.label = "θ, β"
     try:
@@ -243,7 +243,7 @@ def _second_stage(
         snappable=np.r_[layout.is_diagonal, np.zeros(len(beta), dtype=bool)],
         on_evaluation=lambda x, value, seconds: monitor.evaluation(to_natural(x), value, seconds),
     )
-    covariance, source, gain = _hessian_covariance(
+    covariance, source, gain = hessian_covariance(
         _Guarded(in_whitened, in_whitened),
         record.final,
         m,
@@ -261,7 +261,7 @@ def _second_stage(
     return natural, covariance, source, gain
 
 
-def _hessian_covariance(
+def hessian_covariance(
     function: Callable[[np.ndarray], float],
     optimum: np.ndarray,
     n_theta: int,
@@ -311,7 +311,7 @@ def _hessian_covariance(
 SEPARATION_EPSILON = 10 * np.finfo(np.float64).eps
 
 
-def _report_separation(mu: np.ndarray, prepared: PreparedGlmm, actions: Mapping[str, str]) -> None:
+def report_separation(mu: np.ndarray, prepared: PreparedGlmm, actions: Mapping[str, str]) -> None:
     """Warn, as R's ``glm`` does, of fitted probabilities numerically 0 or 1 (or Poisson
     means numerically 0): the mark of separation."""
     if prepared.family.name == "binomial":

@@ -31,7 +31,7 @@ from lmmfast.generalized.family import Family
 from lmmfast.generalized.fit import GlmmSolution
 from lmmfast.generalized.prepare import PreparedGlmm
 from lmmfast.generalized.response import evaluate
-from lmmfast.generalized.reweight import add_random_part
+from lmmfast.generalized.reweight import add_random_part, mean_and_derivative
 from lmmfast.generalized.simulate import FittedParameters, bootstrap_replicates, refit_to, simulate_responses
 from lmmfast.inference.condvar import covariance_blocks, ranef_rows
 from lmmfast.inference.r2 import r2_and_icc
@@ -103,9 +103,7 @@ class GlmmResult(MixedFit):
         b = scale_by_lambda(pirls.layout, pirls.shape, solution.theta, solution.mode.u)
         eta = prepared.response.offset + prepared.fixed.X @ solution.beta
         add_random_part(pirls.terms, b, pirls.shape.column_offsets, eta)
-        mu = np.empty_like(eta)
-        pirls.evaluate_rows(eta)
-        mu[:] = pirls.buffers.mu
+        mu, _ = mean_and_derivative(eta, prepared.family.link)
         term_results = [
             RandomTermResult(
                 name=name,
@@ -236,7 +234,7 @@ class GlmmResult(MixedFit):
             link = link + evaluate(expression, frame, "The offset")
         if scale == "link":
             return link
-        return _inverse_link(self.family, link)
+        return mean_and_derivative(link, self.family.link)[0]
 
     # --- simulation, refits, intervals ------------------------------------------------------
     def _parameters(self) -> FittedParameters:
@@ -400,17 +398,6 @@ class GlmmResult(MixedFit):
             "dropped_columns": list(self.dropped_columns),
             "version": self.version,
         }
-
-
-def _inverse_link(family: Family, eta: np.ndarray) -> np.ndarray:
-    link = family.link
-    if link == "logit":
-        return 1.0 / (1.0 + np.exp(-eta))
-    if link == "probit":
-        return ndtr(eta)
-    if link == "cloglog":
-        return -np.expm1(-np.exp(eta))
-    return np.exp(eta)
 
 
 def format_glmm_summary(fit: GlmmResult) -> str:

@@ -216,14 +216,14 @@ def test_complete_separation_is_a_model_error_that_names_it():
 
 def test_fitted_probabilities_at_0_or_1_warn_of_separation():
     from lmmfast.generalized.family import Family
-    from lmmfast.generalized.fit import _report_separation
+    from lmmfast.generalized.fit import report_separation
     from lmmfast.generalized.prepare import prepare_glmm
 
     model = prepare_glmm("prop ~ period + (1 | herd)", _cbpp(), Family("binomial"), weights="size")
     mu = np.full(N, 0.3)
-    _report_separation(mu, model, {"separation": "raise"})  # nothing to report
+    report_separation(mu, model, {"separation": "raise"})  # nothing to report
     mu[:3] = 1e-300
     with pytest.warns(lmmfast.SeparationWarning, match="Fitted probabilities numerically 0 or 1 for 3 of 56"):
-        _report_separation(mu, model, {"separation": "warn"})
+        report_separation(mu, model, {"separation": "warn"})
     with pytest.raises(ModelError, match="separates the outcomes"):
-        _report_separation(mu, model, {"separation": "raise"})
+        report_separation(mu, model, {"separation": "raise"})
