@@ -25,6 +25,7 @@ from lmmfast.errors import (
     ConvergenceError,
     ConvergenceWarning,
     DataError,
+    DataNotSavedError,
     FormulaError,
     LmmfastError,
     LmmfastWarning,
@@ -33,6 +34,7 @@ from lmmfast.errors import (
     ModelError,
     RankDeficiencyError,
     RankDeficiencyWarning,
+    SavedFitError,
     SeparationWarning,
     SingularFitError,
     SingularFitWarning,
@@ -42,6 +44,7 @@ from lmmfast.generalized.family import Family
 from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
 from lmmfast.options import get_options, set_options
+from lmmfast.saved import load
 
 __all__ = [
     "ArgumentError",
@@ -50,6 +53,7 @@ __all__ = [
     "ConvergenceError",
     "ConvergenceWarning",
     "DataError",
+    "DataNotSavedError",
     "Family",
     "FormulaError",
     "GlmmResult",
@@ -61,6 +65,7 @@ __all__ = [
     "ModelError",
     "RankDeficiencyError",
     "RankDeficiencyWarning",
+    "SavedFitError",
     "SeparationWarning",
     "SingularFitError",
     "SingularFitWarning",
@@ -70,5 +75,6 @@ __all__ = [
     "get_options",
     "glmm",
     "lmm",
+    "load",
     "set_options",
 ]

@@ -13,6 +13,7 @@ __all__ = [
     "ConvergenceError",
     "ConvergenceWarning",
     "DataError",
+    "DataNotSavedError",
     "FormulaError",
     "LmmfastError",
     "LmmfastWarning",
@@ -21,6 +22,7 @@ __all__ = [
     "ModelError",
     "RankDeficiencyError",
     "RankDeficiencyWarning",
+    "SavedFitError",
     "SingularFitError",
     "SingularFitWarning",
     "error_for",
@@ -68,6 +70,16 @@ class MemoryBudgetError(LmmfastError, MemoryError):
 
 class MissingDependencyError(LmmfastError, ImportError):
     """An optional dependency that this call needs is not installed (matplotlib for plots)."""
+
+
+class SavedFitError(LmmfastError, ValueError):
+    """A saved fit cannot be read (not a saved fit, damaged, or written by a newer format), or
+    the data given to restore it are not the data it was fitted to."""
+
+
+class DataNotSavedError(LmmfastError, RuntimeError):
+    """A fit loaded without its data was asked for something that needs the rows (residuals,
+    refits, bootstrap, profiles): load it with ``data=``, or save it with ``include_data=True``."""
 
 
 class LmmfastWarning(UserWarning):

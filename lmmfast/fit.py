@@ -21,7 +21,7 @@ from lmmfast.blas import limit_blas_threads
 from lmmfast.control import Control
 from lmmfast.convergence import ConvergenceCheck, check_convergence
 from lmmfast.diagnostics import report, resolve_checks
-from lmmfast.errors import ArgumentError, ConvergenceWarning, ModelError, SingularFitWarning
+from lmmfast.errors import ArgumentError, ConvergenceWarning, ModelError, SavedFitError, SingularFitWarning
 from lmmfast.objective import INFEASIBLE, ProfiledObjective
 from lmmfast.optimize import choose_optimizer, optimize_theta
 from lmmfast.optsummary import OptSummary
@@ -189,6 +189,43 @@ def assemble(
             "are of extreme scale; remove the redundant terms or rescale the predictors."
         ) from error
     return LmmFit.from_solution(prepared, record, solution, convergence, began)
+
+
+#: A restored fit's criterion at the saved θ must match the saved one to this relative
+#: tolerance (the same data refactored, perhaps on other threads or another path, agree far
+#: closer; other data do not).
+RESTORE_TOLERANCE = 1e-6
+
+
+def restore_prepared(prepared: PreparedModel, record: OptSummary, convergence: ConvergenceCheck | None) -> LmmFit:
+    """The fit at the optimum ``record`` reports, from one evaluation of the criterion and no
+    optimisation (MixedModels.jl's ``restoreoptsum!``): how a saved fit is restored with its
+    data. The record and the check of the optimum are the saved ones.
+
+    Raises
+    ------
+    SavedFitError
+        When the criterion at the saved θ is not the saved one: ``prepared`` was not built
+        from the data (or the model) the record was fitted to.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.prepare import prepare
+    >>> data = lmmfast.datasets.load("sleepstudy")
+    >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", data)
+    >>> again = restore_prepared(prepare(fit.formula, data), fit.optsummary, fit.convergence)
+    >>> bool(np.allclose(again.beta, fit.beta, rtol=1e-10))
+    True
+    """
+    theta, expected = record.final, record.final_objective
+    value = prepared.objective(theta)
+    if not abs(value - expected) <= RESTORE_TOLERANCE * max(1.0, abs(expected)):
+        raise SavedFitError(
+            f"These data do not give the saved fit: at its θ the criterion is {value:.6f}, and it was {expected:.6f}; "
+            "load it with the data it was fitted to (the same rows, values and column types)."
+        )
+    return assemble(prepared, record, convergence)
 
 
 def _report_checks(

@@ -9,6 +9,7 @@ module below imports upwards, and the fit path stays free of them.
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import fields
 from functools import cached_property
 from typing import Any
@@ -17,9 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lmmfast.archive import write_archive
 from lmmfast.fit import refit_ml, refit_response
 from lmmfast.inference.bootstrap import bootstrap, simulate
-from lmmfast.inference.condvar import conditional_covariances, ranef_table, variance_decomposition
+from lmmfast.inference.condvar import conditional_covariances, ranef_rows, variance_decomposition
 from lmmfast.inference.ftest import contrast_test, term_tests
 from lmmfast.inference.profile import bootstrap_intervals, profile_intervals, profile_traces
 from lmmfast.inference.r2 import r2_and_icc
@@ -27,7 +29,7 @@ from lmmfast.inference.ranova import ranova
 from lmmfast.inference.satterthwaite import satterthwaite_table, variance_derivatives
 from lmmfast.plots import plot_bootstrap, plot_pooling, plot_profile, plot_ranef, plot_residuals
 from lmmfast.predict import predict
-from lmmfast.result import LmmFit
+from lmmfast.result import ROW_FIELDS, LmmFit
 from lmmfast.summary import format_summary, wants_satterthwaite
 from lmmfast.validation import check_bool, check_choice, check_level
 
@@ -52,6 +54,26 @@ class LmmResult(LmmFit):
         if isinstance(fit, cls):
             return fit
         return cls(**{f.name: getattr(fit, f.name) for f in fields(LmmFit)})
+
+    @classmethod
+    def without_rows(
+        cls,
+        record: dict[str, Any],
+        cond_var: dict[str, np.ndarray],
+        variance_derivatives: tuple[np.ndarray, np.ndarray] | None = None,
+        coef_table: pd.DataFrame | None = None,
+    ) -> LmmResult:
+        """A fit loaded without its data: the fields of ``record`` (every field of
+        :class:`LmmFit` but the rows'), with what was computed from the rows before it was
+        saved: the conditional covariances and, where saved, the Satterthwaite table."""
+        without: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+        fit = cls(**record, **without)
+        # the cached properties' own slots, as if computed here
+        fit.__dict__["cond_var"] = cond_var
+        if variance_derivatives is not None and coef_table is not None:
+            fit.__dict__["variance_derivatives"] = variance_derivatives
+            fit.__dict__["coef_table"] = coef_table
+        return fit
 
     # --- inference -------------------------------------------------------------------------
     @cached_property
@@ -84,8 +106,9 @@ class LmmResult(LmmFit):
         return {term.name: block for term, block in zip(self.terms, conditional_covariances(self))}
 
     def ranef_table(self) -> pd.DataFrame:
-        """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``)."""
-        return ranef_table(self)
+        """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``),
+        R's ``as.data.frame(ranef(m, condVar = TRUE))``."""
+        return ranef_rows(self.terms, list(self.cond_var.values()))
 
     def ranova(self) -> pd.DataFrame:
         """Likelihood-ratio tests of the random terms (lmerTest's ``ranova``): each term
@@ -187,7 +210,7 @@ class LmmResult(LmmFit):
     def plot_ranef(self, *, level: float = 0.95, ax: Any = None) -> Any:
         """Caterpillar plot of the conditional modes with their intervals; see
         :func:`lmmfast.plots.plot_ranef`."""
-        return plot_ranef(self, level=level, ax=ax)
+        return plot_ranef(self, level=level, ax=ax, table=self.ranef_table())
 
     def plot_pooling(self, group: str | None = None, *, ax: Any = None) -> Any:
         """Per-level least-squares fits against the mixed model's estimates; see
@@ -208,12 +231,52 @@ class LmmResult(LmmFit):
         :func:`lmmfast.plots.plot_bootstrap`."""
         return plot_bootstrap(replicates, columns=columns, ax=ax)
 
+    # --- saving -------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str], *, include_data: bool = False) -> None:
+        """Save the fit to a file that :func:`lmmfast.load` reads (the format is described in
+        the documentation's "Saving fits"; no pickle, safe to load).
+
+        The file holds what the result needs without its rows: θ, β and their covariance, σ,
+        the conditional modes and variances, the design's encoding (formula, contrasts,
+        levels, the state of transforms such as ``scale(x)``), the optimiser's record, and
+        the Satterthwaite table where the summary shows it. A loaded fit prints the same
+        summary and predicts the same values; what needs the rows (residuals, refits,
+        profiles, the bootstrap) works once it is loaded with ``data=``, or when
+        ``include_data=True`` saved the rows too (as Parquet).
+
+        Examples
+        --------
+        >>> import lmmfast, tempfile, pathlib
+        >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleepstudy.lmmfast"
+        >>> fit.save(path)
+        >>> lmmfast.load(path).summary() == fit.summary()
+        True
+        """
+        include_data = check_bool("include_data", include_data)
+        record = {f.name: getattr(self, f.name) for f in fields(LmmFit) if f.name not in ROW_FIELDS}
+        content: dict[str, Any] = {"fit": record, "cond_var": self.cond_var}
+        if "coef_table" in self.__dict__ or (self.has_data and wants_satterthwaite(self, "auto")):
+            table = self.coef_table
+            content["variance_derivatives"] = self.variance_derivatives
+            content["coef_table"] = {"index": list(table.index), "columns": {c: table[c].to_numpy() for c in table}}
+        data = None
+        if include_data:
+            model = self.model
+            data = model.model_frame.frame
+            if model.weights is not None and self.weights_name not in data.columns:
+                content["weights"] = model.weights  # given as an array: kept with the rows
+        write_archive(path, "lmm", content, data)
+
     # --- output ---------------------------------------------------------------------------------
     def summary(self, ddf: str = "auto", *, verbose: bool = False) -> str:
         """The fit in lme4's printed layout, with lmerTest's Satterthwaite columns
         (``ddf="auto"``: when cheap; ``"satterthwaite"``: always; ``"none"``: never);
         ``verbose=True`` adds the engine plan and the optimiser's record."""
-        table = self.coef_table if wants_satterthwaite(self, ddf) else None
+        # a fit loaded without its data shows the table its file holds, if any (the one its
+        # original showed); the cached property's slot is where loading put it
+        saved = ddf == "auto" and not self.has_data and "coef_table" in self.__dict__
+        table = self.coef_table if saved or wants_satterthwaite(self, ddf) else None
         return format_summary(self, ddf, table, verbose=check_bool("verbose", verbose))
 
     def __str__(self) -> str:

@@ -198,9 +198,10 @@ def plot_residuals(fit: LmmFit, *, ax: Any = None) -> Any:
     >>> [axis.get_title() for axis in plot_residuals(fit).axes][:2]
     ['Residuals vs fitted', 'Normal QQ: scaled residuals']
     """
+    fitted, pearson = fit.fitted(), fit.residuals("pearson")
+    scaled = pearson / fit.sigma
     figure, axes = _panels(4, ax)
-    fitted, scaled = fit.fitted_values, fit.scaled_residuals
-    axes[0].scatter(fitted, scaled * fit.sigma, s=8)
+    axes[0].scatter(fitted, pearson, s=8)
     axes[0].axhline(0.0, color="grey", linewidth=0.8)
     axes[0].set(title="Residuals vs fitted", xlabel="fitted", ylabel="residual")
     _qq(axes[1], scaled, "Normal QQ: scaled residuals")

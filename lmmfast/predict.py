@@ -49,16 +49,17 @@ def predict(fit: LmmFit, newdata: object, *, re: str = "all", new_levels: str = 
     """
     check_choice("re", re, RANDOM_EFFECTS)
     check_choice("new_levels", new_levels, NEW_LEVELS)
-    model = fit.model
+    encoding = fit.encoding
+    formula = encoding.formula
     available = set(column_names(newdata))
     # predictors, whose type must be the fit's; grouping columns are labels whatever their type
-    predictors = formula_variables(model.formula.fixed, "the fixed part", available)
+    predictors = formula_variables(formula.fixed, "the fixed part", available)
     grouping: set[str] = set()
     if re == "all":
-        for spec in model.formula.random:
+        for spec in formula.random:
             predictors |= formula_variables(spec.expr, f"the random term {spec.source}", available)
             grouping |= set(spec.factors)
-    predictors.discard(model.formula.response)
+    predictors.discard(formula.response)
     needed = predictors | grouping
     frame_info = build_model_frame(newdata, sorted(needed))
     if frame_info.dropped_rows.size:
@@ -68,15 +69,15 @@ def predict(fit: LmmFit, newdata: object, *, re: str = "all", new_levels: str = 
             "predictions need every predictor and grouping column."
         )
     frame = frame_info.frame
-    check_column_types(model.model_frame.frame, frame, sorted(predictors))
-    check_categories(model.fixed.spec, frame, "the fixed part")
-    frame[model.formula.response] = 0.0  # formulaic's spec may refer to the response
+    check_column_types(encoding.column_kinds, frame, sorted(predictors))
+    check_categories(encoding.fixed_spec, frame, "the fixed part")
+    frame[formula.response] = 0.0  # formulaic's spec may refer to the response
     try:
         with unseen_levels_as_errors("the fixed part"):
-            prediction = model.fixed.X_for(frame) @ fit.beta
+            prediction = encoding.X_for(frame) @ fit.beta
         if re == "none":
             return prediction
-        for term, result in zip(model.terms, fit.terms):
+        for term, result in zip(encoding.terms, fit.terms):
             codes = term.codes_for(frame)
             unseen = codes < 0
             if unseen.any() and new_levels == "error":

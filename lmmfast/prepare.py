@@ -27,6 +27,7 @@ from lmmfast.design import (
 from lmmfast.design.amalgamate import EngineTerms, amalgamate
 from lmmfast.design.coding import resolve_codings
 from lmmfast.design.data import column_names, data_name
+from lmmfast.design.encoding import DesignEncoding, encode_design
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, FormulaError, ModelError
@@ -75,6 +76,11 @@ class PreparedModel:
     objective: ProfiledObjective
     data_name: str | None
     control: Control
+
+    @property
+    def encoding(self) -> DesignEncoding:
+        """How the design was built from the data, without the rows (for new data)."""
+        return encode_design(self.formula, self.fixed, self.terms, self.model_frame.frame)
 
     @property
     def reml(self) -> bool:

@@ -16,7 +16,9 @@ import pandas as pd
 
 from lmmfast._version import __version__
 from lmmfast.convergence import ConvergenceCheck
+from lmmfast.design.encoding import DesignEncoding
 from lmmfast.design.random import display_names
+from lmmfast.errors import DataNotSavedError
 from lmmfast.factor.plan import FactorPlan
 from lmmfast.objective import Solution
 from lmmfast.optsummary import OptSummary
@@ -25,6 +27,22 @@ from lmmfast.validation import check_choice
 
 #: The version of :meth:`LmmFit.to_dict`'s layout (``lmmfast/schemas/fit.schema.json``).
 FIT_SCHEMA = "lmmfast-fit/1"
+
+#: The fields of :class:`LmmFit` that hold or need the rows (what a fit saved without its data
+#: does not hold).
+ROW_FIELDS = ("prepared", "scaled_residuals", "fitted_values")
+
+#: The quantiles of the scaled residuals that summaries print (Min, 1Q, Median, 3Q, Max).
+RESIDUAL_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def data_not_saved() -> DataNotSavedError:
+    """The error for a fit loaded without its data that was asked for its rows."""
+    return DataNotSavedError(
+        "This needs the rows the model was fitted to, and the fit was loaded without them; load it with "
+        "lmmfast.load(path, data=the_data) (one evaluation restores everything), or save it with "
+        "fit.save(path, include_data=True)."
+    )
 
 
 @dataclass(frozen=True)
@@ -225,13 +243,17 @@ class LmmFit(MixedFit):
     nobs: int
     dropped_rows: np.ndarray
     dropped_columns: tuple[str, ...]
-    scaled_residuals: np.ndarray
-    fitted_values: np.ndarray
+    residual_quantiles: np.ndarray
     optsummary: OptSummary
     convergence: ConvergenceCheck | None
     fit_seconds: float
     version: str
-    model: PreparedModel = field(repr=False)
+    plan: FactorPlan
+    encoding: DesignEncoding = field(repr=False)
+    #: The model with its rows; None for a fit loaded without its data.
+    prepared: PreparedModel | None = field(repr=False)
+    scaled_residuals: np.ndarray | None = field(repr=False)
+    fitted_values: np.ndarray | None = field(repr=False)
 
     @classmethod
     def from_solution(
@@ -269,6 +291,7 @@ class LmmFit(MixedFit):
         residuals = prepared.fixed.y - fitted
         if prepared.weights is not None:
             residuals = residuals * np.sqrt(prepared.weights)
+        scaled_residuals = residuals / solution.sigma
         return cls(
             formula=prepared.formula.text,
             reml=objective.reml,
@@ -285,14 +308,36 @@ class LmmFit(MixedFit):
             nobs=objective.cross_products.n,
             dropped_rows=prepared.model_frame.dropped_rows,
             dropped_columns=prepared.fixed.dropped,
-            scaled_residuals=residuals / solution.sigma,
-            fitted_values=fitted,
+            residual_quantiles=np.quantile(scaled_residuals, RESIDUAL_QUANTILES),
             optsummary=record,
             convergence=convergence,
             fit_seconds=time.perf_counter() - began if began is not None else record.seconds,
             version=__version__,
-            model=prepared,
+            plan=objective.factor.describe(),
+            encoding=prepared.encoding,
+            prepared=prepared,
+            scaled_residuals=scaled_residuals,
+            fitted_values=fitted,
         )
+
+    @property
+    def model(self) -> PreparedModel:
+        """The prepared model, rows included (what refits, residuals and the inference that
+        re-evaluates the criterion use).
+
+        Raises
+        ------
+        DataNotSavedError
+            For a fit loaded without its data.
+        """
+        if self.prepared is None:
+            raise data_not_saved()
+        return self.prepared
+
+    @property
+    def has_data(self) -> bool:
+        """Whether the fit holds its rows (False only for a fit loaded without its data)."""
+        return self.prepared is not None
 
     # --- likelihood summaries -------------------------------------------------------------
     @property
@@ -315,7 +360,7 @@ class LmmFit(MixedFit):
     def engine(self) -> FactorPlan:
         """How the model was factored: path, coupling route, dense block, threads, memory
         estimate (:class:`lmmfast.factor.FactorPlan`)."""
-        return self.model.objective.factor.describe()
+        return self.plan
 
     @property
     def n_evals(self) -> int:
@@ -330,14 +375,22 @@ class LmmFit(MixedFit):
     # --- inference -------------------------------------------------------------------------
     def fitted(self) -> np.ndarray:
         """Fitted values Xβ̂ + Zb̂ of the observations used (complete cases, in order)."""
-        return self.fitted_values.copy()
+        return self._rows()[0].copy()
 
     def residuals(self, type: str = "response") -> np.ndarray:
         """Residuals of the observations used: ``"response"`` (y − fitted) or ``"pearson"``
         (scaled by √w, as lme4)."""
-        if check_choice("residual type", type, ("response", "pearson")) == "response":
-            return self.model.fixed.y - self.fitted_values
-        return self.scaled_residuals * self.sigma
+        check_choice("residual type", type, ("response", "pearson"))
+        fitted, scaled = self._rows()
+        if type == "response":
+            return self.model.fixed.y - fitted
+        return scaled * self.sigma
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(fitted values, scaled residuals), or :class:`DataNotSavedError`."""
+        if self.fitted_values is None or self.scaled_residuals is None:
+            raise data_not_saved()
+        return self.fitted_values, self.scaled_residuals
 
     # --- output ---------------------------------------------------------------------------------
     def __repr__(self) -> str:

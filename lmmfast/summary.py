@@ -72,10 +72,10 @@ def random_effects_lines(fit: MixedFit) -> list[str]:
     return [" " + line for line in format_table(header, rows, {0, 1, 4})]
 
 
-def residuals_and_random_effects_lines(fit: Any, scaled_residuals: np.ndarray) -> list[str]:
-    """The middle of lme4's summaries: the scaled residuals' quantiles, the random effects,
-    the numbers of observations and groups, what was dropped; ending with a blank line."""
-    quantiles = np.quantile(scaled_residuals, [0, 0.25, 0.5, 0.75, 1.0])
+def residuals_and_random_effects_lines(fit: Any, quantiles: np.ndarray) -> list[str]:
+    """The middle of lme4's summaries: the scaled residuals' quantiles (Min, 1Q, Median, 3Q,
+    Max), the random effects, the numbers of observations and groups, what was dropped;
+    ending with a blank line."""
     lines = ["", "Scaled residuals: "]
     lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
     lines.extend(["", "Random effects:"])
@@ -105,7 +105,7 @@ def _satterthwaite_cost(fit: LmmFit) -> float:
     analytic gradient, about three evaluations' work each, where the factorisation has one;
     ~8(m+1)² + 8(m+1) evaluations otherwise."""
     m = len(fit.theta) + 1
-    if fit.model.objective.has_gradient:
+    if fit.plan.path == "blocked":  # the blocked factorisation has the analytic gradient
         return 12 * m * fit.optsummary.seconds_per_evaluation
     return (8 * m * m + 8 * m) * fit.optsummary.seconds_per_evaluation
 
@@ -170,6 +170,8 @@ def wants_satterthwaite(fit: LmmFit, ddf: str) -> bool:
     (True, False)
     """
     check_choice("ddf", ddf, DDF_METHODS)
+    if ddf == "auto" and not fit.has_data:
+        return False  # a loaded fit shows the df its file holds (LmmResult.summary), none else
     return bool(len(fit.beta)) and (
         ddf == "satterthwaite" or (ddf == "auto" and _satterthwaite_cost(fit) < max(AUTO_DDF_SECONDS, fit.fit_seconds))
     )
@@ -224,7 +226,7 @@ def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = 
             str(fit.nobs - fit.npar),
         ]
         lines.extend(" " + row for row in format_table(header, [cells], set()))
-    lines.extend(residuals_and_random_effects_lines(fit, fit.scaled_residuals))
+    lines.extend(residuals_and_random_effects_lines(fit, fit.residual_quantiles))
     lines.append("Fixed effects:")
     check_choice("ddf", ddf, DDF_METHODS)
     lines.extend(_fixed_effects(fit, table if len(fit.beta) else None))

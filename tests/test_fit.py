@@ -34,7 +34,8 @@ def test_refits_run_the_convergence_check(fit) -> None:
 
 
 def test_an_unconverged_refit_warns(fit) -> None:
-    starved = dataclasses.replace(fit, model=dataclasses.replace(fit.model, control=lmmfast.Control(max_evaluations=4)))
+    starved_model = dataclasses.replace(fit.model, control=lmmfast.Control(max_evaluations=4))
+    starved = dataclasses.replace(fit, prepared=starved_model)
     with pytest.warns(lmmfast.ConvergenceWarning, match="stopped before converging"):
         refitted = starved.refit(fit.model.fixed.y * 1.5 + np.arange(180) % 7)
     assert not refitted.converged
@@ -43,7 +44,8 @@ def test_an_unconverged_refit_warns(fit) -> None:
 
 
 def test_unconverged_bootstrap_replicates_are_reported_once(fit) -> None:
-    starved = dataclasses.replace(fit, model=dataclasses.replace(fit.model, control=lmmfast.Control(max_evaluations=4)))
+    starved_model = dataclasses.replace(fit.model, control=lmmfast.Control(max_evaluations=4))
+    starved = dataclasses.replace(fit, prepared=starved_model)
     with pytest.warns(
         lmmfast.ConvergenceWarning, match=r"3 of 3 bootstrap replicates did not converge \(rows 0, 1, 2\)"
     ) as caught:

@@ -41,11 +41,6 @@ class FixedDesign:
     spec: object = None
     kept: tuple[int, ...] = ()
 
-    def X_for(self, frame: pd.DataFrame) -> np.ndarray:
-        """The fixed-effects matrix for new data, with the fit's encoding and columns."""
-        matrix = self.spec.get_model_matrix(frame, na_action="raise")  # type: ignore[attr-defined]
-        return np.asarray(matrix, dtype=np.float64)[:, list(self.kept)]
-
 
 def _independent_columns(X: np.ndarray) -> np.ndarray:
     """Indices of the columns kept by sequential Gram–Schmidt: each column is kept unless it

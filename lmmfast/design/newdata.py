@@ -11,25 +11,18 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import pandas as pd
 from formulaic.errors import DataMismatchWarning
 
+from lmmfast.design.encoding import column_kind
 from lmmfast.errors import DataError
 
 #: How many levels a message lists before it says "..."
 SHOWN_LEVELS = 12
 
 _CALL_OF_ONE_COLUMN = re.compile(r"^C\(\s*([^,()]+?)\s*(,.*)?\)$")
-
-
-def _kind(column: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(column):
-        return "boolean"
-    if pd.api.types.is_numeric_dtype(column):
-        return "numeric"
-    return "text or categorical"
 
 
 def _shown(values: Iterable[object]) -> str:
@@ -43,22 +36,24 @@ def _plain(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
-def check_column_types(fitted: pd.DataFrame, new: pd.DataFrame, columns: Iterable[str]) -> None:
+def check_column_types(fitted: Mapping[str, tuple[str, str]], new: pd.DataFrame, columns: Iterable[str]) -> None:
     """Raise a :class:`DataError` for a column whose kind (numeric, boolean, text or
-    categorical) differs between the fit's model frame and the new data.
+    categorical) differs between the fit's data (``fitted``: column → ``(kind, dtype)``, as
+    :func:`lmmfast.design.encoding.column_kinds` gives them) and the new data.
 
     Examples
     --------
-    >>> fitted = pd.DataFrame({"x": [1.0, 2.0]})
+    >>> from lmmfast.design.encoding import column_kinds
+    >>> fitted = column_kinds(pd.DataFrame({"x": [1.0, 2.0]}))
     >>> check_column_types(fitted, pd.DataFrame({"x": ["3", "4"]}), ["x"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     lmmfast.errors.DataError: Column 'x' of newdata holds numbers stored as text (str), ... pd.to_numeric(newdata['x']).
     """
     for name in columns:
-        if name not in fitted.columns or name not in new.columns:
+        if name not in fitted or name not in new.columns:
             continue
-        was, now = _kind(fitted[name]), _kind(new[name])
+        (was, dtype), now = fitted[name], column_kind(new[name])
         if was == now or {was, now} == {"numeric", "boolean"}:
             continue
         if was == "numeric" and pd.to_numeric(new[name], errors="coerce").notna().all():
@@ -67,7 +62,7 @@ def check_column_types(fitted: pd.DataFrame, new: pd.DataFrame, columns: Iterabl
                 f"fit's data; convert it with newdata[{name!r}] = pd.to_numeric(newdata[{name!r}])."
             )
         raise DataError(
-            f"Column {name!r} of newdata is {now} ({new[name].dtype}), but was {was} ({fitted[name].dtype}) in the "
+            f"Column {name!r} of newdata is {now} ({new[name].dtype}), but was {was} ({dtype}) in the "
             "fit's data; give it the type it had when the model was fitted."
         )
 

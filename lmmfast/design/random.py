@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 from formulaic import model_matrix
 
+from lmmfast.design.encoding import TermEncoding, level_labels
 from lmmfast.errors import DataError, FormulaError, ModelError
 from lmmfast.formula import RandomTermSpec
 from lmmfast.formula.contrasts import plain_name
@@ -63,19 +64,10 @@ class RandomTerm:
         """Number of levels of the grouping factor."""
         return len(self.levels)
 
-    def codes_for(self, frame: pd.DataFrame) -> np.ndarray:
-        """Level index of each row of new data; −1 for levels the fit has not seen."""
-        labels = [_level_labels(frame[name].to_numpy()) for name in self.factors]
-        combined = (
-            labels[0] if len(labels) == 1 else np.asarray([":".join(parts) for parts in zip(*labels)], dtype=object)
-        )
-        index = {level: i for i, level in enumerate(self.levels)}
-        return np.asarray([index.get(label, -1) for label in combined], dtype=np.int64)
-
-    def values_for(self, frame: pd.DataFrame) -> np.ndarray:
-        """This term's columns for new data, built as they were for the fit."""
-        matrix = self.spec.get_model_matrix(frame, na_action="raise")  # type: ignore[attr-defined]
-        return np.asarray(matrix, dtype=np.float64)[:, list(self.column_index)]
+    @property
+    def encoding(self) -> TermEncoding:
+        """How the term is built from data, without its rows (for new data and saved fits)."""
+        return TermEncoding(self.group, self.columns, self.levels, self.factors, self.spec, self.column_index)
 
     def z_block(self) -> sp.csc_matrix:
         """This term's block of Z as a sparse CSC matrix of shape (n, n_levels·k)."""
@@ -85,23 +77,6 @@ class RandomTerm:
         return sp.csc_matrix((self.values.ravel(), (rows, cols)), shape=(n, self.n_levels * k))
 
 
-def _level_labels(uniques: object) -> np.ndarray:
-    """Each level's text: integral numbers without a decimal point, as R prints them."""
-    numbers = np.asarray(uniques)
-    if numbers.dtype.kind in "iu":
-        return numbers.astype(str).astype(object)
-    if numbers.dtype.kind == "f" and np.all(np.abs(numbers) < 2**53) and np.all(numbers == np.round(numbers)):
-        return numbers.astype(np.int64).astype(str).astype(object)
-    values = np.asarray(uniques, dtype=object)
-    labels = []
-    for value in values:
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            labels.append(str(int(value)))
-        else:
-            labels.append(str(value))
-    return np.asarray(labels, dtype=object)
-
-
 def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Codes and labels of the (interaction of the) grouping columns; levels as R orders them
     (sorted, the first column varying slowest), only the combinations that occur."""
@@ -109,7 +84,7 @@ def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarr
     for name in factors:
         codes, uniques = pd.factorize(frame[name], sort=True)
         codes_per_column.append(codes.astype(np.int64))
-        labels_per_column.append(_level_labels(uniques))
+        labels_per_column.append(level_labels(uniques))
     if len(factors) == 1:
         return codes_per_column[0], labels_per_column[0]
     used, codes = np.unique(np.column_stack(codes_per_column), axis=0, return_inverse=True)

@@ -84,7 +84,8 @@ def _code(expression: str, codings: Mapping[str, str]) -> str:
 
 def with_contrasts(model: ModelFormula, codings: Mapping[str, str]) -> ModelFormula:
     """The model with the coded factors written ``C(f, contr.<coding>)`` in its fixed part
-    and random-term expressions (the formula's text, for display, stays the user's).
+    and random-term expressions (the formula's text, for display, stays the user's), and the
+    codings recorded (to prepare the same model again, as a saved fit does).
 
     Examples
     --------
@@ -94,10 +95,11 @@ def with_contrasts(model: ModelFormula, codings: Mapping[str, str]) -> ModelForm
     >>> coded.fixed, coded.random[0].expr
     ('C(spkr, contr.sum) * C(prec, contr.helmert)', '1 + C(prec, contr.helmert)')
     """
+    recorded = tuple(sorted(codings.items()))
     if not any(coding != "treatment" for coding in codings.values()):
-        return model
+        return replace(model, codings=recorded)
     random = tuple(replace(spec, expr=_code(spec.expr, codings)) for spec in model.random)
-    return replace(model, fixed=_code(model.fixed, codings), random=random)
+    return replace(model, fixed=_code(model.fixed, codings), random=random, codings=recorded)
 
 
 def plain_name(name: str) -> str:

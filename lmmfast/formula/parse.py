@@ -53,6 +53,9 @@ class ModelFormula:
     random: tuple[RandomTermSpec, ...]
     #: The expressions inside ``offset(...)`` terms of the fixed part (R's offsets), in order.
     offsets: tuple[str, ...] = ()
+    #: The coding of every categorical predictor, ``(column, coding)`` sorted by column, once
+    #: :func:`lmmfast.formula.contrasts.with_contrasts` has applied them (empty before).
+    codings: tuple[tuple[str, str], ...] = ()
 
     @property
     def fixed_formula(self) -> str:

@@ -23,10 +23,12 @@ from scipy.special import ndtr, ndtri
 
 from lmmfast._version import __version__
 from lmmfast.design.data import build_model_frame, column_names
+from lmmfast.design.encoding import DesignEncoding
 from lmmfast.design.random import display_names
 from lmmfast.design.variables import formula_variables
 from lmmfast.diagnostics import resolve_checks
 from lmmfast.errors import ArgumentError, DataError
+from lmmfast.factor.plan import FactorPlan
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.fit import GlmmSolution
 from lmmfast.generalized.prepare import PreparedGlmm
@@ -39,7 +41,7 @@ from lmmfast.objective import scale_by_lambda
 from lmmfast.optsummary import OptSummary
 from lmmfast.plots import plot_ranef
 from lmmfast.predict import predict as predict_link
-from lmmfast.result import MixedFit, RandomTermResult
+from lmmfast.result import RESIDUAL_QUANTILES, MixedFit, RandomTermResult, data_not_saved
 from lmmfast.summary import (
     fixed_correlation_lines,
     format_column,
@@ -86,14 +88,20 @@ class GlmmResult(MixedFit):
     nobs: int
     dropped_rows: np.ndarray
     dropped_columns: tuple[str, ...]
-    linear_predictor: np.ndarray
-    mu: np.ndarray
+    residual_quantiles: np.ndarray
+    newton_gain: float | None
     optsummary: OptSummary
     stages: tuple[OptSummary, ...]
     fit_seconds: float
     version: str
-    model: PreparedGlmm = field(repr=False)
-    solution: GlmmSolution = field(repr=False)
+    plan: FactorPlan
+    encoding: DesignEncoding = field(repr=False)
+    #: The model with its rows, and the fit's own deviance functions at its optimum; None for
+    #: a fit loaded without its data.
+    prepared: PreparedGlmm | None = field(repr=False)
+    fitted_solution: GlmmSolution | None = field(repr=False)
+    linear_predictor: np.ndarray | None = field(repr=False)
+    mu: np.ndarray | None = field(repr=False)
 
     @classmethod
     def of(cls, prepared: PreparedGlmm, solution: GlmmSolution, began: float | None = None) -> GlmmResult:
@@ -104,6 +112,7 @@ class GlmmResult(MixedFit):
         eta = prepared.response.offset + prepared.fixed.X @ solution.beta
         add_random_part(pirls.terms, b, pirls.shape.column_offsets, eta)
         mu, _ = mean_and_derivative(eta, prepared.family.link)
+        pearson = residuals_of(solution, prepared.response.y, eta, "pearson")
         term_results = [
             RandomTermResult(
                 name=name,
@@ -136,15 +145,56 @@ class GlmmResult(MixedFit):
             nobs=len(prepared.response.y),
             dropped_rows=prepared.model_frame.dropped_rows,
             dropped_columns=prepared.fixed.dropped,
-            linear_predictor=eta,
-            mu=mu,
+            residual_quantiles=np.quantile(pearson, RESIDUAL_QUANTILES),
+            newton_gain=solution.newton_gain,
             optsummary=solution.stages[-1],
             stages=solution.stages,
             fit_seconds=time.perf_counter() - began if began is not None else solution.seconds,
             version=__version__,
-            model=prepared,
-            solution=solution,
+            plan=solution.deviance.pirls.factor.describe(),
+            encoding=prepared.encoding,
+            prepared=prepared,
+            fitted_solution=solution,
+            linear_predictor=eta,
+            mu=mu,
         )
+
+    @property
+    def model(self) -> PreparedGlmm:
+        """The prepared model, rows included.
+
+        Raises
+        ------
+        DataNotSavedError
+            For a fit loaded without its data.
+        """
+        if self.prepared is None:
+            raise data_not_saved()
+        return self.prepared
+
+    @property
+    def solution(self) -> GlmmSolution:
+        """What the fit found, with its own deviance functions at the optimum (which
+        residuals and conditional variances evaluate).
+
+        Raises
+        ------
+        DataNotSavedError
+            For a fit loaded without its data.
+        """
+        if self.fitted_solution is None:
+            raise data_not_saved()
+        return self.fitted_solution
+
+    @property
+    def has_data(self) -> bool:
+        """Whether the fit holds its rows (False only for a fit loaded without its data)."""
+        return self.prepared is not None
+
+    @property
+    def engine(self) -> FactorPlan:
+        """How the model was factored (:class:`lmmfast.factor.FactorPlan`)."""
+        return self.plan
 
     # --- likelihood summaries -------------------------------------------------------------
     @property
@@ -166,7 +216,7 @@ class GlmmResult(MixedFit):
     def converged(self) -> bool:
         """Whether every stage's optimiser stopped on its tolerances and the check of the
         optimum passed (a Newton step would gain at most ``Control.convergence_tolerance``)."""
-        gain = self.solution.newton_gain
+        gain = self.newton_gain
         tolerance = self.optsummary.control.convergence_tolerance
         return all(stage.converged for stage in self.stages) and (gain is None or gain <= tolerance)
 
@@ -188,25 +238,21 @@ class GlmmResult(MixedFit):
     def fitted(self, type: str = "response") -> np.ndarray:
         """Fitted values of the observations used: the means μ̂ (``"response"``) or the linear
         predictor η̂ (``"link"``), random effects and offset included."""
-        if check_choice("type", type, SCALES) == "response":
-            return self.mu.copy()
-        return self.linear_predictor.copy()
+        scale = check_choice("type", type, SCALES)
+        eta, mu = self._rows()
+        return mu.copy() if scale == "response" else eta.copy()
 
     def residuals(self, type: str = "deviance") -> np.ndarray:
         """Residuals of the observations used, as lme4's ``residuals(m, type)``:
         ``"deviance"`` (default), ``"pearson"``, ``"response"`` (y − μ̂) or ``"working"``."""
         check_choice("residual type", type, RESIDUAL_TYPES)
-        pirls = self.solution.deviance.pirls.fresh()
-        rows = pirls.buffers
-        pirls.evaluate_rows(self.linear_predictor.copy())
-        response = self.model.response
-        if type == "response":
-            return response.y - rows.mu
-        if type == "working":
-            return rows.working_residuals.copy()
-        if type == "pearson":  # √w (y − μ) / √V(μ): √w μ'/√V times (y − μ)/μ'
-            return rows.root_weights * rows.working_residuals
-        return np.sign(response.y - rows.mu) * np.sqrt(np.maximum(rows.deviance_residuals, 0.0))
+        return residuals_of(self.solution, self.model.response.y, self._rows()[0], type)
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(linear predictor, means), or :class:`DataNotSavedError`."""
+        if self.linear_predictor is None or self.mu is None:
+            raise data_not_saved()
+        return self.linear_predictor, self.mu
 
     def predict(
         self, newdata: object, *, type: str = "response", re: str = "all", new_levels: str = "population"
@@ -226,7 +272,7 @@ class GlmmResult(MixedFit):
         scale = check_choice("type", type, SCALES)
         link = predict_link(self, newdata, re=re, new_levels=new_levels)  # type: ignore[arg-type]
         available = set(column_names(newdata))
-        for expression in self.model.formula.offsets:
+        for expression in self.encoding.formula.offsets:
             needed = formula_variables(f"0 + I({expression})", f"offset({expression})", available)
             frame = build_model_frame(newdata, sorted(needed)).frame
             if len(frame) != len(link):
@@ -400,6 +446,21 @@ class GlmmResult(MixedFit):
         }
 
 
+def residuals_of(solution: GlmmSolution, y: np.ndarray, eta: np.ndarray, type: str) -> np.ndarray:
+    """The residuals of type ``type`` (:data:`RESIDUAL_TYPES`) of a fit with linear predictor
+    ``eta`` and response ``y``, from its deviance functions' row pass."""
+    pirls = solution.deviance.pirls.fresh()
+    rows = pirls.buffers
+    pirls.evaluate_rows(eta.copy())
+    if type == "response":
+        return y - rows.mu
+    if type == "working":
+        return rows.working_residuals.copy()
+    if type == "pearson":  # √w (y − μ) / √V(μ): √w μ'/√V times (y − μ)/μ'
+        return rows.root_weights * rows.working_residuals
+    return np.sign(y - rows.mu) * np.sqrt(np.maximum(rows.deviance_residuals, 0.0))
+
+
 def format_glmm_summary(fit: GlmmResult) -> str:
     """Render ``fit`` as glmer's ``summary()`` prints it; the −2 log-likelihood is labelled
     as such (``-2*log(L)``, as lme4's newer summaries do), and lme4's ``deviance()`` — the sum
@@ -411,7 +472,7 @@ def format_glmm_summary(fit: GlmmResult) -> str:
         lines.append(f"   Data: {fit.data_name}")
     if fit.weights_name:
         lines.append(f"Weights: {fit.weights_name}")
-    if fit.offset_name and not fit.model.formula.offsets:
+    if fit.offset_name and not fit.encoding.formula.offsets:
         lines.append(f" Offset: {fit.offset_name}")
     lines.append("")
     header = ["AIC", "BIC", "logLik", "-2*log(L)", "df.resid"]
@@ -420,7 +481,7 @@ def format_glmm_summary(fit: GlmmResult) -> str:
     lines.append(
         f"Deviance (sum of squared deviance residuals at the conditional modes, lme4's deviance()): {fit.deviance:.2f}"
     )
-    lines.extend(residuals_and_random_effects_lines(fit, fit.residuals("pearson")))
+    lines.extend(residuals_and_random_effects_lines(fit, fit.residual_quantiles))
     lines.append("Fixed effects:")
     table = fit.coef_table
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]

@@ -1,0 +1,145 @@
+"""How a fit's data were encoded, without the rows: what building X and Z again for new data
+needs (predictions), and what a saved fit keeps of its design.
+
+:class:`DesignEncoding` holds the parsed formula, formulaic's model specs (factor levels,
+contrast codings, the state of stateful transforms such as ``scale(x)``), which columns were
+kept, the grouping factors' levels, and the kind of every column of the fit's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lmmfast.formula import ModelFormula
+
+
+@dataclass(frozen=True)
+class TermEncoding:
+    """One random-effects term's encoding.
+
+    Attributes
+    ----------
+    group : str
+    columns : tuple of str
+    levels : numpy.ndarray of str
+        The grouping factor's levels, in the fit's order.
+    factors : tuple of str
+        The grouping columns.
+    spec : formulaic.ModelSpec
+        How the term's columns are built from the data.
+    column_index : tuple of int
+        Which of ``spec``'s columns this term holds.
+    """
+
+    group: str
+    columns: tuple[str, ...]
+    levels: np.ndarray
+    factors: tuple[str, ...]
+    spec: object
+    column_index: tuple[int, ...]
+
+    def codes_for(self, frame: pd.DataFrame) -> np.ndarray:
+        """Level index of each row of new data; −1 for levels the fit has not seen."""
+        labels = [level_labels(frame[name].to_numpy()) for name in self.factors]
+        combined = (
+            labels[0] if len(labels) == 1 else np.asarray([":".join(parts) for parts in zip(*labels)], dtype=object)
+        )
+        index = {level: i for i, level in enumerate(self.levels)}
+        return np.asarray([index.get(label, -1) for label in combined], dtype=np.int64)
+
+    def values_for(self, frame: pd.DataFrame) -> np.ndarray:
+        """This term's columns for new data, built as they were for the fit."""
+        matrix = self.spec.get_model_matrix(frame, na_action="raise")  # type: ignore[attr-defined]
+        return np.asarray(matrix, dtype=np.float64)[:, list(self.column_index)]
+
+
+@dataclass(frozen=True)
+class DesignEncoding:
+    """A fit's whole design encoding.
+
+    Attributes
+    ----------
+    formula : ModelFormula
+        As parsed, contrast codings applied.
+    fixed_spec : formulaic.ModelSpec
+        How X was built.
+    kept : tuple of int
+        Which of ``fixed_spec``'s columns X holds (aliased ones dropped).
+    terms : tuple of TermEncoding
+        In the fit's (lme4's) order.
+    column_kinds : dict
+        Column of the fit's data → ``(kind, dtype)``: ``"numeric"``, ``"boolean"`` or
+        ``"text or categorical"``, and the dtype's name (for messages).
+    """
+
+    formula: ModelFormula
+    fixed_spec: object
+    kept: tuple[int, ...]
+    terms: tuple[TermEncoding, ...]
+    column_kinds: Mapping[str, tuple[str, str]]
+
+    def X_for(self, frame: pd.DataFrame) -> np.ndarray:
+        """The fixed-effects matrix for new data, with the fit's encoding and columns."""
+        matrix = self.fixed_spec.get_model_matrix(frame, na_action="raise")  # type: ignore[attr-defined]
+        return np.asarray(matrix, dtype=np.float64)[:, list(self.kept)]
+
+
+def column_kind(column: pd.Series) -> str:
+    """``"boolean"``, ``"numeric"`` or ``"text or categorical"``: what a column's values are
+    to a formula."""
+    if pd.api.types.is_bool_dtype(column):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(column):
+        return "numeric"
+    return "text or categorical"
+
+
+def column_kinds(frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Every column's kind and dtype name.
+
+    Examples
+    --------
+    >>> column_kinds(pd.DataFrame({"x": [1.0], "g": ["a"], "b": [True]}))["x"]
+    ('numeric', 'float64')
+    """
+    return {str(name): (column_kind(frame[name]), str(frame[name].dtype)) for name in frame.columns}
+
+
+def level_labels(uniques: object) -> np.ndarray:
+    """Each level's text: integral numbers without a decimal point, as R prints them.
+
+    Examples
+    --------
+    >>> level_labels(np.array([1.0, 2.5])).tolist()
+    ['1', '2.5']
+    """
+    numbers = np.asarray(uniques)
+    if numbers.dtype.kind in "iu":
+        return numbers.astype(str).astype(object)
+    if numbers.dtype.kind == "f" and np.all(np.abs(numbers) < 2**53) and np.all(numbers == np.round(numbers)):
+        return numbers.astype(np.int64).astype(str).astype(object)
+    values = np.asarray(uniques, dtype=object)
+    labels = []
+    for value in values:
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            labels.append(str(int(value)))
+        else:
+            labels.append(str(value))
+    return np.asarray(labels, dtype=object)
+
+
+def encode_design(formula: ModelFormula, fixed: object, terms: Sequence[object], frame: pd.DataFrame) -> DesignEncoding:
+    """The encoding of a prepared model's design: its formula, its fixed design's spec and
+    kept columns (:class:`lmmfast.design.FixedDesign`), its terms'
+    (:attr:`lmmfast.design.RandomTerm.encoding`), and the kinds of its data's columns."""
+    return DesignEncoding(
+        formula=formula,
+        fixed_spec=fixed.spec,  # type: ignore[attr-defined]
+        kept=fixed.kept,  # type: ignore[attr-defined]
+        terms=tuple(term.encoding for term in terms),  # type: ignore[attr-defined]
+        column_kinds=column_kinds(frame),
+    )
