@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmmfast.archive import Archive, read_archive
+from lmmfast.archive import read_archive
 from lmmfast.control import Control
 from lmmfast.convergence import ConvergenceCheck
 from lmmfast.design.encoding import DesignEncoding, TermEncoding
@@ -23,6 +23,10 @@ from lmmfast.factor.plan import FactorPlan
 from lmmfast.fit import restore_prepared
 from lmmfast.fitted import LmmResult
 from lmmfast.formula import ModelFormula, RandomTermSpec
+from lmmfast.generalized.family import Family
+from lmmfast.generalized.fit import restore_glmm
+from lmmfast.generalized.prepare import prepare_glmm
+from lmmfast.generalized.result import GlmmResult
 from lmmfast.optsummary import OptSummary
 from lmmfast.prepare import prepare
 from lmmfast.result import RandomTermResult
@@ -33,6 +37,7 @@ SAVED_CLASSES: tuple[type, ...] = (
     ConvergenceCheck,
     DesignEncoding,
     FactorPlan,
+    Family,
     ModelFormula,
     OptSummary,
     RandomTermResult,
@@ -41,8 +46,9 @@ SAVED_CLASSES: tuple[type, ...] = (
 )
 
 
-def load(path: str | os.PathLike[str], data: object = None) -> LmmResult:
-    """Load a fit saved by :meth:`LmmResult.save <lmmfast.LmmResult.save>`.
+def load(path: str | os.PathLike[str], data: object = None) -> LmmResult | GlmmResult:
+    """Load a fit saved by :meth:`LmmResult.save <lmmfast.LmmResult.save>` or
+    :meth:`GlmmResult.save <lmmfast.GlmmResult.save>`.
 
     Parameters
     ----------
@@ -55,7 +61,7 @@ def load(path: str | os.PathLike[str], data: object = None) -> LmmResult:
 
     Returns
     -------
-    LmmResult
+    LmmResult or GlmmResult
 
     Raises
     ------
@@ -76,51 +82,83 @@ def load(path: str | os.PathLike[str], data: object = None) -> LmmResult:
     [-4.1, -14.63]
     """
     archive = read_archive(path, {f"{cls.__module__}.{cls.__qualname__}": cls for cls in SAVED_CLASSES})
-    if archive.kind != "lmm":
+    if archive.kind not in ("lmm", "glmm"):
         raise SavedFitError(f"{os.fspath(path)!r} holds a fit of a kind this lmmfast does not load ({archive.kind!r}).")
-    return _linear(archive, data)
-
-
-def _linear(archive: Archive, data: object) -> LmmResult:
     content = archive.content
-    record: dict[str, Any] = content["fit"]
-    table = content.get("coef_table")
-    coef_table = None
-    if table is not None:
-        coef_table = pd.DataFrame(table["columns"], index=pd.Index(table["index"], dtype=object))
-    saved = LmmResult.without_rows(record, content["cond_var"], content.get("variance_derivatives"), coef_table)
-    if data is not None:
-        return _restored(saved, data, content.get("weights"), saved_rows=False)
-    if archive.data is not None:
-        return _restored(saved, archive.data, content.get("weights"), saved_rows=True)
-    return saved
-
-
-def _restored(saved: LmmResult, rows: object, weights: np.ndarray | None, *, saved_rows: bool) -> LmmResult:
-    """``saved`` with its rows: the model prepared again from them, as it was, and the fit
-    restored at the saved θ. The rows saved with a fit are its complete cases; the rows its
-    own data dropped are then the saved record's."""
-    formula = saved.encoding.formula
-    if weights is None and saved.weights_name is not None and saved.weights_name not in saved.encoding.column_kinds:
-        raise SavedFitError(
-            "The fit was weighted by an array of weights, which a fit saved without its data does not hold; "
-            "save it with include_data=True to restore it with its rows."
-        )
-    prepared = prepare(
-        formula.text,
-        rows,
-        reml=saved.reml,
-        weights=weights if weights is not None else saved.weights_name,
-        control=saved.optsummary.control,
-        contrasts=dict(formula.codings),
-    )
-    restored = restore_prepared(prepared, saved.optsummary, saved.convergence)
+    saved: LmmResult | GlmmResult
+    if archive.kind == "lmm":
+        table = content.get("coef_table")
+        coef_table = None
+        if table is not None:
+            coef_table = pd.DataFrame(table["columns"], index=pd.Index(table["index"]))
+        derivatives = content.get("variance_derivatives")
+        saved = LmmResult.without_rows(content["fit"], content["cond_var"], derivatives, coef_table)
+    else:
+        saved = GlmmResult.without_rows(content["fit"], content["cond_var"])
+    if data is None and archive.data is None:
+        return saved
+    rows = data if data is not None else archive.data
+    weights = _given(saved, "weights", saved.weights_name, content.get("weights"))
+    restored = _restored(saved, rows, weights, content)
     if restored.fixef_names != saved.fixef_names or restored.nobs != saved.nobs:
         raise SavedFitError(
             f"These data do not give the saved fit: {restored.nobs} observations and fixed effects "
             f"{list(restored.fixef_names)}, where the fit had {saved.nobs} and {list(saved.fixef_names)}."
         )
-    keep: dict[str, Any] = {"data_name": saved.data_name, "fit_seconds": saved.fit_seconds, "version": saved.version}
-    if saved_rows:
-        keep["dropped_rows"] = saved.dropped_rows
-    return LmmResult.of(replace(restored, **keep))
+    kept: dict[str, Any] = {"data_name": saved.data_name, "fit_seconds": saved.fit_seconds, "version": saved.version}
+    if data is None:  # the rows saved with a fit are its complete cases: what its data dropped is the record's
+        kept["dropped_rows"] = saved.dropped_rows
+    return replace(restored, **kept)
+
+
+def _restored(
+    saved: LmmResult | GlmmResult, rows: object, weights: str | np.ndarray | None, content: dict[str, Any]
+) -> LmmResult | GlmmResult:
+    """The model prepared again from ``rows`` as it was, and the fit restored at the saved
+    optimum by one evaluation."""
+    formula = saved.encoding.formula
+    control = saved.optsummary.control
+    if isinstance(saved, LmmResult):
+        prepared = prepare(
+            formula.text, rows, reml=saved.reml, weights=weights, control=control, contrasts=dict(formula.codings)
+        )
+        return LmmResult.of(restore_prepared(prepared, saved.optsummary, saved.convergence))
+    offset = _given(saved, "offset", _offset_argument(saved), content.get("offset"))
+    glmm = prepare_glmm(
+        formula.text,
+        rows,
+        saved.family,
+        nagq=saved.nagq,
+        weights=weights,
+        offset=offset,
+        control=control,
+        contrasts=dict(formula.codings),
+    )
+    return GlmmResult.of(glmm, restore_glmm(glmm, saved))
+
+
+def _offset_argument(saved: GlmmResult) -> str | None:
+    """What the fit's ``offset=`` argument was: its name is what follows the formula's own
+    offsets in the fit's ``offset_name``."""
+    if saved.offset_name is None:
+        return None
+    in_formula = " + ".join(f"offset({expression})" for expression in saved.encoding.formula.offsets)
+    rest = saved.offset_name[len(in_formula) :].removeprefix(" + ")
+    return rest or None
+
+
+def _given(
+    saved: LmmResult | GlmmResult, argument: str, name: str | None, values: np.ndarray | None
+) -> str | np.ndarray | None:
+    """The ``weights=`` or ``offset=`` argument to prepare the saved model again: the array
+    saved with the rows, or the column or expression the fit names."""
+    if values is not None:
+        return values
+    if name is None:
+        return None
+    if name == argument and name not in saved.encoding.column_kinds:
+        raise SavedFitError(
+            f"The fit's {argument} were given as an array, which a fit saved without its data does not hold; "
+            "save it with include_data=True to restore it with its rows."
+        )
+    return name

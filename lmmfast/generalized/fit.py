@@ -20,13 +20,14 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
 from lmmfast.blas import limit_blas_threads
 from lmmfast.control import Control
 from lmmfast.diagnostics import report, resolve_checks
-from lmmfast.errors import ConvergenceWarning, ModelError, SeparationWarning, SingularFitWarning
+from lmmfast.errors import ConvergenceWarning, ModelError, SavedFitError, SeparationWarning, SingularFitWarning
 from lmmfast.fit import checked_start
 from lmmfast.generalized.deviance import INFEASIBLE, GlmmDeviance
 from lmmfast.generalized.pirls import Mode
@@ -85,6 +86,28 @@ class GlmmSolution:
     deviance: GlmmDeviance
     seconds: float
     newton_gain: float | None = None
+
+
+class GlmmRecord(Protocol):
+    """What a saved generalized fit records of its solution (a loaded
+    :class:`~lmmfast.GlmmResult` is one)."""
+
+    @property
+    def theta(self) -> np.ndarray: ...
+    @property
+    def beta(self) -> np.ndarray: ...
+    @property
+    def beta_covariance(self) -> np.ndarray: ...
+    @property
+    def covariance_source(self) -> str: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def stages(self) -> tuple[OptSummary, ...]: ...
+    @property
+    def fit_seconds(self) -> float: ...
+    @property
+    def newton_gain(self) -> float | None: ...
 
 
 class _Guarded:
@@ -178,6 +201,49 @@ def fit_glmm(
     _report(solution, prepared, actions)
     report_separation(deviance.pirls.buffers.mu, prepared, actions)
     return solution
+
+
+#: A restored fit's deviance at the saved optimum must match the saved one to this relative
+#: tolerance (the same data agree to PIRLS's tolerance; other data do not).
+RESTORE_TOLERANCE = 1e-6
+
+
+def restore_glmm(prepared: PreparedGlmm, record: GlmmRecord) -> GlmmSolution:
+    """The solution a fit of ``prepared``'s model found, from its saved ``record``, with
+    ``prepared``'s deviance functions at the optimum: one evaluation, no optimisation (how a
+    saved fit is restored with its data).
+
+    Raises
+    ------
+    SavedFitError
+        When the deviance at the saved optimum is not the saved one: other data.
+    """
+    deviance = prepared.deviance.fresh(prepared.control.threads)
+    with limit_blas_threads(deviance.pirls.factor.blas_threads):
+        if prepared.nagq == 0:
+            value = deviance.fast(record.theta, eta=prepared.start_eta)
+            mode = deviance.pirls.solve(record.theta, deviance.last_beta, free_beta=True)
+        else:
+            parameters = np.concatenate([record.theta, record.beta])
+            value = deviance(parameters)
+            mode = deviance.mode_at(parameters)
+    if not abs(value - record.objective) <= RESTORE_TOLERANCE * max(1.0, abs(record.objective)):
+        raise SavedFitError(
+            f"These data do not give the saved fit: at its optimum the deviance is {value:.6f}, and it was "
+            f"{record.objective:.6f}; load it with the data it was fitted to (the same rows, values and column types)."
+        )
+    return GlmmSolution(
+        theta=record.theta,
+        beta=record.beta,
+        beta_covariance=record.beta_covariance,
+        covariance_source=record.covariance_source,
+        objective=record.objective,
+        mode=mode,
+        stages=record.stages,
+        deviance=deviance,
+        seconds=record.fit_seconds,
+        newton_gain=record.newton_gain,
+    )
 
 
 #: Stage 2 is not restarted: in whitened coordinates BOBYQA's first run ends at the optimum

@@ -85,6 +85,10 @@ class PreparedGlmm:
     weights_name: str | None
     offset_name: str | None
     control: Control
+    #: The ``weights=`` and ``offset=`` arguments as given: a column name, or the values of
+    #: the rows used (to prepare the model again from its rows, as a saved fit does).
+    given_weights: str | np.ndarray | None = None
+    given_offset: str | np.ndarray | None = None
 
     @property
     def encoding(self) -> DesignEncoding:
@@ -121,15 +125,20 @@ def _offset_values(
                     f"offset must hold one value per row of the data ({frame_info.n_input_rows}), got shape "
                     f"{given.shape}."
                 )
-            keep = np.ones(frame_info.n_input_rows, dtype=bool)
-            keep[frame_info.dropped_rows] = False
-            total += given[keep]
+            total += complete_cases(given, frame_info)
             names.append("offset")
     if not np.all(np.isfinite(total)):
         raise DataError(
             f"The offset ({' + '.join(names)}) has missing or infinite values (log of 0?); remove those rows."
         )
     return total, " + ".join(names) if names else None
+
+
+def complete_cases(values: np.ndarray, frame_info: ModelFrame) -> np.ndarray:
+    """The entries of ``values`` (one per row of the user's data) of the rows the model uses."""
+    keep = np.ones(frame_info.n_input_rows, dtype=bool)
+    keep[frame_info.dropped_rows] = False
+    return values[keep]
 
 
 def _proxy_formula(model: ModelFormula) -> ModelFormula:
@@ -176,6 +185,9 @@ def prepare_glmm(
     model = with_contrasts(model, resolve_codings(contrasts, model, frame_info.frame))
     weight_values, weights_name = prior_weights(weights, frame_info)
     offset_values, offset_name = _offset_values(model, offset, frame_info)
+    given_offset = (
+        offset if offset is None or isinstance(offset, str) else complete_cases(np.asarray(offset), frame_info)
+    )
     response = build_response(family, frame_info.frame, model.response, weight_values, offset_values)
     frame = frame_info.frame.assign(**{RESPONSE_COLUMN: response.y})
     fixed = build_fixed_design(frame, RESPONSE_COLUMN, model.fixed)
@@ -229,6 +241,8 @@ def prepare_glmm(
         weights_name=weights_name,
         offset_name=offset_name,
         control=control,
+        given_weights=weights if weights is None or isinstance(weights, str) else weight_values,
+        given_offset=given_offset,
     )
 
 

@@ -11,9 +11,10 @@ glmer's summary and ``anova`` print as "deviance".
 from __future__ import annotations
 
 import html
+import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +23,7 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from lmmfast._version import __version__
+from lmmfast.archive import write_archive
 from lmmfast.design.data import build_model_frame, column_names
 from lmmfast.design.encoding import DesignEncoding
 from lmmfast.design.random import display_names
@@ -55,6 +57,10 @@ from lmmfast.validation import check_bool, check_choice, check_level
 GLMM_SCHEMA = "lmmfast-glmm/1"
 
 RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
+
+#: The fields of :class:`GlmmResult` that hold or need the rows (what a fit saved without its
+#: data does not hold).
+GLMM_ROW_FIELDS = ("prepared", "fitted_solution", "linear_predictor", "mu")
 SCALES = ("response", "link")
 
 
@@ -375,6 +381,41 @@ class GlmmResult(MixedFit):
         binomial models)."""
         values = r2_and_icc(self, self._distribution_variance())
         return {"adjusted": values["icc_adjusted"], "unadjusted": values["icc_unadjusted"]}
+
+    # --- saving -------------------------------------------------------------------------------
+    @classmethod
+    def without_rows(cls, record: dict[str, Any], cond_var: dict[str, np.ndarray]) -> GlmmResult:
+        """A fit loaded without its data: the fields of ``record`` (all but the rows'), with
+        the conditional covariances computed before it was saved."""
+        without: dict[str, Any] = dict.fromkeys(GLMM_ROW_FIELDS)
+        fit = cls(**record, **without)
+        fit.__dict__["cond_var"] = cond_var  # the cached property's own slot
+        return fit
+
+    def save(self, path: str | os.PathLike[str], *, include_data: bool = False) -> None:
+        """Save the fit to a file that :func:`lmmfast.load` reads; as
+        :meth:`lmmfast.LmmResult.save`.
+
+        Examples
+        --------
+        >>> import lmmfast, tempfile, pathlib
+        >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "cbpp.lmmfast"
+        >>> fit.save(path)
+        >>> lmmfast.load(path).summary() == fit.summary()
+        True
+        """
+        include_data = check_bool("include_data", include_data)
+        record = {f.name: getattr(self, f.name) for f in fields(GlmmResult) if f.name not in GLMM_ROW_FIELDS}
+        content: dict[str, Any] = {"fit": record, "cond_var": self.cond_var}
+        data = None
+        if include_data:
+            model = self.model
+            data = model.model_frame.frame
+            # given as arrays: kept with the rows (columns are among them)
+            given = {"weights": model.given_weights, "offset": model.given_offset}
+            content.update({name: value for name, value in given.items() if isinstance(value, np.ndarray)})
+        write_archive(path, "glmm", content, data)
 
     # --- output ------------------------------------------------------------------------------
     @property
