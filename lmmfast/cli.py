@@ -1,6 +1,6 @@
-"""The command line: ``lmmfast fit DATA "FORMULA" [--family binomial|poisson]`` and
-``lmmfast anova DATA "FORMULA" "FORMULA" ...``, printing lme4's layout, JSON (versioned schemas
-in ``lmmfast/schemas/``), CSV or markdown."""
+"""The command line: ``lmmfast fit DATA "FORMULA" [--family binomial|poisson] [--save FILE]``,
+``lmmfast anova DATA "FORMULA" "FORMULA" ...`` and ``lmmfast predict MODEL_FILE DATA``,
+printing lme4's layout, JSON (versioned schemas in ``lmmfast/schemas/``), CSV or markdown."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from lmmfast.errors import ArgumentError, DataError, LmmfastError
 from lmmfast.fitted import LmmResult
 from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
+from lmmfast.saved import load
 
 #: The separators a text file's first lines are searched for when ``--sep`` is not given.
 DETECTED_SEPARATORS = ",;\t|"
@@ -154,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
         help="generalized models: 1 Laplace (default), 0 fast, >1 quadrature",
     )
     fit.add_argument("--offset", metavar="COL", help="generalized models: column of offsets (link scale)")
+    fit.add_argument("--save", metavar="FILE", help="save the fit to FILE (for lmmfast predict, or lmmfast.load)")
+    fit.add_argument("--include-data", action="store_true", help="with --save: keep the data's rows in the file")
     fit.set_defaults(command_parser=fit)
     anova = commands.add_parser(
         "anova", parents=[shared], help="compare models by likelihood-ratio tests (REML fits refitted by ML)"
@@ -162,6 +165,33 @@ def _parser() -> argparse.ArgumentParser:
     anova.add_argument("--names", metavar="A,B,...", help="labels of the models, comma-separated, in order")
     anova.add_argument("--ml", action="store_true", help="fit by maximum likelihood (the tests use ML either way)")
     anova.set_defaults(command_parser=anova)
+    predict = commands.add_parser("predict", help="predictions of a saved fit (lmmfast fit --save) for new data")
+    predict.add_argument("model", metavar="MODEL_FILE", help="a fit saved by lmmfast fit --save or fit.save()")
+    predict.add_argument("data", help="a CSV, Parquet or Arrow/Feather file, or a bundled dataset name")
+    predict.add_argument("--sep", metavar="SEP", help="field separator of a text file (default: detected)")
+    predict.add_argument(
+        "--re", choices=("all", "none"), default="all", help="with the random effects (default) or without"
+    )
+    predict.add_argument(
+        "--type",
+        choices=("response", "link"),
+        default="response",
+        help="generalized models: probabilities or rates (default), or the linear predictor",
+    )
+    predict.add_argument(
+        "--new-levels",
+        choices=("population", "error"),
+        default="population",
+        help="levels the fit has not seen: predicted without random effects (default), or an error",
+    )
+    predict.add_argument(
+        "--output",
+        choices=("csv", "json", "text", "markdown"),
+        default="csv",
+        help="csv (default: one column, 'prediction'), json (schema in lmmfast/schemas/), text or markdown",
+    )
+    predict.add_argument("--json", action="store_true", help="the same as --output json")
+    predict.set_defaults(command_parser=predict)
     return parser
 
 
@@ -284,6 +314,41 @@ def _print_anova(table: pd.DataFrame, output: str) -> None:
 #: The version of ``lmmfast anova --output json``'s layout (``lmmfast/schemas/anova.schema.json``).
 ANOVA_SCHEMA = "lmmfast-anova/1"
 
+#: The version of ``lmmfast predict --output json``'s layout (``lmmfast/schemas/predictions.schema.json``).
+PREDICTIONS_SCHEMA = "lmmfast-predictions/1"
+
+
+def _predictions(args: argparse.Namespace) -> tuple[LmmResult | GlmmResult, np.ndarray]:
+    """The saved fit and its predictions for the rows of the data, as ``predict`` asks."""
+    fit = load(args.model)
+    data = read_data(args.data, args.sep)
+    if isinstance(fit, GlmmResult):
+        return fit, fit.predict(data, type=args.type, re=args.re, new_levels=args.new_levels)
+    if args.type != "response":
+        raise ArgumentError("--type link is for generalized models; a linear model's predictions are its means.")
+    return fit, fit.predict(data, re=args.re, new_levels=args.new_levels)
+
+
+def _print_predictions(fit: LmmResult | GlmmResult, values: np.ndarray, args: argparse.Namespace, output: str) -> None:
+    table = pd.DataFrame({"prediction": values})
+    if output == "json":
+        payload = {
+            "schema": PREDICTIONS_SCHEMA,
+            "formula": fit.formula,
+            "kind": "glmm" if isinstance(fit, GlmmResult) else "lmm",
+            "re": args.re,
+            "scale": args.type,
+            "nrows": len(values),
+            "predictions": [float(v) for v in values],
+        }
+        print(json.dumps(payload, indent=2))
+    elif output == "csv":
+        print(table.to_csv(index=False, float_format="%.17g"), end="")
+    elif output == "markdown":
+        print(_markdown(table.rename_axis("row")))
+    else:
+        print(table.to_string())
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmmfast`` command; returns the exit status."""
@@ -299,6 +364,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             '    lmmfast anova DATA "Reaction ~ Days + (1 | Subject)" "Reaction ~ Days + (Days | Subject)"'
         )
     output = "json" if args.json else args.output
+    if args.command == "predict":
+        try:
+            fit, values = _predictions(args)
+        except LmmfastError as exc:
+            print(f"lmmfast: error: {exc}", file=sys.stderr)
+            return 2
+        _print_predictions(fit, values, args, output)
+        return 0
+    if args.command == "fit" and args.include_data and not args.save:
+        args.command_parser.error("--include-data goes with --save FILE.")
     try:
         data = read_data(args.data, args.sep)
         with warnings.catch_warnings(record=True) as caught:
@@ -316,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lmmfast: warning: {warning.message}", file=sys.stderr)
     try:
         if args.command == "fit":
+            if args.save:
+                fits[0].save(args.save, include_data=args.include_data)
             _print_fit(fits[0], output, args.ddf)
         else:
             _print_anova(table, output)

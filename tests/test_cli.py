@@ -203,3 +203,62 @@ def test_generalized_fit_prints_glmers_summary_and_tables(capsys) -> None:
 def test_options_of_the_other_kind_of_model_are_refused(capsys, options, phrase) -> None:
     assert main(["fit", "cbpp", "incidence ~ period + (1 | herd)", *options]) == 2
     assert phrase in capsys.readouterr().err
+
+
+PREDICTIONS_SCHEMA = json.loads((Path(lmmfast.__file__).parent / "schemas" / "predictions.schema.json").read_text())
+
+
+def test_a_fit_saved_by_the_command_line_predicts_from_it(tmp_path, capsys) -> None:
+    model = tmp_path / "sleep.lmmfast"
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--save", str(model)]) == 0
+    capsys.readouterr()
+    data = lmmfast.datasets.load("sleepstudy")
+    new = tmp_path / "new.csv"
+    data.iloc[[0, 17, 40]].assign(Subject=lambda d: d.Subject.astype(str).replace({"308": "999"})).to_csv(
+        new, index=False
+    )
+    assert main(["predict", str(model), str(new)]) == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    expected = lmmfast.load(model).predict(pd.read_csv(new))
+    assert list(printed.columns) == ["prediction"]
+    assert printed.prediction.tolist() == expected.tolist()  # printed to 17 digits: exact
+    assert main(["predict", str(model), str(new), "--re", "none", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(payload, PREDICTIONS_SCHEMA)
+    assert payload["nrows"] == 3 and payload["re"] == "none" and payload["kind"] == "lmm"
+
+
+def test_a_saved_generalized_fit_predicts_on_either_scale(tmp_path, capsys) -> None:
+    model = tmp_path / "cbpp.lmmfast"
+    formula = "prop ~ period + (1 | herd)"
+    arguments = ["fit", "cbpp", formula, "--family", "binomial", "--weights", "size", "--save", str(model)]
+    assert main([*arguments, "--include-data"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(model), "cbpp", "--type", "link", "--output", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    fit = lmmfast.load(model)
+    assert fit.has_data and payload["scale"] == "link"
+    assert payload["predictions"] == fit.predict(lmmfast.datasets.load("cbpp"), type="link").tolist()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "phrase"),
+    [
+        (["predict", "missing.lmmfast", "sleepstudy"], "There is no file 'missing.lmmfast' to load."),
+        (["predict", "MODEL", "sleepstudy", "--type", "link"], "--type link is for generalized models"),
+        (["predict", "MODEL", "sleepstudy", "--new-levels", "error"], "levels of 'Subject' the fit has not seen"),
+    ],
+)
+def test_predict_errors_name_the_problem(tmp_path, capsys, arguments, phrase) -> None:
+    model = tmp_path / "fit.lmmfast"
+    lmmfast.lmm("Reaction ~ Days + (1 | Subject)", lmmfast.datasets.load("sleepstudy").iloc[:170]).save(model)
+    arguments = [str(model) if a == "MODEL" else a for a in arguments]
+    assert main(arguments) == 2
+    assert phrase in capsys.readouterr().err
+
+
+def test_include_data_needs_save(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "sleepstudy", "Reaction ~ Days + (1 | Subject)", "--include-data"])
+    assert "--include-data goes with --save FILE." in capsys.readouterr().err
