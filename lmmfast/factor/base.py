@@ -43,6 +43,10 @@ class RandomEffectsFactor(Protocol):
     def zz_times(self, V: np.ndarray) -> np.ndarray:
         """Z'Z V (paths with a gradient)."""
 
+    def inverse_diagonal_blocks(self) -> list[np.ndarray] | None:
+        """Per term, the (levels, k, k) diagonal blocks of M⁻¹ at the last :meth:`update`
+        where the path has a selected inverse; None where they need q solves."""
+
     def fresh(self, max_threads: int | None = None) -> RandomEffectsFactor:
         """A factor with the same structure and numbers of its own, for another fit, thread or
         process: updating one never changes the other. ``max_threads`` caps its threads."""

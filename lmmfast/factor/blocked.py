@@ -521,18 +521,7 @@ class BlockedFactor:
         offsets = self._template_offsets
         sizes = cp.term_sizes
         route = self._route
-        if self.dense_size:
-            with limit_blas_threads(self._inverse_blas_threads):
-                inverse, info = lapack.dpotri(self._L22, lower=1)
-            if info != 0:
-                raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
-            inverse = np.asfortranarray(inverse)
-            # the per-count sums and the dense coupling's BLAS products read both triangles;
-            # the sparse kernels and the trace sums read the lower one only
-            if route.reads_full_inverse:
-                mirror_lower(inverse)
-        else:
-            inverse = np.zeros((0, 0), order="F")
+        inverse = self._dense_inverse()
         first_inverse, state = route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor)
         out = np.zeros_like(templates)
         logdet_trace_sums(
@@ -543,6 +532,45 @@ class BlockedFactor:
             route.add_traces(state, inverse, templates, offsets, self._col_term, term_starts, cp.term_levels, out)
         sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
         return sums
+
+    def _dense_inverse(self) -> np.ndarray:
+        """(L22 L22')⁻¹, the dense block's part of M⁻¹ (Fortran order; its lower triangle, or
+        both where the route reads both)."""
+        if not self.dense_size:
+            return np.zeros((0, 0), order="F")
+        with limit_blas_threads(self._inverse_blas_threads):
+            inverse, info = lapack.dpotri(self._L22, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
+        inverse = np.asfortranarray(inverse)
+        # the per-count sums and the dense coupling's BLAS products read both triangles;
+        # the sparse kernels and the trace sums read the lower one only
+        if self._route.reads_full_inverse:
+            mirror_lower(inverse)
+        return inverse
+
+    def inverse_diagonal_blocks(self) -> list[np.ndarray] | None:
+        """Per term, the (levels, k, k) diagonal blocks of M⁻¹ at the last :meth:`update`,
+        from the gradient's selected inverse: about one ``potri`` of the dense block and one
+        rank update, where q solves would cost q² times the dense block. None on the grouped
+        route, whose first-term blocks are summed per group, not formed per level."""
+        if self._route.name == "grouped":
+            return None
+        inverse = self._dense_inverse()
+        first_inverse, _ = self._route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor)
+        cp = self._cp
+        blocks = [first_inverse.reshape(self._n1, self._k1, self._k1)]
+        for term in range(1, len(cp.term_sizes)):
+            k, levels = int(cp.term_sizes[term]), int(cp.term_levels[term])
+            start = int(cp.column_offsets[term]) - self._q1
+            # lower triangle of each k×k diagonal block, mirrored
+            square = inverse[start : start + levels * k, start : start + levels * k]
+            block = np.empty((levels, k, k))
+            for r in range(k):
+                for c in range(r + 1):
+                    block[:, r, c] = block[:, c, r] = square[np.arange(levels) * k + r, np.arange(levels) * k + c]
+            blocks.append(block)
+        return blocks
 
     def zz_times(self, V: np.ndarray) -> np.ndarray:
         """Z'Z V for ``V`` with one row per random effect (the model's order), from the

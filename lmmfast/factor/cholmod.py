@@ -103,6 +103,9 @@ class CholmodFactor:
     def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError("the CHOLMOD path has no analytic gradient; use factorization='blocked'")
 
+    def inverse_diagonal_blocks(self) -> list[np.ndarray] | None:
+        return None  # no selected inverse here: the diagonal blocks come from q solves
+
     def zz_times(self, V: np.ndarray) -> np.ndarray:
         raise NotImplementedError("the CHOLMOD path has no analytic gradient; use factorization='blocked'")
 

@@ -44,9 +44,24 @@ def covariance_blocks(
     scale: float,
 ) -> list[np.ndarray]:
     """Per term, scale² Λ [M⁻¹]_level Λ' for every level, from a ``factor`` of M already
-    updated at the fit's θ (and, for a generalized model, its weights at the modes)."""
-    q = int(sum(size * engine.model_terms[group[0]].n_levels for size, group in zip(engine.sizes, engine.groups)))
+    updated at the fit's θ (and, for a generalized model, its weights at the modes): from the
+    factor's selected inverse where it has one, else from q solves."""
     # the diagonal blocks of M⁻¹ per engine term (terms on one factor are merged there)
+    engine_blocks = factor.inverse_diagonal_blocks() or _solved_diagonal_blocks(factor, column_offsets, engine)
+    blocks = []
+    for (holder, first), result in zip(engine.blocks, terms):
+        k = len(result.columns)
+        inverse_blocks = engine_blocks[holder][:, first : first + k, first : first + k]
+        template = result.template
+        blocks.append(scale**2 * np.einsum("ij,ljk,mk->lim", template, inverse_blocks, template))
+    return blocks
+
+
+def _solved_diagonal_blocks(
+    factor: RandomEffectsFactor, column_offsets: np.ndarray, engine: EngineTerms
+) -> list[np.ndarray]:
+    """The diagonal blocks of M⁻¹ per engine term, from solves with unit vectors."""
+    q = int(sum(size * engine.model_terms[group[0]].n_levels for size, group in zip(engine.sizes, engine.groups)))
     engine_blocks = []
     for index, (k, group) in enumerate(zip(engine.sizes, engine.groups)):
         levels, start = engine.model_terms[group[0]].n_levels, int(column_offsets[index])
@@ -61,13 +76,7 @@ def covariance_blocks(
                 level, j = divmod(int(column - start), k)
                 inverse_blocks[level, :, j] = solved[start + level * k : start + level * k + k, local]
         engine_blocks.append(inverse_blocks)
-    blocks = []
-    for (holder, first), result in zip(engine.blocks, terms):
-        k = len(result.columns)
-        inverse_blocks = engine_blocks[holder][:, first : first + k, first : first + k]
-        template = result.template
-        blocks.append(scale**2 * np.einsum("ij,ljk,mk->lim", template, inverse_blocks, template))
-    return blocks
+    return engine_blocks
 
 
 def ranef_rows(terms: Sequence[RandomTermResult], covariances: Sequence[np.ndarray]) -> pd.DataFrame:

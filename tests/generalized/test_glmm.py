@@ -248,3 +248,26 @@ def test_caterpillar_plot_of_a_generalized_fit(cbpp_fit):
 def test_notebooks_show_a_generalized_fits_summary(cbpp_fit):
     page = cbpp_fit._repr_html_()
     assert page.startswith('<pre class="lmmfast-summary">Generalized linear mixed model fit by maximum likelihood')
+
+
+def test_crossed_conditional_variances_equal_the_dense_formula() -> None:
+    data = lmmfast.datasets.simulate_crossed(30, 20, 10, family="binomial", seed=6)
+    fit = lmmfast.glmm("y ~ cond + (1 + cond | subj) + (1 | item)", data, checks={"singular": "ignore"})
+    assert fit.engine.path == "blocked" and fit.engine.dense_size > 0  # the selected inverse, not solves
+    terms = fit.model.terms
+    Z = np.hstack([t.z_block().toarray() for t in terms])
+    lam = np.zeros((Z.shape[1], Z.shape[1]))
+    offset = 0
+    for term, result in zip(terms, fit.terms):
+        size = term.n_levels * term.k
+        lam[offset : offset + size, offset : offset + size] = np.kron(np.eye(term.n_levels), result.template)
+        offset += size
+    mu = fit.fitted()
+    weights = mu * (1 - mu)  # Bernoulli rows, logit link
+    dense = lam @ np.linalg.inv(lam.T @ Z.T @ (weights[:, None] * Z) @ lam + np.eye(len(lam))) @ lam.T
+    offset = 0
+    for term, result in zip(terms, fit.terms):
+        for level in range(term.n_levels):
+            rows = slice(offset + level * term.k, offset + (level + 1) * term.k)
+            np.testing.assert_allclose(fit.cond_var[result.name][level], dense[rows, rows], rtol=1e-7, atol=1e-12)
+        offset += term.n_levels * term.k

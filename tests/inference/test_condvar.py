@@ -8,17 +8,29 @@ import scipy.sparse as sp
 
 import lmmfast
 
+CROSSED = "y ~ cond + (1 + cond | subj) + (1 + cond | item) + (1 | freq_group)"
+
 
 @pytest.mark.parametrize(
-    ("dataset", "formula", "factorization"),
+    ("dataset", "formula", "options"),
     [
-        ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "auto"),
-        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", "blocked"),
-        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", "cholmod"),
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)", {}),
+        # the grouped route and CHOLMOD: from solves
+        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", {"factorization": "blocked"}),
+        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", {"factorization": "cholmod"}),
+        # the selected inverse: dense and sparse coupling, two terms in the dense block, merged terms
+        ("crossed", CROSSED, {"coupling": "dense"}),
+        ("crossed", CROSSED, {"coupling": "sparse"}),
+        ("kb07", "RTtrunc ~ S + (S || subj) + (1 + P | item)", {}),
     ],
 )
-def test_conditional_covariance_equals_dense_formula(dataset, formula, factorization) -> None:
-    fit = lmmfast.lmm(formula, lmmfast.datasets.load(dataset), factorization=factorization)
+def test_conditional_covariance_equals_dense_formula(dataset, formula, options) -> None:
+    if dataset == "crossed":
+        data = lmmfast.datasets.simulate_crossed(40, 30, 12, seed=5)
+        data["freq_group"] = (data.freq > 0).map({True: "high", False: "low"})
+    else:
+        data = lmmfast.datasets.load(dataset)
+    fit = lmmfast.lmm(formula, data, control=lmmfast.Control(**options), checks={"singular": "ignore"})
     terms = fit.model.terms
     Z = sp.hstack([t.z_block() for t in terms]).toarray()
     lam_blocks = [np.kron(np.eye(t.n_levels), r.template) for t, r in zip(terms, fit.terms)]
