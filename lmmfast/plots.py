@@ -205,14 +205,78 @@ def plot_residuals(fit: LmmFit, *, ax: Any = None) -> Any:
     axes[0].axhline(0.0, color="grey", linewidth=0.8)
     axes[0].set(title="Residuals vs fitted", xlabel="fitted", ylabel="residual")
     _qq(axes[1], scaled, "Normal QQ: scaled residuals")
-    standardised: list[np.ndarray] = []
-    for term in fit.terms:
-        covariance = fit.sigma**2 * term.template @ term.template.T
-        sd = np.sqrt(np.diag(covariance))
-        standardised.extend((term.modes[:, j] / sd[j]) for j in range(len(sd)) if sd[j] > 0)
-    _qq(axes[2], np.concatenate(standardised) if standardised else np.zeros(0), "Normal QQ: random effects")
+    _qq(axes[2], _standardised_modes(fit.terms, fit.sigma), "Normal QQ: random effects")
     axes[3].scatter(fitted, np.sqrt(np.abs(scaled)), s=8)
     axes[3].set(title="Scale-location", xlabel="fitted", ylabel="√|scaled residual|")
+    return figure
+
+
+def _standardised_modes(terms: Sequence[Any], scale: float) -> np.ndarray:
+    """Every random-effects column's conditional modes over its estimated sd (scale · the
+    template's row norm), pooled; columns with a zero sd left out."""
+    standardised: list[np.ndarray] = []
+    for term in terms:
+        sd = scale * np.sqrt(np.diag(term.template @ term.template.T))
+        standardised.extend((term.modes[:, j] / sd[j]) for j in range(len(sd)) if sd[j] > 0)
+    return np.concatenate(standardised) if standardised else np.zeros(0)
+
+
+def binned_residuals(mu: np.ndarray, y: np.ndarray, variance: np.ndarray, bins: int | None = None) -> pd.DataFrame:
+    """Binned residuals, as in Gelman and Hill's binned residual plot: the rows in ``bins``
+    groups of about equal size by their fitted mean ``mu`` (default √n groups), and per group
+    the mean fitted value, the mean residual y − μ and its standard error √(Σ Var(yᵢ)) / m,
+    from the model's own variances ``variance`` (Var(yᵢ) on the response scale). In a model
+    that fits, about 95% of the mean residuals lie within ±2 standard errors.
+
+    Examples
+    --------
+    >>> mu = np.linspace(0.1, 0.9, 100)
+    >>> table = binned_residuals(mu, (mu > 0.5).astype(float), mu * (1 - mu), bins=4)
+    >>> list(table.columns), len(table)
+    (['fitted', 'residual', 'std_error', 'rows'], 4)
+    """
+    n = len(mu)
+    if bins is None:
+        bins = max(1, round(math.sqrt(n)))
+    if not isinstance(bins, (int, np.integer)) or isinstance(bins, bool) or not 1 <= bins <= max(n, 1):
+        raise ArgumentError(f"bins must be a whole number from 1 to the number of observations ({n}), got {bins!r}.")
+    groups = np.array_split(np.argsort(mu, kind="stable"), int(bins))
+    rows = [
+        (mu[g].mean(), (y[g] - mu[g]).mean(), math.sqrt(variance[g].sum()) / len(g), len(g)) for g in groups if len(g)
+    ]
+    return pd.DataFrame(rows, columns=["fitted", "residual", "std_error", "rows"])
+
+
+def plot_generalized_residuals(
+    table: pd.DataFrame, eta: np.ndarray, pearson: np.ndarray, terms: Sequence[Any], *, ax: Any = None
+) -> Any:
+    """A generalized fit's residual diagnostics: the binned residuals (``table``, from
+    :func:`binned_residuals`) with their ±2 standard-error band, the Pearson residuals against
+    the linear predictor ``eta``, and a normal QQ plot of the random effects (each column's
+    modes over its sd).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+    >>> [axis.get_title() for axis in fit.plot_residuals().axes]
+    ['Binned residuals', 'Pearson residuals vs linear predictor', 'Normal QQ: random effects']
+    """
+    figure, axes = _panels(3, ax)
+    band = 2.0 * table.std_error.to_numpy()
+    axes[0].fill_between(table.fitted, -band, band, color="grey", alpha=0.25, linewidth=0)
+    axes[0].scatter(table.fitted, table.residual, s=10)
+    axes[0].axhline(0.0, color="grey", linewidth=0.8)
+    axes[0].set(title="Binned residuals", xlabel="mean fitted value", ylabel="mean residual (±2 SE)")
+    axes[1].scatter(eta, pearson, s=8)
+    axes[1].axhline(0.0, color="grey", linewidth=0.8)
+    axes[1].set(title="Pearson residuals vs linear predictor", xlabel="linear predictor", ylabel="Pearson residual")
+    _qq(axes[2], _standardised_modes(terms, 1.0), "Normal QQ: random effects")
     return figure
 
 

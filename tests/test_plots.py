@@ -106,3 +106,36 @@ def test_without_matplotlib_the_error_says_how_to_install_it(fit, monkeypatch) -
     with pytest.raises(lmmfast.MissingDependencyError, match=r"pip install 'lmmfast\[plot\]'") as info:
         fit.plot_residuals()
     assert isinstance(info.value, ImportError) and isinstance(info.value, lmmfast.LmmfastError)
+
+
+@pytest.fixture(scope="module")
+def cbpp_fit() -> lmmfast.GlmmResult:
+    return lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+
+
+def test_binned_residuals_are_the_bins_means_and_their_standard_errors(cbpp_fit) -> None:
+    table = cbpp_fit.binned_residuals(bins=4)
+    mu, y, trials = cbpp_fit.fitted(), cbpp_fit.model.response.y, cbpp_fit.model.response.weights
+    lowest = np.argsort(mu, kind="stable")[:14]  # 56 rows in 4 bins of 14
+    assert table.rows.tolist() == [14, 14, 14, 14]
+    assert table.fitted[0] == pytest.approx(mu[lowest].mean())
+    assert table.residual[0] == pytest.approx((y[lowest] - mu[lowest]).mean())
+    assert table.std_error[0] == pytest.approx(np.sqrt(np.sum(mu[lowest] * (1 - mu[lowest]) / trials[lowest])) / 14)
+    assert len(cbpp_fit.binned_residuals()) == 7  # √56, rounded
+    with pytest.raises(lmmfast.ArgumentError, match=r"bins must be a whole number from 1 to the number"):
+        cbpp_fit.binned_residuals(bins=0)
+
+
+def test_generalized_residual_plots_draw_bins_residuals_and_random_effects(cbpp_fit) -> None:
+    figure = cbpp_fit.plot_residuals(bins=5)
+    binned, pearson, qq = figure.axes
+    assert len(binned.collections[-1].get_offsets()) == 5  # the bins' points, over the ±2 SE band
+    assert len(pearson.collections[0].get_offsets()) == cbpp_fit.nobs
+    assert len(qq.collections[0].get_offsets()) == 15  # one mode per herd
+    assert pearson.get_xlabel() == "linear predictor" and binned.get_ylabel() == "mean residual (±2 SE)"
+
+
+def test_generalized_bootstrap_densities(cbpp_fit) -> None:
+    replicates = cbpp_fit.bootstrap(6, seed=2)
+    figure = cbpp_fit.plot_bootstrap(replicates, columns=["Intercept", "herd.(Intercept)"])
+    assert [axis.get_title() for axis in figure.axes] == ["Intercept", "herd.(Intercept)"]

@@ -79,6 +79,17 @@ class Family:
             return np.log(-np.log1p(-mu))
         return np.log(mu)
 
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        """The variance function V(μ): μ(1 − μ) for binomial, μ for Poisson.
+
+        Examples
+        --------
+        >>> Family("binomial").variance(np.array([0.5])).tolist()
+        [0.25]
+        """
+        mu = np.asarray(mu, dtype=np.float64)
+        return mu * (1.0 - mu) if self.name == "binomial" else mu
+
     def starting_mu(self, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """R's ``mustart``: ``(w y + 0.5) / (w + 1)`` for binomial, ``y + 0.1`` for Poisson.
 

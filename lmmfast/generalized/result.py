@@ -41,7 +41,7 @@ from lmmfast.inference.condvar import covariance_blocks, ranef_rows
 from lmmfast.inference.r2 import r2_and_icc
 from lmmfast.objective import scale_by_lambda
 from lmmfast.optsummary import OptSummary
-from lmmfast.plots import plot_ranef
+from lmmfast.plots import binned_residuals, plot_bootstrap, plot_generalized_residuals, plot_ranef
 from lmmfast.predict import predict as predict_link
 from lmmfast.result import RESIDUAL_QUANTILES, MixedFit, RandomTermResult, data_not_saved
 from lmmfast.summary import (
@@ -358,6 +358,27 @@ class GlmmResult(MixedFit):
         """Caterpillar plot of the conditional modes with their intervals (link scale); see
         :func:`lmmfast.plots.plot_ranef` (matplotlib: ``pip install lmmfast[plot]``)."""
         return plot_ranef(self, level=level, ax=ax, table=self.ranef_table())  # type: ignore[arg-type]
+
+    def binned_residuals(self, bins: int | None = None) -> pd.DataFrame:
+        """Binned residuals: the observations in ``bins`` groups by fitted mean (default √n),
+        each with its mean fitted value, mean residual y − μ̂ and that mean's standard error
+        under the model; see :func:`lmmfast.plots.binned_residuals`."""
+        mu = self._rows()[1]
+        response = self.model.response
+        # Var(y) per row on the response scale: V(μ) over the prior weights (trials)
+        variance = self.family.variance(mu) / response.weights
+        return binned_residuals(mu, response.y, variance, bins)
+
+    def plot_residuals(self, *, bins: int | None = None, ax: Any = None) -> Any:
+        """Binned residuals, Pearson residuals against the linear predictor, and a normal QQ
+        plot of the random effects; see :func:`lmmfast.plots.plot_generalized_residuals`."""
+        table = self.binned_residuals(bins)
+        return plot_generalized_residuals(table, self._rows()[0], self.residuals("pearson"), self.terms, ax=ax)
+
+    def plot_bootstrap(self, replicates: pd.DataFrame, *, columns: list[str] | None = None, ax: Any = None) -> Any:
+        """Densities of bootstrap replicates from :meth:`bootstrap`; see
+        :func:`lmmfast.plots.plot_bootstrap`."""
+        return plot_bootstrap(replicates, columns=columns, ax=ax)
 
     # --- explained variance ---------------------------------------------------------------
     def _distribution_variance(self) -> float:

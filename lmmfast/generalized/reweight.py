@@ -110,7 +110,7 @@ def reweight(eta: np.ndarray, response: Response, family: Family, saturated: np.
     """Fill ``out``'s μ, √w, working and deviance residuals for linear predictor ``eta``;
     return the sum of the deviance residuals."""
     mu, derivative = mean_and_derivative(eta, family.link)
-    variance = mu * (1.0 - mu) if family.name == "binomial" else mu
+    variance = family.variance(mu)
     out.mu[:] = mu
     np.multiply(np.sqrt(response.weights / variance), derivative, out=out.root_weights)
     np.divide(response.y - mu, derivative, out=out.working_residuals)
