@@ -22,7 +22,9 @@ from lmmfast.archive import write_archive
 from lmmfast.fit import refit_ml, refit_response
 from lmmfast.inference.bootstrap import bootstrap, simulate
 from lmmfast.inference.condvar import conditional_covariances, ranef_rows, variance_decomposition
+from lmmfast.inference.ftest import DDF_METHODS as TEST_DDF
 from lmmfast.inference.ftest import contrast_test, term_tests
+from lmmfast.inference.kenward_roger import KenwardRoger, kenward_roger, kenward_roger_table
 from lmmfast.inference.profile import bootstrap_intervals, profile_intervals, profile_traces
 from lmmfast.inference.r2 import r2_and_icc
 from lmmfast.inference.ranova import ranova
@@ -32,6 +34,9 @@ from lmmfast.predict import predict
 from lmmfast.result import ROW_FIELDS, LmmFit
 from lmmfast.summary import format_summary, wants_satterthwaite
 from lmmfast.validation import check_bool, check_choice, check_level
+
+#: The ``ddf`` of :meth:`LmmResult.fixef_table`.
+FIXEF_DDF = ("satterthwaite", "kenward-roger", "none")
 
 
 class LmmResult(LmmFit):
@@ -82,14 +87,51 @@ class LmmResult(LmmFit):
         shared by the Satterthwaite t and F tests. Computed on first use."""
         return variance_derivatives(self)
 
-    def test_contrasts(self, contrasts: np.ndarray | pd.DataFrame) -> dict[str, float]:
-        """Joint F test of Lβ = 0 with Satterthwaite's denominator df (lmerTest's method);
-        see :func:`lmmfast.inference.ftest.contrast_test`."""
+    @cached_property
+    def kenward_roger(self) -> KenwardRoger:
+        """Kenward and Roger's adjustment (pbkrtest's): the adjusted covariance of β̂ and what
+        its df need; see :mod:`lmmfast.inference.kenward_roger`. Computed on first use, for
+        REML fits."""
+        return kenward_roger(self)
+
+    def test_contrasts(self, contrasts: np.ndarray | pd.DataFrame, ddf: str = "satterthwaite") -> dict[str, float]:
+        """Joint F test of Lβ = 0 with Satterthwaite's denominator df (lmerTest's method) or
+        Kenward–Roger's scaled F and df (``ddf="kenward-roger"``); see
+        :func:`lmmfast.inference.ftest.contrast_test`."""
+        check_choice("ddf", ddf, TEST_DDF)
+        if ddf == "kenward-roger":
+            return contrast_test(self, contrasts, ddf=ddf, adjustment=self.kenward_roger)
         return contrast_test(self, contrasts, self.variance_derivatives)
 
-    def anova_terms(self) -> pd.DataFrame:
-        """One joint F test per fixed-effects term; see :func:`lmmfast.inference.ftest.term_tests`."""
-        return term_tests(self, self.variance_derivatives)
+    def anova_terms(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """One F test per fixed-effects term, of type 1, 2 or 3, with Satterthwaite's or
+        Kenward–Roger's df (lmerTest's ``anova(m, type, ddf)``); see
+        :func:`lmmfast.inference.ftest.term_tests`."""
+        check_choice("ddf", ddf, TEST_DDF)
+        if ddf == "kenward-roger":
+            return term_tests(self, type=type, ddf=ddf, adjustment=self.kenward_roger)
+        return term_tests(self, self.variance_derivatives, type=type)
+
+    def fixef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """The fixed effects with ``estimate, std_error, df, t_value, p_value``: Satterthwaite's
+        df (:attr:`coef_table`), Kenward–Roger's adjusted standard errors and df
+        (``"kenward-roger"``, REML fits; lmerTest's ``summary(m, ddf = "Kenward-Roger")``), or
+        none (``"none"``: estimates, standard errors and t values only).
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        >>> fit.fixef_table("kenward-roger").loc["Days", ["std_error", "df"]].round(4).tolist()
+        [1.5458, 17.0]
+        """
+        check_choice("ddf", ddf, FIXEF_DDF)
+        if ddf == "satterthwaite":
+            return self.coef_table
+        if ddf == "kenward-roger":
+            return kenward_roger_table(self, self.kenward_roger)
+        table = pd.DataFrame({"estimate": self.fixef, "std_error": self.stderr})
+        return table.assign(t_value=table.estimate / table.std_error)
 
     @cached_property
     def coef_table(self) -> pd.DataFrame:
@@ -276,7 +318,10 @@ class LmmResult(LmmFit):
         # a fit loaded without its data shows the table its file holds, if any (the one its
         # original showed); the cached property's slot is where loading put it
         saved = ddf == "auto" and not self.has_data and "coef_table" in self.__dict__
-        table = self.coef_table if saved or wants_satterthwaite(self, ddf) else None
+        if ddf == "kenward-roger":
+            table: pd.DataFrame | None = self.fixef_table("kenward-roger") if len(self.beta) else None
+        else:
+            table = self.coef_table if saved or wants_satterthwaite(self, ddf) else None
         return format_summary(self, ddf, table, verbose=check_bool("verbose", verbose))
 
     def __str__(self) -> str:

@@ -91,7 +91,7 @@ def residuals_and_random_effects_lines(fit: Any, quantiles: np.ndarray) -> list[
 
 
 #: The ``ddf`` a summary takes.
-DDF_METHODS = ("auto", "satterthwaite", "none")
+DDF_METHODS = ("auto", "satterthwaite", "kenward-roger", "none")
 
 #: ``ddf="auto"`` adds Satterthwaite columns when they should take less than this (seconds)
 #: or less than the fit took, judged from the optimiser's time per evaluation.
@@ -118,7 +118,8 @@ def _fixed_effects(fit: LmmFit, table: pd.DataFrame | None) -> list[str]:
     if len(fit.beta) == 0:
         return ["No fixed effect coefficients"]
     names = [("(Intercept)" if n == "Intercept" else n) for n in fit.fixef_names]
-    se = np.sqrt(np.diag(fit.beta_covariance))
+    # Kenward–Roger's table has its adjusted standard errors
+    se = np.sqrt(np.diag(fit.beta_covariance)) if table is None else table.std_error.to_numpy()
     estimates = format_column(fit.beta)
     errors = format_column(se)
     tvalues = [f"{v:.3f}" for v in fit.beta / se]
@@ -230,6 +231,8 @@ def format_summary(fit: LmmFit, ddf: str = "auto", table: pd.DataFrame | None = 
     lines.append("Fixed effects:")
     check_choice("ddf", ddf, DDF_METHODS)
     lines.extend(_fixed_effects(fit, table if len(fit.beta) else None))
+    if ddf == "kenward-roger" and table is not None:
+        lines.append("(standard errors, df and p-values by Kenward and Roger's method)")
     if ddf == "auto" and table is None and len(fit.beta):
         lines.append(
             f"(Satterthwaite df and p-values left out: about {_satterthwaite_cost(fit):.0f} s to compute; "

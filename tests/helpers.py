@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import lmmfast
+from lmmfast.fit import assemble
+from lmmfast.prepare import prepare
 
 REFERENCE = Path(__file__).parent / "reference"
 
@@ -53,3 +57,27 @@ def r_name(formulaic_name: str) -> str:
     """Spell a formulaic column name as R does: ``recipe[T.B]:temp`` → ``recipeB:temp``."""
     name = "(Intercept)" if formulaic_name == "Intercept" else formulaic_name
     return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name)
+
+
+#: R's results of the analysis after a fit (emmeans, lmerTest, pbkrtest, performance).
+ANALYSIS = REFERENCE / "analysis"
+
+#: kb07's factors under sum coding, as the analysis references fit them.
+KB07_SUM = {"spkr": "sum", "prec": "sum", "load": "sum"}
+
+
+def reference_data(name: str) -> pd.DataFrame:
+    """The analysis references' data: kb07 with its factors, or a bundled dataset (cake's
+    temperature as a factor, as the references have it)."""
+    if name == "kb07_factors.csv":
+        return pd.read_csv(ANALYSIS / name)
+    data = lmmfast.datasets.load(name.removesuffix(".csv"))
+    return data.assign(temperature=data.temp.astype(str)) if name == "cake.csv" else data
+
+
+def at_theta(fit: lmmfast.LmmResult, data: pd.DataFrame, theta: list[float], **options) -> lmmfast.LmmResult:
+    """The fit's model evaluated at another θ (lme4's), to compare what depends on θ̂ tightly."""
+    prepared = prepare(fit.formula, data, **options)
+    theta_array = np.asarray(theta)
+    record = dataclasses.replace(fit.optsummary, final=theta_array, final_objective=prepared.objective(theta_array))
+    return lmmfast.LmmResult.of(assemble(prepared, record))

@@ -49,7 +49,7 @@ def test_summary_shows_satterthwaite_columns_when_cheap(fit) -> None:
     plain = fit.summary(ddf="none")
     assert "Pr(>|t|)" not in plain
     with pytest.raises(lmmfast.ArgumentError, match="ddf must be"):
-        fit.summary(ddf="kenward-roger")
+        fit.summary(ddf="containment")
 
 
 def test_singular_footer_points_to_lmmfast_documentation() -> None:

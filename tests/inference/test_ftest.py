@@ -1,17 +1,72 @@
-"""Joint F tests against lmerTest 3.1-3's type III anova.
-
-Reference numbers from R here (lme4 1.1-31, lmerTest 3.1-3), the data of tests/reference:
-``anova(lmer(angle ~ recipe * temp + (1 | recipe:replicate), cake))`` and
-``anova(lmer(score ~ Machine + (1 | Worker/Machine), machines))``.
+"""Joint F tests against lmerTest 3.1-3's anova: types I, II and III with Satterthwaite's and
+Kenward–Roger's df (``tests/reference/analysis/ftests.json``), and type III on cake's numeric
+temperature and on machines (numbers from R here: lme4 1.1-31, lmerTest 3.1-3).
 """
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ANALYSIS, KB07_SUM, at_theta, reference_data
 
 import lmmfast
+
+FTESTS = json.loads((ANALYSIS / "ftests.json").read_text())["f_tests"]
+
+
+@pytest.fixture(scope="module")
+def kb07_at_lme4() -> lmmfast.LmmResult:
+    """kb07 under sum coding at lme4's θ̂: our optimum's θ differs from lme4's in the 6th digit,
+    which moves the F values by 2e-6; at lme4's θ they agree to 1e-13."""
+    data = reference_data("kb07_factors.csv")
+    formula = "RTtrunc ~ spkr * prec * load + (1 | subj) + (1 + prec | item)"
+    fit = lmmfast.lmm(formula, data, contrasts=KB07_SUM)
+    theta = json.loads((ANALYSIS / "contrasts.json").read_text())["cases"][0]["theta"]
+    return at_theta(fit, data, theta, contrasts=KB07_SUM)
+
+
+@pytest.fixture(scope="module")
+def cake_fit() -> lmmfast.LmmResult:
+    return lmmfast.lmm("angle ~ recipe * temperature + (1 | recipe:replicate)", reference_data("cake.csv"))
+
+
+@pytest.mark.parametrize("case", FTESTS, ids=[c["id"] for c in FTESTS])
+def test_anova_tables_of_every_type_and_df_match_lmertest(case, kb07_at_lme4, cake_fit) -> None:
+    fit = kb07_at_lme4 if case["data"] == "kb07_factors.csv" else cake_fit
+    table = fit.anova_terms(type=case["type"], ddf=case["ddf"].lower())
+    expected = case["table"]
+    assert list(table.index) == expected["terms"]
+    assert table.num_df.tolist() == expected["num_df"]
+    np.testing.assert_allclose(table.F, expected["F"], rtol=1e-6)
+    np.testing.assert_allclose(table.sum_sq, expected["sum_sq"], rtol=1e-6)
+    np.testing.assert_allclose(table.mean_sq, expected["mean_sq"], rtol=1e-6)
+    np.testing.assert_allclose(table.den_df, expected["den_df"], rtol=1e-3)
+    np.testing.assert_allclose(table.p_value, expected["p"], atol=1e-4, rtol=0)
+
+
+def test_types_differ_where_they_should(kb07_at_lme4) -> None:
+    """Type I tests spkr first, unadjusted for later terms; type II adjusts it for prec and load
+    but not for its interactions; the highest-order term is the same under all three."""
+    tables = {t: kb07_at_lme4.anova_terms(type=t) for t in (1, 2, 3)}
+    assert len({round(tables[t].loc["spkr", "F"], 6) for t in (1, 2, 3)}) == 3
+    assert len({round(tables[t].loc["spkr:prec:load", "F"], 9) for t in (1, 2, 3)}) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "phrase"),
+    [
+        ({"type": 4}, "type must be 1, 2 or 3"),
+        ({"type": True}, "type must be 1, 2 or 3"),
+        ({"ddf": "containment"}, "ddf must be 'satterthwaite' or 'kenward-roger'"),
+    ],
+)
+def test_bad_test_options_are_refused(cake_fit, options, phrase) -> None:
+    with pytest.raises(lmmfast.ArgumentError, match=phrase):
+        cake_fit.anova_terms(**options)
+
 
 CAKE_TYPE3 = {  # F, NumDF, DenDF, Pr(>F)
     "recipe": (0.09568, 2, 254.0157694, 0.90879),
@@ -23,8 +78,8 @@ CAKE_TYPE3 = {  # F, NumDF, DenDF, Pr(>F)
 def test_sum_coded_term_tests_are_lmertest_type3() -> None:
     fit = lmmfast.lmm("angle ~ C(recipe, contr.sum) * temp + (1 | recipe:replicate)", lmmfast.datasets.load("cake"))
     table = fit.anova_terms()
-    assert list(table.columns) == ["F", "num_df", "den_df", "p_value", "type3"]
-    names = {"recipe": "C(recipe, contr.sum)", "temp": "temp", "recipe:temp": "C(recipe, contr.sum):temp"}
+    assert list(table.columns) == ["sum_sq", "mean_sq", "num_df", "den_df", "F", "p_value", "type3"]
+    names = {"recipe": "recipe", "temp": "temp", "recipe:temp": "recipe:temp"}
     for key, (F, num, den, p) in CAKE_TYPE3.items():
         row = table.loc[names[key]]
         assert pytest.approx(F, rel=1e-4) == row.F

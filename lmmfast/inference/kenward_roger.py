@@ -1,0 +1,279 @@
+"""Kenward and Roger's (1997) small-sample inference for the fixed effects, as pbkrtest computes
+it (and lmerTest and emmeans use it): the adjusted covariance Φ_A of β̂ and, for a hypothesis
+Lβ = 0, the scaled F statistic and its denominator df.
+
+The covariance parameters are those in which V is linear — per random term the variances and
+covariances of its columns, then the residual variance — so V = Σ_r σ_r G_r with G_r =
+Z_t (I ⊗ E_r) Z_t' (E_r one variance or one covariance of the term's columns) and G = I for the
+residual. With Φ = (X'V⁻¹X)⁻¹, P_r = −X'V⁻¹G_rV⁻¹X, Q_rs = X'V⁻¹G_rV⁻¹G_sV⁻¹X and the REML
+information I_rs = ½ [tr(V⁻¹G_rV⁻¹G_s) − 2 tr(ΦQ_rs) + tr(ΦP_rΦP_s)], W = I⁻¹ and
+
+    Φ_A = Φ + 2 Φ [Σ_rs W_rs (Q_rs − P_r Φ P_s)] Φ
+
+(the second-derivative term is zero for a V linear in its parameters).
+
+Nothing here is n × n: with Ṽ = V/σ² = I + ZΛΛ'Z' and K = Λ(Λ'Z'ZΛ + I)⁻¹Λ', Ṽ⁻¹ = I − ZKZ',
+so every product above is a q- or p-sized expression in the cross-products Z'Z, Z'X, X'X —
+dense q × q matrices, which bounds the models this applies to (``MemoryBudgetError`` beyond).
+Prior weights enter as √w on the rows of Z and X, after which the residual's G is I.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as la
+import scipy.sparse as sp
+from scipy import stats
+
+from lmmfast.errors import ArgumentError, MemoryBudgetError
+from lmmfast.factor.choose import default_memory_budget
+from lmmfast.factor.plan import format_bytes
+
+if TYPE_CHECKING:
+    from lmmfast.result import LmmFit
+
+#: Dense q × q matrices held at once while the adjustment is formed.
+DENSE_MATRICES = 8
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One covariance parameter: the variance (``a == b``) or covariance of columns ``a`` and
+    ``b`` of a random term, or the residual variance (``term`` None)."""
+
+    term: int | None
+    a: int = 0
+    b: int = 0
+
+
+@dataclass(frozen=True)
+class KenwardRoger:
+    """The pieces of Kenward and Roger's adjustment for one fit.
+
+    Attributes
+    ----------
+    phi : numpy.ndarray
+        Φ, the unadjusted covariance of β̂.
+    adjusted : numpy.ndarray
+        Φ_A, the adjusted covariance.
+    P : numpy.ndarray, shape (m, p, p)
+        P_r per covariance parameter.
+    W : numpy.ndarray, shape (m, m)
+        The inverse of the REML information of the covariance parameters.
+    """
+
+    phi: np.ndarray
+    adjusted: np.ndarray
+    P: np.ndarray
+    W: np.ndarray
+
+    def test(self, L: np.ndarray, beta: np.ndarray) -> dict[str, float]:
+        """The scaled F test of Lβ = 0 (pbkrtest's ``KRmodcomp``): ``F`` (scaled), ``F_unscaled``,
+        ``num_df``, ``den_df``, ``scale``, ``p_value``."""
+        L = np.atleast_2d(np.asarray(L, dtype=np.float64))
+        q = int(np.linalg.matrix_rank(L))
+        df2, scaling = self._df_and_scale(L, q)
+        estimate = L @ beta
+        wald = float(estimate @ np.linalg.solve(L @ self.adjusted @ L.T, estimate))
+        unscaled = wald / q
+        F = scaling * unscaled
+        return {
+            "F": F,
+            "F_unscaled": unscaled,
+            "num_df": float(q),
+            "den_df": df2,
+            "scale": scaling,
+            "p_value": float(stats.f.sf(F, q, df2)),
+        }
+
+    def contrast_df(self, ell: np.ndarray) -> float:
+        """The Kenward–Roger df of one contrast ℓ'β (pbkrtest's ``get_Lb_ddf``)."""
+        return self._df_and_scale(np.atleast_2d(ell), 1)[0]
+
+    def _df_and_scale(self, L: np.ndarray, q: int) -> tuple[float, float]:
+        phi = self.phi
+        theta = L.T @ np.linalg.solve(L @ phi @ L.T, L)
+        u = np.einsum("ab,rbc,cd->rad", theta @ phi, self.P, phi)  # Θ Φ P_r Φ for every r
+        traces = np.einsum("raa->r", u)
+        a1 = float(traces @ self.W @ traces)
+        a2 = float(np.einsum("rs,rab,sba->", self.W, u, u))
+        b = (a1 + 6.0 * a2) / (2.0 * q)
+        g = ((q + 1) * a1 - (q + 4) * a2) / ((q + 2) * a2)
+        denominator = 3.0 * q + 2.0 * (1.0 - g)
+        c1, c2, c3 = g / denominator, (q - g) / denominator, (q + 2 - g) / denominator
+        v0 = 1.0 + c1 * b
+        v0 = 0.0 if abs(v0) < 1e-10 else v0
+        v1, v2 = 1.0 - c2 * b, 1.0 - c3 * b
+        ratio = 1.0 if abs(1.0 - a2 / q) < 1e-14 and abs(v1) < 1e-14 else (1.0 - a2 / q) / v1
+        rho = ratio**2 * v0 / v2 / q
+        df2 = 4.0 + (q + 2.0) / (q * rho - 1.0)
+        scaling = 1.0 if abs(df2 - 2.0) < 1e-2 else df2 * (1.0 - a2 / q) / (df2 - 2.0)
+        return float(df2), float(scaling)
+
+
+def covariance_parameters(sizes: list[int]) -> list[Parameter]:
+    """The parameters of V in pbkrtest's order: per term (of ``sizes`` columns) the lower
+    triangle of its covariance matrix by columns, then the residual variance."""
+    parameters = [Parameter(t, a, b) for t, k in enumerate(sizes) for b in range(k) for a in range(b, k)]
+    return [*parameters, Parameter(None)]
+
+
+def _apply(parameter: Parameter, block: np.ndarray, k: int) -> np.ndarray:
+    """(I ⊗ E) ``block`` for the parameter's E (k × k, symmetric 0/1), ``block`` with L·k rows."""
+    rows = block.reshape(-1, k, block.shape[-1])
+    out = np.zeros_like(rows)
+    out[:, parameter.a] = rows[:, parameter.b]
+    if parameter.a != parameter.b:
+        out[:, parameter.b] = rows[:, parameter.a]
+    return out.reshape(block.shape)
+
+
+def _pair_trace(first: Parameter, second: Parameter, block: np.ndarray, k1: int, k2: int) -> float:
+    """tr((I ⊗ E_r) A (I ⊗ E_s) A') for the block A (L₁k₁ × L₂k₂) of Z'Ṽ⁻¹Z."""
+    four = block.reshape(-1, k1, block.shape[1] // k2, k2)
+    e_r, e_s = np.zeros((k1, k1)), np.zeros((k2, k2))
+    e_r[first.a, first.b] = e_r[first.b, first.a] = 1.0
+    e_s[second.a, second.b] = e_s[second.b, second.a] = 1.0
+    left = np.einsum("ij,xjyk->xiyk", e_r, four)  # E_r A_xy
+    right = np.einsum("xjyk,kl->xjyl", left, e_s)  # E_r A_xy E_s
+    return float(np.einsum("xiyl,xiyl->", right, four))  # Σ tr(E_r A E_s A')
+
+
+def kenward_roger(fit: LmmFit) -> KenwardRoger:
+    """Kenward and Roger's adjustment for ``fit`` (a REML fit).
+
+    Raises
+    ------
+    ArgumentError
+        For a fit by maximum likelihood (the adjustment is REML's).
+    MemoryBudgetError
+        When the dense q × q matrices would not fit in the memory budget.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> kr = kenward_roger(fit)
+    >>> np.sqrt(np.diag(kr.adjusted)).round(4).tolist()  # pbkrtest: 6.8246, 1.5458
+    [6.8246, 1.5458]
+    """
+    if not fit.reml:
+        raise ArgumentError(
+            "Kenward–Roger's adjustment is defined for REML fits, and this fit is by maximum likelihood; "
+            "fit the model with reml=True, or use ddf='satterthwaite'."
+        )
+    model = fit.model
+    terms = model.terms
+    sizes = [t.k for t in terms]
+    q = sum(t.n_levels * t.k for t in terms)
+    needed = DENSE_MATRICES * 8 * q * q
+    budget = model.control.memory_budget or default_memory_budget()
+    if needed > budget:
+        raise MemoryBudgetError(
+            f"Kenward–Roger needs dense matrices of the {q} random effects (about {format_bytes(needed)}), more "
+            f"than the memory budget ({format_bytes(budget)}); use ddf='satterthwaite', which needs none."
+        )
+    Z = sp.hstack([t.z_block() for t in terms]).tocsr()
+    X = model.fixed.X
+    if model.weights is not None:
+        root = np.sqrt(model.weights)
+        Z, X = sp.diags(root) @ Z, X * root[:, None]
+    n = X.shape[0]
+    zz = (Z.T @ Z).toarray()
+    zx = np.asarray(Z.T @ X)
+    xx = X.T @ X
+    lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), r.template) for t, r in zip(terms, fit.terms)]).tocsr()
+    lam_zz = np.asarray(lam.T @ zz)  # Λ'Z'Z
+    M = np.asarray(lam.T @ lam_zz.T) + np.eye(q)  # Λ'Z'ZΛ + I
+    factor = la.cho_factor(M, lower=True)
+    K = np.asarray(lam @ la.cho_solve(factor, lam.T.toarray()))  # Λ M⁻¹ Λ'
+    KC = K @ zz
+    N = np.eye(q) - KC  # Ṽ⁻¹Z = Z N
+    A1 = zz @ N  # Z'Ṽ⁻¹Z
+    A2 = N.T @ A1  # Z'Ṽ⁻²Z
+    B1 = N.T @ zx  # Z'Ṽ⁻¹X
+    B2 = N.T @ B1  # Z'Ṽ⁻²X
+    F = K @ zx
+    X2 = xx - 2.0 * zx.T @ F + F.T @ zz @ F  # X'Ṽ⁻²X
+    X3 = xx - zx.T @ F - F.T @ B1 - B1.T @ F + F.T @ A1 @ F  # X'Ṽ⁻³X, from Ṽ⁻¹X = X − ZF
+    trace_v2 = n - 2.0 * np.trace(KC) + float(np.sum(KC * KC.T))
+
+    offsets = np.concatenate([[0], np.cumsum([t.n_levels * t.k for t in terms])])
+    blocks = [slice(int(offsets[i]), int(offsets[i + 1])) for i in range(len(terms))]
+    parameters = covariance_parameters(sizes)
+    m, p = len(parameters), X.shape[1]
+    s2 = fit.sigma**2
+
+    # with V = σ²Ṽ: P carries σ⁻⁴, Q σ⁻⁶, the traces σ⁻⁴
+    def term_rows(index: int | None) -> slice:
+        return blocks[index] if index is not None else slice(0)
+
+    # (I ⊗ E_r) Z_t'Ṽ⁻¹X per term parameter (none for the residual)
+    Y = [_apply(r, B1[term_rows(r.term)], sizes[r.term]) if r.term is not None else B1[:0] for r in parameters]
+    P = np.empty((m, p, p))
+    for i, r in enumerate(parameters):
+        P[i] = -(X2 if r.term is None else B1[term_rows(r.term)].T @ Y[i]) / s2**2
+    Q = np.empty((m, m, p, p))
+    traces = np.empty((m, m))
+    for i, r in enumerate(parameters):
+        for j in range(i, m):
+            s = parameters[j]
+            if r.term is None and s.term is None:
+                Q[i, j], traces[i, j] = X3, trace_v2
+            elif r.term is None or s.term is None:
+                # one term parameter u against the residual: Q is symmetric in the order
+                u, k = (s, j) if r.term is None else (r, i)
+                t = term_rows(u.term)
+                one_way = Y[k].T @ B2[t]
+                Q[i, j] = one_way if s.term is None else one_way.T
+                traces[i, j] = float(np.trace(_apply(u, A2[t, t], sizes[u.term or 0])))
+            else:
+                t, v = term_rows(r.term), term_rows(s.term)
+                Q[i, j] = Y[i].T @ A1[t, v] @ Y[j]
+                traces[i, j] = _pair_trace(r, s, A1[t, v], sizes[r.term], sizes[s.term])
+            Q[j, i] = Q[i, j].T
+            traces[j, i] = traces[i, j]
+    Q /= s2**3
+    traces /= s2**2
+    phi = fit.beta_covariance
+    phi_p = np.einsum("ab,rbc->rac", phi, P)  # Φ P_r
+    information = traces - 2.0 * np.einsum("ab,rsba->rs", phi, Q) + np.einsum("rab,sba->rs", phi_p, phi_p)
+    if np.min(np.abs(np.linalg.eigvalsh(information))) > 1e-10:
+        W = 2.0 * np.linalg.inv(information)
+    else:
+        W = 2.0 * np.linalg.pinv(information)
+    W = (W + W.T) / 2.0
+    correction = np.einsum("rs,rsab->ab", W, Q) - np.einsum("rs,rab,bc,scd->ad", W, P, phi, P)
+    adjusted = phi + 2.0 * phi @ correction @ phi
+    return KenwardRoger(phi=phi, adjusted=(adjusted + adjusted.T) / 2.0, P=P, W=W)
+
+
+def kenward_roger_table(fit: LmmFit, adjustment: KenwardRoger) -> pd.DataFrame:
+    """Estimates with Kenward–Roger's adjusted standard errors, df, t values and two-sided
+    p-values (lmerTest's ``summary(m, ddf = "Kenward-Roger")``).
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> round(float(kenward_roger_table(fit, kenward_roger(fit)).loc["Days", "df"]), 2)
+    17.0
+    """
+    p = len(fit.beta)
+    df = np.array([adjustment.contrast_df(np.eye(p)[j]) for j in range(p)])
+    std_error = np.sqrt(np.diag(adjustment.adjusted))
+    t_value = fit.beta / std_error
+    return pd.DataFrame(
+        {
+            "estimate": fit.beta,
+            "std_error": std_error,
+            "df": df,
+            "t_value": t_value,
+            "p_value": 2.0 * stats.t.sf(np.abs(t_value), df),
+        },
+        index=pd.Index(list(fit.fixef_names)),
+    )
