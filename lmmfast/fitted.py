@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from dataclasses import fields
 from functools import cached_property
 from typing import Any
@@ -22,13 +23,14 @@ from lmmfast.archive import write_archive
 from lmmfast.fit import refit_ml, refit_response
 from lmmfast.inference.bootstrap import bootstrap, simulate
 from lmmfast.inference.condvar import conditional_covariances, ranef_rows, variance_decomposition
+from lmmfast.inference.emmeans import MarginalMeans, marginal_means
 from lmmfast.inference.ftest import DDF_METHODS as TEST_DDF
 from lmmfast.inference.ftest import contrast_test, term_tests
 from lmmfast.inference.kenward_roger import KenwardRoger, kenward_roger, kenward_roger_table
 from lmmfast.inference.profile import bootstrap_intervals, profile_intervals, profile_traces
 from lmmfast.inference.r2 import r2_and_icc
 from lmmfast.inference.ranova import ranova
-from lmmfast.inference.satterthwaite import satterthwaite_table, variance_derivatives
+from lmmfast.inference.satterthwaite import contrast_df, satterthwaite_table, variance_derivatives
 from lmmfast.plots import plot_bootstrap, plot_pooling, plot_profile, plot_ranef, plot_residuals
 from lmmfast.predict import predict
 from lmmfast.result import ROW_FIELDS, LmmFit
@@ -111,6 +113,53 @@ class LmmResult(LmmFit):
         if ddf == "kenward-roger":
             return term_tests(self, type=type, ddf=ddf, adjustment=self.kenward_roger)
         return term_tests(self, self.variance_derivatives, type=type)
+
+    def emmeans(
+        self,
+        specs: str | Sequence[str],
+        by: str | Sequence[str] | None = None,
+        *,
+        ddf: str = "satterthwaite",
+        level: float = 0.95,
+    ) -> MarginalMeans:
+        """Estimated marginal means of the factors ``specs`` (within each level of ``by``), as
+        R's emmeans: predictions over the reference grid (every factor's levels crossed,
+        numeric predictors at their means), averaged with equal weights over the factors not
+        named; ``.contrasts(method, adjust)`` compares them.
+
+        ``ddf``: Satterthwaite's df (the default, cheap at any size) or Kenward–Roger's
+        (``"kenward-roger"``, with its adjusted standard errors; emmeans' own default below
+        3,000 observations). ``"a | b"`` is the same as ``specs="a", by="b"``.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> fit = lmmfast.lmm("score ~ Machine + (1 | Worker/Machine)", lmmfast.datasets.load("machines"))
+        >>> means = fit.emmeans("Machine")
+        >>> means.table.emmean.round(2).tolist()
+        [52.36, 60.32, 66.27]
+        >>> means.contrasts("pairwise").p_value.round(4).tolist()  # Tukey-adjusted
+        [0.0111, 0.0002, 0.0507]
+        """
+        check_choice("ddf", ddf, TEST_DDF)
+        if ddf == "kenward-roger":
+            adjustment = self.kenward_roger
+            return marginal_means(
+                self,
+                specs,
+                by,
+                ddf=ddf,
+                level=level,
+                covariance=adjustment.adjusted,
+                contrast_df=adjustment.contrast_df,
+            )
+        covariance = self.beta_covariance
+        A, J = self.variance_derivatives
+
+        def df_of(weights: np.ndarray) -> float:
+            return contrast_df(weights, covariance, A, J)
+
+        return marginal_means(self, specs, by, ddf=ddf, level=level, covariance=covariance, contrast_df=df_of)
 
     def fixef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
         """The fixed effects with ``estimate, std_error, df, t_value, p_value``: Satterthwaite's

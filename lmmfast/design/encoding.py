@@ -74,6 +74,8 @@ class DesignEncoding:
     column_kinds : dict
         Column of the fit's data → ``(kind, dtype)``: ``"numeric"``, ``"boolean"`` or
         ``"text or categorical"``, and the dtype's name (for messages).
+    numeric_means : dict
+        The mean of every numeric column of the fit's data (a reference grid's values).
     """
 
     formula: ModelFormula
@@ -81,6 +83,7 @@ class DesignEncoding:
     kept: tuple[int, ...]
     terms: tuple[TermEncoding, ...]
     column_kinds: Mapping[str, tuple[str, str]]
+    numeric_means: Mapping[str, float]
 
     def X_for(self, frame: pd.DataFrame) -> np.ndarray:
         """The fixed-effects matrix for new data, with the fit's encoding and columns."""
@@ -135,11 +138,14 @@ def level_labels(uniques: object) -> np.ndarray:
 def encode_design(formula: ModelFormula, fixed: object, terms: Sequence[object], frame: pd.DataFrame) -> DesignEncoding:
     """The encoding of a prepared model's design: its formula, its fixed design's spec and
     kept columns (:class:`lmmfast.design.FixedDesign`), its terms'
-    (:attr:`lmmfast.design.RandomTerm.encoding`), and the kinds of its data's columns."""
+    (:attr:`lmmfast.design.RandomTerm.encoding`), and the kinds (and the numeric ones' means)
+    of its data's columns."""
+    kinds = column_kinds(frame)
     return DesignEncoding(
         formula=formula,
         fixed_spec=fixed.spec,  # type: ignore[attr-defined]
         kept=fixed.kept,  # type: ignore[attr-defined]
         terms=tuple(term.encoding for term in terms),  # type: ignore[attr-defined]
-        column_kinds=column_kinds(frame),
+        column_kinds=kinds,
+        numeric_means={name: float(frame[name].mean()) for name, (kind, _) in kinds.items() if kind == "numeric"},
     )

@@ -92,7 +92,7 @@ def check_categories(spec: object, frame: pd.DataFrame, where: str) -> None:
     for expression, (kind, state) in spec.encoder_state.items():  # type: ignore[attr-defined]
         if str(getattr(kind, "value", kind)) != "categorical":
             continue
-        column = _column_of(expression, frame)
+        column = column_of(expression, frame)
         if column is None:
             continue  # an expression of several columns: unseen_levels_as_errors catches formulaic's warning
         known = list(state.get("categories", []))
@@ -109,7 +109,7 @@ def check_categories(spec: object, frame: pd.DataFrame, where: str) -> None:
         )
 
 
-def _column_of(expression: str, frame: pd.DataFrame) -> str | None:
+def column_of(expression: str, frame: pd.DataFrame) -> str | None:
     """The data column whose values are the levels of a categorical factor: the factor itself
     (``Machine``) or the one column inside ``C(...)``; None for anything else."""
     if expression in frame.columns:
