@@ -31,6 +31,7 @@ from scipy import stats
 
 from lmmfast.errors import ArgumentError, MemoryBudgetError
 from lmmfast.factor.choose import default_memory_budget
+from lmmfast.factor.inverse_blocks import mirror_lower
 from lmmfast.factor.plan import format_bytes
 
 if TYPE_CHECKING:
@@ -169,7 +170,8 @@ def kenward_roger(fit: LmmFit) -> KenwardRoger:
     model = fit.model
     terms = model.terms
     sizes = [t.k for t in terms]
-    q = sum(t.n_levels * t.k for t in terms)
+    offsets = np.concatenate([[0], np.cumsum([t.n_levels * t.k for t in terms])])
+    q = int(offsets[-1])
     needed = DENSE_MATRICES * 8 * q * q
     budget = model.control.memory_budget or default_memory_budget()
     if needed > budget:
@@ -186,24 +188,51 @@ def kenward_roger(fit: LmmFit) -> KenwardRoger:
     zz = (Z.T @ Z).toarray()
     zx = np.asarray(Z.T @ X)
     xx = X.T @ X
-    lam = sp.block_diag([sp.kron(sp.identity(t.n_levels), r.template) for t, r in zip(terms, fit.terms)]).tocsr()
-    lam_zz = np.asarray(lam.T @ zz)  # Λ'Z'Z
-    M = np.asarray(lam.T @ lam_zz.T) + np.eye(q)  # Λ'Z'ZΛ + I
-    factor = la.cho_factor(M, lower=True)
-    K = np.asarray(lam @ la.cho_solve(factor, lam.T.toarray()))  # Λ M⁻¹ Λ'
-    KC = K @ zz
-    N = np.eye(q) - KC  # Ṽ⁻¹Z = Z N
-    A1 = zz @ N  # Z'Ṽ⁻¹Z
-    A2 = N.T @ A1  # Z'Ṽ⁻²Z
-    B1 = N.T @ zx  # Z'Ṽ⁻¹X
-    B2 = N.T @ B1  # Z'Ṽ⁻²X
-    F = K @ zx
-    X2 = xx - 2.0 * zx.T @ F + F.T @ zz @ F  # X'Ṽ⁻²X
-    X3 = xx - zx.T @ F - F.T @ B1 - B1.T @ F + F.T @ A1 @ F  # X'Ṽ⁻³X, from Ṽ⁻¹X = X − ZF
-    trace_v2 = n - 2.0 * np.trace(KC) + float(np.sum(KC * KC.T))
-
-    offsets = np.concatenate([[0], np.cumsum([t.n_levels * t.k for t in terms])])
     blocks = [slice(int(offsets[i]), int(offsets[i + 1])) for i in range(len(terms))]
+    templates = [r.template for r in fit.terms]
+
+    def times_lambda(V: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """Λ V (Λ' V): block by block, Λ being I ⊗ T per term."""
+        out = np.empty(V.shape)
+        for block, term, template in zip(blocks, terms, templates):
+            rows = np.asarray(V[block]).reshape(term.n_levels, term.k, -1)
+            out[block] = np.einsum("ab,lbc->lac", template.T if transpose else template, rows).reshape(-1, V.shape[1])
+        return out
+
+    S = times_lambda(zz, transpose=True)  # Λ'Z'Z
+    M = times_lambda(S.T, transpose=True)  # Λ'Z'ZΛ, then + I
+    M[np.diag_indices(q)] += 1.0
+    L = la.cholesky(M, lower=True, overwrite_a=True, check_finite=False)
+    del M
+    W = la.solve_triangular(L, S, lower=True, overwrite_b=True, check_finite=False)  # Z'Z K Z'Z = W'W
+    A1 = la.blas.dsyrk(-1.0, W, beta=1.0, c=zz, trans=1, lower=1)  # Z'Ṽ⁻¹Z = Z'Z − W'W, lower half
+    mirror_lower(A1)
+    KC = times_lambda(la.solve_triangular(L, W, lower=True, trans=1, overwrite_b=True, check_finite=False))
+    del W
+
+    def times_k(V: np.ndarray) -> np.ndarray:
+        """K V = Λ M⁻¹ Λ' V."""
+        inner = la.solve_triangular(L, times_lambda(V, transpose=True), lower=True, check_finite=False)
+        return times_lambda(la.solve_triangular(L, inner, lower=True, trans=1, check_finite=False))
+
+    F = times_k(zx)  # K Z'X, so that Ṽ⁻¹X = X − ZF
+    B1 = zx - zz @ F  # Z'Ṽ⁻¹X
+    B2 = B1 - zz @ times_k(B1)  # Z'Ṽ⁻²X = N'Z'Ṽ⁻¹X, N = I − KZ'Z
+    X2 = xx - 2.0 * zx.T @ F + F.T @ zz @ F  # X'Ṽ⁻²X
+    X3 = xx - zx.T @ F - F.T @ B1 - B1.T @ F + F.T @ A1 @ F  # X'Ṽ⁻³X
+    trace_v2 = n - 2.0 * np.trace(KC) + float(np.sum(KC * KC.T))  # tr Ṽ⁻² = tr (I − ZKZ')²
+    # the diagonal blocks of Z'Ṽ⁻²Z = N'Z'Ṽ⁻¹Z, per term and level (all the traces need of it)
+    N = np.eye(q) - KC
+    del KC
+
+    def second_power_blocks(term: int) -> np.ndarray:
+        k, levels = sizes[term], terms[term].n_levels
+        columns = slice(int(offsets[term]), int(offsets[term + 1]))
+        left = N[:, columns].reshape(q, levels, k)
+        right = A1[:, columns].reshape(q, levels, k)
+        return np.einsum("xla,xlb->lab", left, right)
+
+    diagonal_blocks = [second_power_blocks(t) for t in range(len(terms))]
     parameters = covariance_parameters(sizes)
     m, p = len(parameters), X.shape[1]
     s2 = fit.sigma**2
@@ -230,7 +259,8 @@ def kenward_roger(fit: LmmFit) -> KenwardRoger:
                 t = term_rows(u.term)
                 one_way = Y[k].T @ B2[t]
                 Q[i, j] = one_way if s.term is None else one_way.T
-                traces[i, j] = float(np.trace(_apply(u, A2[t, t], sizes[u.term or 0])))
+                block = diagonal_blocks[u.term or 0]
+                traces[i, j] = float(block[:, u.a, u.b].sum() + (block[:, u.b, u.a].sum() if u.a != u.b else 0.0))
             else:
                 t, v = term_rows(r.term), term_rows(s.term)
                 Q[i, j] = Y[i].T @ A1[t, v] @ Y[j]
