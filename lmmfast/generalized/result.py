@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
@@ -38,6 +38,7 @@ from lmmfast.generalized.response import evaluate
 from lmmfast.generalized.reweight import add_random_part, mean_and_derivative
 from lmmfast.generalized.simulate import FittedParameters, bootstrap_replicates, refit_to, simulate_responses
 from lmmfast.inference.condvar import covariance_blocks, ranef_rows
+from lmmfast.inference.emmeans import MarginalMeans, marginal_means
 from lmmfast.inference.r2 import r2_and_icc
 from lmmfast.objective import scale_by_lambda
 from lmmfast.optsummary import OptSummary
@@ -379,6 +380,46 @@ class GlmmResult(MixedFit):
         """Densities of bootstrap replicates from :meth:`bootstrap`; see
         :func:`lmmfast.plots.plot_bootstrap`."""
         return plot_bootstrap(replicates, columns=columns, ax=ax)
+
+    # --- marginal means ------------------------------------------------------------------------
+    def emmeans(
+        self,
+        specs: str | Sequence[str],
+        by: str | Sequence[str] | None = None,
+        *,
+        type: str = "link",
+        level: float = 0.95,
+    ) -> MarginalMeans:
+        """Estimated marginal means of the factors ``specs`` (within ``by``), as emmeans gives
+        them for glmer fits: on the link scale, or (``type="response"``) as probabilities or
+        rates with delta-method standard errors, their contrasts then odds ratios (logit) or
+        ratios (log); asymptotic (z) inference. See :meth:`lmmfast.LmmResult.emmeans`.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+        >>> fit.emmeans("period", type="response").table.prob.round(3).tolist()
+        [0.221, 0.088, 0.077, 0.045]
+        """
+        scale = check_choice("type", type, SCALES)
+        link = self.link
+
+        def inverse(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return mean_and_derivative(eta, link)
+
+        response = (self.family.name, link, inverse) if scale == "response" else None
+        covariance = self.beta_covariance
+        return marginal_means(
+            self,
+            specs,
+            by,
+            ddf="asymptotic",
+            level=level,
+            covariance=covariance,
+            contrast_df=lambda weights: np.inf,
+            response=response,
+        )
 
     # --- explained variance ---------------------------------------------------------------
     def _distribution_variance(self) -> float:

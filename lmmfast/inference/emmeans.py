@@ -33,6 +33,9 @@ CONTRAST_METHODS = ("pairwise", "revpairwise", "trt.vs.ctrl", "consec")
 #: Multiplicity adjustments (emmeans' names).
 ADJUSTMENTS = ("tukey", "holm", "bonferroni", "sidak", "dunnettx", "none")
 
+#: The name of a back-transformed contrast, per link whose differences back-transform to ratios.
+RATIO_NAMES = {"logit": "odds_ratio", "log": "ratio"}
+
 #: Each method's default adjustment: emmeans' where it has one here (consecutive and custom
 #: contrasts get Holm's, where emmeans uses the multivariate t).
 DEFAULT_ADJUSTMENT = {"pairwise": "tukey", "revpairwise": "tukey", "trt.vs.ctrl": "dunnettx", "consec": "holm"}
@@ -52,6 +55,11 @@ class MarginalMeans:
     level : float
     weights : numpy.ndarray
         ℓ per row of :attr:`table` (rows × fixed effects).
+
+    For a generalized fit's means on the response scale (``type="response"``) the table's
+    mean column is ``prob`` (binomial) or ``rate`` (Poisson), with delta-method standard
+    errors and the link scale's limits back-transformed; their contrasts are odds ratios
+    (logit link) or ratios (log link), tested on the link scale, as emmeans does.
     """
 
     table: pd.DataFrame
@@ -63,6 +71,8 @@ class MarginalMeans:
     beta: np.ndarray
     covariance: np.ndarray
     contrast_df: Callable[[np.ndarray], float]
+    #: A generalized fit's link where the means are on the response scale (None: as fitted).
+    response_link: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -117,8 +127,14 @@ class MarginalMeans:
             p_value = _adjusted(t_ratio, df, adjust, size, len(names))
             frame = pd.DataFrame(
                 {"contrast": names, "estimate": estimate, "std_error": std_error, "df": df}
-                | {"t_ratio": t_ratio, "p_value": p_value}
+                | {"z_ratio" if self.ddf == "asymptotic" else "t_ratio": t_ratio, "p_value": p_value}
             )
+            if self.response_link in RATIO_NAMES and isinstance(method, str):
+                # differences of logits (logs) are log odds ratios (log ratios): back-transformed
+                ratio = np.exp(estimate)
+                frame = frame.assign(contrast=[n.replace(" - ", " / ") for n in names], estimate=ratio)
+                frame = frame.assign(std_error=ratio * std_error)
+                frame = frame.rename(columns={"estimate": RATIO_NAMES[self.response_link]})
             for name in self.by:
                 frame.insert(1, name, group[name].iloc[0])
             rows.append(frame)
@@ -216,9 +232,12 @@ def marginal_means(
     level: float,
     covariance: np.ndarray,
     contrast_df: Callable[[np.ndarray], float],
+    response: tuple[str, str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] | None = None,
 ) -> MarginalMeans:
     """The marginal means of ``specs`` within ``by`` (see :meth:`lmmfast.LmmResult.emmeans`),
-    with standard errors from ``covariance`` and each mean's df from ``contrast_df``."""
+    with standard errors from ``covariance`` and each mean's df from ``contrast_df``;
+    ``response``: the family and link of a generalized fit whose means are wanted on the
+    response scale, and η ↦ (μ, dμ/dη)."""
     level = check_level(level)
     specs, by = _names(specs, by)
     levels = factor_levels(fit)
@@ -255,8 +274,16 @@ def marginal_means(
     df = np.array([contrast_df(w) for w in weights])
     half = stats.t.ppf(0.5 + level / 2.0, df) * std_error
     table = pd.DataFrame(combos, columns=keys)[[*specs, *by]]
-    table = table.assign(emmean=emmean, std_error=std_error, df=df, lower=emmean - half, upper=emmean + half)
-    return MarginalMeans(table, specs, by, ddf, level, weights, fit.beta, covariance, contrast_df)
+    lower, upper = emmean - half, emmean + half
+    if response is None:
+        table = table.assign(emmean=emmean, std_error=std_error, df=df, lower=lower, upper=upper)
+        return MarginalMeans(table, specs, by, ddf, level, weights, fit.beta, covariance, contrast_df)
+    family, link, inverse = response
+    mean, derivative = inverse(emmean)
+    table = table.assign(**{"prob" if family == "binomial" else "rate": mean})
+    table = table.assign(std_error=derivative * std_error, df=df)
+    table = table.assign(lower=inverse(lower)[0], upper=inverse(upper)[0])
+    return MarginalMeans(table, specs, by, ddf, level, weights, fit.beta, covariance, contrast_df, link)
 
 
 def _names(specs: str | Sequence[str], by: str | Sequence[str] | None) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -114,3 +114,46 @@ def test_a_loaded_fit_gives_the_same_means(machines, tmp_path) -> None:
 def test_bad_requests_are_refused_with_the_reason(machines, call, phrase) -> None:
     with pytest.raises(lmmfast.ArgumentError, match=phrase):
         call(machines)
+
+
+# --- generalized fits --------------------------------------------------------------------------
+
+FOLLOWUP = json.loads((ANALYSIS / "glmm_followup.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def verbagg() -> lmmfast.GlmmResult:
+    return lmmfast.glmm(FOLLOWUP["formula"], lmmfast.datasets.load("verbagg"), family="binomial")
+
+
+@pytest.mark.parametrize("scale", ["link", "response"])
+def test_generalized_means_match_emmeans_within_the_fits_agreement(verbagg, scale) -> None:
+    """Against emmeans on glmer's fit, which agrees with ours to 2e-4 in β and 2e-3 in the
+    standard errors (tests/generalized/test_reference.py): the same tolerances here."""
+    means = verbagg.emmeans("btype", type=scale)
+    expected = pd.DataFrame(FOLLOWUP[f"emmeans_{scale}"])
+    column = "emmean" if scale == "link" else "prob"
+    np.testing.assert_allclose(means.table[column], expected[column], rtol=1e-3)
+    np.testing.assert_allclose(means.table.std_error, expected.SE, rtol=5e-3)
+    np.testing.assert_allclose(means.table[["lower", "upper"]], expected[["asymp.LCL", "asymp.UCL"]], rtol=5e-3)
+    assert np.isinf(means.table.df).all()
+    contrasts = means.contrasts("pairwise")  # Tukey, asymptotic
+    expected = pd.DataFrame(FOLLOWUP[f"contrasts_{scale}"])
+    assert contrasts.contrast.tolist() == expected.contrast.tolist()
+    estimate = "estimate" if scale == "link" else "odds_ratio"
+    np.testing.assert_allclose(contrasts[estimate], expected[estimate.replace("_", ".")], rtol=1e-3)
+    np.testing.assert_allclose(contrasts.std_error, expected.SE, rtol=5e-3)
+    np.testing.assert_allclose(contrasts.z_ratio, expected["z.ratio"], rtol=5e-3)
+    np.testing.assert_allclose(contrasts.p_value, expected["p.value"], atol=1e-4, rtol=0)
+
+
+def test_response_scale_means_are_the_link_scale_ones_back_transformed(verbagg) -> None:
+    link, response = verbagg.emmeans("btype"), verbagg.emmeans("btype", type="response")
+    probability = 1 / (1 + np.exp(-link.table.emmean))
+    np.testing.assert_allclose(response.table.prob, probability, rtol=1e-12)
+    np.testing.assert_allclose(response.table.std_error, link.table.std_error * probability * (1 - probability))
+    np.testing.assert_allclose(response.table.upper, 1 / (1 + np.exp(-link.table.upper)), rtol=1e-12)
+    differences, ratios = link.contrasts("pairwise"), response.contrasts("pairwise")
+    np.testing.assert_allclose(ratios.odds_ratio, np.exp(differences.estimate), rtol=1e-12)
+    np.testing.assert_allclose(ratios.p_value, differences.p_value, rtol=1e-12)
+    np.testing.assert_allclose(link.table.emmean, link.weights @ verbagg.beta, rtol=1e-12)
