@@ -398,9 +398,9 @@ class GlmmResult(MixedFit):
         Examples
         --------
         >>> import lmmfast
-        >>> fit = lmmfast.glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
+        >>> fit = lmmfast.glmm("prop ~ C(period) + (1 | herd)", lmmfast.datasets.load("cbpp"), weights="size")
         >>> fit.emmeans("period", type="response").table.prob.round(3).tolist()
-        [0.221, 0.088, 0.077, 0.045]
+        [0.198, 0.084, 0.074, 0.048]
         """
         scale = check_choice("type", type, SCALES)
         link = self.link
