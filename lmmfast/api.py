@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def lmm(
     *,
     reml: bool = True,
     weights: str | Sequence[float] | np.ndarray | None = None,
-    contrasts: Mapping[str, str] | None = None,
+    contrasts: Mapping[str, Any] | None = None,
     factorization: str | None = None,
     checks: Mapping[str, str] | None = None,
     memory_budget: float | None = None,
@@ -65,7 +66,10 @@ def lmm(
         the factor, so the fixed part and the random terms code it alike (as R users get from
         ``contrasts(f) <- contr.sum``; lme4's ``contrasts=`` changes the fixed part only).
         Columns not named take the package-wide default (:func:`lmmfast.set_options`).
-        Column names follow formulaic: ``spkr[S.new]`` for R's ``spkr1``.
+        Column names follow formulaic: ``spkr[S.new]`` for R's ``spkr1``. A coding may also be
+        a matrix (R's ``contrasts(f) <- M``): a DataFrame indexed by the levels, its columns
+        naming the coded columns (``Machine[AvC]``), or an array with one row per level in
+        sorted order (columns ``Machine[1]``, ``Machine[2]``, ...).
     factorization : {"auto", "blocked", "cholmod"}, optional
         Shortcut for ``Control(factorization=...)``. How Λ'Z'ZΛ + I is factored: eliminating
         the first term into a dense block (crossed designs), CHOLMOD's sparse supernodal
@@ -175,7 +179,7 @@ def glmm(
     weights: str | Sequence[float] | np.ndarray | None = None,
     offset: str | Sequence[float] | np.ndarray | None = None,
     nagq: int = 1,
-    contrasts: Mapping[str, str] | None = None,
+    contrasts: Mapping[str, Any] | None = None,
     factorization: str | None = None,
     checks: Mapping[str, str] | None = None,
     memory_budget: float | None = None,

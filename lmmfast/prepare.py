@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,7 @@ def prepare(
     control: Control | None = None,
     factorization: str | None = None,
     memory_budget: float | None = None,
-    contrasts: Mapping[str, str] | None = None,
+    contrasts: Mapping[str, Any] | None = None,
 ) -> PreparedModel:
     """Parse, build the design and the cross-products, and set up the objective — all of a
     fit but the optimisation. Arguments as for :func:`lmmfast.lmm`.

@@ -23,6 +23,7 @@ from lmmfast.factor.plan import FactorPlan
 from lmmfast.fit import restore_prepared
 from lmmfast.fitted import LmmResult
 from lmmfast.formula import ModelFormula, RandomTermSpec
+from lmmfast.formula.contrasts import MatrixCoding
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.fit import restore_glmm
 from lmmfast.generalized.prepare import prepare_glmm
@@ -38,6 +39,7 @@ SAVED_CLASSES: tuple[type, ...] = (
     DesignEncoding,
     FactorPlan,
     Family,
+    MatrixCoding,
     ModelFormula,
     OptSummary,
     RandomTermResult,

@@ -99,3 +99,50 @@ def test_a_coding_given_as_a_string_inside_c_says_how_to_write_it():
         lmmfast.lmm("score ~ C(Machine, 'sum') + (1 | Worker)", lmmfast.datasets.load("machines"))
     fit = lmmfast.lmm("score ~ C(Machine, contr.sum) + (1 | Worker)", lmmfast.datasets.load("machines"))
     assert list(fit.fixef.index) == ["Intercept", "Machine[S.A]", "Machine[S.B]"]
+
+
+#: R's contr.helmert(3) and MASS::contr.sdif(3), as matrices.
+HELMERT = np.array([[-1.0, -1.0], [1.0, -1.0], [0.0, 2.0]])
+SDIF = np.array([[-2.0, -1.0], [1.0, -1.0], [1.0, 2.0]]) / 3.0
+
+
+@pytest.mark.parametrize(("case_id", "matrix"), [("machines_helmert", HELMERT), ("machines_sdif", SDIF)])
+def test_a_coding_matrix_reproduces_r_under_the_same_matrix(case_id, matrix):
+    case = CASES[case_id]
+    coding = pd.DataFrame(matrix, index=["A", "B", "C"], columns=["one", "two"])
+    fit = lmmfast.lmm(case["formula"], _data(case), reml=case["REML"], contrasts={"Machine": coding})
+    assert list(fit.fixef.index) == ["Intercept", "Machine[one]", "Machine[two]"]
+    assert fit.objective == pytest.approx(case["objective"], rel=1e-6)
+    np.testing.assert_allclose(fit.coef_table.estimate, case["fixef"]["estimate"], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(fit.coef_table.std_error, case["fixef"]["se"], rtol=1e-5)
+
+
+def test_a_coding_matrix_without_names_or_in_another_row_order(tmp_path):
+    data = lmmfast.datasets.load("machines")
+    plain = lmmfast.lmm("score ~ Machine + (1 | Worker)", data, contrasts={"Machine": HELMERT.tolist()})
+    assert list(plain.fixef.index) == ["Intercept", "Machine[1]", "Machine[2]"]
+    shuffled = pd.DataFrame(HELMERT[[2, 0, 1]], index=["C", "A", "B"], columns=["x", "y"])
+    reordered = lmmfast.lmm("score ~ Machine + (1 | Worker)", data, contrasts={"Machine": shuffled})
+    np.testing.assert_allclose(reordered.beta, plain.beta, rtol=1e-10)
+    plain.save(tmp_path / "fit.lmmfast")  # the matrix is part of the saved design and of its restoring
+    np.testing.assert_array_equal(lmmfast.load(tmp_path / "fit.lmmfast").predict(data), plain.predict(data))
+    restored = lmmfast.load(tmp_path / "fit.lmmfast", data=data)
+    assert restored.fixef_names == plain.fixef_names
+
+
+@pytest.mark.parametrize(
+    ("matrix", "phrase"),
+    [
+        ([[1.0], [0.0]], "must have one row per level (3) and 1 to 2 columns, got shape (2, 1)"),
+        ([[1.0, 0, 0], [0, 1, 0], [0, 0, 1]], "1 to 2 columns, got shape (3, 3)"),
+        ([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]], "is not of full rank together with the intercept"),
+        ([[1.0, np.nan], [0.0, 1.0], [-1.0, -1.0]], "has missing or infinite entries"),
+        ("deviation", "the coding of 'Machine' must be 'treatment', 'sum'"),
+        (pd.DataFrame([[1.0], [0.0], [-1.0]], index=["A", "B", "D"]), "its index the levels ['A', 'B', 'C']"),
+        (pd.DataFrame([[1.0], [0.0], [-1.0]], index=["A", "B", "C"], columns=["a(b"]), "without brackets"),
+        ({"A": 1}, "must be one of 'treatment', 'sum'"),
+    ],
+)
+def test_bad_coding_matrices_are_refused_with_the_reason(matrix, phrase):
+    with pytest.raises(ArgumentError, match=re.escape(phrase)):
+        lmmfast.lmm("score ~ Machine + (1 | Worker)", lmmfast.datasets.load("machines"), contrasts={"Machine": matrix})

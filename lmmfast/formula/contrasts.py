@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from lmmfast.errors import FormulaError
+import numpy as np
+import pandas as pd
+
+from lmmfast.errors import ArgumentError, FormulaError
 from lmmfast.formula.parse import ModelFormula
 
 #: lmmfast's names of the codings, and formulaic's transforms for them.
@@ -28,7 +31,86 @@ CODINGS = {
 }
 
 _IDENTIFIER = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
-_CODED_NAME = re.compile(r"C\(([A-Za-z_.][A-Za-z0-9_.]*), contr\.[a-z]+\)")
+_CODED_NAME = re.compile(
+    r"C\(([A-Za-z_.][A-Za-z0-9_.]*), contr\.(?:[a-z]+|custom\(\[[^()]*?\], names=\[[^()\[\]]*\]\))\)"
+)
+
+#: Characters a matrix coding's column names may not hold (they are written into the formula).
+_NAME_FORBIDDEN = set("[](),'\"")
+
+
+@dataclass(frozen=True)
+class MatrixCoding:
+    """A factor's coding given as a matrix (R's ``contrasts(f) <- M``): one row per level, in
+    the factor's order, one column per coded column, named by ``names``.
+
+    Examples
+    --------
+    >>> MatrixCoding(((1.0, 0.0), (0.0, 1.0), (-1.0, -1.0)), ("ab", "bc")).formula_text()
+    "contr.custom([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]], names=['ab', 'bc'])"
+    """
+
+    rows: tuple[tuple[float, ...], ...]
+    names: tuple[str, ...]
+
+    def formula_text(self) -> str:
+        """The coding as formulaic reads it inside ``C(f, ...)``."""
+        return f"contr.custom({[list(row) for row in self.rows]!r}, names={list(self.names)!r})"
+
+    @classmethod
+    def of(cls, name: str, value: object, levels: list[object]) -> MatrixCoding:
+        """The coding of factor ``name`` (levels ``levels``) given as a matrix: a DataFrame
+        (its index the levels, its columns the names), an array or nested lists (rows in the
+        levels' order; columns named 1, 2, ...), or a MatrixCoding.
+
+        Raises
+        ------
+        ArgumentError
+            For a matrix of the wrong shape, with non-finite entries, columns that are not
+            contrasts of full rank, or names that cannot be column names.
+        """
+        k = len(levels)
+        names: list[str] | None = None
+        if isinstance(value, MatrixCoding):
+            matrix, names = np.asarray(value.rows, dtype=np.float64), list(value.names)
+        elif isinstance(value, pd.DataFrame):
+            if set(map(str, value.index)) != set(map(str, levels)) or len(value.index) != k:
+                raise ArgumentError(
+                    f"The coding matrix of {name!r} must have one row per level, its index the levels "
+                    f"{[str(level) for level in levels]}, got {[str(i) for i in value.index]}."
+                )
+            order = {str(i): position for position, i in enumerate(value.index)}
+            matrix = value.to_numpy(dtype=np.float64)[[order[str(level)] for level in levels]]
+            names = [str(c) for c in value.columns]
+        else:
+            try:
+                matrix = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ArgumentError(
+                    f"The coding of {name!r} must be one of {', '.join(map(repr, CODINGS))} or a numeric matrix, "
+                    f"got {type(value).__name__}."
+                ) from None
+        if matrix.ndim != 2 or matrix.shape[0] != k or not 1 <= matrix.shape[1] <= k - 1:
+            raise ArgumentError(
+                f"The coding matrix of {name!r} must have one row per level ({k}) and 1 to {k - 1} columns, "
+                f"got shape {matrix.shape}."
+            )
+        if not np.all(np.isfinite(matrix)):
+            raise ArgumentError(f"The coding matrix of {name!r} has missing or infinite entries.")
+        if np.linalg.matrix_rank(np.column_stack([np.ones(k), matrix])) != matrix.shape[1] + 1:
+            raise ArgumentError(
+                f"The coding matrix of {name!r} is not of full rank together with the intercept: its columns "
+                "must be linearly independent and not sum to a constant (contrasts, as R requires)."
+            )
+        names = names or [str(j + 1) for j in range(matrix.shape[1])]
+        if len(set(names)) != len(names) or any(not n or _NAME_FORBIDDEN & set(n) for n in names):
+            raise ArgumentError(
+                f"The coding matrix of {name!r} needs distinct column names without brackets, commas or quotes, "
+                f"got {names}."
+            )
+        return cls(tuple(tuple(float(v) for v in row) for row in matrix), tuple(names))
+
+
 _STRING_CODING = re.compile(r"\bC\(\s*([A-Za-z_.][A-Za-z0-9_.]*)\s*,\s*(['\"])([^'\"]*)\2")
 
 
@@ -46,7 +128,7 @@ def check_string_codings(model: ModelFormula) -> None:
             )
 
 
-def _code(expression: str, codings: Mapping[str, str]) -> str:
+def _code(expression: str, codings: Mapping[str, str | MatrixCoding]) -> str:
     """``expression`` with each bare use of a coded column ``f`` (not inside a function
     call, not followed by '(' or an attribute) written ``C(f, contr.<coding>)``."""
     out: list[str] = []
@@ -64,8 +146,11 @@ def _code(expression: str, codings: Mapping[str, str]) -> str:
                 out.append(expression[position:end])
                 position = end
                 continue
-            if calls == 0 and name in codings and codings[name] != "treatment":
-                out.append(f"C({name}, {CODINGS[codings[name]]})")
+            coding = codings.get(name)
+            if calls == 0 and isinstance(coding, MatrixCoding):
+                out.append(f"C({name}, {coding.formula_text()})")
+            elif calls == 0 and coding is not None and coding != "treatment":
+                out.append(f"C({name}, {CODINGS[str(coding)]})")
             else:
                 out.append(name)
             position = end
@@ -82,7 +167,7 @@ def _code(expression: str, codings: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-def with_contrasts(model: ModelFormula, codings: Mapping[str, str]) -> ModelFormula:
+def with_contrasts(model: ModelFormula, codings: Mapping[str, str | MatrixCoding]) -> ModelFormula:
     """The model with the coded factors written ``C(f, contr.<coding>)`` in its fixed part
     and random-term expressions (the formula's text, for display, stays the user's), and the
     codings recorded (to prepare the same model again, as a saved fit does).

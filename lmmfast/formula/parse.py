@@ -8,8 +8,12 @@ The fixed part is left as text for formulaic; each parenthesised ``(expr | group
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lmmfast.errors import FormulaError
+
+if TYPE_CHECKING:
+    from lmmfast.formula.contrasts import MatrixCoding
 
 _OPEN = "([{"
 _CLOSE = ")]}"
@@ -55,7 +59,7 @@ class ModelFormula:
     offsets: tuple[str, ...] = ()
     #: The coding of every categorical predictor, ``(column, coding)`` sorted by column, once
     #: :func:`lmmfast.formula.contrasts.with_contrasts` has applied them (empty before).
-    codings: tuple[tuple[str, str], ...] = ()
+    codings: tuple[tuple[str, str | MatrixCoding], ...] = ()
 
     @property
     def fixed_formula(self) -> str:

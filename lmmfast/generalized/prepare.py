@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -158,7 +159,7 @@ def prepare_glmm(
     weights: str | Sequence[float] | np.ndarray | None = None,
     offset: str | Sequence[float] | np.ndarray | None = None,
     control: Control | None = None,
-    contrasts: Mapping[str, str] | None = None,
+    contrasts: Mapping[str, Any] | None = None,
 ) -> PreparedGlmm:
     """Parse, check the response, build the design and the PIRLS — all of a generalized fit
     but the optimisation. Arguments as for :func:`lmmfast.glmm`.
