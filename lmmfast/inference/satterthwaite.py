@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from scipy import stats
+from tqdm.auto import tqdm
 
 from lmmfast.errors import ConvergenceWarning
 from lmmfast.inference.numderiv import hessian, jacobian
@@ -41,32 +42,49 @@ def beta_covariance_at(objective: ProfiledObjective, theta: np.ndarray, sigma: f
     return solution.beta_covariance * (sigma / solution.sigma) ** 2
 
 
+#: A progress bar is shown for Satterthwaite's derivatives estimated to take longer than this
+#: (seconds), from the fit's typical evaluation.
+PROGRESS_AFTER_SECONDS = 5.0
+
+
 def variance_derivatives(fit: LmmFit) -> tuple[np.ndarray, np.ndarray]:
     """A = 2 H⁻¹ (asymptotic covariance of φ = (θ, σ)) and J = ∂C/∂φ, shape (p, p, len(φ)),
     by finite differences at the estimate: of the analytic gradient of the deviance where the
     factorisation has one (4(m + 1) evaluations of gradient and covariance together, for m
-    θ), of the deviance itself otherwise (about 8(m + 1)² evaluations)."""
+    θ, each about three evaluations' work), of the deviance itself otherwise (about
+    8(m + 1)² evaluations). A progress bar shows where that should take over
+    ``PROGRESS_AFTER_SECONDS``."""
     objective = fit.model.objective
     phi = np.append(fit.theta, fit.sigma)
-    if objective.has_gradient:
-        return _from_gradient(fit, objective, phi)
+    m = len(phi)
+    calls, work = (4 * m, 3.0) if objective.has_gradient else (8 * m * m + 8 * m, 1.0)
+    estimate = calls * work * fit.optsummary.seconds_per_evaluation
+    with tqdm(
+        total=calls, desc="Satterthwaite df", unit="evaluation", disable=estimate < PROGRESS_AFTER_SECONDS
+    ) as bar:
+        if objective.has_gradient:
+            return _from_gradient(fit, objective, phi, bar)
 
-    def deviance(point: np.ndarray) -> float:
-        return deviance_at(objective, point[:-1], point[-1])
+        def deviance(point: np.ndarray) -> float:
+            bar.update(1)
+            return deviance_at(objective, point[:-1], point[-1])
 
-    def covariance(point: np.ndarray) -> np.ndarray:
-        return beta_covariance_at(objective, point[:-1], point[-1])
+        def covariance(point: np.ndarray) -> np.ndarray:
+            return beta_covariance_at(objective, point[:-1], point[-1])
 
-    try:
-        return 2.0 * np.linalg.pinv(hessian(deviance, phi)), jacobian(covariance, phi)
-    except np.linalg.LinAlgError as error:
-        return _unavailable(fit, error)
+        try:
+            return 2.0 * np.linalg.pinv(hessian(deviance, phi)), jacobian(covariance, phi)
+        except np.linalg.LinAlgError as error:
+            return _unavailable(fit, error)
 
 
-def _from_gradient(fit: LmmFit, objective: ProfiledObjective, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _from_gradient(
+    fit: LmmFit, objective: ProfiledObjective, phi: np.ndarray, bar: tqdm
+) -> tuple[np.ndarray, np.ndarray]:
     m, p = len(phi), len(fit.beta)
 
     def derivatives(point: np.ndarray) -> np.ndarray:
+        bar.update(1)
         gradient, covariance = objective.deviance_derivatives(point[:-1], point[-1])
         return np.concatenate([gradient, covariance.ravel()])
 

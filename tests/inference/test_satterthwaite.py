@@ -79,3 +79,15 @@ def test_unavailable_derivatives_give_nan_df_not_infinite() -> None:
     C = np.eye(2)
     assert np.isnan(contrast_df(np.array([1.0, 0.0]), C, np.full((3, 3), np.nan), np.full((2, 2, 3), np.nan)))
     assert contrast_df(np.array([1.0, 0.0]), C, np.zeros((3, 3)), np.zeros((2, 2, 3))) == np.inf
+
+
+def test_long_derivatives_show_a_progress_bar(monkeypatch, capsys) -> None:
+    from lmmfast.inference import satterthwaite
+
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    fit.coef_table  # noqa: B018 - estimated far under the threshold: silent
+    assert "Satterthwaite df" not in capsys.readouterr().err
+    monkeypatch.setattr(satterthwaite, "PROGRESS_AFTER_SECONDS", 0.0)
+    again = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    again.coef_table  # noqa: B018
+    assert "Satterthwaite df" in capsys.readouterr().err
