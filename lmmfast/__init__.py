@@ -43,6 +43,7 @@ from lmmfast.fitted import LmmResult
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
+from lmmfast.many import lmm_many
 from lmmfast.options import get_options, set_options
 from lmmfast.saved import load
 
@@ -75,6 +76,7 @@ __all__ = [
     "get_options",
     "glmm",
     "lmm",
+    "lmm_many",
     "load",
     "set_options",
 ]

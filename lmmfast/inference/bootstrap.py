@@ -10,7 +10,7 @@ optimum.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -65,11 +65,11 @@ def _replicate_row(fit: LmmFit, seed: np.random.SeedSequence) -> tuple[np.ndarra
 REPLICATE_CHECKS = {"convergence": "ignore", "singular": "ignore"}
 
 #: What a worker process holds: the payload (a fit) and the function that makes a replicate of it.
-_HELD: tuple[Any, Callable[[Any, np.random.SeedSequence], tuple[np.ndarray, bool]]] | None = None
+_HELD: tuple[Any, Callable[[Any, Any], tuple[np.ndarray, bool]]] | None = None
 _WORKER_LIMITS: object = None  # keeps the worker's BLAS thread limit in force
 
 
-def _hold(payload: Any, replicate: Callable[[Any, np.random.SeedSequence], tuple[np.ndarray, bool]]) -> None:
+def _hold(payload: Any, replicate: Callable[[Any, Any], tuple[np.ndarray, bool]]) -> None:
     """Hold the parent's payload (pickled once) in a worker process, whose BLAS runs one
     thread: the processes are the parallelism."""
     global _HELD, _WORKER_LIMITS
@@ -77,7 +77,7 @@ def _hold(payload: Any, replicate: Callable[[Any, np.random.SeedSequence], tuple
     _HELD = (payload, replicate)
 
 
-def _held_replicate(seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
+def _held_replicate(seed: Any) -> tuple[np.ndarray, bool]:
     assert _HELD is not None
     payload, replicate = _HELD
     return replicate(payload, seed)
@@ -85,27 +85,27 @@ def _held_replicate(seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
 
 def run_replicates(
     payload: Any,
-    replicate: Callable[[Any, np.random.SeedSequence], tuple[np.ndarray, bool]],
-    seeds: list[np.random.SeedSequence],
+    replicate: Callable[[Any, Any], tuple[np.ndarray, bool]],
+    seeds: Sequence[Any],
     *,
     processes: int,
     progress: bool,
+    desc: str = "bootstrap",
 ) -> list[tuple[np.ndarray, bool]]:
-    """``replicate(payload, seed)`` for every seed, in this process or in ``processes``
-    worker processes (each receives ``payload`` once), under one BLAS thread: the results
-    are the same bit for bit either way. ``replicate`` must be a module-level function."""
+    """``replicate(payload, seed)`` for every seed (or other task: a response's index), in
+    this process or in ``processes`` worker processes (each receives ``payload`` once), under
+    one BLAS thread: the results are the same bit for bit either way. ``replicate`` must be a
+    module-level function; ``desc`` labels the progress bar."""
     from tqdm.auto import tqdm
 
     with threadpool_limits(limits=1):
         if processes == 1:
-            return [replicate(payload, s) for s in tqdm(seeds, disable=not progress, desc="bootstrap")]
+            return [replicate(payload, s) for s in tqdm(seeds, disable=not progress, desc=desc)]
         # the platform's default start method: "spawn" re-imports the caller's main module,
         # which fails for scripts read from stdin; OpenBLAS, numba's serial kernels and the
         # rank update's Python threads (none running while we fork) are fork-safe on Linux
         with ProcessPoolExecutor(max_workers=processes, initializer=_hold, initargs=(payload, replicate)) as pool:
-            return list(
-                tqdm(pool.map(_held_replicate, seeds), total=len(seeds), disable=not progress, desc="bootstrap")
-            )
+            return list(tqdm(pool.map(_held_replicate, seeds), total=len(seeds), disable=not progress, desc=desc))
 
 
 def report_failed_replicates(results: list[tuple[np.ndarray, bool]], what: str, consequence: str) -> None:
