@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from lmmfast.validation import check_choice
 
 #: The version of :meth:`LmmFit.to_dict`'s layout (``lmmfast/schemas/fit.schema.json``).
 FIT_SCHEMA = "lmmfast-fit/1"
+
+#: What a fit holds with its rows (:meth:`MixedFit.held`).
+Held = TypeVar("Held")
 
 #: The fields of :class:`LmmFit` that hold or need the rows (what a fit saved without its data
 #: does not hold).
@@ -75,8 +78,9 @@ class MixedFit:
     """What every mixed-model fit (linear or generalized) reads off its estimates: the fixed
     effects with their covariance, the variance components and the conditional modes.
 
-    Subclasses hold ``fixef_names``, ``beta``, ``beta_covariance``, ``terms`` and
-    ``optsummary``, and say by :attr:`residual_sd` whether the model has a residual.
+    Subclasses hold ``fixef_names``, ``beta``, ``beta_covariance``, ``terms``,
+    ``optsummary``, ``plan`` and ``prepared`` (None without rows), and say by
+    :attr:`residual_sd` whether the model has a residual.
     """
 
     fixef_names: tuple[str, ...]
@@ -87,6 +91,28 @@ class MixedFit:
 
     objective: float
     nobs: int
+    plan: FactorPlan
+    #: The prepared model with its rows; None for a fit loaded without its data.
+    prepared: Any
+
+    @property
+    def has_data(self) -> bool:
+        """Whether the fit holds its rows (False only for a fit loaded without its data)."""
+        return self.prepared is not None
+
+    @staticmethod
+    def held(value: Held | None) -> Held:
+        """``value``, something a fit holds with its rows; :class:`DataNotSavedError` for a fit
+        loaded without them (where it is None)."""
+        if value is None:
+            raise data_not_saved()
+        return value
+
+    @property
+    def engine(self) -> FactorPlan:
+        """How the model was factored: path, coupling route, dense block, threads, memory
+        estimate (:class:`lmmfast.factor.FactorPlan`)."""
+        return self.plan
 
     @property
     def residual_sd(self) -> float | None:
@@ -323,21 +349,9 @@ class LmmFit(MixedFit):
     @property
     def model(self) -> PreparedModel:
         """The prepared model, rows included (what refits, residuals and the inference that
-        re-evaluates the criterion use).
-
-        Raises
-        ------
-        DataNotSavedError
-            For a fit loaded without its data.
-        """
-        if self.prepared is None:
-            raise data_not_saved()
-        return self.prepared
-
-    @property
-    def has_data(self) -> bool:
-        """Whether the fit holds its rows (False only for a fit loaded without its data)."""
-        return self.prepared is not None
+        re-evaluates the criterion use); :class:`DataNotSavedError` for a fit loaded without
+        its data."""
+        return self.held(self.prepared)
 
     # --- likelihood summaries -------------------------------------------------------------
     @property
@@ -355,12 +369,6 @@ class LmmFit(MixedFit):
         """Whether the optimiser stopped on its tolerances and, where it was run, the
         finite-difference check of the optimum passed."""
         return self.optsummary.converged and (self.convergence is None or self.convergence.ok)
-
-    @property
-    def engine(self) -> FactorPlan:
-        """How the model was factored: path, coupling route, dense block, threads, memory
-        estimate (:class:`lmmfast.factor.FactorPlan`)."""
-        return self.plan
 
     @property
     def n_evals(self) -> int:

@@ -168,40 +168,16 @@ class GlmmResult(MixedFit):
 
     @property
     def model(self) -> PreparedGlmm:
-        """The prepared model, rows included.
-
-        Raises
-        ------
-        DataNotSavedError
-            For a fit loaded without its data.
-        """
-        if self.prepared is None:
-            raise data_not_saved()
-        return self.prepared
+        """The prepared model, rows included; :class:`~lmmfast.DataNotSavedError` for a fit
+        loaded without its data."""
+        return self.held(self.prepared)
 
     @property
     def solution(self) -> GlmmSolution:
         """What the fit found, with its own deviance functions at the optimum (which
-        residuals and conditional variances evaluate).
-
-        Raises
-        ------
-        DataNotSavedError
-            For a fit loaded without its data.
-        """
-        if self.fitted_solution is None:
-            raise data_not_saved()
-        return self.fitted_solution
-
-    @property
-    def has_data(self) -> bool:
-        """Whether the fit holds its rows (False only for a fit loaded without its data)."""
-        return self.prepared is not None
-
-    @property
-    def engine(self) -> FactorPlan:
-        """How the model was factored (:class:`lmmfast.factor.FactorPlan`)."""
-        return self.plan
+        residuals and conditional variances evaluate); :class:`~lmmfast.DataNotSavedError`
+        for a fit loaded without its data."""
+        return self.held(self.fitted_solution)
 
     # --- likelihood summaries -------------------------------------------------------------
     @property
