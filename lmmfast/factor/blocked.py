@@ -35,8 +35,9 @@ from lmmfast.factor.blas_threads import FACTOR_SECONDS_PER_MADD, choose_blas_thr
 from lmmfast.factor.dense_coupling import prefer_dense
 from lmmfast.factor.grouped_coupling import prefer_grouped
 from lmmfast.factor.inverse_blocks import (
+    dense_block_inverse,
+    dense_diagonal_blocks,
     logdet_trace_sums,
-    mirror_lower,
 )
 from lmmfast.factor.kernels import sandwich_block, scale_blocks
 from lmmfast.factor.ordering import stable_order
@@ -534,43 +535,22 @@ class BlockedFactor:
         return sums
 
     def _dense_inverse(self) -> np.ndarray:
-        """(L22 L22')⁻¹, the dense block's part of M⁻¹ (Fortran order; its lower triangle, or
-        both where the route reads both)."""
-        if not self.dense_size:
-            return np.zeros((0, 0), order="F")
+        """The dense block's part of M⁻¹; both triangles where the route reads both (the
+        per-count sums, the dense coupling's BLAS products), else the lower one."""
         with limit_blas_threads(self._inverse_blas_threads):
-            inverse, info = lapack.dpotri(self._L22, lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
-        inverse = np.asfortranarray(inverse)
-        # the per-count sums and the dense coupling's BLAS products read both triangles;
-        # the sparse kernels and the trace sums read the lower one only
-        if self._route.reads_full_inverse:
-            mirror_lower(inverse)
-        return inverse
+            return dense_block_inverse(self._L22 if self.dense_size else None, self._route.reads_full_inverse)
 
     def inverse_diagonal_blocks(self) -> list[np.ndarray] | None:
-        """Per term, the (levels, k, k) diagonal blocks of M⁻¹ at the last :meth:`update`,
-        from the gradient's selected inverse: about one ``potri`` of the dense block and one
-        rank update, where q solves would cost q² times the dense block. None on the grouped
-        route, whose first-term blocks are summed per group, not formed per level."""
+        """Per term, the (levels, k, k) diagonal blocks of M⁻¹ at the last :meth:`update`, from
+        the gradient's selected inverse (one ``potri`` and one rank update, not q solves); None
+        on the grouped route, whose first-term blocks are summed per group, not per level."""
         if self._route.name == "grouped":
             return None
         inverse = self._dense_inverse()
         first_inverse, _ = self._route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor)
         cp = self._cp
-        blocks = [first_inverse.reshape(self._n1, self._k1, self._k1)]
-        for term in range(1, len(cp.term_sizes)):
-            k, levels = int(cp.term_sizes[term]), int(cp.term_levels[term])
-            start = int(cp.column_offsets[term]) - self._q1
-            # lower triangle of each k×k diagonal block, mirrored
-            square = inverse[start : start + levels * k, start : start + levels * k]
-            block = np.empty((levels, k, k))
-            for r in range(k):
-                for c in range(r + 1):
-                    block[:, r, c] = block[:, c, r] = square[np.arange(levels) * k + r, np.arange(levels) * k + c]
-            blocks.append(block)
-        return blocks
+        later = dense_diagonal_blocks(inverse, cp.term_sizes[1:], cp.term_levels[1:], cp.column_offsets[1:] - self._q1)
+        return [first_inverse.reshape(self._n1, self._k1, self._k1), *later]
 
     def zz_times(self, V: np.ndarray) -> np.ndarray:
         """Z'Z V for ``V`` with one row per random effect (the model's order), from the

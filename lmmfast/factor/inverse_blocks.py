@@ -22,6 +22,7 @@ from concurrent.futures import Executor
 
 import numba
 import numpy as np
+from scipy.linalg import lapack
 
 from lmmfast.factor.rank_update import UpdatePattern, map_shares
 
@@ -41,6 +42,36 @@ def first_term_inverse_rows(L11: np.ndarray, level_of_entry: np.ndarray, values:
                 acc -= out[base + a] * L11[j, a, b]
             out[base + b] = acc / L11[j, b, b]
     return out
+
+
+def dense_block_inverse(L22: np.ndarray | None, full: bool) -> np.ndarray:
+    """X = (L22 L22')⁻¹ in Fortran order (empty without a dense block): its lower triangle,
+    mirrored onto the upper where ``full``."""
+    if L22 is None:
+        return np.zeros((0, 0), order="F")
+    inverse, info = lapack.dpotri(L22, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dpotri failed (info={info}) on a positive definite factor")
+    inverse = np.asfortranarray(inverse)
+    if full:
+        mirror_lower(inverse)
+    return inverse
+
+
+def dense_diagonal_blocks(
+    inverse: np.ndarray, sizes: np.ndarray, levels: np.ndarray, starts: np.ndarray
+) -> list[np.ndarray]:
+    """The (levels, k, k) diagonal blocks of the terms held in the dense block, from its part
+    of M⁻¹ (``inverse``, its lower triangle read), each term's columns starting at ``starts``."""
+    blocks = []
+    for k, count, start in zip(sizes.tolist(), levels.tolist(), starts.tolist()):
+        first = start + np.arange(count) * k
+        block = np.empty((count, k, k))
+        for r in range(k):
+            for c in range(r + 1):
+                block[:, r, c] = block[:, c, r] = inverse[first + r, first + c]
+        blocks.append(block)
+    return blocks
 
 
 @numba.njit(cache=True, nogil=True)
