@@ -254,7 +254,8 @@ def kenward_roger(fit: LmmFit) -> KenwardRoger:
             if r.term is None and s.term is None:
                 Q[i, j], traces[i, j] = X3, trace_v2
             elif r.term is None or s.term is None:
-                # one term parameter u against the residual: Q is symmetric in the order
+                # a term's parameter u against the residual's: Q_{u,res} = (D_u Z'Ṽ⁻¹X)'Z'Ṽ⁻²X, and
+                # Q_{res,u} is its transpose
                 u, k = (s, j) if r.term is None else (r, i)
                 t = term_rows(u.term)
                 one_way = Y[k].T @ B2[t]
