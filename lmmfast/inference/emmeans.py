@@ -87,7 +87,8 @@ class MarginalMeans:
     def contrasts(
         self, method: str | np.ndarray | pd.DataFrame = "pairwise", adjust: str | None = None
     ) -> pd.DataFrame:
-        """Contrasts between the means within each ``by`` group, with t tests.
+        """Contrasts between the means within each ``by`` group, with t tests (z tests,
+        ``z_ratio``, for a generalized fit's asymptotic inference).
 
         Parameters
         ----------
@@ -104,10 +105,7 @@ class MarginalMeans:
         pandas.DataFrame
             ``contrast`` (and the ``by`` factors), ``estimate, std_error, df, t_ratio, p_value``.
         """
-        coefficients, names = _contrast_matrix(method, self._group_size())
-        if isinstance(method, str):
-            labels = self._labels()
-            names = [f"{labels[int(plus)]} - {labels[int(minus)]}" for plus, minus in (n.split(" ") for n in names)]
+        coefficients, names = _contrast_matrix(method, self._labels())
         default = DEFAULT_ADJUSTMENT.get(method, "holm") if isinstance(method, str) else "holm"
         adjust = check_choice("adjust", default if adjust is None else adjust, ADJUSTMENTS)
         if adjust == "tukey" and method not in ("pairwise", "revpairwise"):
@@ -135,8 +133,8 @@ class MarginalMeans:
                 frame = frame.assign(contrast=[n.replace(" - ", " / ") for n in names], estimate=ratio)
                 frame = frame.assign(std_error=ratio * std_error)
                 frame = frame.rename(columns={"estimate": RATIO_NAMES[self.response_link]})
-            for name in self.by:
-                frame.insert(1, name, group[name].iloc[0])
+            for position, name in enumerate(self.by, start=1):
+                frame.insert(position, name, group[name].iloc[0])
             rows.append(frame)
         return pd.concat(rows, ignore_index=True)
 
@@ -146,14 +144,17 @@ class MarginalMeans:
         return int(self.table.groupby(list(self.by), sort=False).size().iloc[0])
 
     def _labels(self) -> list[str]:
-        return [" ".join(str(v) for v in row) for row in self.table[list(self.specs)].itertuples(index=False)]
+        """The means of one group, as emmeans labels them (the specs' levels, space-separated)."""
+        first = self.table.iloc[: self._group_size()]
+        return [" ".join(str(v) for v in row) for row in first[list(self.specs)].itertuples(index=False)]
 
 
-def _contrast_matrix(method: str | np.ndarray | pd.DataFrame, k: int) -> tuple[np.ndarray, list[str]]:
+def _contrast_matrix(method: str | np.ndarray | pd.DataFrame, labels: list[str]) -> tuple[np.ndarray, list[str]]:
     """The coefficients (contrasts × means of a group) and names of a method."""
+    k = len(labels)
     if isinstance(method, str):
         check_choice("method", method, CONTRAST_METHODS)
-        return _named(method, k)
+        return _named(method, labels)
     names = list(method.index.astype(str)) if isinstance(method, pd.DataFrame) else None
     try:
         matrix = np.atleast_2d(np.asarray(method, dtype=np.float64))
@@ -164,7 +165,8 @@ def _contrast_matrix(method: str | np.ndarray | pd.DataFrame, k: int) -> tuple[n
     return matrix, names or [f"c{i + 1}" for i in range(len(matrix))]
 
 
-def _named(method: str, k: int) -> tuple[np.ndarray, list[str]]:
+def _named(method: str, labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    k = len(labels)
     pairs: list[tuple[int, int]]
     if method in ("pairwise", "revpairwise"):
         pairs = list(itertools.combinations(range(k), 2))
@@ -177,7 +179,7 @@ def _named(method: str, k: int) -> tuple[np.ndarray, list[str]]:
     matrix = np.zeros((len(pairs), k))
     for row, (plus, minus) in enumerate(pairs):
         matrix[row, plus], matrix[row, minus] = 1.0, -1.0
-    return matrix, [f"{plus} {minus}" for plus, minus in pairs]  # positions; contrasts() names them
+    return matrix, [f"{labels[plus]} - {labels[minus]}" for plus, minus in pairs]
 
 
 def _adjusted(t: np.ndarray, df: np.ndarray, adjust: str, means: int, tests: int) -> np.ndarray:

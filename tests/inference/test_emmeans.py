@@ -157,3 +157,13 @@ def test_response_scale_means_are_the_link_scale_ones_back_transformed(verbagg) 
     np.testing.assert_allclose(ratios.odds_ratio, np.exp(differences.estimate), rtol=1e-12)
     np.testing.assert_allclose(ratios.p_value, differences.p_value, rtol=1e-12)
     np.testing.assert_allclose(link.table.emmean, link.weights @ verbagg.beta, rtol=1e-12)
+
+
+def test_several_factors_in_specs_and_by(fits) -> None:
+    fit = next(f for formula, f in fits.items() if "spkr" in formula)
+    crossed = fit.emmeans(["prec", "load"])
+    assert crossed.table[["prec", "load"]].values.tolist()[:2] == [["break", "no"], ["maintain", "no"]]
+    assert crossed.contrasts("pairwise").contrast[0] == "break no - maintain no"
+    within = fit.emmeans("prec", by=["spkr", "load"]).contrasts("pairwise")
+    assert list(within.columns[:3]) == ["contrast", "spkr", "load"] and len(within) == 4
+    np.testing.assert_allclose(crossed.table.emmean.mean(), fit.emmeans("prec").table.emmean.mean(), rtol=1e-12)
