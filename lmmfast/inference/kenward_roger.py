@@ -144,6 +144,127 @@ def _pair_trace(first: Parameter, second: Parameter, block: np.ndarray, k1: int,
     return float(np.einsum("xiyl,xiyl->", right, four))  # Σ tr(E_r A E_s A')
 
 
+@dataclass(frozen=True)
+class _Products:
+    """The products with Ṽ⁻¹ = (V/σ²)⁻¹ that the adjustment needs, all q- or p-sized:
+    A1 = Z'Ṽ⁻¹Z, B1 = Z'Ṽ⁻¹X, B2 = Z'Ṽ⁻²X, X2 = X'Ṽ⁻²X, X3 = X'Ṽ⁻³X, tr Ṽ⁻², and per term the
+    diagonal blocks (levels, k, k) of Z'Ṽ⁻²Z."""
+
+    A1: np.ndarray
+    B1: np.ndarray
+    B2: np.ndarray
+    X2: np.ndarray
+    X3: np.ndarray
+    trace_v2: float
+    second_power_blocks: list[np.ndarray]
+
+
+def _products(terms: list, templates: list[np.ndarray], Z: sp.csr_matrix, X: np.ndarray) -> _Products:
+    """Ṽ⁻¹ = I − ZKZ' with K = Λ(Λ'Z'ZΛ + I)⁻¹Λ': every product from Z'Z, Z'X, X'X."""
+    offsets = np.concatenate([[0], np.cumsum([t.n_levels * t.k for t in terms])])
+    q = int(offsets[-1])
+    blocks = [slice(int(offsets[i]), int(offsets[i + 1])) for i in range(len(terms))]
+    zz = (Z.T @ Z).toarray()
+    zx = np.asarray(Z.T @ X)
+    xx = X.T @ X
+
+    def times_lambda(V: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """Λ V (Λ' V): block by block, Λ being I ⊗ T per term."""
+        out = np.empty(V.shape)
+        for block, term, template in zip(blocks, terms, templates):
+            rows = np.asarray(V[block]).reshape(term.n_levels, term.k, -1)
+            out[block] = np.einsum("ab,lbc->lac", template.T if transpose else template, rows).reshape(-1, V.shape[1])
+        return out
+
+    S = times_lambda(zz, transpose=True)  # Λ'Z'Z
+    M = times_lambda(S.T, transpose=True)  # Λ'Z'ZΛ, then + I
+    M[np.diag_indices(q)] += 1.0
+    L = la.cholesky(M, lower=True, overwrite_a=True, check_finite=False)
+    del M
+    W = la.solve_triangular(L, S, lower=True, overwrite_b=True, check_finite=False)  # Z'Z K Z'Z = W'W
+    A1 = la.blas.dsyrk(-1.0, W, beta=1.0, c=zz, trans=1, lower=1)  # Z'Ṽ⁻¹Z = Z'Z − W'W, lower half
+    mirror_lower(A1)
+    KC = times_lambda(la.solve_triangular(L, W, lower=True, trans=1, overwrite_b=True, check_finite=False))
+    del W
+
+    def times_k(V: np.ndarray) -> np.ndarray:
+        """K V = Λ M⁻¹ Λ' V."""
+        inner = la.solve_triangular(L, times_lambda(V, transpose=True), lower=True, check_finite=False)
+        return times_lambda(la.solve_triangular(L, inner, lower=True, trans=1, check_finite=False))
+
+    F = times_k(zx)  # K Z'X, so that Ṽ⁻¹X = X − ZF
+    B1 = zx - zz @ F
+    B2 = B1 - zz @ times_k(B1)  # N'Z'Ṽ⁻¹X, N = I − KZ'Z
+    X2 = xx - 2.0 * zx.T @ F + F.T @ zz @ F
+    X3 = xx - zx.T @ F - F.T @ B1 - B1.T @ F + F.T @ A1 @ F
+    trace_v2 = X.shape[0] - 2.0 * np.trace(KC) + float(np.sum(KC * KC.T))  # tr (I − ZKZ')²
+    # Z'Ṽ⁻²Z = N'Z'Ṽ⁻¹Z: only its diagonal blocks are needed, column block by column block
+    N = np.eye(q) - KC
+    del KC
+    second = [
+        np.einsum(
+            "xla,xlb->lab",
+            N[:, block].reshape(q, term.n_levels, term.k),
+            A1[:, block].reshape(q, term.n_levels, term.k),
+        )
+        for block, term in zip(blocks, terms)
+    ]
+    return _Products(A1, B1, B2, X2, X3, float(trace_v2), second)
+
+
+def _derivative_terms(
+    parameters: list[Parameter], sizes: list[int], blocks: list[slice], products: _Products, sigma2: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P_r, Q_rs and tr(V⁻¹G_rV⁻¹G_s) for every pair of covariance parameters (V = σ²Ṽ: P
+    carries σ⁻⁴, Q σ⁻⁶, the traces σ⁻⁴)."""
+    A1, B1, B2 = products.A1, products.B1, products.B2
+    m, p = len(parameters), B1.shape[1]
+
+    def rows(parameter: Parameter) -> slice:
+        return blocks[parameter.term] if parameter.term is not None else slice(0)
+
+    # (I ⊗ E_r) Z_t'Ṽ⁻¹X per term parameter (none for the residual)
+    Y = [_apply(r, B1[rows(r)], sizes[r.term]) if r.term is not None else B1[:0] for r in parameters]
+    P = np.empty((m, p, p))
+    for i, r in enumerate(parameters):
+        P[i] = -(products.X2 if r.term is None else B1[rows(r)].T @ Y[i]) / sigma2**2
+    Q = np.empty((m, m, p, p))
+    traces = np.empty((m, m))
+    for i, r in enumerate(parameters):
+        for j in range(i, m):
+            s = parameters[j]
+            if r.term is None and s.term is None:
+                Q[i, j], traces[i, j] = products.X3, products.trace_v2
+            elif r.term is None or s.term is None:
+                # a term's parameter u against the residual's: Q_{u,res} = (D_u Z'Ṽ⁻¹X)'Z'Ṽ⁻²X, and
+                # Q_{res,u} is its transpose
+                u, k = (s, j) if r.term is None else (r, i)
+                one_way = Y[k].T @ B2[rows(u)]
+                Q[i, j] = one_way if s.term is None else one_way.T
+                block = products.second_power_blocks[u.term or 0]
+                traces[i, j] = float(block[:, u.a, u.b].sum() + (block[:, u.b, u.a].sum() if u.a != u.b else 0.0))
+            else:
+                Q[i, j] = Y[i].T @ A1[rows(r), rows(s)] @ Y[j]
+                traces[i, j] = _pair_trace(r, s, A1[rows(r), rows(s)], sizes[r.term], sizes[s.term])
+            Q[j, i] = Q[i, j].T
+            traces[j, i] = traces[i, j]
+    return P, Q / sigma2**3, traces / sigma2**2
+
+
+def _adjustment(phi: np.ndarray, P: np.ndarray, Q: np.ndarray, traces: np.ndarray) -> KenwardRoger:
+    """W from the REML information, and Φ_A = Φ + 2Φ[Σ W_rs (Q_rs − P_rΦP_s)]Φ."""
+    phi_p = np.einsum("ab,rbc->rac", phi, P)  # Φ P_r
+    information = traces - 2.0 * np.einsum("ab,rsba->rs", phi, Q) + np.einsum("rab,sba->rs", phi_p, phi_p)
+    if np.min(np.abs(np.linalg.eigvalsh(information))) > 1e-10:
+        W = 2.0 * np.linalg.inv(information)
+    else:
+        W = 2.0 * np.linalg.pinv(information)
+    W = (W + W.T) / 2.0
+    correction = np.einsum("rs,rsab->ab", W, Q) - np.einsum("rs,rab,bc,scd->ad", W, P, phi, P)
+    adjusted = phi + 2.0 * phi @ correction @ phi
+    return KenwardRoger(phi=phi, adjusted=(adjusted + adjusted.T) / 2.0, P=P, W=W)
+
+
 def kenward_roger(fit: LmmFit) -> KenwardRoger:
     """Kenward and Roger's adjustment for ``fit`` (a REML fit).
 
@@ -184,103 +305,10 @@ def kenward_roger(fit: LmmFit) -> KenwardRoger:
     if model.weights is not None:
         root = np.sqrt(model.weights)
         Z, X = sp.diags(root) @ Z, X * root[:, None]
-    n = X.shape[0]
-    zz = (Z.T @ Z).toarray()
-    zx = np.asarray(Z.T @ X)
-    xx = X.T @ X
+    products = _products(terms, [r.template for r in fit.terms], Z, X)
     blocks = [slice(int(offsets[i]), int(offsets[i + 1])) for i in range(len(terms))]
-    templates = [r.template for r in fit.terms]
-
-    def times_lambda(V: np.ndarray, transpose: bool = False) -> np.ndarray:
-        """Λ V (Λ' V): block by block, Λ being I ⊗ T per term."""
-        out = np.empty(V.shape)
-        for block, term, template in zip(blocks, terms, templates):
-            rows = np.asarray(V[block]).reshape(term.n_levels, term.k, -1)
-            out[block] = np.einsum("ab,lbc->lac", template.T if transpose else template, rows).reshape(-1, V.shape[1])
-        return out
-
-    S = times_lambda(zz, transpose=True)  # Λ'Z'Z
-    M = times_lambda(S.T, transpose=True)  # Λ'Z'ZΛ, then + I
-    M[np.diag_indices(q)] += 1.0
-    L = la.cholesky(M, lower=True, overwrite_a=True, check_finite=False)
-    del M
-    W = la.solve_triangular(L, S, lower=True, overwrite_b=True, check_finite=False)  # Z'Z K Z'Z = W'W
-    A1 = la.blas.dsyrk(-1.0, W, beta=1.0, c=zz, trans=1, lower=1)  # Z'Ṽ⁻¹Z = Z'Z − W'W, lower half
-    mirror_lower(A1)
-    KC = times_lambda(la.solve_triangular(L, W, lower=True, trans=1, overwrite_b=True, check_finite=False))
-    del W
-
-    def times_k(V: np.ndarray) -> np.ndarray:
-        """K V = Λ M⁻¹ Λ' V."""
-        inner = la.solve_triangular(L, times_lambda(V, transpose=True), lower=True, check_finite=False)
-        return times_lambda(la.solve_triangular(L, inner, lower=True, trans=1, check_finite=False))
-
-    F = times_k(zx)  # K Z'X, so that Ṽ⁻¹X = X − ZF
-    B1 = zx - zz @ F  # Z'Ṽ⁻¹X
-    B2 = B1 - zz @ times_k(B1)  # Z'Ṽ⁻²X = N'Z'Ṽ⁻¹X, N = I − KZ'Z
-    X2 = xx - 2.0 * zx.T @ F + F.T @ zz @ F  # X'Ṽ⁻²X
-    X3 = xx - zx.T @ F - F.T @ B1 - B1.T @ F + F.T @ A1 @ F  # X'Ṽ⁻³X
-    trace_v2 = n - 2.0 * np.trace(KC) + float(np.sum(KC * KC.T))  # tr Ṽ⁻² = tr (I − ZKZ')²
-    # the diagonal blocks of Z'Ṽ⁻²Z = N'Z'Ṽ⁻¹Z, per term and level (all the traces need of it)
-    N = np.eye(q) - KC
-    del KC
-
-    def second_power_blocks(term: int) -> np.ndarray:
-        k, levels = sizes[term], terms[term].n_levels
-        columns = slice(int(offsets[term]), int(offsets[term + 1]))
-        left = N[:, columns].reshape(q, levels, k)
-        right = A1[:, columns].reshape(q, levels, k)
-        return np.einsum("xla,xlb->lab", left, right)
-
-    diagonal_blocks = [second_power_blocks(t) for t in range(len(terms))]
-    parameters = covariance_parameters(sizes)
-    m, p = len(parameters), X.shape[1]
-    s2 = fit.sigma**2
-
-    # with V = σ²Ṽ: P carries σ⁻⁴, Q σ⁻⁶, the traces σ⁻⁴
-    def term_rows(index: int | None) -> slice:
-        return blocks[index] if index is not None else slice(0)
-
-    # (I ⊗ E_r) Z_t'Ṽ⁻¹X per term parameter (none for the residual)
-    Y = [_apply(r, B1[term_rows(r.term)], sizes[r.term]) if r.term is not None else B1[:0] for r in parameters]
-    P = np.empty((m, p, p))
-    for i, r in enumerate(parameters):
-        P[i] = -(X2 if r.term is None else B1[term_rows(r.term)].T @ Y[i]) / s2**2
-    Q = np.empty((m, m, p, p))
-    traces = np.empty((m, m))
-    for i, r in enumerate(parameters):
-        for j in range(i, m):
-            s = parameters[j]
-            if r.term is None and s.term is None:
-                Q[i, j], traces[i, j] = X3, trace_v2
-            elif r.term is None or s.term is None:
-                # a term's parameter u against the residual's: Q_{u,res} = (D_u Z'Ṽ⁻¹X)'Z'Ṽ⁻²X, and
-                # Q_{res,u} is its transpose
-                u, k = (s, j) if r.term is None else (r, i)
-                t = term_rows(u.term)
-                one_way = Y[k].T @ B2[t]
-                Q[i, j] = one_way if s.term is None else one_way.T
-                block = diagonal_blocks[u.term or 0]
-                traces[i, j] = float(block[:, u.a, u.b].sum() + (block[:, u.b, u.a].sum() if u.a != u.b else 0.0))
-            else:
-                t, v = term_rows(r.term), term_rows(s.term)
-                Q[i, j] = Y[i].T @ A1[t, v] @ Y[j]
-                traces[i, j] = _pair_trace(r, s, A1[t, v], sizes[r.term], sizes[s.term])
-            Q[j, i] = Q[i, j].T
-            traces[j, i] = traces[i, j]
-    Q /= s2**3
-    traces /= s2**2
-    phi = fit.beta_covariance
-    phi_p = np.einsum("ab,rbc->rac", phi, P)  # Φ P_r
-    information = traces - 2.0 * np.einsum("ab,rsba->rs", phi, Q) + np.einsum("rab,sba->rs", phi_p, phi_p)
-    if np.min(np.abs(np.linalg.eigvalsh(information))) > 1e-10:
-        W = 2.0 * np.linalg.inv(information)
-    else:
-        W = 2.0 * np.linalg.pinv(information)
-    W = (W + W.T) / 2.0
-    correction = np.einsum("rs,rsab->ab", W, Q) - np.einsum("rs,rab,bc,scd->ad", W, P, phi, P)
-    adjusted = phi + 2.0 * phi @ correction @ phi
-    return KenwardRoger(phi=phi, adjusted=(adjusted + adjusted.T) / 2.0, P=P, W=W)
+    P, Q, traces = _derivative_terms(covariance_parameters(sizes), sizes, blocks, products, fit.sigma**2)
+    return _adjustment(fit.beta_covariance, P, Q, traces)
 
 
 def kenward_roger_table(fit: LmmFit, adjustment: KenwardRoger) -> pd.DataFrame:
