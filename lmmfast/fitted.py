@@ -128,8 +128,8 @@ class LmmResult(LmmFit):
         named; ``.contrasts(method, adjust)`` compares them.
 
         ``ddf``: Satterthwaite's df (the default, cheap at any size) or Kenward–Roger's
-        (``"kenward-roger"``, with its adjusted standard errors; emmeans' own default below
-        3,000 observations). ``"a | b"`` is the same as ``specs="a", by="b"``.
+        (``"kenward-roger"``, with its adjusted standard errors; emmeans' own default, which it
+        drops above 3,000 observations). ``"a | b"`` is the same as ``specs="a", by="b"``.
 
         Examples
         --------
