@@ -43,11 +43,14 @@ data <- if (args[1] == "insteval") lme4::InstEval else read.csv(args[2], strings
 if (args[1] != "insteval") for (f in c("spkr", "prec", "load")) contrasts(data[[f]]) <- contr.sum(2)
 # lme4's fit; lmerTest's derivatives for Satterthwaite are computed by as_lmerModLmerTest
 m <- lme4::lmer(as.formula(args[3]), data, control = lmerControl(calc.derivs = FALSE))
-timed <- function(expr) { t <- proc.time()[["elapsed"]]; force(expr); proc.time()[["elapsed"]] - t }
-out <- list(satterthwaite = timed({mt <- as_lmerModLmerTest(m); coef(summary(mt))}))
-out$anova3 <- timed(anova(mt, type = 3))
-if (args[4] == "TRUE") out$kenward_roger <- timed(coef(summary(mt, ddf = "Kenward-Roger")))
-cat(sprintf('{"%s": %.3f}\n', names(out), unlist(out)), sep = "")
+# each table's time printed as soon as it is known, so that a timeout keeps the earlier ones
+timed <- function(name, expr) {
+  t <- proc.time()[["elapsed"]]; force(expr)
+  cat(sprintf('{"%s": %.3f}\n', name, proc.time()[["elapsed"]] - t)); flush(stdout())
+}
+timed("satterthwaite", {mt <- as_lmerModLmerTest(m); coef(summary(mt))})
+timed("anova3", anova(mt, type = 3))
+if (args[4] == "TRUE") timed("kenward_roger", coef(summary(mt, ddf = "Kenward-Roger")))
 """
 
 
@@ -89,11 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_r:
             command = ["Rscript", str(script), source, str(KB07), formula, str(kenward_roger_in_r).upper()]
             try:
-                done = subprocess.run(command, capture_output=True, text=True, timeout=args.r_timeout, check=True)
-                for line in done.stdout.splitlines():
-                    theirs.update(json.loads(line))
-            except (subprocess.SubprocessError, json.JSONDecodeError) as error:
-                print(f"{name}: R did not finish ({type(error).__name__})")
+                printed = subprocess.run(
+                    command, capture_output=True, text=True, timeout=args.r_timeout, check=True
+                ).stdout
+            except subprocess.TimeoutExpired as error:
+                printed = error.stdout.decode() if isinstance(error.stdout, bytes) else (error.stdout or "")
+                print(f"{name}: R stopped after {args.r_timeout:.0f} s; tables it had not finished are left out")
+            except subprocess.SubprocessError as error:
+                printed = ""
+                print(f"{name}: R failed ({type(error).__name__})")
+            for line in printed.splitlines():
+                theirs.update(json.loads(line))
         for table, seconds in ours.items():
             r = theirs.get(table)
             ratio = f"{r / seconds:8.1f}" if r is not None and seconds > 0 else f"{'—':>8}"
