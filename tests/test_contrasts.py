@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ANALYSIS, reference_data
 
 import lmmfast
 from lmmfast import ArgumentError, FormulaError
 
-FOLDER = Path(__file__).parent / "reference" / "analysis"
-CASES = {case["id"]: case for case in json.loads((FOLDER / "contrasts.json").read_text())["cases"]}
-
-
-def _data(case: dict) -> pd.DataFrame:
-    if case["data"] == "kb07_factors.csv":
-        return pd.read_csv(FOLDER / "kb07_factors.csv")
-    return lmmfast.datasets.load(case["data"].removesuffix(".csv"))
+CASES = {case["id"]: case for case in json.loads((ANALYSIS / "contrasts.json").read_text())["cases"]}
 
 
 def _codings(case: dict) -> dict[str, str]:
@@ -34,7 +27,7 @@ def _codings(case: dict) -> dict[str, str]:
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_codings_reproduce_lme4_and_lmertest(case_id):
     case = CASES[case_id]
-    fit = lmmfast.lmm(case["formula"], _data(case), reml=case["REML"], contrasts=_codings(case))
+    fit = lmmfast.lmm(case["formula"], reference_data(case["data"]), reml=case["REML"], contrasts=_codings(case))
     assert fit.objective == pytest.approx(case["objective"], rel=1e-6)
     if "theta" in case:
         np.testing.assert_allclose(np.abs(fit.theta), np.abs(case["theta"]), rtol=1e-3, atol=1e-4)
@@ -48,7 +41,7 @@ def test_codings_reproduce_lme4_and_lmertest(case_id):
 
 
 def test_sum_coding_reaches_the_random_slope():
-    data = pd.read_csv(FOLDER / "kb07_factors.csv")
+    data = reference_data("kb07_factors.csv")
     fit = lmmfast.lmm("RTtrunc ~ prec + (1 + prec | item)", data, contrasts={"prec": "sum"})
     assert fit.terms[0].columns == ("(Intercept)", "prec[S.break]")
     assert list(fit.fixef.index) == ["Intercept", "prec[S.break]"]
@@ -110,7 +103,7 @@ SDIF = np.array([[-2.0, -1.0], [1.0, -1.0], [1.0, 2.0]]) / 3.0
 def test_a_coding_matrix_reproduces_r_under_the_same_matrix(case_id, matrix):
     case = CASES[case_id]
     coding = pd.DataFrame(matrix, index=["A", "B", "C"], columns=["one", "two"])
-    fit = lmmfast.lmm(case["formula"], _data(case), reml=case["REML"], contrasts={"Machine": coding})
+    fit = lmmfast.lmm(case["formula"], reference_data(case["data"]), reml=case["REML"], contrasts={"Machine": coding})
     assert list(fit.fixef.index) == ["Intercept", "Machine[one]", "Machine[two]"]
     assert fit.objective == pytest.approx(case["objective"], rel=1e-6)
     np.testing.assert_allclose(fit.coef_table.estimate, case["fixef"]["estimate"], rtol=1e-6, atol=1e-8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 import pandas as pd
 from formulaic.errors import DataMismatchWarning
@@ -92,7 +92,7 @@ def check_categories(spec: object, frame: pd.DataFrame, where: str) -> None:
     for expression, (kind, state) in spec.encoder_state.items():  # type: ignore[attr-defined]
         if str(getattr(kind, "value", kind)) != "categorical":
             continue
-        column = column_of(expression, frame)
+        column = column_of(expression, frame.columns)
         if column is None:
             continue  # an expression of several columns: unseen_levels_as_errors catches formulaic's warning
         known = list(state.get("categories", []))
@@ -109,13 +109,14 @@ def check_categories(spec: object, frame: pd.DataFrame, where: str) -> None:
         )
 
 
-def column_of(expression: str, frame: pd.DataFrame) -> str | None:
-    """The data column whose values are the levels of a categorical factor: the factor itself
-    (``Machine``) or the one column inside ``C(...)``; None for anything else."""
-    if expression in frame.columns:
+def column_of(expression: str, columns: Collection[object]) -> str | None:
+    """The data column (one of ``columns``) whose values are the levels of a categorical
+    factor: the factor itself (``Machine``) or the one column inside ``C(...)``; None for
+    anything else."""
+    if expression in columns:
         return expression
     match = _CALL_OF_ONE_COLUMN.match(expression)
-    if match and match.group(1).strip("`") in frame.columns:
+    if match and match.group(1).strip("`") in columns:
         return match.group(1).strip("`")
     return None
 

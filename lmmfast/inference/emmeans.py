@@ -214,12 +214,11 @@ def _dunnett_cdf(x: float, k: int, df: float) -> float:
 def factor_levels(fit: Any) -> dict[str, list[Any]]:
     """The levels of every factor of the fixed part, from formulaic's encoding (in its order)."""
     encoding = fit.encoding
-    frame_columns = list(encoding.column_kinds)
     levels: dict[str, list[Any]] = {}
     for expression, (kind, state) in encoding.fixed_spec.encoder_state.items():
         if str(getattr(kind, "value", kind)) != "categorical":
             continue
-        column = column_of(expression, pd.DataFrame(columns=frame_columns))
+        column = column_of(expression, encoding.column_kinds.keys())
         if column is not None:
             levels.setdefault(column, list(state.get("categories", [])))
     return levels

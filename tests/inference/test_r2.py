@@ -4,28 +4,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pandas as pd
 import pytest
+from helpers import ANALYSIS, KB07_SUM, reference_data
 
 import lmmfast
 
-FOLDER = Path(__file__).parents[1] / "reference" / "analysis"
+FOLDER = ANALYSIS
 CASES = {case["id"]: case for case in json.loads((FOLDER / "r2_icc.json").read_text())["cases"]}
-CODINGS = {"kb07_sum": {"spkr": "sum", "prec": "sum", "load": "sum"}}
-
-
-def _data(name: str) -> pd.DataFrame:
-    if name == "kb07_factors.csv":
-        return pd.read_csv(FOLDER / name)
-    return lmmfast.datasets.load(name.removesuffix(".csv"))
+CODINGS = {"kb07_sum": KB07_SUM}
 
 
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_r2_and_icc_are_performances(case_id):
     case = CASES[case_id]
-    fit = lmmfast.lmm(case["formula"], _data(case["data"]), contrasts=CODINGS.get(case_id))
+    fit = lmmfast.lmm(case["formula"], reference_data(case["data"]), contrasts=CODINGS.get(case_id))
     r2, icc = fit.r2(), fit.icc()
     assert r2["marginal"] == pytest.approx(case["r2_marginal"], abs=1e-4)
     assert r2["conditional"] == pytest.approx(case["r2_conditional"], abs=1e-4)

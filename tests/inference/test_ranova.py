@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from helpers import ANALYSIS, KB07_SUM, reference_data
 
 import lmmfast
 
-FOLDER = Path(__file__).parents[1] / "reference" / "analysis"
+FOLDER = ANALYSIS
 REFERENCE = json.loads((FOLDER / "ranova.json").read_text())
 CASES = {case["id"]: case for case in REFERENCE["ranova"]}
-
-
-def _data(name: str) -> pd.DataFrame:
-    if name == "kb07_factors.csv":
-        return pd.read_csv(FOLDER / name)
-    return lmmfast.datasets.load(name.removesuffix(".csv"))
 
 
 @pytest.mark.parametrize("case_id", list(CASES))
 def test_ranova_is_lmertests(case_id):
     case = CASES[case_id]
-    codings = {"spkr": "sum", "prec": "sum", "load": "sum"} if case.get("contrasts") == "sum" else None
-    fit = lmmfast.lmm(case["formula"], _data(case["data"]), contrasts=codings)
+    codings = KB07_SUM if case.get("contrasts") == "sum" else None
+    fit = lmmfast.lmm(case["formula"], reference_data(case["data"]), contrasts=codings)
     table, reference = fit.ranova(), case["table"]
     assert list(table.index) == reference["rows"]
     assert list(table.npar) == reference["npar"]
