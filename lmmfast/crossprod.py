@@ -97,18 +97,35 @@ class CrossProducts:
         >>> cp.with_response([t], np.ones((3, 1)), np.array([0.0, 1.0, 1.0])).ZtXy.tolist()
         [[2.0, 1.0], [1.0, 1.0]]
         """
+        Xy = weighted_xy(X, y, weights)
+        wy = Xy[:, -1:]
         root = np.sqrt(weights) if weights is not None else np.ones(len(y))
-        wy = (np.asarray(y, dtype=np.float64) * root)[:, None]
         ZtXy = self.ZtXy.copy()
         ZtXy[:, -1] = 0.0
         for index, term in enumerate(terms):
             start = int(self.column_offsets[index])
             view = ZtXy[start : start + term.n_levels * term.k, -1:].reshape(term.n_levels, term.k, 1)
             accumulate_outer(term.codes, term.values * root[:, None], wy, view)
-        XytXy = self.XytXy.copy()
-        XytXy[:-1, -1] = XytXy[-1, :-1] = (X * root[:, None]).T @ wy[:, 0]
-        XytXy[-1, -1] = float(wy[:, 0] @ wy[:, 0])
+        # all of [X y]'[X y] again, as form_cross_products forms it: the same numbers to the
+        # last bit, so a refit to a response is the fit a new model of it would be
+        XytXy = gram(Xy)
         return replace(self, ZtXy=ZtXy, XytXy=XytXy)
+
+
+def weighted_xy(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """[X y], each row scaled by √w where there are weights."""
+    Xy = np.empty((len(y), X.shape[1] + 1))
+    Xy[:, :-1] = X
+    Xy[:, -1] = y
+    if weights is not None:
+        Xy *= np.sqrt(weights)[:, None]
+    return Xy
+
+
+def gram(Xy: np.ndarray) -> np.ndarray:
+    """[X y]'[X y] (overflow is left to the caller to report, in words)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return Xy.T @ Xy
 
 
 @numba.njit(cache=True, nogil=True)
@@ -210,13 +227,10 @@ def form_cross_products(
     ([2.0, 1.0], [[2.0, 3.0], [1.0, 3.0]])
     """
     n = len(y)
-    Xy = np.empty((n, X.shape[1] + 1))
-    Xy[:, :-1] = X
-    Xy[:, -1] = y
+    Xy = weighted_xy(X, y, weights)
     sum_log_weights = 0.0
     if weights is not None:
         root = np.sqrt(weights)
-        Xy *= root[:, None]
         sum_log_weights = float(np.sum(np.log(weights)))
     values = [t.values * root[:, None] if weights is not None else t.values for t in terms]
 
@@ -241,8 +255,7 @@ def form_cross_products(
             level_b.append(lb.astype(np.int64))
             blocks.append(block.ravel())
 
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, in words
-        XytXy = Xy.T @ Xy
+    XytXy = gram(Xy)
     if not (np.all(np.isfinite(ZtXy)) and np.all(np.isfinite(XytXy))):
         raise DataError(
             "The cross-products of the data overflow double precision (values near 1e154 or beyond); "

@@ -48,8 +48,10 @@ def gradient_for(
     ``"lbfgsb"``) resolves to L-BFGS-B for it (:func:`lmmfast.optimize.choose_optimizer`),
     else None (BOBYQA)."""
     if optimizer == "auto":
+        # a compiled criterion makes evaluations cheap whatever the number of random effects
+        random_effects = 0 if objective.envelope is not None else objective.cross_products.q
         optimizer = choose_optimizer(
-            objective.layout.size, objective.has_gradient, objective.factor.dense_size, objective.cross_products.q
+            objective.layout.size, objective.has_gradient, objective.factor.dense_size, random_effects
         )
     return objective.value_and_gradient if optimizer == "lbfgsb" and objective.has_gradient else None
 
@@ -103,7 +105,7 @@ def fit_prepared(
     objective = prepared.objective.fresh(control.threads)
     model = replace(prepared, objective=objective, control=control)
     monitor = FitMonitor(progress, verbose)
-    monitor.start(objective.factor.describe())
+    monitor.start(objective.describe())
     with blas_threads_for(objective), contextlib.closing(monitor):
         value_and_gradient = gradient_for(objective, control.optimizer)
         if start is None:

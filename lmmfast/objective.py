@@ -7,13 +7,16 @@ off log-diagonals; its cost depends on the numbers of levels and fixed effects, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.linalg import lapack, solve_triangular
 
 from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.base import RandomEffectsFactor
+from lmmfast.factor.envelope import EnvelopeCriterion
+from lmmfast.factor.plan import FactorPlan
 from lmmfast.gradient import per_level_products, theta_gradient
 from lmmfast.parameters import ThetaLayout
 
@@ -87,6 +90,9 @@ class ProfiledObjective:
     layout : ThetaLayout
     factor : RandomEffectsFactor
     reml : bool
+    envelope : EnvelopeCriterion, optional
+        The whole criterion in one compiled call (:mod:`lmmfast.factor.envelope`), for small
+        models: evaluations use it, while the solution and the gradient come from the factor.
 
     Examples
     --------
@@ -98,12 +104,23 @@ class ProfiledObjective:
     """
 
     def __init__(
-        self, cross_products: CrossProducts, layout: ThetaLayout, factor: RandomEffectsFactor, reml: bool
+        self,
+        cross_products: CrossProducts,
+        layout: ThetaLayout,
+        factor: RandomEffectsFactor,
+        reml: bool,
+        envelope: EnvelopeCriterion | None = None,
     ) -> None:
         self.cross_products = cross_products
         self.layout = layout
         self.factor = factor
         self.reml = reml
+        self.envelope = envelope
+
+    def describe(self) -> FactorPlan:
+        """The factor's plan, with the order of the compiled criterion's matrix where there is one."""
+        plan = self.factor.describe()
+        return plan if self.envelope is None else replace(plan, envelope_size=self.envelope.size)
 
     def fresh(
         self, max_threads: int | None = None, *, reml: bool | None = None, cross_products: CrossProducts | None = None
@@ -126,6 +143,7 @@ class ProfiledObjective:
             self.layout,
             self.factor.fresh(max_threads),
             self.reml if reml is None else reml,
+            None if self.envelope is None else self.envelope.fresh(cross_products),
         )
 
     def _schur(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -145,23 +163,34 @@ class ProfiledObjective:
         return rzx, lower
 
     def _criterion(self, lower: np.ndarray) -> tuple[float, float, float, float]:
-        cp = self.cross_products
-        p = cp.p
+        p = self.cross_products.p
         logdet_L = self.factor.logdet()
         logdet_RX = 2.0 * float(np.sum(np.log(np.diag(lower)[:p])))
         r2 = float(lower[-1, -1] ** 2)
-        dof = cp.n - p if self.reml else cp.n
-        value = logdet_L + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof)) - cp.sum_log_weights
-        if self.reml:
-            value += logdet_RX
-        return float(value), logdet_L, logdet_RX, r2
+        return self._value(logdet_L, logdet_RX, r2), logdet_L, logdet_RX, r2
+
+    def _value(self, logdet_L: float, logdet_RX: float, r2: float) -> float:
+        """log|L|² + dof (1 + log(2π r²/dof)) − Σ log w [+ log|R_X|² for REML]."""
+        cp = self.cross_products
+        dof = cp.n - cp.p if self.reml else cp.n
+        if not r2 > 0.0:  # a perfect fit, or r² underflowed
+            return math.inf
+        value = logdet_L + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof)) - cp.sum_log_weights
+        return value + logdet_RX if self.reml else value
 
     def __call__(self, theta: np.ndarray) -> float:
-        schur = self._schur(np.asarray(theta, dtype=np.float64))
-        if schur is None:
-            return INFEASIBLE
-        value = self._criterion(schur[1])[0]
-        return value if np.isfinite(value) else INFEASIBLE
+        theta = np.asarray(theta, dtype=np.float64)
+        if self.envelope is not None:
+            logdet_L, logdet_RX, r2 = self.envelope.parts(theta)
+            if not r2 > 0.0:
+                return INFEASIBLE
+            value = self._value(logdet_L, logdet_RX, r2)
+        else:
+            schur = self._schur(theta)
+            if schur is None:
+                return INFEASIBLE
+            value = self._criterion(schur[1])[0]
+        return value if math.isfinite(value) else INFEASIBLE
 
     @property
     def has_gradient(self) -> bool:
@@ -185,6 +214,9 @@ class ProfiledObjective:
         if parts is None:
             return INFEASIBLE, np.zeros(self.layout.size)
         value, logdet_sums, residual_sums, reml_sums, r2, _ = parts
+        if self.envelope is not None:
+            # the value the optimiser compares with its other evaluations, to the last bit
+            value = self(theta)
         cp = self.cross_products
         dof = cp.n - cp.p if self.reml else cp.n
         return value, theta_gradient(self.layout, logdet_sums, residual_sums, reml_sums, r2, dof)

@@ -33,6 +33,7 @@ from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, FormulaError, ModelError
 from lmmfast.factor import make_factor
+from lmmfast.factor.envelope import envelope_criterion
 from lmmfast.formula import ModelFormula, parse_formula
 from lmmfast.formula.contrasts import check_string_codings, with_contrasts
 from lmmfast.objective import ProfiledObjective
@@ -64,6 +65,8 @@ class PreparedModel:
     data_name : str or None
     control : Control
         The settings it was prepared with, used again by its fits and refits.
+    encoding : DesignEncoding
+        How the design was built from the data, without the rows (for new data).
     """
 
     formula: ModelFormula
@@ -77,11 +80,7 @@ class PreparedModel:
     objective: ProfiledObjective
     data_name: str | None
     control: Control
-
-    @property
-    def encoding(self) -> DesignEncoding:
-        """How the design was built from the data, without the rows (for new data)."""
-        return encode_design(self.formula, self.fixed, self.terms, self.model_frame.frame)
+    encoding: DesignEncoding
 
     @property
     def reml(self) -> bool:
@@ -148,7 +147,9 @@ def prepare(
         control.coupling,
         engine.merged,
     )
-    objective = ProfiledObjective(cross_products, engine_layout, factor, reml=reml)
+    objective = ProfiledObjective(
+        cross_products, engine_layout, factor, reml=reml, envelope=envelope_criterion(cross_products, engine_layout)
+    )
     if control.optimizer == "lbfgsb" and not objective.has_gradient:
         raise ArgumentError(
             "optimizer='lbfgsb' needs the analytic gradient, which only the blocked factorisation provides, "
@@ -166,6 +167,7 @@ def prepare(
         objective=objective,
         data_name=data_name(data),
         control=control,
+        encoding=encode_design(model, fixed, terms, frame_info.frame),
     )
 
 

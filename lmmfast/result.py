@@ -339,7 +339,7 @@ class LmmFit(MixedFit):
             convergence=convergence,
             fit_seconds=time.perf_counter() - began if began is not None else record.seconds,
             version=__version__,
-            plan=objective.factor.describe(),
+            plan=objective.describe(),
             encoding=prepared.encoding,
             prepared=prepared,
             scaled_residuals=scaled_residuals,

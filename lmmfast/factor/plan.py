@@ -35,6 +35,9 @@ class FactorPlan:
     estimated_seconds : float
         One evaluation of the criterion, estimated from the work of the factorisation (a
         rough guide, for telling the user before a long fit; 0 where not estimated).
+    envelope_size : int
+        Order of the augmented matrix the compiled criterion of a small model factors
+        (:mod:`lmmfast.factor.envelope`); 0 where evaluations run on the factor.
 
     Examples
     --------
@@ -50,6 +53,7 @@ class FactorPlan:
     blas_threads: int | None
     estimated_bytes: int
     estimated_seconds: float = 0.0
+    envelope_size: int = 0
 
     def __str__(self) -> str:
         parts = [f"{self.path} path"]
@@ -62,6 +66,8 @@ class FactorPlan:
         blas = "default" if self.blas_threads is None else str(self.blas_threads)
         parts.append(f"{self.threads} thread{'s' if self.threads != 1 else ''} (BLAS {blas})")
         parts.append(f"about {format_bytes(self.estimated_bytes)}")
+        if self.envelope_size:
+            parts.append(f"criterion compiled ({self.envelope_size} × {self.envelope_size} envelope)")
         return ", ".join(parts)
 
 

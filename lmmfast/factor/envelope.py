@@ -1,0 +1,245 @@
+"""The whole profiled criterion of a small model in one compiled call.
+
+For a small model an evaluation by the factorisation paths costs some thirty calls from
+Python, each far dearer than its arithmetic. Here the criterion is one numba function: it
+scales the augmented matrix
+
+    Ω = [Z X y]'[Z X y],  Ωθ = [[Λ'Z'ZΛ + I, Λ'Z'[X y]], [[X y]'ZΛ, [X y]'[X y]]]
+
+and factors it by an envelope (skyline) Cholesky, Ωθ = LL'. The envelope — in each row, the
+columns from its first non-zero to the diagonal — is preserved by the factorisation, so the
+work is Σ wᵢ² / 2 for rows of width wᵢ: a few microseconds for the designs of a textbook
+(one grouping factor's blocks, nested or small crossed factors). The diagonal of L gives
+everything (MixedModels.jl's "blocked" view of the same matrix): log|L_Z|², log|R_X|², and
+r² = L[-1, -1]².
+
+The criterion is built only where its estimated work is small (:data:`MAX_WORK`); larger
+models keep the factorisation paths, whose per-call overhead is then negligible. The
+factor of the paths still gives the solution at the optimum and the analytic gradient.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numba
+import numpy as np
+
+from lmmfast.crossprod import CrossProducts
+from lmmfast.parameters import ThetaLayout
+
+#: Built when the envelope Cholesky and the scaling need at most this many multiply-adds
+#: (a few tens of microseconds; above that the factorisation paths' call overhead matters
+#: little).
+MAX_WORK = 60_000
+
+
+def augmented_matrix(cp: CrossProducts) -> np.ndarray:
+    """Ω = [Z X y]'[Z X y] as a dense symmetric array (engine order: Z's columns term after
+    term, level-major, then X's, then y).
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.prepare import prepare
+    >>> cp = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective.cross_products
+    >>> augmented_matrix(cp).shape
+    (8, 8)
+    """
+    q, p = cp.q, cp.p
+    omega = np.zeros((q + p + 1, q + p + 1))
+    sizes, offsets = cp.term_sizes, cp.column_offsets
+    for slot in range(len(cp.slot_offsets)):
+        ka, kb = int(sizes[cp.slot_term_a[slot]]), int(sizes[cp.slot_term_b[slot]])
+        row = int(offsets[cp.slot_term_a[slot]] + cp.slot_level_a[slot] * ka)
+        col = int(offsets[cp.slot_term_b[slot]] + cp.slot_level_b[slot] * kb)
+        start = int(cp.slot_offsets[slot])
+        block = cp.block_values[start : start + ka * kb].reshape(ka, kb)
+        omega[row : row + ka, col : col + kb] = block
+        omega[col : col + kb, row : row + ka] = block.T
+    omega[:q, q:] = cp.ZtXy
+    omega[q:, :q] = cp.ZtXy.T
+    omega[q:, q:] = cp.XytXy
+    return omega
+
+
+def column_blocks(cp: CrossProducts, layout: ThetaLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each column of Ω: the first column of its level's block, its position in the
+    block, the block's size, and where its term's template starts among the packed templates
+    (X's and y's columns are blocks of one with no template: −1)."""
+    q, p = cp.q, cp.p
+    width = q + p + 1
+    block_start = np.arange(width, dtype=np.int64)
+    position = np.zeros(width, dtype=np.int64)
+    size = np.ones(width, dtype=np.int64)
+    template = np.full(width, -1, dtype=np.int64)
+    for term, (k, levels, offset) in enumerate(zip(cp.term_sizes, cp.term_levels, cp.column_offsets)):
+        columns = np.arange(int(offset), int(offset + k * levels))
+        local = columns - int(offset)
+        position[columns] = local % k
+        block_start[columns] = columns - local % k
+        size[columns] = k
+        template[columns] = layout.template_offsets[term]
+    return block_start, position, size, template
+
+
+def envelope_starts(cp: CrossProducts, block_start: np.ndarray) -> np.ndarray:
+    """Per row of Ω, the first column of its envelope: the first column of the first level
+    block its level's block couples to (the whole block: Λ mixes within it); 0 for X's and
+    y's rows."""
+    q = cp.q
+    width = q + cp.p + 1
+    first = np.zeros(width, dtype=np.int64)
+    first[:q] = block_start[:q]
+    sizes, offsets = cp.term_sizes, cp.column_offsets
+    for slot in range(len(cp.slot_offsets)):
+        ka, kb = int(sizes[cp.slot_term_a[slot]]), int(sizes[cp.slot_term_b[slot]])
+        row = int(offsets[cp.slot_term_a[slot]] + cp.slot_level_a[slot] * ka)
+        col = int(offsets[cp.slot_term_b[slot]] + cp.slot_level_b[slot] * kb)
+        first[row : row + ka] = np.minimum(first[row : row + ka], col)
+    return first
+
+
+def envelope_work(first: np.ndarray, size: np.ndarray) -> int:
+    """Multiply-adds of one evaluation: the Cholesky's Σ wᵢ²/2 and the scaling's k² per
+    entry of the envelope."""
+    widths = np.arange(len(first)) - first + 1
+    return int(np.sum(widths * widths) // 2 + np.sum(widths * size * size))
+
+
+@numba.njit(cache=True, nogil=True)
+def _envelope_criterion(theta, positions, packed, omega, work, columns, n_z):
+    """Fill ``work``'s envelope with Ωθ, factor it, and return (log|L_Z|², log|R_X|², r²);
+    r² = -1 where the fixed-effects block or the response's pivot is not positive.
+    ``columns`` holds, per column of Ω: its envelope's first column, its level block's first
+    column, its position in the block, the block's size and its template's offset in
+    ``packed`` (−1: none). One array each would cost more to pass than to use."""
+    packed[:] = 0.0
+    for index in range(theta.shape[0]):
+        packed[positions[index]] = theta[index]
+    width = omega.shape[0]
+    first = columns[0]
+    for i in range(width):
+        si, pi, ki, ti = columns[1, i], columns[2, i], columns[3, i], columns[4, i]
+        for j in range(first[i], i + 1):
+            sj, pj, kj, tj = columns[1, j], columns[2, j], columns[3, j], columns[4, j]
+            total = 0.0
+            # (Λ'ΩΛ)[i, j] = Σ_r Σ_s T_i[r, pi] Ω[si + r, sj + s] T_j[s, pj]; templates are
+            # lower triangular, so r ≥ pi and s ≥ pj
+            for r in range(pi, ki):
+                left = 1.0 if ti < 0 else packed[ti + r * ki + pi]
+                if left == 0.0:
+                    continue
+                inner = 0.0
+                for s in range(pj, kj):
+                    right = 1.0 if tj < 0 else packed[tj + s * kj + pj]
+                    inner += omega[si + r, sj + s] * right
+                total += left * inner
+            work[i, j] = total
+        if i < n_z:
+            work[i, i] += 1.0
+    logdet_z = 0.0
+    logdet_x = 0.0
+    for i in range(width):
+        fi = first[i]
+        for j in range(fi, i):
+            start = max(fi, first[j])
+            value = work[i, j]
+            for k in range(start, j):
+                value -= work[i, k] * work[j, k]
+            work[i, j] = value / work[j, j]
+        pivot = work[i, i]
+        for k in range(fi, i):
+            pivot -= work[i, k] * work[i, k]
+        if not pivot > 0.0:
+            return logdet_z, logdet_x, -1.0
+        work[i, i] = np.sqrt(pivot)
+        if i < n_z:
+            logdet_z += np.log(pivot)
+        elif i < width - 1:
+            logdet_x += np.log(pivot)
+    return logdet_z, logdet_x, work[width - 1, width - 1] ** 2
+
+
+class EnvelopeCriterion:
+    """log|L_Z|², log|R_X|² and r² at θ in one compiled call, for a small model.
+
+    Built by :func:`envelope_criterion`; each copy has its own work array (:meth:`fresh`),
+    so copies can run in different threads.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.prepare import prepare
+    >>> objective = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective
+    >>> criterion = envelope_criterion(objective.cross_products, objective.layout)
+    >>> logdet_z, logdet_x, r2 = criterion.parts(np.array([0.75]))
+    >>> criterion.size, round(r2, 1)
+    (8, 73612.3)
+    """
+
+    def __init__(self, cp: CrossProducts, layout: ThetaLayout) -> None:
+        block_start, position, size, template = column_blocks(cp, layout)
+        first = envelope_starts(cp, block_start)
+        sizes = np.asarray(layout.sizes, dtype=np.int64)
+        positions = layout.template_offsets[layout.term_of] + layout.rows * sizes[layout.term_of] + layout.cols
+        # the structure is shared by copies and never written; the numbers are each copy's own
+        self._positions = positions.astype(np.int64)
+        self._columns = np.vstack([first, block_start, position, size, template]).astype(np.int64)
+        self._q = cp.q
+        self._omega = augmented_matrix(cp)
+        self._work = np.zeros_like(self._omega)
+        self._packed = np.zeros(int(np.sum(sizes * sizes)))
+
+    @property
+    def size(self) -> int:
+        """Order of the augmented matrix, q + p + 1."""
+        return int(self._omega.shape[0])
+
+    @property
+    def work(self) -> int:
+        """Multiply-adds of one evaluation."""
+        return envelope_work(self._columns[0], self._columns[3])
+
+    def parts(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """(log|L_Z|², log|R_X|², r²) at ``theta``; r² is −1 where Ωθ is not positive definite."""
+        return _envelope_criterion(
+            theta, self._positions, self._packed, self._omega, self._work, self._columns, self._q
+        )
+
+    def fresh(self, cross_products: CrossProducts | None = None) -> EnvelopeCriterion:
+        """A copy with its own work array, optionally for the cross-products of the same Z
+        and X with a new response (:meth:`CrossProducts.with_response`): only Ω's [X y]
+        rows and columns are taken from them."""
+        twin = copy.copy(self)
+        twin._work = np.zeros_like(self._work)
+        twin._packed = np.zeros_like(self._packed)
+        if cross_products is not None:
+            q = self._q
+            twin._omega = self._omega.copy()
+            twin._omega[:q, q:] = cross_products.ZtXy
+            twin._omega[q:, :q] = cross_products.ZtXy.T
+            twin._omega[q:, q:] = cross_products.XytXy
+        return twin
+
+
+def envelope_criterion(cp: CrossProducts, layout: ThetaLayout, max_work: int = MAX_WORK) -> EnvelopeCriterion | None:
+    """The compiled criterion where one evaluation needs at most ``max_work`` multiply-adds,
+    else None (the model is not small).
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.prepare import prepare
+    >>> objective = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy")).objective
+    >>> envelope_criterion(objective.cross_products, objective.layout).size
+    39
+    """
+    q, p = cp.q, cp.p
+    # X's and y's rows span all q + p + 1 columns: the work is at least (p + 1)(q + p)²/2
+    if (p + 1) * (q + p + 1) ** 2 // 2 > max_work:
+        return None
+    block_start, _, size, _ = column_blocks(cp, layout)
+    if envelope_work(envelope_starts(cp, block_start), size) > max_work:
+        return None
+    return EnvelopeCriterion(cp, layout)
