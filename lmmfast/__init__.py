@@ -45,6 +45,7 @@ from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
 from lmmfast.many import lmm_many
 from lmmfast.options import get_options, set_options
+from lmmfast.power import extend_levels, model_spec, power, power_curve
 from lmmfast.saved import load
 
 __all__ = [
@@ -73,10 +74,14 @@ __all__ = [
     "__version__",
     "anova",
     "datasets",
+    "extend_levels",
     "get_options",
     "glmm",
     "lmm",
     "lmm_many",
     "load",
+    "model_spec",
+    "power",
+    "power_curve",
     "set_options",
 ]

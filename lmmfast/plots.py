@@ -347,3 +347,31 @@ def plot_bootstrap(replicates: pd.DataFrame, *, columns: Sequence[str] | None = 
         axis.hist(values[np.isfinite(values)], bins="auto", density=True)
         axis.set(title=name, xlabel="value", ylabel="density")
     return figure
+
+
+def plot_power_curve(table: pd.DataFrame, along: str, *, target: float | None = 0.8, ax: Any = None) -> Any:
+    """Power against the number of levels of ``along`` (a :class:`lmmfast.power.PowerCurve`'s
+    ``table``), with each point's 95% interval and a line at the ``target`` power.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"Subject": [10, 20], "power": [0.4, 0.7], "lower": [0.3, 0.6], "upper": [0.5, 0.8]})
+    >>> plot_power_curve(table, "Subject").axes[0].get_ylabel()
+    'power'
+    """
+    if target is not None and not (isinstance(target, (int, float)) and 0.0 < target < 1.0):
+        raise ArgumentError(f"target must be a power between 0 and 1 (or None for no line), got {target!r}.")
+    figure, (axis,) = _panels(1, ax)
+    sizes = table[along].to_numpy(dtype=np.float64)
+    power = table["power"].to_numpy(dtype=np.float64)
+    below = power - table["lower"].to_numpy(dtype=np.float64)
+    above = table["upper"].to_numpy(dtype=np.float64) - power
+    axis.errorbar(sizes, power, yerr=np.vstack([below, above]), marker="o", capsize=3)
+    if target is not None:
+        axis.axhline(target, linestyle="--", color="grey", linewidth=1)
+    axis.set(xlabel=f"number of {along}", ylabel="power", ylim=(0.0, 1.02), title="power (95% intervals)")
+    return figure

@@ -75,6 +75,18 @@ def _to_pandas(data: object, needed: Iterable[str]) -> pd.DataFrame:
     )
 
 
+def as_pandas(data: object) -> pd.DataFrame:
+    """Any data container :func:`build_model_frame` takes, as a pandas DataFrame with all its
+    columns (the caller's frame itself where it is one: never modified here).
+
+    Examples
+    --------
+    >>> as_pandas({"x": [1, 2]}).shape
+    (2, 1)
+    """
+    return _to_pandas(data, column_names(data))
+
+
 def _check_columns(frame: pd.DataFrame, needed: Iterable[str]) -> list[str]:
     columns = [str(c) for c in frame.columns]
     duplicated = sorted({c for c in columns if columns.count(c) > 1})

@@ -24,6 +24,7 @@ from lmmfast.fit import assemble, refit_response
 from lmmfast.validation import check_count
 
 if TYPE_CHECKING:
+    from lmmfast.prepare import PreparedModel
     from lmmfast.result import LmmFit
 
 
@@ -38,15 +39,28 @@ def simulate(fit: LmmFit, nsim: int = 1, seed: int | np.random.SeedSequence | No
     (180, 2)
     """
     nsim = check_count("nsim", nsim)
-    rng = np.random.default_rng(seed)
-    model = fit.model
+    templates = [term.template for term in fit.terms]
+    return simulate_model(fit.model, fit.beta, templates, fit.sigma, nsim, np.random.default_rng(seed))
+
+
+def simulate_model(
+    model: PreparedModel,
+    beta: np.ndarray,
+    templates: Sequence[np.ndarray],
+    sigma: float,
+    nsim: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Responses of ``model``'s design with fixed effects ``beta``, relative covariance factors
+    ``templates`` (one k×k Λ template per term) and residual SD ``sigma``: X β + Σ Z b + e,
+    b = σ Λ u, shape (n, nsim). Draws the random effects first, then the noise, from ``rng``."""
     n = len(model.fixed.y)
-    out = np.repeat((model.fixed.X @ fit.beta)[:, None], nsim, axis=1)
-    for term, result in zip(model.terms, fit.terms):
+    out = np.repeat((model.fixed.X @ beta)[:, None], nsim, axis=1)
+    for term, template in zip(model.terms, templates):
         spherical = rng.standard_normal((nsim, term.n_levels, term.k))
-        effects = fit.sigma * spherical @ result.template.T  # b = σ Λ u per level
+        effects = sigma * spherical @ template.T  # b = σ Λ u per level
         out += np.einsum("ik,sik->is", term.values, effects[:, term.codes, :])
-    noise = rng.standard_normal((n, nsim)) * fit.sigma
+    noise = rng.standard_normal((n, nsim)) * sigma
     if model.weights is not None:
         noise /= np.sqrt(model.weights)[:, None]
     return out + noise
