@@ -118,7 +118,7 @@ def fit_prepared(
             start=start,
             value_and_gradient=value_and_gradient,
             control=control,
-            on_evaluation=monitor.evaluation,
+            on_evaluation=None if monitor.silent else monitor.evaluation,
         )
         if record.final_objective >= INFEASIBLE:
             raise ModelError(

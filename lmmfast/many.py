@@ -34,7 +34,7 @@ def _fit_response(payload: tuple[PreparedModel, np.ndarray], column: int) -> tup
     """One response's fit, as a row: β, their standard errors, σ, θ, objective, evaluations,
     singular (1/0); and whether it converged."""
     prepared, responses = payload
-    fit = fit_prepared(with_response(prepared, responses[:, column]), checks=REPLICATE_CHECKS)
+    fit = fit_prepared(with_response(prepared, responses[:, column]), checks=REPLICATE_CHECKS, progress=False)
     row = np.concatenate(
         [
             fit.beta,
