@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lmmfast.archive import write_archive
+from lmmfast.distributions import normal_quantile
 from lmmfast.fit import refit_ml, refit_response
 from lmmfast.inference.bootstrap import bootstrap, simulate
 from lmmfast.inference.condvar import conditional_covariances, ranef_rows, variance_decomposition
@@ -267,7 +267,7 @@ class LmmResult(LmmFit):
                 processes=processes,
                 progress=check_bool("progress", progress),
             )
-        z = stats.norm.ppf(0.5 + level / 2)
+        z = normal_quantile(0.5 + level / 2)
         se = self.stderr.to_numpy()
         return pd.DataFrame({"lower": self.beta - z * se, "upper": self.beta + z * se}, index=list(self.fixef_names))
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import nlopt
 import numpy as np
-from scipy.optimize import minimize
 
 from lmmfast.control import Control
 from lmmfast.optsummary import OptSummary
@@ -316,6 +315,8 @@ def _lbfgsb(recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: in
     # good as its mirror image (ThetaLayout.canonical maps it back). With lme4's bound at 0
     # instead, a scalar term's variance that reaches 0 would stay there, as the objective's
     # slope at 0 is exactly 0 whether 0 is its minimum or not.
+    from scipy.optimize import minimize  # here: scipy.optimize costs a new process 0.1 s to import
+
     value, gradient = recorder.with_gradient(x0)
     step = _first_step_length(recorder, x0, value, gradient)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from lmmfast.distributions import normal_quantile
 from lmmfast.errors import ArgumentError, MissingDependencyError
 from lmmfast.inference.condvar import ranef_table
 from lmmfast.result import LmmFit
@@ -75,7 +75,7 @@ def plot_ranef(fit: LmmFit, *, level: float = 0.95, ax: Any = None, table: pd.Da
     >>> [axis.get_title() for axis in figure.axes]
     ['Subject: (Intercept)', 'Subject: Days']
     """
-    z = float(stats.norm.ppf(0.5 + check_level(level) / 2))
+    z = float(normal_quantile(0.5 + check_level(level) / 2))
     table = ranef_table(fit) if table is None else table
     panels = list(dict.fromkeys(zip(table.grpvar, table.term)))
     figure, axes = _panels(len(panels), ax)
@@ -283,7 +283,7 @@ def plot_generalized_residuals(
 def _qq(axis: Any, values: np.ndarray, title: str) -> None:
     ordered = np.sort(values)
     n = len(ordered)
-    theoretical = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n) if n else np.zeros(0)
+    theoretical = normal_quantile((np.arange(1, n + 1) - 0.5) / n) if n else np.zeros(0)
     axis.scatter(theoretical, ordered, s=8)
     if n:
         axis.plot(theoretical, theoretical * np.std(ordered) + np.mean(ordered), color="grey", linewidth=0.8)

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lmmfast.design.data import as_pandas
+from lmmfast.distributions import chi2_sf
 from lmmfast.errors import ArgumentError, DataError
 from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
@@ -298,12 +298,12 @@ def _one_test(payload: tuple, seed: np.random.SeedSequence) -> tuple[np.ndarray,
     if method == "lr":
         small = fit_prepared(with_response(reduced, y), checks=REPLICATE_CHECKS, progress=False)
         statistic = max(small.objective - full.objective, 0.0)
-        p_value = float(stats.chi2.sf(statistic, len(columns)))
+        p_value = float(chi2_sf(statistic, len(columns)))
     elif method == "wald":
         estimate = full.beta[columns]
         covariance = full.beta_covariance[np.ix_(columns, columns)]
         statistic = float(estimate @ np.linalg.solve(covariance, estimate))
-        p_value = float(stats.chi2.sf(statistic, len(columns)))
+        p_value = float(chi2_sf(statistic, len(columns)))
     else:
         table = LmmResult.of(full).fixef_table(ddf=method)
         p_value = float(table["p_value"].iloc[columns[0]])
@@ -410,6 +410,8 @@ def power(
     results = run_replicates(payload, _one_test, seeds, processes=processes, progress=progress, desc="power")
     p_values = np.array([row[0] for row, _ in results])
     rejections = int(np.sum(p_values < alpha))
+    from scipy import stats  # the binomial interval only: scipy.stats is slow to import
+
     interval = stats.binomtest(rejections, nsim).proportion_ci(confidence_level=0.95, method="exact")
     return PowerResult(
         test=tuple(names[c] for c in columns),

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from lmmfast.distributions import chi2_sf
 from lmmfast.errors import ArgumentError, DataError
 from lmmfast.fit import refit_ml
 from lmmfast.result import LmmFit, MixedFit
@@ -85,7 +85,7 @@ def anova(*fits: MixedFit, names: Sequence[str] | None = None, refit: bool = Tru
             previous = ml[index - 1]
             chisq = max(previous.objective - fit.objective, 0.0)
             df = fit.npar - previous.npar
-            row.update(chisq=chisq, df=df, p_value=float(stats.chi2.sf(chisq, df)) if df else np.nan)
+            row.update(chisq=chisq, df=df, p_value=float(chi2_sf(chisq, df)) if df else np.nan)
         rows.append(row)
     return pd.DataFrame(rows, index=pd.Index([labels[i] for i in order], name="model"))
 

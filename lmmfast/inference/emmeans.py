@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lmmfast.design.newdata import column_of
 from lmmfast.design.variables import formula_variables
+from lmmfast.distributions import f_cdf, t_quantile, t_sf
 from lmmfast.errors import ArgumentError
 from lmmfast.validation import check_choice, check_level
 
@@ -184,7 +184,7 @@ def _named(method: str, labels: list[str]) -> tuple[np.ndarray, list[str]]:
 
 def _adjusted(t: np.ndarray, df: np.ndarray, adjust: str, means: int, tests: int) -> np.ndarray:
     """Two-sided p-values of the t ratios, adjusted for ``tests`` contrasts among ``means``."""
-    raw = 2.0 * stats.t.sf(np.abs(t), df)
+    raw = np.asarray(2.0 * t_sf(np.abs(t), df))
     if adjust == "none":
         return raw
     if adjust == "bonferroni":
@@ -192,6 +192,8 @@ def _adjusted(t: np.ndarray, df: np.ndarray, adjust: str, means: int, tests: int
     if adjust == "sidak":
         return 1.0 - (1.0 - raw) ** tests
     if adjust == "tukey":
+        from scipy import stats  # the studentized range only: scipy.stats is slow to import
+
         return stats.studentized_range.sf(np.sqrt(2.0) * np.abs(t), means, df)
     if adjust == "dunnettx":
         return np.array([1.0 - _dunnett_cdf(abs(v), tests, d) for v, d in zip(t, df)])
@@ -205,9 +207,11 @@ def _adjusted(t: np.ndarray, df: np.ndarray, adjust: str, means: int, tests: int
 def _dunnett_cdf(x: float, k: int, df: float) -> float:
     """emmeans' approximation to Dunnett's distribution of the largest of k t ratios against
     one control: a mix of Tukey's with k' means (k' (k' − 1)/2 = k) and the Šidák bound."""
+    from scipy import stats  # the studentized range only: scipy.stats is slow to import
+
     weight = (k - 1) / k
     tukey = stats.studentized_range.cdf(np.sqrt(2.0) * x, (1.0 + np.sqrt(1.0 + 8.0 * k)) / 2.0, df)
-    sidak = stats.f.cdf(x * x, 1, df) ** k
+    sidak = f_cdf(x * x, 1, df) ** k
     return float(weight * tukey + (1.0 - weight) * sidak)
 
 
@@ -273,7 +277,7 @@ def marginal_means(
     emmean = weights @ fit.beta
     std_error = np.sqrt(np.einsum("ij,jk,ik->i", weights, covariance, weights))
     df = np.array([contrast_df(w) for w in weights])
-    half = stats.t.ppf(0.5 + level / 2.0, df) * std_error
+    half = t_quantile(0.5 + level / 2.0, df) * std_error
     table = pd.DataFrame(combos, columns=keys)[[*specs, *by]]
     lower, upper = emmean - half, emmean + half
     if response is None:

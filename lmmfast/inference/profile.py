@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING
 import nlopt
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.optimize import brentq
 from tqdm.auto import tqdm
 
+from lmmfast.distributions import normal_quantile
 from lmmfast.fit import refit_ml
 from lmmfast.inference.bootstrap import bootstrap
 from lmmfast.inference.satterthwaite import deviance_at
@@ -172,6 +171,8 @@ class _Profiler:
 
 def _bound(zeta, estimate: float, target: float, direction: int, scale: float, hard: float) -> float:
     """Where ζ = target on one side of the estimate, within the hard limit ``hard``."""
+    from scipy.optimize import brentq  # here: scipy.optimize costs a new process 0.1 s to import
+
     step = scale
     inner = estimate
     for _ in range(60):
@@ -202,7 +203,7 @@ def profile_intervals(fit: LmmFit, level: float = 0.95, *, progress: bool = Fals
     """
     level = check_level(level)
     profiler = _Profiler(fit)
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = float(normal_quantile(0.5 + level / 2))
     rows: dict[str, tuple[float, float]] = {}
     bar = tqdm(total=len(profiler.scale.names) + len(fit.fixef_names), desc="profile", disable=not progress)
     for index, (name, kind) in enumerate(zip(profiler.scale.names, profiler.scale.kinds)):

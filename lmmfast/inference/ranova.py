@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from lmmfast.distributions import chi2_sf
 from lmmfast.errors import ModelError
 from lmmfast.fit import fit_prepared
 from lmmfast.formula.contrasts import plain_name
@@ -107,6 +107,6 @@ def ranova(fit: LmmFit) -> pd.DataFrame:
         reduced = fit_prepared(prepared, checks=REDUCED_CHECKS, progress=False)
         lrt = max(2.0 * (fit.loglik - reduced.loglik), 0.0)
         df = fit.npar - reduced.npar
-        rows.append((label, reduced.npar, reduced.loglik, reduced.aic, lrt, df, float(stats.chi2.sf(lrt, df))))
+        rows.append((label, reduced.npar, reduced.loglik, reduced.aic, lrt, df, float(chi2_sf(lrt, df))))
     table = pd.DataFrame(rows, columns=["term", "npar", "loglik", "aic", "lrt", "df", "p_value"]).set_index("term")
     return table

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm.auto import tqdm
 
+from lmmfast.distributions import t_sf
 from lmmfast.errors import ConvergenceWarning
 from lmmfast.inference.numderiv import hessian, jacobian
 from lmmfast.objective import ProfiledObjective
@@ -138,7 +138,7 @@ def satterthwaite_table(fit: LmmFit, derivatives: tuple[np.ndarray, np.ndarray] 
     df = np.array([contrast_df(np.eye(p)[j], C, A, J) for j in range(p)])
     std_error = np.sqrt(np.diag(C))
     t_value = fit.beta / std_error
-    p_value = 2.0 * stats.t.sf(np.abs(t_value), df)
+    p_value = 2.0 * t_sf(np.abs(t_value), df)
     return pd.DataFrame(
         {"estimate": fit.beta, "std_error": std_error, "df": df, "t_value": t_value, "p_value": p_value},
         index=pd.Index(list(fit.fixef_names)),
