@@ -1,4 +1,4 @@
-"""Many responses on one design (``lmm_many``): sleepstudy's design, 1,000 responses."""
+"""Many fits: many responses on one design (``lmm_many``), small models, refits, bootstrap, power."""
 
 from __future__ import annotations
 
@@ -28,3 +28,59 @@ class ManyResponses:
 
     def time_lmm_many(self, processes: int) -> None:
         lmmfast.lmm_many("~ Days + (Days | Subject)", self.data, self.names, processes=processes)
+
+
+class SmallFits:
+    """Small models warm, one process: the set-up and fit of ``lmm``, a refit to a new
+    response from θ̂, and parametric bootstrap replicates (sleepstudy; penicillin, dyestuff)."""
+
+    params = ["sleepstudy", "penicillin", "dyestuff"]
+    param_names = ["case"]
+    FORMULAS = {
+        "sleepstudy": "Reaction ~ Days + (Days | Subject)",
+        "penicillin": "diameter ~ 1 + (1 | plate) + (1 | sample)",
+        "dyestuff": "Yield ~ 1 + (1 | Batch)",
+    }
+
+    def setup(self, case: str) -> None:
+        self.formula = self.FORMULAS[case]
+        self.data = lmmfast.datasets.load(case)
+        self.fit = lmmfast.lmm(self.formula, self.data, checks={"singular": "ignore"})
+        self.y = self.fit.simulate(1, seed=1)[:, 0]
+        self.fit.refit(self.y)
+
+    def time_lmm(self, case: str) -> None:
+        lmmfast.lmm(self.formula, self.data, checks={"singular": "ignore"})
+
+    def time_refit(self, case: str) -> None:
+        self.fit.refit(self.y)
+
+    def time_bootstrap_100(self, case: str) -> None:
+        self.fit.bootstrap(100, seed=1)
+
+
+class PowerSimulation:
+    """``lmmfast.power``: 200 simulations of a 60-row cluster-randomised design by each test."""
+
+    timeout = 300
+    params = ["lr", "wald", "satterthwaite"]
+    param_names = ["method"]
+
+    def setup(self, method: str) -> None:
+        design = pd.DataFrame(
+            {
+                "cluster": np.repeat([f"c{j:02d}" for j in range(12)], 5),
+                "treat": np.repeat(np.arange(12) % 2, 5).astype(float),
+            }
+        )
+        self.spec = lmmfast.model_spec(
+            "y ~ treat + (1 | cluster)",
+            design,
+            fixef={"Intercept": 0.0, "treat": 1.5},
+            sigma=1.0,
+            varcorr={"cluster": 1.0},
+        )
+        lmmfast.power(self.spec, "treat", nsim=2, method=method, seed=1)
+
+    def time_power_200(self, method: str) -> None:
+        lmmfast.power(self.spec, "treat", nsim=200, method=method, seed=1)
