@@ -72,7 +72,7 @@ def lmm(
         sorted order (columns ``Machine[1]``, ``Machine[2]``, ...).
     factorization : {"auto", "blocked", "cholmod"}, optional
         Shortcut for ``Control(factorization=...)``. How Λ'Z'ZΛ + I is factored: eliminating
-        the first term into a dense block (crossed designs), CHOLMOD's sparse supernodal
+        the first term into a dense block (crossed designs), CHOLMOD's sparse
         Cholesky (deep nesting), or chosen from the structure (default). Both give the same
         optimum.
     checks : dict, optional

@@ -18,7 +18,7 @@ class FactorPlan:
     Attributes
     ----------
     path : {"blocked", "cholmod"}
-        The blocked elimination into a dense block, or CHOLMOD's supernodal Cholesky.
+        The blocked elimination into a dense block, or CHOLMOD's sparse Cholesky.
     route : {"dense", "grouped", "sparse"} or None
         The blocked path's coupling route (:data:`ROUTES`); None where there is no dense
         block to couple to, and on the CHOLMOD path.
