@@ -324,3 +324,31 @@ def test_steps_below_the_objectives_resolution_are_answered_without_evaluating()
     recorder.with_gradient(farther)
     assert len(calls) == 2 and recorder.count == 2
     assert np.array_equal(recorder.evaluated_point(farther), farther)
+
+
+def test_lbfgsb_goes_on_where_its_relative_tolerance_stops_it_short_of_the_optimum() -> None:
+    """A criterion of 10⁷ in a narrow valley: L-BFGS-B's relative tolerance (an iteration
+    gaining under 1e-11 of it, 1e-4) stopped it 0.013 above the minimum, where a Newton step
+    still promised 0.0014; run again until that promise is under 1e-6, it ends within 1e-6."""
+    from lmmfast.optimize import SETTLED_DECREASE
+
+    layout = ThetaLayout.from_sizes([2])
+    valley = 50.0 * np.array([[1.0, 0.999, 0.0], [0.999, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    center = np.array([0.7, 0.3, 0.4])
+
+    def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        d = theta - center
+        gradient = 2.0 * valley @ d
+        gradient[0] += 2.0 * d[0] ** 3
+        return 1e7 + float(d @ valley @ d) + 0.5 * d[0] ** 4, gradient
+
+    summary = optimize_theta(
+        lambda theta: value_and_gradient(theta)[0],
+        layout,
+        start=np.array([1.0, 0.0, 1.0]),
+        value_and_gradient=value_and_gradient,
+    )
+    assert summary.converged
+    assert summary.final_objective - 1e7 < 1e-6
+    gradient, inverse = summary.gradient, summary.inverse_hessian
+    assert 0.5 * gradient @ inverse @ gradient <= SETTLED_DECREASE
