@@ -293,9 +293,11 @@ class LmmResult(LmmFit):
         """The same model fitted to a new response (one value per observation used), from θ̂."""
         return LmmResult.of(refit_response(self, y))
 
-    def bootstrap(self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False) -> pd.DataFrame:
+    def bootstrap(
+        self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False, client: Any = None
+    ) -> pd.DataFrame:
         """Parametric bootstrap replicates; see :func:`lmmfast.inference.bootstrap.bootstrap`."""
-        return bootstrap(self, n, seed=seed, processes=processes, progress=progress)
+        return bootstrap(self, n, seed=seed, processes=processes, progress=progress, client=client)
 
     # --- pictures (matplotlib, ``pip install lmmfast[plot]``) -----------------------------
     def plot_ranef(self, *, level: float = 0.95, ax: Any = None) -> Any:

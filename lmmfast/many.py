@@ -23,7 +23,7 @@ from lmmfast.control import Control
 from lmmfast.design.data import build_model_frame
 from lmmfast.errors import ArgumentError, ConvergenceWarning, DataError
 from lmmfast.fit import fit_prepared
-from lmmfast.inference.bootstrap import REPLICATE_CHECKS, run_replicates
+from lmmfast.inference.bootstrap import REPLICATE_CHECKS, check_client, run_replicates
 from lmmfast.prepare import PreparedModel, prepare, with_response
 from lmmfast.validation import check_bool, check_count
 
@@ -58,6 +58,7 @@ def lmm_many(
     control: Control | None = None,
     processes: int = 1,
     progress: bool = False,
+    client: Any = None,
 ) -> pd.DataFrame:
     """Fit ``formula``'s model to each of many responses of one design.
 
@@ -74,6 +75,9 @@ def lmm_many(
         Worker processes sharing the responses; the results are the same however many.
     progress : bool, default False
         A progress bar over the responses.
+    client : distributed.Client, optional
+        Spread the responses over a Dask cluster's workers instead (the design and the
+        responses are sent to each once); the same results.
 
     Returns
     -------
@@ -99,6 +103,7 @@ def lmm_many(
     names = _checked_responses(responses)
     processes = check_count("processes", processes)
     progress = check_bool("progress", progress)
+    check_client(client, processes)
     rhs = _right_hand_side(formula)
     first = names[0] if _NAME.match(names[0]) else f"`{names[0]}`"
     prepared = prepare(f"{first} ~ {rhs}", data, reml=reml, weights=weights, control=control, contrasts=contrasts)
@@ -114,7 +119,13 @@ def lmm_many(
         "singular",
     ]
     results = run_replicates(
-        (prepared, values), _fit_response, range(len(names)), processes=processes, progress=progress, desc="lmm_many"
+        (prepared, values),
+        _fit_response,
+        range(len(names)),
+        processes=processes,
+        progress=progress,
+        desc="lmm_many",
+        client=client,
     )
     table = pd.DataFrame(
         np.vstack([row for row, _ in results]), index=pd.Index(names, name="response"), columns=columns

@@ -24,7 +24,7 @@ from lmmfast.distributions import chi2_sf
 from lmmfast.errors import ArgumentError, DataError
 from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
-from lmmfast.inference.bootstrap import REPLICATE_CHECKS, run_replicates, simulate_model
+from lmmfast.inference.bootstrap import REPLICATE_CHECKS, check_client, run_replicates, simulate_model
 from lmmfast.prepare import PreparedModel, prepare, with_response, without_columns
 from lmmfast.validation import check_bool, check_count
 
@@ -328,6 +328,7 @@ def power(
     seed: int | np.random.SeedSequence | None = None,
     processes: int = 1,
     progress: bool = False,
+    client: Any = None,
 ) -> PowerResult:
     """The power of a test of fixed effects, by simulation (simr's ``powerSim``).
 
@@ -358,6 +359,9 @@ def power(
         process or several.
     processes : int, default 1
     progress : bool, default False
+    client : distributed.Client, optional
+        Spread the simulations over a Dask cluster's workers instead of ``processes``; the
+        same p-values.
 
     Returns
     -------
@@ -374,6 +378,7 @@ def power(
     nsim = check_count("nsim", nsim)
     processes = check_count("processes", processes)
     check_bool("progress", progress)
+    check_client(client, processes)
     if method not in METHODS:
         raise ArgumentError(f"method must be one of {list(METHODS)}, got {method!r}.")
     if not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
@@ -407,7 +412,9 @@ def power(
     payload = (design, reduced, beta, templates, sigma, columns, method)
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     seeds = root.spawn(nsim)
-    results = run_replicates(payload, _one_test, seeds, processes=processes, progress=progress, desc="power")
+    results = run_replicates(
+        payload, _one_test, seeds, processes=processes, progress=progress, desc="power", client=client
+    )
     p_values = np.array([row[0] for row, _ in results])
     rejections = int(np.sum(p_values < alpha))
     from scipy import stats  # the binomial interval only: scipy.stats is slow to import

@@ -289,13 +289,22 @@ class GlmmResult(MixedFit):
         prepared, solution = refit_to(self.model, y, self.theta, resolve_checks(checks))
         return GlmmResult.of(prepared, solution, began)
 
-    def bootstrap(self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False) -> pd.DataFrame:
+    def bootstrap(
+        self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False, client: Any = None
+    ) -> pd.DataFrame:
         """Parametric bootstrap: ``n`` responses simulated from the fit, each refitted; one
         row per replicate (the fixed effects, θ, ``objective``), bit-identical for a ``seed``
-        whatever ``processes``. A replicate that cannot be fitted (separation) is a row of NaN."""
+        whatever ``processes`` or Dask ``client``. A replicate that cannot be fitted
+        (separation) is a row of NaN."""
         columns = [*self.fixef_names, *self.theta_names, "objective"]
         return bootstrap_replicates(
-            self._parameters(), columns, n, seed=seed, processes=processes, progress=check_bool("progress", progress)
+            self._parameters(),
+            columns,
+            n,
+            seed=seed,
+            processes=processes,
+            progress=check_bool("progress", progress),
+            client=client,
         )
 
     def confint(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from lmmfast.errors import ModelError
 from lmmfast.generalized.fit import GlmmSolution, fit_glmm
 from lmmfast.generalized.prepare import PreparedGlmm, with_response
 from lmmfast.generalized.reweight import mean_and_derivative
-from lmmfast.inference.bootstrap import report_failed_replicates, run_replicates
+from lmmfast.inference.bootstrap import check_client, report_failed_replicates, run_replicates
 from lmmfast.validation import check_count
 
 #: A replicate's own checks are not reported one by one; the bootstrap reports the failures once.
@@ -87,15 +88,17 @@ def bootstrap_replicates(
     seed: int | None = None,
     processes: int = 1,
     progress: bool = False,
+    client: Any = None,
 ) -> pd.DataFrame:
     """``n`` parametric-bootstrap replicates: one row each (``columns``: the fixed effects,
     θ and ``objective``); a replicate whose refit fails (separation) is a row of NaN."""
     n = check_count("n", n)
     processes = check_count("processes", processes)
+    check_client(client, processes)
     seeds = np.random.SeedSequence(seed).spawn(int(n))
     model = fitted.model
     single = replace(fitted, model=replace(model, control=replace(model.control, threads=1)))
-    results = run_replicates(single, _replicate_row, seeds, processes=int(processes), progress=progress)
+    results = run_replicates(single, _replicate_row, seeds, processes=int(processes), progress=progress, client=client)
     report_failed_replicates(
         results,
         "did not converge or could not be fitted",

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from lmmfast.errors import ConvergenceWarning
+from lmmfast.errors import ArgumentError, ConvergenceWarning
 from lmmfast.fit import assemble, refit_response
 from lmmfast.validation import check_count
 
@@ -105,13 +105,18 @@ def run_replicates(
     processes: int,
     progress: bool,
     desc: str = "bootstrap",
+    client: Any = None,
 ) -> list[tuple[np.ndarray, bool]]:
     """``replicate(payload, seed)`` for every seed (or other task: a response's index), in
-    this process or in ``processes`` worker processes (each receives ``payload`` once), under
-    one BLAS thread: the results are the same bit for bit either way. ``replicate`` must be a
-    module-level function; ``desc`` labels the progress bar."""
+    this process, in ``processes`` worker processes (each receives ``payload`` once) or on the
+    workers of a dask.distributed ``client`` (the payload scattered once to each), always
+    under one BLAS thread: the results are the same bit for bit every way. ``replicate`` must
+    be a module-level function; ``desc`` labels the progress bar."""
     from tqdm.auto import tqdm
 
+    client = check_client(client, processes)
+    if client is not None:
+        return _on_cluster(client, payload, replicate, seeds, progress, desc)
     with threadpool_limits(limits=1):
         if processes == 1:
             return [replicate(payload, s) for s in tqdm(seeds, disable=not progress, desc=desc)]
@@ -120,6 +125,48 @@ def run_replicates(
         # rank update's Python threads (none running while we fork) are fork-safe on Linux
         with ProcessPoolExecutor(max_workers=processes, initializer=_hold, initargs=(payload, replicate)) as pool:
             return list(tqdm(pool.map(_held_replicate, seeds), total=len(seeds), disable=not progress, desc=desc))
+
+
+def check_client(client: Any, processes: int = 1) -> Any:
+    """``client`` where it is a dask.distributed client (None where none is given), else an
+    :class:`ArgumentError`; refused beside ``processes`` > 1, which would compete for the cores."""
+    if client is None:
+        return None
+    if not all(callable(getattr(client, name, None)) for name in ("scatter", "map", "gather")):
+        raise ArgumentError(
+            f"client must be a dask.distributed Client (from distributed import Client), got {type(client).__name__}."
+        )
+    if processes != 1:
+        raise ArgumentError("Give client= or processes=, not both: the client's workers are the processes.")
+    return client
+
+
+def _single_threaded_replicate(
+    payload: Any, replicate: Callable[[Any, Any], tuple[np.ndarray, bool]], seed: Any
+) -> tuple[np.ndarray, bool]:
+    """One task on a dask worker: the replicate under one BLAS thread, as everywhere else."""
+    with threadpool_limits(limits=1):
+        return replicate(payload, seed)
+
+
+def _on_cluster(
+    client: Any,
+    payload: Any,
+    replicate: Callable[[Any, Any], tuple[np.ndarray, bool]],
+    seeds: Sequence[Any],
+    progress: bool,
+    desc: str,
+) -> list[tuple[np.ndarray, bool]]:
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    held = client.scatter(payload, broadcast=True)
+    count = len(seeds)
+    # pure=False: tasks are told apart by position, not by hashing the scattered payload
+    futures = client.map(_single_threaded_replicate, [held] * count, [replicate] * count, list(seeds), pure=False)
+    for _ in tqdm(as_completed(futures), total=count, disable=not progress, desc=desc):
+        pass
+    return list(client.gather(futures))
 
 
 def report_failed_replicates(results: list[tuple[np.ndarray, bool]], what: str, consequence: str) -> None:
@@ -146,7 +193,7 @@ def _single_threaded(fit: LmmFit) -> LmmFit:
 
 
 def bootstrap(
-    fit: LmmFit, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False
+    fit: LmmFit, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False, client: Any = None
 ) -> pd.DataFrame:
     """Parametric bootstrap: simulate from the fit, refit, collect the estimates.
 
@@ -164,6 +211,9 @@ def bootstrap(
         Worker processes; each receives the fit once (pickled) and refits on one thread.
     progress : bool, default False
         Show a tqdm progress bar.
+    client : distributed.Client, optional
+        Spread the replicates over a Dask cluster's workers instead (the fit is sent to each
+        once); the result is the same bit for bit.
 
     Returns
     -------
@@ -179,11 +229,12 @@ def bootstrap(
     """
     n = check_count("n", n)
     processes = check_count("processes", processes)
+    check_client(client, processes)
     seeds = np.random.SeedSequence(seed).spawn(int(n))
     columns = [*fit.fixef_names, "sigma", *fit.theta_names, "objective"]
     with threadpool_limits(limits=1):
         base = _single_threaded(fit)
-    results = run_replicates(base, _replicate_row, seeds, processes=int(processes), progress=progress)
+    results = run_replicates(base, _replicate_row, seeds, processes=int(processes), progress=progress, client=client)
     report_failed_replicates(
         results, "did not converge", "their estimates may be off. Simplify the random effects if there are many."
     )
