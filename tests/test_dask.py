@@ -62,5 +62,5 @@ def test_a_client_with_processes_is_refused(client, sleepstudy_fit) -> None:
 
 
 def test_something_else_as_a_client_is_refused(sleepstudy_fit) -> None:
-    with pytest.raises(ArgumentError, match="client must be a dask.distributed Client .* got str"):
+    with pytest.raises(ArgumentError, match=r"client must be a dask\.distributed Client .* got str"):
         sleepstudy_fit.bootstrap(2, client="tcp://127.0.0.1:8786")

@@ -10,7 +10,6 @@ from lmmfast.control import FACTORIZATIONS
 from lmmfast.crossprod import CrossProducts
 from lmmfast.errors import MemoryBudgetError
 from lmmfast.factor.base import RandomEffectsFactor
-from lmmfast.factor.blas_threads import FACTOR_SECONDS_PER_MADD
 from lmmfast.factor.blocked import BlockedFactor
 from lmmfast.factor.cholmod import CholmodFactor
 from lmmfast.factor.plan import format_bytes
@@ -73,24 +72,20 @@ def default_memory_budget() -> int:
     return int(0.8 * total) if total else 8 * 2**30
 
 
-def estimated_bytes(cp: CrossProducts, method: str, shape: tuple[int, float] | None = None) -> int:
-    """Memory the factorisation itself needs, estimated before anything is allocated.
+def blocked_bytes(cp: CrossProducts, shape: tuple[int, float] | None = None) -> int:
+    """Memory the blocked path needs, estimated before anything is allocated.
 
-    The blocked path holds the later terms' dense block up to three times (its factor, the
-    inverse for the analytic gradient, and the per-count sums of balanced designs or
-    LAPACK's working copies) and the first term's factor and coupling (at most as many
-    values as the stored Z'Z);
-    CHOLMOD's factor is bounded by the same block's lower triangle at the estimated density
-    plus the first term's columns. Not counted: the dense coupling block where the blocked
-    path multiplies it with BLAS (:mod:`lmmfast.factor.dense_coupling`), at most six arrays
-    of 64 MiB at the gradient's peak. ``shape`` is :func:`dense_block_density` of ``cp`` where already known.
+    It holds the later terms' dense block up to three times (its factor, the inverse for the
+    analytic gradient, and the per-count sums of balanced designs or LAPACK's working copies)
+    and the first term's factor and coupling (at most as many values as the stored Z'Z). Not
+    counted: the dense coupling block where the path multiplies it with BLAS
+    (:mod:`lmmfast.factor.dense_coupling`), at most six arrays of 64 MiB at the gradient's
+    peak. ``shape`` is :func:`dense_block_density` of ``cp`` where already known. (The
+    CHOLMOD path's estimate comes from its symbolic analysis, exact in the factor's size:
+    :attr:`lmmfast.factor.CholmodFactor.estimated_bytes`.)
     """
-    q2, density = dense_block_density(cp) if shape is None else shape
-    if method == "blocked":
-        # plus the first term's factor and the coupling, at most the size of the stored Z'Z
-        return int(3 * q2 * q2 * 8 + 8 * len(cp.block_values))
-    q1 = cp.q - q2
-    return int(density * q2 * (q2 + 1) / 2 * 8 * 1.5 + 16 * len(cp.block_values) + 8 * q1 * 4)
+    q2, _ = dense_block_density(cp) if shape is None else shape
+    return int(3 * q2 * q2 * 8 + 8 * len(cp.block_values))
 
 
 def make_factor(
@@ -124,21 +119,31 @@ def make_factor(
     shape = dense_block_density(cp)
     if method == "auto":
         method = choose_method(cp, shape)
-        if method == "blocked" and estimated_bytes(cp, "blocked", shape) > budget:
+        if method == "blocked" and blocked_bytes(cp, shape) > budget:
             method = "cholmod"
-    needed = estimated_bytes(cp, method, shape)
-    if needed > budget:
-        q2, _ = shape
-        raise MemoryBudgetError(
-            f"Factoring this model needs about {format_bytes(needed)} ({method} path; the random effects after "
-            f"the first term form a {q2} × {q2} block that is dense after elimination), more than the memory "
-            f"budget of {format_bytes(budget)}. Simplify the random effects of the terms with many levels "
-            "(fewer slopes, or fewer levels by pooling rare ones), or raise memory_budget if the machine has "
-            "the memory."
-        )
     if method == "blocked":
+        needed = blocked_bytes(cp, shape)
+        if needed > budget:
+            raise MemoryBudgetError(_over_budget(needed, "blocked", budget, shape[0]))
         return BlockedFactor(cp, layout, max_threads, route, needed, merged_terms, varying_weights)
-    q2, density = shape
-    # a supernodal factor of the later terms' block at its estimated density, roughly
-    seconds = FACTOR_SECONDS_PER_MADD * density * q2**3 / 3
-    return CholmodFactor(cp, layout, needed, merged_terms, seconds)
+    # the symbolic analysis first (memory of the order of the stored products): it gives the
+    # factor's size exactly, and only then is the budget checked
+    factor = CholmodFactor(cp, layout, merged_terms)
+    if factor.estimated_bytes > budget:
+        raise MemoryBudgetError(
+            _over_budget(factor.estimated_bytes, "cholmod", budget, shape[0], factor.factor_nonzeros)
+        )
+    return factor
+
+
+def _over_budget(needed: int, method: str, budget: float, q2: int, factor_nonzeros: int = 0) -> str:
+    if method == "blocked":
+        what = f"the random effects after the first term form a {q2} × {q2} block that is dense after elimination"
+    else:
+        what = f"its sparse Cholesky factor has {factor_nonzeros:,} non-zeros after CHOLMOD's fill-reducing ordering"
+    return (
+        f"Factoring this model needs about {format_bytes(needed)} ({method} path; {what}), more than the memory "
+        f"budget of {format_bytes(budget)}. Simplify the random effects of the terms with many levels "
+        "(fewer slopes, or fewer levels by pooling rare ones), or raise memory_budget if the machine has "
+        "the memory."
+    )

@@ -6,7 +6,7 @@ import pytest
 
 import lmmfast
 from lmmfast.api import prepare
-from lmmfast.factor.choose import estimated_bytes, make_factor
+from lmmfast.factor.choose import blocked_bytes, make_factor
 
 INSTEVAL = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"
 
@@ -18,7 +18,7 @@ def insteval():
 
 def test_estimate_of_the_blocked_path_is_its_dense_blocks_and_the_stored_products(insteval) -> None:
     cp = prepare(INSTEVAL, insteval, reml=False).objective.cross_products
-    assert estimated_bytes(cp, "blocked") == 3 * 1142 * 1142 * 8 + 8 * len(cp.block_values)
+    assert blocked_bytes(cp) == 3 * 1142 * 1142 * 8 + 8 * len(cp.block_values)
 
 
 def test_forced_path_over_budget_is_refused_with_the_need(insteval) -> None:
