@@ -241,6 +241,7 @@ class LmmResult(LmmFit):
         boot_type: str = "percentile",
         processes: int = 1,
         progress: bool = False,
+        client: Any = None,
     ) -> pd.DataFrame:
         """Confidence intervals, columns ``lower`` and ``upper``.
 
@@ -250,13 +251,14 @@ class LmmResult(LmmFit):
         (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``) then the
         fixed effects. ``"boot"``: parametric bootstrap with ``n`` replicates, ``seed``,
         ``processes``, and ``boot_type`` ``"percentile"`` or ``"shortest"``. ``progress`` shows a
-        bar over the profiled parameters or the bootstrap's replicates.
+        bar over the profiled parameters or the bootstrap's replicates; ``processes`` or a
+        Dask ``client`` (a ``distributed.Client``) spread either over processes or workers.
         """
         level = check_level(level)
         method = check_choice("confint method", method, ("wald", "profile", "boot"))
         progress = check_bool("progress", progress)
         if method == "profile":
-            return profile_intervals(self, level, progress=progress)
+            return profile_intervals(self, level, progress=progress, processes=processes, client=client)
         if method == "boot":
             return bootstrap_intervals(
                 self,
@@ -266,6 +268,7 @@ class LmmResult(LmmFit):
                 kind=boot_type,
                 processes=processes,
                 progress=check_bool("progress", progress),
+                client=client,
             )
         z = normal_quantile(0.5 + level / 2)
         se = self.stderr.to_numpy()

@@ -64,3 +64,11 @@ def test_a_client_with_processes_is_refused(client, sleepstudy_fit) -> None:
 def test_something_else_as_a_client_is_refused(sleepstudy_fit) -> None:
     with pytest.raises(ArgumentError, match=r"client must be a dask\.distributed Client .* got str"):
         sleepstudy_fit.bootstrap(2, client="tcp://127.0.0.1:8786")
+
+
+def test_profile_intervals_on_the_cluster(client, sleepstudy_fit) -> None:
+    serial = sleepstudy_fit.confint("profile")
+    spread = sleepstudy_fit.confint("profile", client=client)
+    pd.testing.assert_frame_equal(serial, spread, rtol=1e-9)
+    two = sleepstudy_fit.confint("profile", processes=2)
+    pd.testing.assert_frame_equal(serial, two, rtol=1e-9)
