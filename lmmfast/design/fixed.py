@@ -9,6 +9,7 @@ import pandas as pd
 from formulaic import model_matrix
 
 from lmmfast.errors import DataError, FormulaError
+from lmmfast.formula.cache import parsed
 from lmmfast.formula.contrasts import plain_name
 
 #: Relative tolerance below which a column counts as a combination of earlier ones (R's qr).
@@ -143,7 +144,7 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
     """
     try:
         with np.errstate(all="ignore"):  # inf·0 in a product column is reported below, in words
-            matrices = model_matrix(f"{response} ~ {fixed}", frame, na_action="raise")
+            matrices = model_matrix(parsed(f"{response} ~ {fixed}"), frame, na_action="raise")
     except Exception as exc:  # formulaic raises many types; the cause is always the formula
         raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
     lhs, rhs = matrices.lhs, matrices.rhs

@@ -18,6 +18,7 @@ from formulaic import model_matrix
 from lmmfast.design.encoding import TermEncoding, level_labels
 from lmmfast.errors import DataError, FormulaError, ModelError
 from lmmfast.formula import RandomTermSpec
+from lmmfast.formula.cache import parsed
 from lmmfast.formula.contrasts import plain_name
 
 
@@ -97,7 +98,7 @@ def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarr
 def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray, tuple[str, ...], object]:
     try:
         with np.errstate(all="ignore"):  # non-finite columns are reported below, in words
-            matrix = model_matrix(spec.expr, frame, na_action="raise")
+            matrix = model_matrix(parsed(spec.expr), frame, na_action="raise")
     except Exception as exc:
         raise FormulaError(f"The random term {spec.source} could not be built from {spec.expr!r}: {exc}") from exc
     values = np.asarray(matrix, dtype=np.float64)

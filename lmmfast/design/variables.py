@@ -6,11 +6,11 @@ import difflib
 import re
 from collections.abc import Iterable
 
-from formulaic import Formula
 from formulaic.transforms import TRANSFORMS
 
 from lmmfast.errors import DataError, FormulaError
 from lmmfast.formula import ModelFormula
+from lmmfast.formula.cache import parsed
 
 _IDENTIFIER = re.compile(r"`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)")
 
@@ -23,10 +23,10 @@ def formula_variables(expression: str, where: str, available: set[str]) -> set[s
     as a value and it is a column or no transform, and any identifier that is a column counts.
     """
     try:
-        parsed = Formula(expression)
+        parsed_expression = parsed(expression)
     except Exception as exc:
         raise FormulaError(f"Could not parse {where} {expression!r}: {exc}") from exc
-    parts = [parsed.lhs, parsed.rhs] if hasattr(parsed, "lhs") else [parsed]
+    parts = [parsed_expression.lhs, parsed_expression.rhs] if hasattr(parsed_expression, "lhs") else [parsed_expression]
     found: set[str] = set()
     for part in parts:
         for term in part:

@@ -81,3 +81,20 @@ def test_non_string_formula_is_rejected() -> None:
 
 def test_backticks_quote_grouping_columns_with_spaces() -> None:
     assert parse_formula("y ~ (1 | `the subject`/`an item`)").random[1].factors == ("an item", "the subject")
+
+
+def test_formulaic_parses_are_kept_in_a_bounded_cache_and_the_data_decide_the_design() -> None:
+    import numpy as np
+    import pandas as pd
+
+    import lmmfast
+    from lmmfast.formula.cache import PARSED_EXPRESSIONS, parsed
+
+    assert parsed.cache_info().maxsize == PARSED_EXPRESSIONS
+    numbers = pd.DataFrame({"y": np.arange(12.0) % 5, "x": np.arange(12.0) % 3, "g": list("aabbccddeeff")})
+    categories = numbers.assign(x=numbers.x.map({0.0: "p", 1.0: "q", 2.0: "r"}))
+    formula = "y ~ x + (1 | g)"
+    as_numbers = lmmfast.lmm(formula, numbers, checks={"singular": "ignore"})
+    as_categories = lmmfast.lmm(formula, categories, checks={"singular": "ignore"})
+    assert as_numbers.fixef_names == ("Intercept", "x")
+    assert as_categories.fixef_names == ("Intercept", "x[T.q]", "x[T.r]")
