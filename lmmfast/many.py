@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lmmfast.control import Control
-from lmmfast.design.data import build_model_frame
+from lmmfast.design.data import as_pandas, build_model_frame
 from lmmfast.errors import ArgumentError, ConvergenceWarning, DataError
 from lmmfast.fit import fit_prepared
 from lmmfast.inference.bootstrap import REPLICATE_CHECKS, check_client, run_replicates
@@ -50,7 +50,7 @@ def _fit_response(payload: tuple[PreparedModel, np.ndarray], column: int) -> tup
 def lmm_many(
     formula: str,
     data: object,
-    responses: Sequence[str],
+    responses: Sequence[str] | np.ndarray,
     *,
     reml: bool = True,
     weights: str | Sequence[float] | np.ndarray | None = None,
@@ -67,8 +67,10 @@ def lmm_many(
     formula : str
         The right-hand side, ``"~ Days + (Days | Subject)"``: the responses are given apart.
     data : DataFrame, pyarrow Table, polars DataFrame or dict of arrays
-    responses : list of str
-        Columns of ``data``, each a numeric response observed on every row the design uses.
+    responses : list of str, or a 2-D array
+        Columns of ``data``, each a numeric response observed on every row the design uses;
+        or a matrix with one row per row of ``data`` and one column per response (EEG time
+        points, voxels), whose rows in the table are numbered from 0.
     reml, weights, contrasts, control
         As for :func:`lmmfast.lmm`.
     processes : int, default 1
@@ -100,6 +102,9 @@ def lmm_many(
     >>> table.loc[:, ["Days", "se(Days)"]].round(3).values.tolist()
     [[10.467, 1.546], [20.935, 3.092]]
     """
+    numbered = isinstance(responses, np.ndarray)
+    if isinstance(responses, np.ndarray):
+        data, responses = _with_matrix(data, responses)
     names = _checked_responses(responses)
     processes = check_count("processes", processes)
     progress = check_bool("progress", progress)
@@ -127,13 +132,12 @@ def lmm_many(
         desc="lmm_many",
         client=client,
     )
-    table = pd.DataFrame(
-        np.vstack([row for row, _ in results]), index=pd.Index(names, name="response"), columns=columns
-    )
+    index = pd.RangeIndex(len(names), name="response") if numbered else pd.Index(names, name="response")
+    table = pd.DataFrame(np.vstack([row for row, _ in results]), index=index, columns=columns)
     table["n_evals"] = table["n_evals"].astype(np.int64)
     table["singular"] = table["singular"].astype(bool)
     table["converged"] = [converged for _, converged in results]
-    failed = [name for name, converged in zip(names, table["converged"]) if not converged]
+    failed = [name for name, converged in zip(table.index, table["converged"]) if not converged]
     if failed:
         shown = ", ".join(map(repr, failed[:10])) + (", ..." if len(failed) > 10 else "")
         warnings.warn(
@@ -144,6 +148,27 @@ def lmm_many(
             stacklevel=2,
         )
     return table
+
+
+def _with_matrix(data: object, matrix: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
+    """The data with the matrix's columns added under names no column has, and those names."""
+    if matrix.ndim != 2 or matrix.shape[1] == 0 or not np.issubdtype(matrix.dtype, np.number):
+        raise ArgumentError(
+            f"responses as an array must be a numeric matrix, one row per row of data and one column per "
+            f"response; got shape {matrix.shape} of {matrix.dtype}."
+        )
+    frame = as_pandas(data)
+    if matrix.shape[0] != len(frame):
+        raise DataError(
+            f"responses has {matrix.shape[0]} rows and data {len(frame)}; the matrix needs one row per row of data."
+        )
+    taken = {str(c) for c in frame.columns}
+    prefix = "response"
+    while any(name.startswith(prefix) for name in taken):
+        prefix = "_" + prefix
+    names = [f"{prefix}{i}" for i in range(matrix.shape[1])]
+    added = pd.DataFrame(np.asarray(matrix, dtype=np.float64), columns=names, index=frame.index)
+    return pd.concat([frame, added], axis=1), names
 
 
 def _checked_responses(responses: object) -> list[str]:
@@ -173,9 +198,9 @@ def _right_hand_side(formula: object) -> str:
 def _response_values(data: object, names: list[str], prepared: PreparedModel) -> np.ndarray:
     """The responses on the rows the design uses, n × len(names)."""
     frame = build_model_frame(data, names)
-    for name in names:
-        if not pd.api.types.is_numeric_dtype(frame.frame[name]) or pd.api.types.is_bool_dtype(frame.frame[name]):
-            raise DataError(f"The response {name!r} is not numeric ({frame.frame[name].dtype}).")
+    for name, dtype in zip(names, frame.frame.dtypes):
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            raise DataError(f"The response {name!r} is not numeric ({dtype}).")
     if frame.dropped_rows.size:
         missing = _first_with_missing(data, names)
         raise DataError(

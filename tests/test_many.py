@@ -62,3 +62,26 @@ def test_bad_requests_are_refused_with_the_reason(responses, formula, names, err
     data = responses.assign(gappy=responses.y1.where(responses.Days != 3), label="a")
     with pytest.raises(error, match=phrase):
         lmmfast.lmm_many(formula, data, names)
+
+
+def test_a_matrix_of_responses_gives_the_rows_of_its_columns(responses) -> None:
+    design = responses[["Days", "Subject"]]
+    matrix = responses[["y0", "y1", "y2"]].to_numpy()
+    by_name = lmmfast.lmm_many("~ Days + (Days | Subject)", responses, ["y0", "y1", "y2"])
+    by_matrix = lmmfast.lmm_many("~ Days + (Days | Subject)", design, matrix)
+    assert list(by_matrix.index) == [0, 1, 2]
+    np.testing.assert_array_equal(by_matrix.to_numpy(), by_name.to_numpy())
+    assert list(design.columns) == ["Days", "Subject"]  # the caller's data are left alone
+
+
+@pytest.mark.parametrize(
+    ("matrix", "message"),
+    [
+        (np.ones(180), "responses as an array must be a numeric matrix"),
+        (np.ones((179, 2)), "responses has 179 rows and data 180"),
+        (np.array([["a"] * 2] * 180), "responses as an array must be a numeric matrix"),
+    ],
+)
+def test_a_bad_matrix_of_responses_is_refused(responses, matrix, message) -> None:
+    with pytest.raises(lmmfast.LmmfastError, match=message):
+        lmmfast.lmm_many("~ Days + (Days | Subject)", responses[["Days", "Subject"]], matrix)

@@ -7,6 +7,7 @@ values in any column the model uses are dropped (lme4's ``na.omit``) and counted
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -89,13 +90,13 @@ def as_pandas(data: object) -> pd.DataFrame:
 
 def _check_columns(frame: pd.DataFrame, needed: Iterable[str]) -> list[str]:
     columns = [str(c) for c in frame.columns]
-    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    counts = Counter(columns)
     wanted = list(dict.fromkeys(needed))
-    clash = [c for c in duplicated if c in wanted]
+    clash = [c for c in wanted if counts[c] > 1]
     if clash:
         raise DataError(f"The data have more than one column named {clash[0]!r}; rename the duplicates.")
     for name in wanted:
-        if name not in columns:
+        if name not in counts:
             close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             shown = ", ".join(repr(c) for c in columns[:12]) + (", ..." if len(columns) > 12 else "")
@@ -129,12 +130,14 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
     if n_input == 0:
         raise DataError("The data have no rows.")
     label_of = {str(label): label for label in frame.columns}  # formulas name columns by text
-    selected = pd.DataFrame({name: frame[label_of[name]].reset_index(drop=True).copy(deep=True) for name in wanted})
-    for name in wanted:
-        kind = selected[name].dtype.kind
+    # one selection for all the columns (a model of many responses has thousands)
+    selected = frame.loc[:, [label_of[name] for name in wanted]].reset_index(drop=True).copy(deep=True)
+    selected.columns = pd.Index(wanted)
+    for name, dtype in zip(wanted, selected.dtypes):
+        kind = dtype.kind
         if kind in "mM":
             raise DataError(
-                f"Column {name!r} holds dates or durations ({selected[name].dtype}); convert it to a number "
+                f"Column {name!r} holds dates or durations ({dtype}); convert it to a number "
                 "(e.g. days since the start) or to categories before fitting."
             )
         if kind == "c":

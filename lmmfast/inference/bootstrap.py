@@ -97,6 +97,11 @@ def _held_replicate(seed: Any) -> tuple[np.ndarray, bool]:
     return replicate(payload, seed)
 
 
+#: Each worker process receives its share of the tasks in about this many chunks (small
+#: enough to keep the processes busy to the end, large enough to send few messages).
+CHUNKS_PER_PROCESS = 16
+
+
 def run_replicates(
     payload: Any,
     replicate: Callable[[Any, Any], tuple[np.ndarray, bool]],
@@ -123,8 +128,11 @@ def run_replicates(
         # the platform's default start method: "spawn" re-imports the caller's main module,
         # which fails for scripts read from stdin; OpenBLAS, numba's serial kernels and the
         # rank update's Python threads (none running while we fork) are fork-safe on Linux
+        # tasks go to the workers in chunks: one message per task costs more than a small refit
+        chunk = max(1, len(seeds) // (processes * CHUNKS_PER_PROCESS))
         with ProcessPoolExecutor(max_workers=processes, initializer=_hold, initargs=(payload, replicate)) as pool:
-            return list(tqdm(pool.map(_held_replicate, seeds), total=len(seeds), disable=not progress, desc=desc))
+            tasks = pool.map(_held_replicate, seeds, chunksize=chunk)
+            return list(tqdm(tasks, total=len(seeds), disable=not progress, desc=desc))
 
 
 def check_client(client: Any, processes: int = 1) -> Any:
