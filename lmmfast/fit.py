@@ -110,7 +110,11 @@ def fit_prepared(
         value_and_gradient = gradient_for(objective, control.optimizer)
         if start is None:
             start = initial_theta(
-                model.layout, model.terms, model.fixed.X, model.fixed.y, slopes=value_and_gradient is not None
+                model.layout,
+                model.terms,
+                objective.cross_products,
+                model.engine.blocks,
+                slopes=value_and_gradient is not None,
             )
         record = optimize_theta(
             objective,

@@ -1,4 +1,4 @@
-"""Starting values for θ.
+"""Starting values for θ, from the cross-products (no pass over the rows).
 
 lme4 starts every template at the identity. For models whose random effects are all
 intercepts, a one-way analysis-of-variance estimate per grouping factor, computed once from
@@ -8,6 +8,12 @@ cases, so they keep lme4's start there; L-BFGS-B (``slopes=True``) starts from a
 estimate of every term's covariance — the spread of per-level least-squares fits to the
 residuals less their average sampling covariance — which saves it a quarter to a third of
 its evaluations.
+
+Everything these estimates need is in the cross-products: the least-squares fit from X'X
+and X'y, the residuals' per-level sums as Z'y − Z'X β̂, their sum of squares as y'y − β̂'X'y,
+and each level's Gram matrix as its diagonal block of Z'Z. So a start costs the numbers of
+levels, not of rows — a model whose rows were streamed past once can start as well as one
+held in memory. With prior weights the sums are weighted ones.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lmmfast.crossprod import accumulate_outer
+from lmmfast.crossprod import CrossProducts
 from lmmfast.design.random import RandomTerm
 from lmmfast.parameters import ThetaLayout
 
@@ -28,76 +34,95 @@ EIGENVALUE_FLOOR = 1e-4
 START_RANGE = (0.1, 10.0)
 
 
-def _intercept_ratio(residuals: np.ndarray, term: RandomTerm) -> float:
-    """sd of the group effect over the residual sd, by one-way ANOVA of the residuals."""
-    counts = np.bincount(term.codes, minlength=term.n_levels).astype(np.float64)
-    means = np.bincount(term.codes, weights=residuals, minlength=term.n_levels) / counts
-    n = len(residuals)
-    within = float(np.sum((residuals - means[term.codes]) ** 2)) / max(n - term.n_levels, 1)
+def _intercept_ratio(counts: np.ndarray, sums: np.ndarray, residual_ss: float, n: int) -> float:
+    """sd of the group effect over the residual sd, by one-way ANOVA of the residuals, from
+    each level's count and residual sum and the residual sum of squares."""
+    levels = len(counts)
+    means = sums / counts
+    within = (residual_ss - float(np.sum(sums * means))) / max(n - levels, 1)
     if within <= 0.0:
         return START_RANGE[1]
     between = float(np.var(means, ddof=1)) - within * float(np.mean(1.0 / counts))
     return float(np.clip(np.sqrt(max(between, 0.0) / within), *START_RANGE))
 
 
-def _term_template(residuals: np.ndarray, sigma2: float, term: RandomTerm) -> np.ndarray | None:
-    """Cholesky factor of the term's moment covariance over σ², or None where the levels
-    cannot support one (fewer than two levels with a full-rank fit)."""
-    k = term.k
-    gram = np.zeros((term.n_levels, k, k))
-    cross = np.zeros((term.n_levels, k, 1))
-    accumulate_outer(term.codes, term.values, term.values, gram)
-    accumulate_outer(term.codes, term.values, residuals[:, None], cross)
+def _term_template(gram: np.ndarray, cross: np.ndarray, sigma2: float) -> np.ndarray | None:
+    """Cholesky factor of the term's moment covariance over σ², from each level's Gram
+    matrix and residual cross-products; None where the levels cannot support one (fewer
+    than two levels with a full-rank fit)."""
+    k = gram.shape[1]
     full_rank = np.linalg.matrix_rank(gram) == k
     if np.count_nonzero(full_rank) < 2:
         return None
     gram, cross = gram[full_rank], cross[full_rank]
-    coefficients = np.linalg.solve(gram, cross)[:, :, 0]
+    coefficients = np.linalg.solve(gram, cross[:, :, None])[:, :, 0]
     covariance = np.atleast_2d(np.cov(coefficients.T, ddof=1)) - sigma2 * np.mean(np.linalg.inv(gram), axis=0)
     values, vectors = np.linalg.eigh(covariance / sigma2)
     values = np.maximum(values, EIGENVALUE_FLOOR)
     return np.linalg.cholesky((vectors * values) @ vectors.T)
 
 
-def _least_squares(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """β̂ of y on X from the normal equations (X has full column rank; a start needs no more
-    accuracy than they give, at a quarter of ``lstsq``'s time on 100k rows), by ``lstsq``
-    where X'X is numerically singular."""
+def _least_squares(XtX: np.ndarray, Xty: np.ndarray) -> np.ndarray:
+    """β̂ from the normal equations, by ``lstsq`` where X'X is numerically singular."""
     try:
-        return np.linalg.solve(X.T @ X, X.T @ y)
+        return np.linalg.solve(XtX, Xty)
     except np.linalg.LinAlgError:
-        return np.linalg.lstsq(X, y, rcond=None)[0]
+        return np.linalg.lstsq(XtX, Xty, rcond=None)[0]
+
+
+def level_blocks(cp: CrossProducts, term: int) -> np.ndarray:
+    """The engine term's diagonal blocks of Z'Z, one k × k block per level, (levels, k, k)."""
+    k, levels = int(cp.term_sizes[term]), int(cp.term_levels[term])
+    slots = np.flatnonzero((cp.slot_term_a == term) & (cp.slot_term_b == term))
+    values = cp.block_values[cp.slot_offsets[slots][:, None] + np.arange(k * k)]
+    blocks = np.zeros((levels, k, k))
+    blocks[cp.slot_level_a[slots]] = values.reshape(len(slots), k, k)
+    return blocks
 
 
 def initial_theta(
-    layout: ThetaLayout, terms: Sequence[RandomTerm], X: np.ndarray, y: np.ndarray, *, slopes: bool = False
+    layout: ThetaLayout,
+    terms: Sequence[RandomTerm],
+    cross_products: CrossProducts,
+    blocks: Sequence[tuple[int, int]],
+    *,
+    slopes: bool = False,
 ) -> np.ndarray:
     """Where the optimiser starts: moment estimates when every term is a random intercept
-    (or for every term, with ``slopes``), lme4's identity templates otherwise.
+    (or for every term, with ``slopes``), lme4's identity templates otherwise. ``blocks``
+    says where each of the model's ``terms`` sits in the engine's terms, whose
+    ``cross_products`` these are (:attr:`lmmfast.design.amalgamate.EngineTerms.blocks`).
 
     Examples
     --------
     >>> import lmmfast
     >>> from lmmfast.api import prepare
     >>> p = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff"))
-    >>> initial_theta(p.layout, p.terms, p.fixed.X, p.fixed.y).round(2).tolist()
+    >>> initial_theta(p.layout, p.terms, p.objective.cross_products, p.engine.blocks).round(2).tolist()
     [0.85]
     """
     start = layout.start
-    intercepts_only = all(term.columns == ("(Intercept)",) and np.all(term.values == 1.0) for term in terms)
+    intercepts_only = all(term.columns == ("(Intercept)",) for term in terms)
     if not (intercepts_only or slopes):
         return start
-    residuals = y - X @ _least_squares(X, y)
-    if intercepts_only:
-        for index, term in enumerate(terms):
-            start[layout.starts[index]] = _intercept_ratio(residuals, term)
-        return start
-    sigma2 = float(residuals @ residuals) / max(len(y) - X.shape[1], 1)
-    if not sigma2 > 0.0:
-        return start
-    for index, term in enumerate(terms):
-        template = _term_template(residuals, sigma2, term)
-        if template is not None and np.all(np.isfinite(template)):
-            mask = layout.term_of == index
-            start[mask] = template[layout.rows[mask], layout.cols[mask]]
+    cp = cross_products
+    p = cp.p
+    beta = _least_squares(cp.XytXy[:p, :p], cp.XytXy[:p, p])
+    residual_ss = max(float(cp.XytXy[p, p] - beta @ cp.XytXy[:p, p]), 0.0)
+    residual_sums = cp.ZtXy[:, p] - cp.ZtXy[:, :p] @ beta  # Z'r
+    sigma2 = residual_ss / max(cp.n - p, 1)
+    if intercepts_only or sigma2 > 0.0:
+        for index, (term, (engine, first)) in enumerate(zip(terms, blocks)):
+            k_engine, levels = int(cp.term_sizes[engine]), int(cp.term_levels[engine])
+            offset = int(cp.column_offsets[engine])
+            own = slice(first, first + term.k)
+            gram = level_blocks(cp, engine)[:, own, own]
+            cross = residual_sums[offset : offset + levels * k_engine].reshape(levels, k_engine)[:, own]
+            if intercepts_only:
+                start[layout.starts[index]] = _intercept_ratio(gram[:, 0, 0], cross[:, 0], residual_ss, cp.n)
+                continue
+            template = _term_template(gram, cross, sigma2)
+            if template is not None and np.all(np.isfinite(template)):
+                mask = layout.term_of == index
+                start[mask] = template[layout.rows[mask], layout.cols[mask]]
     return start

@@ -121,7 +121,7 @@ def test_intercept_only_models_start_from_moment_estimates_and_reach_the_same_op
 
     data = lmmfast.datasets.load("penicillin")
     prepared = prepare("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
-    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y)
+    start = initial_theta(prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks)
     assert not np.array_equal(start, prepared.layout.start)
     fit = lmmfast.lmm("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
     np.testing.assert_array_equal(fit.optsummary.initial, start)
@@ -134,7 +134,7 @@ def test_models_with_slopes_keep_lme4_start() -> None:
     from lmmfast.start import initial_theta
 
     prepared = prepare("Reaction ~ Days + (Days || Subject)", lmmfast.datasets.load("sleepstudy"))
-    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y)
+    start = initial_theta(prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks)
     np.testing.assert_array_equal(start, prepared.layout.start)
 
 
@@ -212,7 +212,9 @@ def test_gradient_path_starts_from_moment_covariances_closer_to_the_optimum() ->
     data = lmmfast.datasets.simulate_crossed(400, 300, 100, seed=3)
     formula = "y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)"
     prepared = prepare(formula, data, reml=False)
-    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y, slopes=True)
+    start = initial_theta(
+        prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks, slopes=True
+    )
     # the simulated subject template is [0.667, 0.075, 0.238] (sd 40 and 15, correlation 0.3, σ 60):
     # moments of per-subject fits land near it, the identity does not
     np.testing.assert_allclose(start[:3], [0.667, 0.075, 0.238], rtol=0.5)
@@ -233,7 +235,9 @@ def test_moment_start_keeps_identity_for_a_term_no_level_can_estimate() -> None:
     # a slope constant within each subject: no subject's own fit of (1 + slope) has full rank
     data = lmmfast.datasets.load("sleepstudy").assign(group_constant=lambda d: d.Subject.astype(int) % 3)
     prepared = prepare("Reaction ~ Days + (1 + group_constant | Subject)", data)
-    start = initial_theta(prepared.layout, prepared.terms, prepared.fixed.X, prepared.fixed.y, slopes=True)
+    start = initial_theta(
+        prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks, slopes=True
+    )
     np.testing.assert_array_equal(start, prepared.layout.start)
 
 
@@ -352,3 +356,46 @@ def test_lbfgsb_goes_on_where_its_relative_tolerance_stops_it_short_of_the_optim
     assert summary.final_objective - 1e7 < 1e-6
     gradient, inverse = summary.gradient, summary.inverse_hessian
     assert 0.5 * gradient @ inverse @ gradient <= SETTLED_DECREASE
+
+
+def _moment_start_from_rows(prepared) -> np.ndarray:
+    """The moment start as the rows give it: per level, the least-squares fit of the OLS
+    residuals on the term's columns; their covariance less the mean sampling covariance."""
+    X, y = prepared.fixed.X, prepared.fixed.y
+    residuals = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    sigma2 = residuals @ residuals / (len(y) - X.shape[1])
+    layout = prepared.layout
+    start = layout.start
+    for index, term in enumerate(prepared.terms):
+        fits, inverses = [], []
+        for level in range(term.n_levels):
+            rows = term.codes == level
+            Z = term.values[rows]
+            gram = Z.T @ Z
+            fits.append(np.linalg.solve(gram, Z.T @ residuals[rows]))
+            inverses.append(np.linalg.inv(gram))
+        covariance = np.atleast_2d(np.cov(np.array(fits).T, ddof=1)) - sigma2 * np.mean(inverses, axis=0)
+        values, vectors = np.linalg.eigh(covariance / sigma2)
+        template = np.linalg.cholesky((vectors * np.maximum(values, 1e-4)) @ vectors.T)
+        mask = layout.term_of == index
+        start[mask] = template[layout.rows[mask], layout.cols[mask]]
+    return start
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ Days + (Days | Subject)",
+        # two terms on one factor, merged into one engine term: each reads its own sub-blocks
+        "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)",
+    ],
+)
+def test_the_moment_start_from_cross_products_is_the_rows_own(formula) -> None:
+    from lmmfast.api import prepare
+    from lmmfast.start import initial_theta
+
+    prepared = prepare(formula, lmmfast.datasets.load("sleepstudy"))
+    start = initial_theta(
+        prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks, slopes=True
+    )
+    np.testing.assert_allclose(start, _moment_start_from_rows(prepared), rtol=1e-8, atol=1e-12)
