@@ -24,6 +24,7 @@ from lmmfast.distributions import chi2_sf
 from lmmfast.errors import ArgumentError, DataError
 from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
+from lmmfast.formula import parse_formula
 from lmmfast.inference.bootstrap import REPLICATE_CHECKS, check_client, run_replicates, simulate_model
 from lmmfast.prepare import PreparedModel, prepare, with_response, without_columns
 from lmmfast.validation import check_bool, check_count
@@ -165,8 +166,6 @@ def _design_model(
 ) -> PreparedModel:
     """The model prepared on a design, with a placeholder response where it has none (only
     the design is used: every simulation forms its own response's cross-products)."""
-    from lmmfast.formula import parse_formula
-
     response = parse_formula(formula).response
     if response is None:
         raise ArgumentError(f"formula must have a response, as in 'y ~ x + (1 | g)'; got {formula!r}.")

@@ -244,6 +244,7 @@ def without_columns(prepared: PreparedModel, columns: Sequence[int]) -> Prepared
     return replace(
         prepared,
         fixed=replace(fixed, X=fixed.X[:, keep], names=tuple(fixed.names[j] for j in keep), kept=kept),
+        encoding=replace(prepared.encoding, kept=kept),
         objective=ProfiledObjective(
             reduced, layout, objective.factor.fresh(), objective.reml, envelope=envelope_criterion(reduced, layout)
         ),

@@ -3,10 +3,9 @@
 CHOLMOD chooses between its supernodal factorisation (dense BLAS kernels on groups of
 columns: the right one where the factor has dense parts, as InstEval's) and its simplicial
 one (column by column: the right one where every column of the factor is short, as in
-nested designs with a few crossings) from the symbolic analysis's flops per non-zero. Forcing
-supernodal, as this path once did, cost 30 ms instead of 1 ms per factorisation on a
-students × teachers × schools design, where each supernode is a few columns and every BLAS
-call is overhead.
+nested designs with a few crossings) from the symbolic analysis's flops per non-zero; its
+choice is kept. Supernodal on a factor of short columns is many times slower than simplicial
+(each supernode is a few columns, and every BLAS call is overhead).
 """
 
 from __future__ import annotations
