@@ -89,9 +89,10 @@ def lmm(
         with a :class:`MemoryBudgetError`.
     optimizer : {"auto", "bobyqa", "lbfgsb"}, optional
         Shortcut for ``Control(optimizer=...)``. BOBYQA (derivative-free, as lme4) or L-BFGS-B
-        with the analytic gradient (blocked factorisation only); ``"auto"`` (default) takes
-        L-BFGS-B for models with many variance parameters or a large dense block, where it
-        needs far fewer evaluations. Both reach the same optimum.
+        with the analytic gradient; ``"auto"`` (default) takes L-BFGS-B for models with many
+        variance parameters, many random effects or a large dense block, where it needs far
+        fewer evaluations, unless the gradient costs many evaluations (CHOLMOD factors with
+        dense parts). Both reach the same optimum.
     control : Control, optional
         Every setting of the fit: optimiser, tolerances, evaluation limit, restarts,
         boundary and singular tolerances, factorisation, memory budget, threads

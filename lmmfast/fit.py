@@ -51,7 +51,11 @@ def gradient_for(
         # a compiled criterion makes evaluations cheap whatever the number of random effects
         random_effects = 0 if objective.envelope is not None else objective.cross_products.q
         optimizer = choose_optimizer(
-            objective.layout.size, objective.has_gradient, objective.factor.dense_size, random_effects
+            objective.layout.size,
+            objective.has_gradient,
+            objective.factor.dense_size,
+            random_effects,
+            objective.factor.gradient_cost,
         )
     return objective.value_and_gradient if optimizer == "lbfgsb" and objective.has_gradient else None
 

@@ -193,7 +193,7 @@ class LmmResult(LmmFit):
     @cached_property
     def cond_var(self) -> dict[str, np.ndarray]:
         """Conditional covariance matrices of the random effects, per term name (VarCorr's
-        names): arrays of shape (n_levels, k, k). Computed on first use (q solves)."""
+        names): arrays of shape (n_levels, k, k). Computed on first use (from the factor's selected inverse)."""
         return {term.name: block for term, block in zip(self.terms, conditional_covariances(self))}
 
     def ranef_table(self) -> pd.DataFrame:

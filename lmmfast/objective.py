@@ -194,7 +194,7 @@ class ProfiledObjective:
 
     @property
     def has_gradient(self) -> bool:
-        """Whether :meth:`value_and_gradient` is available (the blocked factorisation path)."""
+        """Whether :meth:`value_and_gradient` is available (both factorisation paths give it)."""
         return self.factor.supports_gradient
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -225,7 +225,7 @@ class ProfiledObjective:
         """For the deviance not profiled over σ (the REML criterion for REML fits), D(θ, σ) =
         log|M| [+ log|R_X|²] + r²(θ)/σ² + dof·log(2πσ²) − Σ log w: its analytic gradient in
         φ = (θ, σ), and β̂'s covariance σ² (R_X'R_X)⁻¹ at θ — what Satterthwaite's df
-        differentiate (:mod:`lmmfast.inference.satterthwaite`); blocked path only.
+        differentiate (:mod:`lmmfast.inference.satterthwaite`).
 
         ∂D/∂θ has the profiled criterion's pieces with 1/σ² in place of dof/r²
         (:func:`lmmfast.gradient.theta_gradient`), and ∂D/∂σ = −2r²/σ³ + 2 dof/σ.

@@ -150,11 +150,6 @@ def prepare(
     objective = ProfiledObjective(
         cross_products, engine_layout, factor, reml=reml, envelope=envelope_criterion(cross_products, engine_layout)
     )
-    if control.optimizer == "lbfgsb" and not objective.has_gradient:
-        raise ArgumentError(
-            "optimizer='lbfgsb' needs the analytic gradient, which only the blocked factorisation provides, "
-            "and this model takes the CHOLMOD path; use optimizer='bobyqa' or 'auto', or factorization='blocked'."
-        )
     return PreparedModel(
         formula=model,
         model_frame=frame_info,

@@ -173,14 +173,6 @@ BAD_INPUTS = [
         ArgumentError,
         "optimizer must be 'auto', 'bobyqa' or 'lbfgsb'",
     ),
-    (
-        "gradient optimizer on the CHOLMOD path",
-        F,
-        _sleep,
-        {"optimizer": "lbfgsb", "factorization": "cholmod"},
-        ArgumentError,
-        "only the blocked factorisation provides",
-    ),
 ]
 
 

@@ -20,6 +20,8 @@ class RandomEffectsFactor(Protocol):
 
     #: Whether :meth:`logdet_gradient_sums` and :meth:`zz_times` exist (the analytic gradient).
     supports_gradient: bool
+    #: What one evaluation with the gradient costs, in evaluations without (an estimate).
+    gradient_cost: float
     #: Order of the dense block the path factors by LAPACK (0 for none).
     dense_size: int
     #: BLAS threads a fit on this factor should use (None: BLAS's own default).

@@ -18,8 +18,9 @@ import scipy.sparse as sp
 from sksparse.cholmod import analyze
 
 from lmmfast.crossprod import CrossProducts
-from lmmfast.factor.pattern import build_lower_pattern, fill_scaled
+from lmmfast.factor.pattern import build_lower_pattern, fill_scaled, full_matrix
 from lmmfast.factor.plan import FactorPlan
+from lmmfast.factor.selected_inverse import read_block, selected_inverse, trace_sums
 from lmmfast.factor.symbolic import factor_column_counts, factorization_work, supernodal_storage
 from lmmfast.parameters import ThetaLayout
 
@@ -33,6 +34,9 @@ SUPERNODAL_SWITCH = 40.0
 #: 1.0 against 1.4 ms (a 13,000-column simplicial factor).
 SUPERNODAL_SECONDS = (2e-11, 5e-6)
 SIMPLICIAL_SECONDS = (1e-9, 2e-8)
+
+#: The selected inverse's seconds per multiply-add of the factorisation's work (scalar numba).
+SELECTED_INVERSE_SECONDS_PER_MADD = 1e-9
 
 
 class CholmodFactor:
@@ -65,6 +69,7 @@ class CholmodFactor:
         data[self._pattern.diagonal] = 1.0
         self._matrix = sp.csc_matrix((data, self._pattern.indices, self._pattern.indptr), shape=(q, q))
         self._factor = analyze(self._matrix, mode="auto")
+        self._zz: sp.csr_matrix | None = None
         counts = factor_column_counts(self._pattern.indptr, self._pattern.indices, self._factor.P())
         #: nnz(L), exactly, and the multiply-adds of one factorisation
         self.factor_nonzeros = int(np.sum(counts))
@@ -72,6 +77,13 @@ class CholmodFactor:
         self._supernodal_storage = supernodal_storage(counts)
         self._estimated_bytes = self._memory(cross_products)
         self._estimated_seconds = self._seconds()
+        # Takahashi's recurrence does about the factorisation's work, in scalar loops where a
+        # supernodal factorisation runs BLAS: many times an evaluation on factors with dense parts
+        self.gradient_cost = 1.0 + (
+            SELECTED_INVERSE_SECONDS_PER_MADD * self.factor_work / self._estimated_seconds
+            if self.supernodal and self._estimated_seconds > 0.0
+            else 2.0
+        )
 
     @property
     def supernodal(self) -> bool:
@@ -103,9 +115,8 @@ class CholmodFactor:
         """The path's memory, from the exact size of its factor."""
         return self._estimated_bytes
 
-    #: No analytic gradient on this path: it needs selected elements of the sparse factor's
-    #: inverse, which CHOLMOD does not provide.
-    supports_gradient: bool = False
+    #: The analytic gradient, from the selected inverse (:mod:`lmmfast.factor.selected_inverse`).
+    supports_gradient: bool = True
     dense_size: int = 0
     blas_threads: int | None = None
 
@@ -148,14 +159,62 @@ class CholmodFactor:
         self.__dict__.update(state)
         self._factor = analyze(self._matrix, mode="auto")
 
+    def _selected_inverse(self) -> tuple[Any, np.ndarray, np.ndarray]:
+        """L (simplicial, CSC) at the last update, M⁻¹ on its pattern, and the inverse
+        permutation. L is read from a copy: reading it from the factor itself would turn the
+        factor simplicial for every later update."""
+        L = self._factor.copy().L().tocsc()
+        L.sort_indices()
+        inverse_permutation = np.empty(self._cp.q, dtype=np.int64)
+        inverse_permutation[self._factor.P()] = np.arange(self._cp.q, dtype=np.int64)
+        return L, selected_inverse(L.indptr, L.indices, L.data), inverse_permutation
+
     def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
-        raise NotImplementedError("the CHOLMOD path has no analytic gradient; use factorization='blocked'")
+        """For each term t, G_t = Σ over its levels of the k×k diagonal blocks of M⁻¹Λ'Z'Z,
+        at the θ of the last :meth:`update` (which must be ``theta``), from M⁻¹ on the
+        factor's pattern: about the work of one more factorisation."""
+        cp = self._cp
+        L, inverse, inverse_permutation = self._selected_inverse()
+        templates = self._layout.packed_templates(theta)
+        out = np.zeros_like(templates)
+        trace_sums(
+            L.indptr,
+            L.indices,
+            inverse,
+            inverse_permutation,
+            cp.slot_term_a,
+            cp.slot_term_b,
+            cp.slot_level_a,
+            cp.slot_level_b,
+            cp.slot_offsets,
+            cp.block_values,
+            cp.term_sizes,
+            cp.column_offsets,
+            templates,
+            self._template_offsets,
+            out,
+        )
+        return [out[o : o + k * k].reshape(k, k) for o, k in zip(self._template_offsets, cp.term_sizes)]
 
     def inverse_diagonal_blocks(self) -> list[np.ndarray] | None:
-        return None  # no selected inverse here: the diagonal blocks come from q solves
+        """Per term, the (levels, k, k) diagonal blocks of M⁻¹ at the last update."""
+        cp = self._cp
+        L, inverse, inverse_permutation = self._selected_inverse()
+        blocks = []
+        for k, levels, offset in zip(cp.term_sizes, cp.term_levels, cp.column_offsets):
+            k, levels = int(k), int(levels)
+            term = np.empty((levels, k, k))
+            for level in range(levels):
+                start = int(offset) + level * k
+                read_block(L.indptr, L.indices, inverse, inverse_permutation, start, start, k, k, term[level])
+            blocks.append(term)
+        return blocks
 
     def zz_times(self, V: np.ndarray) -> np.ndarray:
-        raise NotImplementedError("the CHOLMOD path has no analytic gradient; use factorization='blocked'")
+        """Z'Z V (the stored blocks as one sparse matrix, formed on first use)."""
+        if self._zz is None:
+            self._zz = full_matrix(self._cp)
+        return np.asarray(self._zz @ V)
 
     def update(self, theta: np.ndarray) -> None:
         cp = self._cp

@@ -207,7 +207,7 @@ def first_term_inverse_blocks(L11: np.ndarray, entry_ptr: np.ndarray, w: np.ndar
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_block_traces(inverse, ka, kb, values, base, templates, lam_a, lam_b, mirrored, out, out_a, out_b):
+def add_block_traces(inverse, ka, kb, values, base, templates, lam_a, lam_b, mirrored, out, out_a, out_b):
     """For a stored block B = A_ab (ka × kb at ``values[base:]``) with the matching block
     N = (M⁻¹)_ab (``inverse``, ka × kb): out_b += N' T_a' B and, unless the block is on the
     diagonal, out_a += N T_b' B'."""
@@ -252,7 +252,7 @@ def logdet_trace_sums(
     lam1 = template_offsets[0]
     n1 = first_inverse.shape[0]
     for j in range(n1):
-        _add_block_traces(
+        add_block_traces(
             first_inverse[j], k1, k1, first_values, j * k1 * k1, templates, lam1, lam1, False, out, lam1, lam1
         )
     most = 1
@@ -279,7 +279,7 @@ def logdet_trace_sums(
             for jj in range(kb):
                 scratch[i, jj] = X[max(r0 + i, c0 + jj), min(r0 + i, c0 + jj)]
         mirrored = r0 != c0
-        _add_block_traces(
+        add_block_traces(
             scratch[:ka, :kb],
             ka,
             kb,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+import scipy.sparse as sp
 
 from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.kernels import sandwich_entry
@@ -96,6 +97,43 @@ def build_lower_pattern(cp: CrossProducts) -> LowerPattern:
     position[source] = np.arange(len(source))
     diagonal = np.flatnonzero(indices == columns)
     return LowerPattern(indptr=indptr, indices=indices, position=position, diagonal=diagonal)
+
+
+def full_matrix(cp: CrossProducts) -> sp.csr_matrix:
+    """Z'Z as one symmetric sparse matrix (both triangles), from the stored blocks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lmmfast.crossprod import form_cross_products
+    >>> from lmmfast.design.random import RandomTerm
+    >>> t = RandomTerm("g", ("(Intercept)",), np.array(["a", "b"]), np.array([0, 0, 1]), np.ones((3, 1)))
+    >>> full_matrix(form_cross_products([t], np.ones((3, 1)), np.ones(3))).toarray().tolist()
+    [[2.0, 0.0], [0.0, 1.0]]
+    """
+    rows, cols = _block_coordinates(
+        cp.slot_term_a,
+        cp.slot_term_b,
+        cp.slot_level_a,
+        cp.slot_level_b,
+        cp.slot_offsets,
+        cp.term_sizes,
+        cp.column_offsets,
+        len(cp.block_values),
+    )
+    # each stored block once; the blocks off the diagonal once more, mirrored
+    off = (cp.slot_term_a != cp.slot_term_b) | (cp.slot_level_a != cp.slot_level_b)
+    sizes = cp.term_sizes[cp.slot_term_a] * cp.term_sizes[cp.slot_term_b]
+    mirrored = np.repeat(off, sizes)
+    values = cp.block_values
+    matrix = sp.coo_matrix(
+        (
+            np.concatenate([values, values[mirrored]]),
+            (np.concatenate([rows, cols[mirrored]]), np.concatenate([cols, rows[mirrored]])),
+        ),
+        shape=(cp.q, cp.q),
+    )
+    return matrix.tocsr()
 
 
 @numba.njit(cache=True, nogil=True)

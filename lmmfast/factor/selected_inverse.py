@@ -1,0 +1,120 @@
+"""The entries of M⁻¹ on the pattern of a sparse Cholesky factor, and the gradient's traces
+from them (the CHOLMOD path).
+
+The analytic gradient needs M⁻¹ only where Z'Z has blocks (:mod:`lmmfast.gradient`), and
+those lie in the pattern of L (after CHOLMOD's permutation). Neither CHOLMOD nor
+scikit-sparse gives them; Takahashi's recurrence does, from L alone, column by column from
+the last:
+
+    Zᵢⱼ = −(1/Lⱼⱼ) Σ_{k ∈ S} Zᵢₖ Lₖⱼ  (i ∈ S),   Zⱼⱼ = 1/Lⱼⱼ² − (1/Lⱼⱼ) Σ_{k ∈ S} Zⱼₖ Lₖⱼ,
+
+with S the rows of L's column j below its diagonal. Every Zᵢₖ it reads (i, k ∈ S) is in the
+pattern of L — the reason the recurrence closes — so the work is of the order of the
+factorisation's, and the memory one more array of nnz(L) values.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from lmmfast.factor.inverse_blocks import add_block_traces
+
+
+@numba.njit(cache=True, nogil=True)
+def selected_inverse(indptr, indices, data):
+    """M⁻¹ on the pattern of L (lower CSC, rows sorted, the diagonal first in each column),
+    for M = LL'; returned as values on that pattern."""
+    n = indptr.shape[0] - 1
+    Z = np.zeros_like(data)
+    position = np.full(n, -1, dtype=np.int64)
+    for j in range(n - 1, -1, -1):
+        first, last = indptr[j], indptr[j + 1]
+        diagonal = data[first]
+        width = last - first - 1
+        for m in range(width):
+            position[indices[first + 1 + m]] = m
+        acc = np.zeros(width)
+        for a in range(width):
+            k = indices[first + 1 + a]
+            l_k = data[first + 1 + a]
+            for p in range(indptr[k], indptr[k + 1]):
+                r = indices[p]
+                if r == k:
+                    acc[a] += Z[p] * l_k
+                else:
+                    m = position[r]
+                    if m >= 0:  # Z(r, k) and its mirror Z(k, r), both rows of column j's set
+                        acc[m] += Z[p] * l_k
+                        acc[a] += Z[p] * data[first + 1 + m]
+        total = 0.0
+        for m in range(width):
+            value = -acc[m] / diagonal
+            Z[first + 1 + m] = value
+            total += value * data[first + 1 + m]
+        Z[first] = 1.0 / (diagonal * diagonal) - total / diagonal
+        for m in range(width):
+            position[indices[first + 1 + m]] = -1
+    return Z
+
+
+@numba.njit(cache=True, nogil=True)
+def entry(indptr, indices, Z, inverse_permutation, row, col):
+    """M⁻¹[row, col] (original order) from the selected inverse on L's pattern."""
+    r = inverse_permutation[row]
+    c = inverse_permutation[col]
+    if r < c:
+        r, c = c, r
+    lo, hi = indptr[c], indptr[c + 1]
+    while lo < hi:  # rows are sorted within a column
+        mid = (lo + hi) // 2
+        if indices[mid] < r:
+            lo = mid + 1
+        else:
+            hi = mid
+    return Z[lo]
+
+
+@numba.njit(cache=True, nogil=True)
+def read_block(indptr, indices, Z, inverse_permutation, row0, col0, ka, kb, out):
+    """``out[:ka, :kb]`` ← the block of M⁻¹ at rows ``row0``…, columns ``col0``…"""
+    for i in range(ka):
+        for j in range(kb):
+            out[i, j] = entry(indptr, indices, Z, inverse_permutation, row0 + i, col0 + j)
+
+
+@numba.njit(cache=True, nogil=True)
+def trace_sums(
+    indptr,
+    indices,
+    Z,
+    inverse_permutation,
+    slot_term_a,
+    slot_term_b,
+    slot_level_a,
+    slot_level_b,
+    slot_offsets,
+    block_values,
+    sizes,
+    column_offsets,
+    templates,
+    template_offsets,
+    out,
+):
+    """``out`` (packed like the templates) += Σₗ [M⁻¹Λ'Z'Z]ₗₗ per term, over every stored
+    block of Z'Z, from the selected inverse."""
+    most = 1
+    for t in range(sizes.shape[0]):
+        most = max(most, sizes[t])
+    block = np.empty((most, most))
+    for s in range(slot_term_a.shape[0]):
+        ta, tb = slot_term_a[s], slot_term_b[s]
+        ka, kb = sizes[ta], sizes[tb]
+        row0 = column_offsets[ta] + slot_level_a[s] * ka
+        col0 = column_offsets[tb] + slot_level_b[s] * kb
+        read_block(indptr, indices, Z, inverse_permutation, row0, col0, ka, kb, block)
+        mirrored = not (ta == tb and slot_level_a[s] == slot_level_b[s])
+        lam_a, lam_b = template_offsets[ta], template_offsets[tb]
+        add_block_traces(
+            block, ka, kb, block_values, slot_offsets[s], templates, lam_a, lam_b, mirrored, out, lam_a, lam_b
+        )

@@ -1,0 +1,58 @@
+"""M⁻¹ on the pattern of a sparse Cholesky factor (Takahashi) against the dense inverse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sksparse.cholmod import cholesky
+
+import lmmfast
+from lmmfast.api import prepare
+from lmmfast.factor.selected_inverse import entry, selected_inverse
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_selected_inverse_is_the_inverse_on_the_factors_pattern(seed) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(10, 120))
+    pattern = sp.random(n, n, density=float(rng.uniform(0.02, 0.1)), random_state=seed, format="csc")
+    matrix = sp.csc_matrix(pattern @ pattern.T + sp.eye(n))
+    factor = cholesky(matrix, mode="simplicial")
+    L = factor.L().tocsc()
+    L.sort_indices()
+    values = selected_inverse(L.indptr, L.indices, L.data)
+    inverse_permutation = np.empty(n, dtype=np.int64)
+    inverse_permutation[factor.P()] = np.arange(n)
+    dense = np.linalg.inv(matrix.toarray())
+    rows, cols = matrix.nonzero()
+    got = np.array([entry(L.indptr, L.indices, values, inverse_permutation, r, c) for r, c in zip(rows, cols)])
+    np.testing.assert_allclose(got, dense[rows, cols], rtol=1e-9, atol=1e-12)
+
+
+def test_the_cholmod_paths_conditional_variances_are_the_blocked_paths() -> None:
+    data = lmmfast.datasets.load("kb07")
+    formula = "RTtrunc ~ 1 + S + (1 + S | subj) + (1 + P | item)"
+    fits = [
+        lmmfast.lmm(formula, data, factorization=path, checks={"singular": "ignore"}) for path in ("cholmod", "blocked")
+    ]
+    on_cholmod, on_blocks = (fit.cond_var for fit in fits)
+    assert list(on_cholmod) == list(on_blocks)
+    for name in on_cholmod:
+        np.testing.assert_allclose(on_cholmod[name], on_blocks[name], rtol=1e-6)
+
+
+def test_a_design_of_short_columns_takes_lbfgsb_on_cholmod_and_its_optimum() -> None:
+    rng = np.random.default_rng(4)
+    students = np.repeat(np.arange(900), 3)
+    teachers = (students // 30) * 5 + rng.integers(0, 5, len(students))
+    schools = teachers // 25
+    y = rng.normal(size=len(students)) + rng.normal(size=900)[students] + rng.normal(size=teachers.max() + 1)[teachers]
+    data = {"y": y, "s": students.astype(str), "t": teachers.astype(str), "c": schools.astype(str)}
+    formula = "y ~ 1 + (1 | s) + (1 | t) + (1 | c)"
+    model = prepare(formula, data, factorization="cholmod")
+    assert not model.objective.factor.supernodal and model.objective.factor.gradient_cost <= 6
+    on_cholmod = lmmfast.lmm(formula, data, factorization="cholmod", reml=False, checks={"singular": "ignore"})
+    on_blocks = lmmfast.lmm(formula, data, factorization="blocked", reml=False, checks={"singular": "ignore"})
+    assert on_cholmod.optsummary.algorithm == "L-BFGS-B"
+    assert on_cholmod.objective == pytest.approx(on_blocks.objective, rel=1e-10)
