@@ -17,6 +17,7 @@ import nlopt
 import numpy as np
 
 from lmmfast.control import Control
+from lmmfast.factor.base import MAX_GRADIENT_COST
 from lmmfast.optsummary import OptSummary
 from lmmfast.parameters import ThetaLayout
 
@@ -44,10 +45,6 @@ GRADIENT_MIN_DENSE = 500
 #: (sleepstudy, penicillin, pastes: 31–36 ms by both); above, fewer evaluations pay (kb07
 #: with 4 θ and 120 random effects: 105 evaluations by BOBYQA in 99.6 ms, 10 in 51.9 ms).
 GRADIENT_MIN_RANDOM_EFFECTS = 100
-
-
-#: ... unless an evaluation with the gradient costs more than this many without.
-MAX_GRADIENT_COST = 6.0
 
 
 def choose_optimizer(

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from sksparse.cholmod import analyze
 
 from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.base import MAX_GRADIENT_COST
 from lmmfast.factor.pattern import build_lower_pattern, fill_scaled, full_matrix
 from lmmfast.factor.plan import FactorPlan
 from lmmfast.factor.selected_inverse import read_block, selected_inverse, trace_sums
@@ -75,7 +76,6 @@ class CholmodFactor:
         self.factor_nonzeros = int(np.sum(counts))
         self.factor_work = factorization_work(counts)
         self._supernodal_storage = supernodal_storage(counts)
-        self._estimated_bytes = self._memory(cross_products)
         self._estimated_seconds = self._seconds()
         # Takahashi's recurrence does about the factorisation's work, in scalar loops where a
         # supernodal factorisation runs BLAS: many times an evaluation on factors with dense parts
@@ -84,6 +84,7 @@ class CholmodFactor:
             if self.supernodal and self._estimated_seconds > 0.0
             else 2.0
         )
+        self._estimated_bytes = self._memory(cross_products)
 
     @property
     def supernodal(self) -> bool:
@@ -93,8 +94,8 @@ class CholmodFactor:
     def _memory(self, cp: CrossProducts) -> int:
         """Bytes the path holds: the factor (supernodal: its supernodes' rectangles and the
         largest update block; simplicial: values and row indices), the matrix handed to
-        CHOLMOD (values, indices, positions of the stored blocks), and the dense right-hand
-        sides of the solves. On 200,000 × 20,000 crossed intercepts: 3.9 GiB estimated, 3.6
+        CHOLMOD (values, indices, positions of the stored blocks), the dense right-hand sides of
+        the solves, and, where the fit will take gradients, their working copies. On 200,000 × 20,000 crossed intercepts: 3.9 GiB estimated, 3.6
         GiB measured (peak RSS over the data's)."""
         if self.supernodal:
             stored, update = self._supernodal_storage
@@ -103,7 +104,11 @@ class CholmodFactor:
             factor = 12.0 * self.factor_nonzeros
         matrix = 12.0 * self._pattern.nnz + 8.0 * len(cp.block_values)
         solves = 8.0 * 3 * cp.q * (cp.p + 1)
-        return int(factor + matrix + solves)
+        gradient = 0.0
+        if self.gradient_cost <= MAX_GRADIENT_COST:  # the fit will take gradients (L-BFGS-B)
+            # a copy of the factor, it as a simplicial L (values and row indices), M⁻¹ on its pattern
+            gradient = factor + 20.0 * self.factor_nonzeros
+        return int(factor + matrix + solves + gradient)
 
     def _seconds(self) -> float:
         per_madd, per_piece = SUPERNODAL_SECONDS if self.supernodal else SIMPLICIAL_SECONDS
