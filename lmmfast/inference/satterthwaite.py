@@ -49,20 +49,23 @@ PROGRESS_AFTER_SECONDS = 5.0
 
 def variance_derivatives(fit: LmmFit) -> tuple[np.ndarray, np.ndarray]:
     """A = 2 H⁻¹ (asymptotic covariance of φ = (θ, σ)) and J = ∂C/∂φ, shape (p, p, len(φ)),
-    by finite differences at the estimate: of the analytic gradient of the deviance where the
-    factorisation has one (4(m + 1) evaluations of gradient and covariance together, for m
-    θ, each about three evaluations' work), of the deviance itself otherwise (about
-    8(m + 1)² evaluations). A progress bar shows where that should take over
+    by finite differences at the estimate: of the analytic gradient of the deviance (4(m + 1)
+    evaluations of gradient and covariance together, for m θ, each about three evaluations'
+    work) unless the deviance's own differences (about 8(m + 1)² evaluations) cost less. A progress bar shows where that should take over
     ``PROGRESS_AFTER_SECONDS``."""
     objective = fit.model.objective
     phi = np.append(fit.theta, fit.sigma)
     m = len(phi)
-    calls, work = (4 * m, 3.0) if objective.has_gradient else (8 * m * m + 8 * m, 1.0)
+    # the gradient's differences where they cost less than the deviance's (a gradient can
+    # cost many evaluations: CHOLMOD factors with dense parts)
+    gradient_cost = objective.factor.gradient_cost
+    by_gradient = objective.has_gradient and 4 * m * gradient_cost < 8 * m * m + 8 * m
+    calls, work = (4 * m, gradient_cost) if by_gradient else (8 * m * m + 8 * m, 1.0)
     estimate = calls * work * fit.optsummary.seconds_per_evaluation
     with tqdm(
         total=calls, desc="Satterthwaite df", unit="evaluation", disable=estimate < PROGRESS_AFTER_SECONDS
     ) as bar:
-        if objective.has_gradient:
+        if by_gradient:
             return _from_gradient(fit, objective, phi, bar)
 
         def deviance(point: np.ndarray) -> float:
