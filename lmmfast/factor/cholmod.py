@@ -94,9 +94,10 @@ class CholmodFactor:
     def _memory(self, cp: CrossProducts) -> int:
         """Bytes the path holds: the factor (supernodal: its supernodes' rectangles and the
         largest update block; simplicial: values and row indices), the matrix handed to
-        CHOLMOD (values, indices, positions of the stored blocks), the dense right-hand sides of
-        the solves, and, where the fit will take gradients, their working copies. On 200,000 × 20,000 crossed intercepts: 3.9 GiB estimated, 3.6
-        GiB measured (peak RSS over the data's)."""
+        CHOLMOD (values, indices, positions of the stored blocks), the dense right-hand sides
+        of the solves, and, where the fit will take gradients, their working copies. On
+        200,000 × 20,000 crossed intercepts: 3.9 GiB estimated, 3.6 GiB measured (peak RSS
+        over the data's)."""
         if self.supernodal:
             stored, update = self._supernodal_storage
             factor = 8.0 * (stored + update)

@@ -51,8 +51,8 @@ def variance_derivatives(fit: LmmFit) -> tuple[np.ndarray, np.ndarray]:
     """A = 2 H⁻¹ (asymptotic covariance of φ = (θ, σ)) and J = ∂C/∂φ, shape (p, p, len(φ)),
     by finite differences at the estimate: of the analytic gradient of the deviance (4(m + 1)
     evaluations of gradient and covariance together, for m θ, each about three evaluations'
-    work) unless the deviance's own differences (about 8(m + 1)² evaluations) cost less. A progress bar shows where that should take over
-    ``PROGRESS_AFTER_SECONDS``."""
+    work) unless the deviance's own differences (about 8(m + 1)² evaluations) cost less. A
+    progress bar shows where that should take over ``PROGRESS_AFTER_SECONDS``."""
     objective = fit.model.objective
     phi = np.append(fit.theta, fit.sigma)
     m = len(phi)

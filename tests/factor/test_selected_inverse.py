@@ -56,3 +56,13 @@ def test_a_design_of_short_columns_takes_lbfgsb_on_cholmod_and_its_optimum() -> 
     on_blocks = lmmfast.lmm(formula, data, factorization="blocked", reml=False, checks={"singular": "ignore"})
     assert on_cholmod.optsummary.algorithm == "L-BFGS-B"
     assert on_cholmod.objective == pytest.approx(on_blocks.objective, rel=1e-10)
+
+
+def test_satterthwaite_df_on_the_cholmod_path_are_the_blocked_paths() -> None:
+    data = lmmfast.datasets.load("kb07")
+    formula = "RTtrunc ~ 1 + S + P + (1 + S | subj) + (1 + P | item)"
+    tables = [
+        lmmfast.lmm(formula, data, factorization=path, checks={"singular": "ignore"}).coef_table
+        for path in ("cholmod", "blocked")
+    ]
+    np.testing.assert_allclose(tables[0]["df"], tables[1]["df"], rtol=1e-6)
