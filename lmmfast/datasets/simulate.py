@@ -25,12 +25,14 @@ def simulate_crossed(
     trials_per_item: int = 1,
     slopes: bool = True,
     family: str = "gaussian",
+    popularity: float = 0.0,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Simulate a psycholinguistic-style crossed design.
 
-    Each subject sees ``items_per_subject`` distinct items drawn at random, each
-    ``trials_per_item`` times; the condition ``cond`` (±0.5) is drawn per trial, the item
+    Each subject sees ``items_per_subject`` distinct items drawn at random — uniformly, or,
+    with ``popularity`` a > 0, item j (from 0) with weight (j + 1)^−a, as words by frequency
+    or films by ratings (Zipf's law: a ≈ 1) — each ``trials_per_item`` times; the condition ``cond`` (±0.5) is drawn per trial, the item
     covariate ``freq`` is standard normal per item. The response is
 
         y = 400 + 30·cond − 10·freq + s₀ + s₁·cond + i₀ + i₁·cond + ε
@@ -49,6 +51,8 @@ def simulate_crossed(
         Replicates of each subject × item pair: raises n without adding levels.
     slopes : bool, default True
     family : {"gaussian", "binomial", "poisson"}, default "gaussian"
+    popularity : float, default 0
+        The power law of the items' popularity (0: every item equally likely).
     seed : int, default 0
 
     Returns
@@ -71,12 +75,18 @@ def simulate_crossed(
     trials_per_item = check_count("trials_per_item", trials_per_item, 1)
     if items_per_subject > n_items:
         raise ArgumentError(f"items_per_subject ({items_per_subject}) cannot exceed n_items ({n_items}).")
+    if isinstance(popularity, bool) or not isinstance(popularity, (int, float)) or not 0 <= popularity < 10:
+        raise ArgumentError(f"popularity must be a number from 0 (uniform) to below 10, got {popularity!r}.")
     rng = np.random.default_rng(seed)
     items = np.empty((n_subjects, items_per_subject), dtype=np.int64)
     chunk = max(1, 4_000_000 // n_items)
+    weights = np.arange(1, n_items + 1, dtype=np.float64) ** -float(popularity)
     for start in range(0, n_subjects, chunk):
         stop = min(n_subjects, start + chunk)
         keys = rng.random((stop - start, n_items))
+        if popularity:
+            # sampling without replacement by weight: the smallest of Exp(1) / w (Efraimidis–Spirakis)
+            keys = -np.log1p(-keys) / weights
         items[start:stop] = np.argpartition(keys, items_per_subject - 1, axis=1)[:, :items_per_subject]
     subj = np.repeat(np.arange(n_subjects), items_per_subject * trials_per_item)
     item = np.repeat(items.ravel(), trials_per_item)

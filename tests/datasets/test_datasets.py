@@ -55,3 +55,19 @@ def test_simulated_design_recovers_its_parameters() -> None:
 def test_simulation_arguments_are_validated(args, phrase) -> None:
     with pytest.raises(lmmfast.ArgumentError, match=phrase):
         simulate_crossed(*args)
+
+
+def test_popular_items_are_seen_as_a_power_law_says() -> None:
+    data = simulate_crossed(4000, 200, 10, popularity=1.0, slopes=False, seed=2)
+    seen = data.groupby("item").subj.nunique().reindex(range(200), fill_value=0).to_numpy()
+    assert (data.groupby(["subj", "item"]).size() == 1).all()  # distinct items per subject
+    # the first item is in most subjects' ten; the ten most popular outnumber the last hundred
+    assert seen[0] > 0.8 * 4000
+    assert seen[:10].sum() > 2 * seen[100:].sum()
+    assert np.corrcoef(np.log(np.arange(1, 201)), np.log(seen + 1))[0, 1] < -0.9
+
+
+@pytest.mark.parametrize("popularity", [-1.0, 12.0, True, "zipf"])
+def test_bad_popularity_is_refused(popularity) -> None:
+    with pytest.raises(lmmfast.ArgumentError, match="popularity must be a number from 0"):
+        simulate_crossed(10, 10, 3, popularity=popularity)
