@@ -32,8 +32,9 @@ def simulate_crossed(
 
     Each subject sees ``items_per_subject`` distinct items drawn at random — uniformly, or,
     with ``popularity`` a > 0, item j (from 0) with weight (j + 1)^−a, as words by frequency
-    or films by ratings (Zipf's law: a ≈ 1) — each ``trials_per_item`` times; the condition ``cond`` (±0.5) is drawn per trial, the item
-    covariate ``freq`` is standard normal per item. The response is
+    or films by ratings (Zipf's law: a ≈ 1) — each ``trials_per_item`` times; the condition
+    ``cond`` (±0.5) is drawn per trial, the item covariate ``freq`` is standard normal per
+    item. The response is
 
         y = 400 + 30·cond − 10·freq + s₀ + s₁·cond + i₀ + i₁·cond + ε
 
