@@ -369,32 +369,23 @@ def _lbfgsb(recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: in
 SETTLED_DECREASE = 1e-6
 
 
-#: L-BFGS-B is run again from where it stopped, at most this many times, while a quasi-Newton
-#: step from there would still lower the objective by more than ``SETTLED_DECREASE``.
+#: Runs of L-BFGS-B after its first, while a step would still gain over ``SETTLED_DECREASE``.
 LBFGSB_RESTARTS = 4
 
 
 def _predicted_decrease(result: _QuasiNewtonResult) -> float:
     """½ g'H⁻¹g at L-BFGS-B's last point: what a quasi-Newton step would still gain, in the
     objective's own (deviance) units; infinite where the curvature is unusable."""
-    gradient, inverse = result.gradient, result.inverse_hessian
-    if not (np.all(np.isfinite(gradient)) and np.all(np.isfinite(inverse))):
-        return np.inf
-    decrease = 0.5 * float(gradient @ inverse @ gradient)
-    return decrease if decrease >= 0.0 else np.inf
+    decrease = 0.5 * float(result.gradient @ result.inverse_hessian @ result.gradient)
+    return decrease if np.isfinite(decrease) and decrease >= 0.0 else np.inf
 
 
 def _lbfgsb_settled(
     recorder: _Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float
 ) -> _QuasiNewtonResult:
-    """L-BFGS-B, run again from its last point while it stopped on its relative tolerance
-    where a quasi-Newton step would still gain more than ``SETTLED_DECREASE``.
-
-    The relative tolerance (``RELATIVE_FTOL_FLOOR``) ends a run at an iteration that gains
-    less than 1e-11 of the objective, which on large criteria (10⁷) is far more than lme4's
-    1e-8: in a narrow valley that can be well short of the optimum. The measure of whether
-    to go on is the convergence check's own, the Newton decrease in deviance units.
-    """
+    """L-BFGS-B, run again from its last point while a quasi-Newton step would still gain
+    more than ``SETTLED_DECREASE`` (the convergence check's measure): its relative tolerance
+    (``RELATIVE_FTOL_FLOOR``) alone can stop short of the optimum on large criteria."""
     result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval, scale=scale)
     for _ in range(LBFGSB_RESTARTS):
         remaining = maxeval - recorder.count

@@ -508,11 +508,9 @@ class BlockedFactor:
             self._L22 = factor
         self._theta = np.array(theta, dtype=np.float64, copy=True)
 
-    #: :meth:`logdet_gradient_sums` and :meth:`zz_times` are available, so the objective has an
-    #: analytic gradient.
+    #: :meth:`logdet_gradient_sums` and :meth:`zz_times` give the objective its gradient.
     supports_gradient: bool = True
-    #: The gradient's inverse of the dense block and two rank updates (measured 2–3).
-    gradient_cost: float = 3.0
+    gradient_cost: float = 3.0  # the dense block's inverse and two rank updates: 2–3 evaluations
 
     def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
         """For each term t, G_t = Σ over its levels of the k×k diagonal blocks of M⁻¹Λ'Z'Z,

@@ -63,6 +63,20 @@ def _block_coordinates(
     return rows, cols
 
 
+def block_coordinates(cp: CrossProducts) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column (in Z'Z) of every stored block entry, in ``block_values``' order."""
+    return _block_coordinates(
+        cp.slot_term_a,
+        cp.slot_term_b,
+        cp.slot_level_a,
+        cp.slot_level_b,
+        cp.slot_offsets,
+        cp.term_sizes,
+        cp.column_offsets,
+        len(cp.block_values),
+    )
+
+
 def build_lower_pattern(cp: CrossProducts) -> LowerPattern:
     """The CSC pattern of the lower triangle of Λ'Z'ZΛ + I, and where each block entry goes.
 
@@ -76,16 +90,7 @@ def build_lower_pattern(cp: CrossProducts) -> LowerPattern:
     [0, 1, 2]
     """
     total = len(cp.block_values)
-    rows, cols = _block_coordinates(
-        cp.slot_term_a,
-        cp.slot_term_b,
-        cp.slot_level_a,
-        cp.slot_level_b,
-        cp.slot_offsets,
-        cp.term_sizes,
-        cp.column_offsets,
-        total,
-    )
+    rows, cols = block_coordinates(cp)
     source = np.flatnonzero(rows >= cols)
     order = np.lexsort((rows[source], cols[source]))
     source = source[order]
@@ -111,16 +116,7 @@ def full_matrix(cp: CrossProducts) -> sp.csr_matrix:
     >>> full_matrix(form_cross_products([t], np.ones((3, 1)), np.ones(3))).toarray().tolist()
     [[2.0, 0.0], [0.0, 1.0]]
     """
-    rows, cols = _block_coordinates(
-        cp.slot_term_a,
-        cp.slot_term_b,
-        cp.slot_level_a,
-        cp.slot_level_b,
-        cp.slot_offsets,
-        cp.term_sizes,
-        cp.column_offsets,
-        len(cp.block_values),
-    )
+    rows, cols = block_coordinates(cp)
     # each stored block once; the blocks off the diagonal once more, mirrored
     off = (cp.slot_term_a != cp.slot_term_b) | (cp.slot_level_a != cp.slot_level_b)
     sizes = cp.term_sizes[cp.slot_term_a] * cp.term_sizes[cp.slot_term_b]
