@@ -150,7 +150,7 @@ def _theta_of(model: PreparedModel, varcorr: Mapping[str, Any], sigma: float) ->
         if not np.all(np.isfinite(covariance)) or not np.allclose(covariance, covariance.T):
             raise ArgumentError(f"varcorr[{key!r}] must be a finite symmetric matrix.")
         try:
-            factor = np.linalg.cholesky(covariance / sigma**2 + 0.0 * np.eye(term.k))
+            factor = np.linalg.cholesky(covariance / sigma**2)
         except np.linalg.LinAlgError:
             raise ArgumentError(
                 f"varcorr[{key!r}] is not positive definite; give a valid covariance matrix (variances > 0, "
