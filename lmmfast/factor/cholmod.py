@@ -143,6 +143,7 @@ class CholmodFactor:
         """Take Z'Z from ``cross_products`` (same pattern, other weights); the next
         :meth:`update` factors it. Call it on a factor of one's own (a :meth:`fresh` copy)."""
         self._cp = cross_products
+        self._zz = None  # Z'Z of the old weights
 
     def describe(self) -> FactorPlan:
         return FactorPlan(

@@ -66,3 +66,17 @@ def test_satterthwaite_df_on_the_cholmod_path_are_the_blocked_paths() -> None:
         for path in ("cholmod", "blocked")
     ]
     np.testing.assert_allclose(tables[0]["df"], tables[1]["df"], rtol=1e-6)
+
+
+def test_a_refilled_cholmod_factor_multiplies_by_its_new_products() -> None:
+    from dataclasses import replace
+
+    model = prepare(
+        "diameter ~ 1 + (1 | plate) + (1 | sample)", lmmfast.datasets.load("penicillin"), factorization="cholmod"
+    )
+    factor = model.objective.factor.fresh()
+    cp = model.objective.cross_products
+    V = np.ones((cp.q, 1))
+    before = factor.zz_times(V)
+    factor.refill(replace(cp, block_values=2.0 * cp.block_values))
+    np.testing.assert_allclose(factor.zz_times(V), 2.0 * before)
