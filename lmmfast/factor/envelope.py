@@ -26,6 +26,7 @@ import numba
 import numpy as np
 
 from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.pattern import block_coordinates
 from lmmfast.parameters import ThetaLayout
 
 #: Built when the envelope Cholesky and the scaling need at most this many multiply-adds
@@ -48,15 +49,9 @@ def augmented_matrix(cp: CrossProducts) -> np.ndarray:
     """
     q, p = cp.q, cp.p
     omega = np.zeros((q + p + 1, q + p + 1))
-    sizes, offsets = cp.term_sizes, cp.column_offsets
-    for slot in range(len(cp.slot_offsets)):
-        ka, kb = int(sizes[cp.slot_term_a[slot]]), int(sizes[cp.slot_term_b[slot]])
-        row = int(offsets[cp.slot_term_a[slot]] + cp.slot_level_a[slot] * ka)
-        col = int(offsets[cp.slot_term_b[slot]] + cp.slot_level_b[slot] * kb)
-        start = int(cp.slot_offsets[slot])
-        block = cp.block_values[start : start + ka * kb].reshape(ka, kb)
-        omega[row : row + ka, col : col + kb] = block
-        omega[col : col + kb, row : row + ka] = block.T
+    rows, cols = block_coordinates(cp)
+    omega[rows, cols] = cp.block_values
+    omega[cols, rows] = cp.block_values
     omega[:q, q:] = cp.ZtXy
     omega[q:, :q] = cp.ZtXy.T
     omega[q:, q:] = cp.XytXy
@@ -91,12 +86,8 @@ def envelope_starts(cp: CrossProducts, block_start: np.ndarray) -> np.ndarray:
     width = q + cp.p + 1
     first = np.zeros(width, dtype=np.int64)
     first[:q] = block_start[:q]
-    sizes, offsets = cp.term_sizes, cp.column_offsets
-    for slot in range(len(cp.slot_offsets)):
-        ka, kb = int(sizes[cp.slot_term_a[slot]]), int(sizes[cp.slot_term_b[slot]])
-        row = int(offsets[cp.slot_term_a[slot]] + cp.slot_level_a[slot] * ka)
-        col = int(offsets[cp.slot_term_b[slot]] + cp.slot_level_b[slot] * kb)
-        first[row : row + ka] = np.minimum(first[row : row + ka], col)
+    rows, cols = block_coordinates(cp)
+    np.minimum.at(first, rows, block_start[cols])  # entries above the diagonal start no earlier
     return first
 
 
