@@ -12,6 +12,7 @@ import numpy as np
 
 from lmmfast.control import Control, control_with
 from lmmfast.design.fixed import is_binary
+from lmmfast.design.source import is_chunked
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ArgumentError, BinaryResponseWarning, RankDeficiencyWarning
 from lmmfast.fit import fit_prepared
@@ -20,7 +21,9 @@ from lmmfast.generalized.family import Family, family_for
 from lmmfast.generalized.fit import fit_glmm
 from lmmfast.generalized.prepare import prepare_glmm
 from lmmfast.generalized.result import GlmmResult
+from lmmfast.inference.bootstrap import check_client
 from lmmfast.prepare import PreparedModel, prepare
+from lmmfast.streamed import prepare_streamed
 from lmmfast.validation import check_bool, check_count
 
 __all__ = ["glmm", "lmm", "prepare", "report_design"]
@@ -44,6 +47,7 @@ def lmm(
     start: np.ndarray | Sequence[float] | None = None,
     progress: bool | None = None,
     verbose: bool = False,
+    client: Any = None,
     REML: bool | None = None,  # lme4's spelling, accepted for its users
 ) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula language.
@@ -54,8 +58,12 @@ def lmm(
         For example ``"Reaction ~ Days + (Days | Subject)"``. Random terms: ``(1|g)``,
         ``(x|g)``, ``(0+x|g)``, ``(x||g)``, crossed ``(1|a) + (1|b)``, nested ``(1|a/b)``
         and ``(1|a:b)``.
-    data : pandas or polars DataFrame, pyarrow Table, or dict of arrays
-        Never modified. Rows with missing values in the used columns are dropped.
+    data : pandas or polars DataFrame, pyarrow Table, dict of arrays, or data read in chunks
+        Never modified. Rows with missing values in the used columns are dropped. Data read
+        in chunks — the path of a Parquet file or of a directory of them (a dataset), a
+        ``pyarrow.dataset.Dataset`` or a Dask DataFrame — are read twice, chunk by chunk, and
+        the fit holds their cross-products, none of their rows: memory grows with the numbers
+        of levels, not of rows (see the documentation's "Data beyond memory").
     reml : bool, default True
         REML (lme4's default) or maximum likelihood.
     weights : str or array, optional
@@ -107,6 +115,9 @@ def lmm(
         evaluations are estimated to take long says so before it starts.
     verbose : bool, default False
         Print the engine plan and one line per evaluation (lme4's ``verbose``).
+    client : dask.distributed.Client, optional
+        For data read in chunks: read and sum them on this cluster's workers, one task per
+        partition (a Parquet path or Arrow dataset is read as a Dask DataFrame of its files).
     REML : bool, optional
         lme4's spelling of ``reml``, accepted as its alias (``REML=False`` is ``reml=False``).
 
@@ -141,7 +152,22 @@ def lmm(
         reml = bool(REML)
     actions = resolve_checks(checks)
     control = control_with(control, optimizer=optimizer, factorization=factorization, memory_budget=memory_budget)
-    prepared = prepare(formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts)
+    if is_chunked(data):
+        if weights is not None and not isinstance(weights, str):
+            raise ArgumentError(
+                "weights must be a column's name for data read in chunks (an array cannot be matched to their rows)."
+            )
+        check_client(client)
+        prepared = prepare_streamed(
+            formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts, client=client
+        )
+    else:
+        if client is not None:
+            raise ArgumentError(
+                "client= spreads the reading of data read in chunks (Parquet, Arrow datasets, Dask DataFrames) over "
+                "a cluster; these data are in memory. Drop client=."
+            )
+        prepared = prepare(formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts)
     report_design(prepared, actions)
     if progress is not None:
         progress = check_bool("progress", progress)
@@ -152,7 +178,8 @@ def lmm(
 def report_design(prepared: PreparedModel, actions: Mapping[str, str]) -> None:
     """The warnings about the data and the design, once per model (not per refit): a binary
     response fitted by a linear model, and aliased fixed-effect columns dropped."""
-    if is_binary(prepared.fixed.y):
+    binary = prepared.streamed.binary_response if prepared.streamed is not None else is_binary(prepared.fixed.y)
+    if binary:
         report(
             actions["binary_response"],
             f"The response {prepared.formula.response!r} has only the values 0 and 1, and a linear mixed model "

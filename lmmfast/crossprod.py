@@ -111,6 +111,85 @@ class CrossProducts:
         XytXy = gram(Xy)
         return replace(self, ZtXy=ZtXy, XytXy=XytXy)
 
+    def with_fixed_columns(self, columns: Sequence[int]) -> CrossProducts:
+        """The cross-products of the same rows with only the fixed-effects ``columns``
+        (indices into X; the response stays last).
+
+        Examples
+        --------
+        >>> from lmmfast.design.random import RandomTerm
+        >>> t = RandomTerm("g", ("(Intercept)",), np.array(["a", "b"]), np.array([0, 0, 1]), np.ones((3, 1)))
+        >>> cp = form_cross_products([t], np.ones((3, 2)), np.array([1.0, 2.0, 3.0]))
+        >>> cp.with_fixed_columns([1]).XytXy.tolist()
+        [[3.0, 6.0], [6.0, 14.0]]
+        """
+        with_y = [*(int(c) for c in columns), self.p]
+        return replace(self, ZtXy=self.ZtXy[:, with_y], XytXy=self.XytXy[np.ix_(with_y, with_y)])
+
+
+def add_cross_products(first: CrossProducts, second: CrossProducts) -> CrossProducts:
+    """The cross-products of the rows of ``first`` and of ``second`` together: two chunks of
+    one model's data (the same terms, levels and columns), their Z'Z blocks matched by the
+    levels they couple and stored in the order :func:`form_cross_products` stores them.
+
+    Examples
+    --------
+    >>> from lmmfast.design.random import RandomTerm
+    >>> def chunk(a, b):
+    ...     terms = [RandomTerm(name, ("(Intercept)",), np.array(["0", "1"]), np.array(codes), np.ones((2, 1)))
+    ...              for name, codes in (("a", a), ("b", b))]
+    ...     return form_cross_products(terms, np.ones((2, 1)), np.array([1.0, 2.0]))
+    >>> both = add_cross_products(chunk([0, 0], [1, 1]), chunk([1, 0], [0, 1]))
+    >>> both.slot_level_a.tolist(), both.slot_level_b.tolist(), both.block_values.tolist()
+    ([0, 1, 0, 1, 0, 1], [0, 1, 1, 0, 0, 1], [3.0, 1.0, 1.0, 3.0, 1.0, 3.0])
+    """
+    sizes, levels = first.term_sizes, first.term_levels
+    pair_of = lambda cp: cp.slot_term_a * (cp.slot_term_a + 1) // 2 + cp.slot_term_b  # noqa: E731
+    n_pairs = len(sizes) * (len(sizes) + 1) // 2
+    bounds = [np.searchsorted(pair_of(cp), np.arange(n_pairs + 1)) for cp in (first, second)]
+    slot_a, slot_b, level_a, level_b, values = [], [], [], [], []
+    pair = 0
+    for ta in range(len(sizes)):
+        for tb in range(ta + 1):
+            width = int(sizes[ta] * sizes[tb])
+            parts = []
+            for cp, bound in zip((first, second), bounds):
+                start, stop = int(bound[pair]), int(bound[pair + 1])
+                offset = int(cp.slot_offsets[start]) if stop > start else 0
+                block = cp.block_values[offset : offset + (stop - start) * width].reshape(-1, width)
+                parts.append((cp.slot_level_a[start:stop], cp.slot_level_b[start:stop], block))
+            if ta == tb:  # every level's diagonal block, in level order, in both
+                la, lb, summed = parts[0][0], parts[0][1], parts[0][2] + parts[1][2]
+            else:
+                keys = np.concatenate([part[0] * levels[tb] + part[1] for part in parts])
+                unique, inverse = np.unique(keys, return_inverse=True)
+                summed = np.zeros((len(unique), width))
+                np.add.at(summed, inverse, np.concatenate([part[2] for part in parts]))
+                la, lb = unique // levels[tb], unique % levels[tb]
+            slot_a.append(np.full(len(la), ta, dtype=np.int64))
+            slot_b.append(np.full(len(la), tb, dtype=np.int64))
+            level_a.append(la)
+            level_b.append(lb)
+            values.append(summed.ravel())
+            pair += 1
+    slot_term_a, slot_term_b = np.concatenate(slot_a), np.concatenate(slot_b)
+    block_sizes = sizes[slot_term_a] * sizes[slot_term_b]
+    return CrossProducts(
+        term_sizes=sizes,
+        term_levels=levels,
+        column_offsets=first.column_offsets,
+        slot_term_a=slot_term_a,
+        slot_term_b=slot_term_b,
+        slot_level_a=np.concatenate(level_a),
+        slot_level_b=np.concatenate(level_b),
+        slot_offsets=np.concatenate([[0], np.cumsum(block_sizes)[:-1]]).astype(np.int64),
+        block_values=np.concatenate(values),
+        ZtXy=first.ZtXy + second.ZtXy,
+        XytXy=first.XytXy + second.XytXy,
+        n=first.n + second.n,
+        sum_log_weights=first.sum_log_weights + second.sum_log_weights,
+    )
+
 
 def weighted_xy(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """[X y], each row scaled by √w where there are weights."""

@@ -359,6 +359,7 @@ class LmmResult(LmmFit):
         data = None
         if include_data:
             model = self.model
+            model.require_rows("include_data=True")
             data = model.model_frame.frame
             if model.weights is not None and self.weights_name not in data.columns:
                 content["weights"] = model.weights  # given as an array: kept with the rows

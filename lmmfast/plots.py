@@ -120,6 +120,7 @@ def pooling_table(fit: LmmFit, group: str | None = None) -> pd.DataFrame:
     (['ols_intercept', 'ols_slope', 'mixed_intercept', 'mixed_slope'], [251.41, 10.47])
     """
     index = _term_on(fit, group)
+    fit.model.require_rows("The pooling table (each level's own least-squares fit)")
     result, term = fit.terms[index], fit.model.terms[index]
     y = fit.model.fixed.y
     own = np.full((len(result.levels), 2), np.nan)

@@ -444,6 +444,7 @@ def _source(
         if model.model.weights is not None:
             raise ArgumentError("power does not simulate fits with prior weights; fit the model without weights.")
         prepared = model.model
+        prepared.require_rows("power from a fitted model (its design is extended and simulated)")
         truth = (dict(zip(model.fixef_names, model.beta)), model.theta, model.sigma)
         return prepared.formula.text, prepared.model_frame.frame, dict(prepared.formula.codings), truth
     raise ArgumentError(f"model must be a fit of lmmfast.lmm or a lmmfast.model_spec, got {type(model).__name__}.")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lmmfast.control import Control, control_with
-from lmmfast.crossprod import form_cross_products
+from lmmfast.crossprod import CrossProducts, form_cross_products
 from lmmfast.design import (
     FixedDesign,
     ModelFrame,
@@ -29,9 +29,10 @@ from lmmfast.design.amalgamate import EngineTerms, amalgamate
 from lmmfast.design.coding import resolve_codings
 from lmmfast.design.data import column_names, data_name
 from lmmfast.design.encoding import DesignEncoding, encode_design
+from lmmfast.design.source import ChunkedData
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
-from lmmfast.errors import ArgumentError, DataError, FormulaError, ModelError
+from lmmfast.errors import ArgumentError, DataError, DataNotSavedError, FormulaError, ModelError
 from lmmfast.factor import make_factor
 from lmmfast.factor.envelope import envelope_criterion
 from lmmfast.formula import ModelFormula, parse_formula
@@ -67,6 +68,9 @@ class PreparedModel:
         The settings it was prepared with, used again by its fits and refits.
     encoding : DesignEncoding
         How the design was built from the data, without the rows (for new data).
+    streamed : Streamed or None
+        For a model of data read in chunks, where they are; it holds none of their rows
+        (``fixed``, ``terms`` and ``model_frame`` have none, ``weights`` is None).
     """
 
     formula: ModelFormula
@@ -81,11 +85,43 @@ class PreparedModel:
     data_name: str | None
     control: Control
     encoding: DesignEncoding
+    streamed: Streamed | None = None
 
     @property
     def reml(self) -> bool:
         """Whether the objective is the REML criterion (else the ML deviance)."""
         return self.objective.reml
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the model holds its rows (not for data read in chunks)."""
+        return self.streamed is None
+
+    def require_rows(self, purpose: str) -> None:
+        """Raise a :class:`DataNotSavedError` saying that ``purpose`` needs the rows, for a
+        model of data read in chunks."""
+        if self.streamed is not None:
+            raise DataNotSavedError(
+                f"{purpose} needs the rows of the data, and this model was fitted to {self.streamed.source.name} "
+                "read in chunks, keeping only their cross-products. Fit the model to the data in memory for it "
+                "(pandas, polars or pyarrow), or use what works from the fit alone: the summary, confint "
+                "(Wald or profile), Satterthwaite tests, emmeans, predict(newdata)."
+            )
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """Where the rows of a model of data read in chunks are, and what was learnt of them.
+
+    Attributes
+    ----------
+    source : ChunkedData
+    binary_response : bool
+        Whether the response takes only the values 0 and 1.
+    """
+
+    source: ChunkedData
+    binary_response: bool
 
 
 def prepare(
@@ -113,13 +149,7 @@ def prepare(
     control = control_with(control, factorization=factorization, memory_budget=memory_budget)
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
         raise ArgumentError(f"weights must be a column name or an array, got {type(weights).__name__}.")
-    model = parse_formula(formula)
-    if model.offsets:
-        raise FormulaError(
-            f"offset({model.offsets[0]}) in a linear mixed model: lmm takes no offsets; subtract it from the "
-            f"response instead (I(y - {model.offsets[0]}) ~ ...). Generalized models (lmmfast.glmm) take offsets."
-        )
-    check_string_codings(model)
+    model = parse_linear(formula)
     columns = required_columns(model, column_names(data))
     if isinstance(weights, str) and weights not in columns:
         columns.append(weights)
@@ -127,15 +157,64 @@ def prepare(
     model = with_contrasts(model, resolve_codings(contrasts, model, frame_info.frame))
     weight_values, weights_name = prior_weights(weights, frame_info)
     fixed = build_fixed_design(frame_info.frame, model.response, model.fixed)
-    n, p = fixed.X.shape
+    check_enough_rows(*fixed.X.shape)
+    terms = build_random_terms(frame_info.frame, model.random)
+    engine = amalgamate(terms, merge=control.merge_terms)
+    cross_products = form_cross_products(engine.terms, fixed.X, fixed.y, weight_values)
+    return assemble(
+        model,
+        frame_info,
+        fixed,
+        terms,
+        engine,
+        cross_products,
+        reml=reml,
+        control=control,
+        weights=(weight_values, weights_name),
+        data_name=data_name(data),
+        encoding=encode_design(model, fixed, terms, frame_info.frame),
+    )
+
+
+def parse_linear(formula: str) -> ModelFormula:
+    """The parsed formula of a linear mixed model (no offsets; string codings checked)."""
+    model = parse_formula(formula)
+    if model.offsets:
+        raise FormulaError(
+            f"offset({model.offsets[0]}) in a linear mixed model: lmm takes no offsets; subtract it from the "
+            f"response instead (I(y - {model.offsets[0]}) ~ ...). Generalized models (lmmfast.glmm) take offsets."
+        )
+    check_string_codings(model)
+    return model
+
+
+def check_enough_rows(n: int, p: int) -> None:
+    """Raise a :class:`ModelError` unless there are more observations ``n`` than fixed
+    effects ``p``."""
     if n <= p:
         raise ModelError(
             f"{n} complete observations for {p} fixed-effect columns: the residual variance needs "
             "more observations than fixed effects. Simplify the fixed part or supply more data."
         )
-    terms = build_random_terms(frame_info.frame, model.random)
-    engine = amalgamate(terms, merge=control.merge_terms)
-    cross_products = form_cross_products(engine.terms, fixed.X, fixed.y, weight_values)
+
+
+def assemble(
+    model: ModelFormula,
+    frame_info: ModelFrame,
+    fixed: FixedDesign,
+    terms: list[RandomTerm],
+    engine: EngineTerms,
+    cross_products: CrossProducts,
+    *,
+    reml: bool,
+    control: Control,
+    weights: tuple[np.ndarray | None, str | None],
+    data_name: str | None,
+    encoding: DesignEncoding,
+    streamed: Streamed | None = None,
+) -> PreparedModel:
+    """The prepared model of a design and its cross-products: θ's layout, the factor chosen
+    for them, and the objective."""
     layout = ThetaLayout.from_sizes([t.k for t in terms])
     engine_layout = layout.merged(engine.blocks, engine.sizes) if engine.merged else layout
     factor = make_factor(
@@ -156,13 +235,14 @@ def prepare(
         fixed=fixed,
         terms=terms,
         engine=engine,
-        weights=weight_values,
-        weights_name=weights_name,
+        weights=weights[0],
+        weights_name=weights[1],
         layout=layout,
         objective=objective,
-        data_name=data_name(data),
+        data_name=data_name,
         control=control,
-        encoding=encode_design(model, fixed, terms, frame_info.frame),
+        encoding=encoding,
+        streamed=streamed,
     )
 
 
@@ -200,6 +280,7 @@ def with_response(prepared: PreparedModel, y: np.ndarray) -> PreparedModel:
     >>> yty[0] == 4 * yty[1]
     True
     """
+    prepared.require_rows("A refit to a new response")
     y = np.asarray(y, dtype=np.float64)
     n = len(prepared.fixed.y)
     if y.shape != (n,):
@@ -229,9 +310,7 @@ def without_columns(prepared: PreparedModel, columns: Sequence[int]) -> Prepared
     p = len(prepared.fixed.names)
     dropped = {int(c) for c in columns}
     keep = [j for j in range(p) if j not in dropped]
-    with_y = [*keep, p]
-    cp = prepared.objective.cross_products
-    reduced = replace(cp, ZtXy=cp.ZtXy[:, with_y], XytXy=cp.XytXy[np.ix_(with_y, with_y)])
+    reduced = prepared.objective.cross_products.with_fixed_columns(keep)
     objective = prepared.objective
     layout = objective.layout
     fixed = prepared.fixed

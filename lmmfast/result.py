@@ -303,7 +303,8 @@ class LmmFit(MixedFit):
         all_modes = prepared.engine.model_modes(solution.b, offsets)
         for index, (term, name, modes) in enumerate(zip(terms, display_names(terms), all_modes)):
             modes = np.ascontiguousarray(modes)
-            fitted += np.einsum("ij,ij->i", term.values, modes[term.codes])
+            if prepared.has_rows:
+                fitted += np.einsum("ij,ij->i", term.values, modes[term.codes])
             term_results.append(
                 RandomTermResult(
                     name=name,
@@ -314,10 +315,14 @@ class LmmFit(MixedFit):
                     modes=modes,
                 )
             )
-        residuals = prepared.fixed.y - fitted
-        if prepared.weights is not None:
-            residuals = residuals * np.sqrt(prepared.weights)
-        scaled_residuals = residuals / solution.sigma
+        scaled_residuals: np.ndarray | None = None
+        quantiles = np.full(len(RESIDUAL_QUANTILES), np.nan)  # data read in chunks: not computed
+        if prepared.has_rows:
+            residuals = prepared.fixed.y - fitted
+            if prepared.weights is not None:
+                residuals = residuals * np.sqrt(prepared.weights)
+            scaled_residuals = residuals / solution.sigma
+            quantiles = np.quantile(scaled_residuals, RESIDUAL_QUANTILES)
         return cls(
             formula=prepared.formula.text,
             reml=objective.reml,
@@ -334,7 +339,7 @@ class LmmFit(MixedFit):
             nobs=objective.cross_products.n,
             dropped_rows=prepared.model_frame.dropped_rows,
             dropped_columns=prepared.fixed.dropped,
-            residual_quantiles=np.quantile(scaled_residuals, RESIDUAL_QUANTILES),
+            residual_quantiles=quantiles,
             optsummary=record,
             convergence=convergence,
             fit_seconds=time.perf_counter() - began if began is not None else record.seconds,
@@ -343,7 +348,7 @@ class LmmFit(MixedFit):
             encoding=prepared.encoding,
             prepared=prepared,
             scaled_residuals=scaled_residuals,
-            fitted_values=fitted,
+            fitted_values=fitted if prepared.has_rows else None,
         )
 
     @property
@@ -396,6 +401,8 @@ class LmmFit(MixedFit):
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray]:
         """(fitted values, scaled residuals), or :class:`DataNotSavedError`."""
+        if self.prepared is not None:
+            self.prepared.require_rows("Fitted values and residuals")
         if self.fitted_values is None or self.scaled_residuals is None:
             raise data_not_saved()
         return self.fitted_values, self.scaled_residuals

@@ -77,7 +77,10 @@ def residuals_and_random_effects_lines(fit: Any, quantiles: np.ndarray) -> list[
     Max), the random effects, the numbers of observations and groups, what was dropped;
     ending with a blank line."""
     lines = ["", "Scaled residuals: "]
-    lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
+    if np.all(np.isnan(quantiles)):
+        lines.append("(not computed: the data were read in chunks and their rows are not held)")
+    else:
+        lines.extend(format_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{q:.4f}" for q in quantiles]], set()))
     lines.extend(["", "Random effects:"])
     lines.extend(random_effects_lines(fit))
     groups = "; ".join(f"{name}, {count}" for name, count in fit.ngrps.items())

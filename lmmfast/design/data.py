@@ -129,7 +129,31 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
     n_input = len(frame)
     if n_input == 0:
         raise DataError("The data have no rows.")
-    label_of = {str(label): label for label in frame.columns}  # formulas name columns by text
+    selected, dropped = complete_cases(frame, wanted)
+    if dropped.size == n_input:
+        label_of = {str(label): label for label in frame.columns}
+        missing = frame.loc[:, [label_of[name] for name in wanted]].isna()
+        per_column = dict(zip(wanted, missing.sum(axis=0).astype(int).tolist()))
+        worst = max(per_column, key=per_column.get)  # type: ignore[arg-type]
+        raise DataError(
+            f"Every row has a missing value in a column the model uses (column {worst!r} alone "
+            f"misses {per_column[worst]} of {n_input}); no complete row is left."
+        )
+    return ModelFrame(frame=selected, dropped_rows=dropped, n_input_rows=n_input)
+
+
+def complete_cases(frame: pd.DataFrame, wanted: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """A fresh copy of the ``wanted`` columns of ``frame`` (checked to exist once each) with
+    the rows that miss a value in any of them dropped, and the positions of those rows: the
+    model frame of a whole data set or of one chunk of one.
+
+    Examples
+    --------
+    >>> frame, dropped = complete_cases(pd.DataFrame({"y": [1.0, None], "g": ["a", "b"]}), ["y", "g"])
+    >>> len(frame), dropped.tolist()
+    (1, [1])
+    """
+    label_of = {str(label): label for label in frame.columns}
     # one selection for all the columns (a model of many responses has thousands)
     selected = frame.loc[:, [label_of[name] for name in wanted]].reset_index(drop=True).copy(deep=True)
     selected.columns = pd.Index(wanted)
@@ -144,19 +168,11 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
             raise DataError(f"Column {name!r} holds complex numbers; lmmfast models real-valued data only.")
     missing = selected.isna().any(axis=1).to_numpy()
     dropped = np.flatnonzero(missing)
-    if dropped.size == n_input:
-        per_column = {name: int(selected[name].isna().sum()) for name in wanted}
-        worst = max(per_column, key=per_column.get)  # type: ignore[arg-type]
-        raise DataError(
-            f"Every row has a missing value in a column the model uses (column {worst!r} alone "
-            f"misses {per_column[worst]} of {n_input}); no complete row is left."
-        )
     if dropped.size:
         selected = selected.loc[~missing].reset_index(drop=True)
     # object columns of numbers (a dict of lists with None, say) become numeric once the
     # missing values are gone; columns of strings stay as they are
-    selected = selected.infer_objects()
-    return ModelFrame(frame=selected, dropped_rows=dropped, n_input_rows=n_input)
+    return selected.infer_objects(), dropped
 
 
 def column_names(data: object) -> list[str]:

@@ -15,6 +15,13 @@ from lmmfast.formula.contrasts import plain_name
 #: Relative tolerance below which a column counts as a combination of earlier ones (R's qr).
 RANK_TOLERANCE = 1e-7
 
+#: The same test on X'X (streamed data, whose rows are gone): the squared residual norm
+#: relative to the squared column norm. Forming X'X squares the rounding of an exact alias
+#: (relative 1e-16 of the column becomes up to ~1e-14 of its square over many rows), so the
+#: squared tolerance 1e-14 could keep an aliased column; 1e-12 (1e-6 in norm) cannot, and
+#: keeps every column more than 1e-6 away from the span of the earlier ones.
+GRAM_RANK_TOLERANCE = 1e-12
+
 
 @dataclass(frozen=True)
 class FixedDesign:
@@ -66,6 +73,35 @@ def _independent_columns(X: np.ndarray) -> np.ndarray:
     return np.asarray(kept, dtype=np.int64)
 
 
+def independent_gram_columns(XtX: np.ndarray) -> np.ndarray:
+    """The columns :func:`build_fixed_design` keeps, chosen from X'X alone: each column is
+    kept unless its residual on the columns kept before it is small (``GRAM_RANK_TOLERANCE``).
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    >>> independent_gram_columns(X.T @ X).tolist()
+    [0, 1]
+    """
+    kept: list[int] = []
+    factor = np.zeros((0, 0))
+    for j in range(XtX.shape[0]):
+        norm2 = float(XtX[j, j])
+        if norm2 <= 0.0:
+            continue
+        cross = XtX[kept, j]
+        projection = np.linalg.solve(factor, cross) if kept else cross
+        residual2 = norm2 - float(projection @ projection)
+        if residual2 > GRAM_RANK_TOLERANCE * norm2:
+            grown = np.zeros((len(kept) + 1, len(kept) + 1))
+            grown[:-1, :-1] = factor
+            grown[-1, :-1] = projection
+            grown[-1, -1] = np.sqrt(residual2)
+            factor = grown
+            kept.append(j)
+    return np.asarray(kept, dtype=np.int64)
+
+
 def _non_numeric_response_message(response: str, column: pd.Series) -> str:
     """Why a response of text or categories cannot be fitted, and what to do instead."""
     values = column.dropna()
@@ -102,9 +138,13 @@ def _response(frame: pd.DataFrame, response: str, lhs: pd.DataFrame | None) -> n
         y = np.asarray(lhs, dtype=np.float64)[:, 0]
     if not np.all(np.isfinite(y)):
         raise DataError(f"The response {response!r} has infinite values; remove or recode those rows.")
-    if np.ptp(y) == 0.0:
-        raise DataError(f"The response {response!r} is constant ({y[0]:g}); there is no variance to model.")
     return y
+
+
+def check_not_constant(response: str, low: float, high: float) -> None:
+    """Raise a :class:`DataError` for a response whose smallest and largest values agree."""
+    if low == high:
+        raise DataError(f"The response {response!r} is constant ({low:g}); there is no variance to model.")
 
 
 def is_binary(y: np.ndarray) -> bool:
@@ -119,8 +159,12 @@ def is_binary(y: np.ndarray) -> bool:
     return bool(np.all((y == 0.0) | (y == 1.0)))
 
 
-def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedDesign:
+def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str, *, whole: bool = True) -> FixedDesign:
     """Build y and X for ``response ~ fixed`` on complete-case data.
+
+    ``whole=False`` builds them for one chunk of data streamed in chunks: every column is
+    kept, and the checks that need all the rows (a constant response, aliased columns) are
+    the caller's.
 
     Parameters
     ----------
@@ -149,6 +193,8 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
         raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
     lhs, rhs = matrices.lhs, matrices.rhs
     y = _response(frame, response, lhs)
+    if whole:
+        check_not_constant(response, float(np.min(y)), float(np.max(y)))
     X = np.asarray(rhs, dtype=np.float64)
     names = tuple(plain_name(str(c)) for c in rhs.columns)
     finite = np.isfinite(X).all(axis=0)
@@ -158,6 +204,8 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str) -> FixedD
             f"The fixed-effects column {bad!r} has infinite or undefined values (infinite predictors, or "
             "inf·0 in a product); remove or recode those rows."
         )
+    if not whole:
+        return FixedDesign(y=y, X=X, names=names, dropped=(), spec=rhs.model_spec, kept=tuple(range(X.shape[1])))
     kept = _independent_columns(X)
     dropped = tuple(name for j, name in enumerate(names) if j not in set(kept.tolist()))
     if dropped:

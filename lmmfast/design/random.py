@@ -7,7 +7,7 @@ term's columns; together they *are* the sparse CSC block of Z (column ``level·k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +78,65 @@ class RandomTerm:
         return sp.csc_matrix((self.values.ravel(), (rows, cols)), shape=(n, self.n_levels * k))
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """The levels of a grouping factor (or an interaction of several) known beyond the rows
+    at hand: the whole data's, found by a first pass over streamed data.
+
+    Attributes
+    ----------
+    factors : tuple of str
+        The grouping columns.
+    index : pandas.Index or pandas.MultiIndex
+        The levels' values, in R's order (sorted; for an interaction, the combinations that
+        occur, the first column varying slowest).
+    labels : numpy.ndarray of str
+        The levels as a fit names them.
+    """
+
+    factors: tuple[str, ...]
+    index: pd.Index
+    labels: np.ndarray
+
+    @classmethod
+    def of(cls, factors: tuple[str, ...], values: pd.DataFrame) -> Grouping:
+        """The grouping of ``values``: the distinct values (rows) of the ``factors`` columns,
+        in any order and with repeats, coded as :func:`build_random_terms` codes a frame.
+
+        Examples
+        --------
+        >>> Grouping.of(("g",), pd.DataFrame({"g": [3, 1, 2, 1]})).labels.tolist()
+        ['1', '2', '3']
+        """
+        codes, labels = _factor_codes(values, factors)
+        first = np.unique(codes, return_index=True)[1]
+        if len(factors) == 1:
+            index = pd.Index(values[factors[0]].to_numpy()[first])
+        else:
+            index = pd.MultiIndex.from_frame(values.loc[:, list(factors)].iloc[first])
+        return cls(factors=factors, index=index, labels=labels)
+
+    def codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """The level of every row of ``frame``.
+
+        Raises
+        ------
+        DataError
+            For a value the levels do not hold (data that changed since they were read).
+        """
+        if len(self.factors) == 1:
+            codes = self.index.get_indexer(frame[self.factors[0]])
+        else:
+            codes = self.index.get_indexer(pd.MultiIndex.from_frame(frame.loc[:, list(self.factors)]))
+        if len(codes) and codes.min() < 0:
+            raise DataError(
+                f"The grouping factor {':'.join(self.factors)!r} has a level that the first pass over the data "
+                "did not see; the data changed while the model was being fitted. Fit again on data that stay "
+                "the same."
+            )
+        return codes.astype(np.int64, copy=False)
+
+
 def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Codes and labels of the (interaction of the) grouping columns; levels as R orders them
     (sorted, the first column varying slowest), only the combinations that occur."""
@@ -127,7 +186,11 @@ def _make_unique(names: Sequence[str]) -> list[str]:
 
 
 def build_random_terms(
-    frame: pd.DataFrame, specs: Sequence[RandomTermSpec], *, observation_level: bool = False
+    frame: pd.DataFrame,
+    specs: Sequence[RandomTermSpec],
+    *,
+    observation_level: bool = False,
+    groupings: Mapping[tuple[str, ...], Grouping] | None = None,
 ) -> list[RandomTerm]:
     """Build the random-effects terms in lme4's order (decreasing number of levels, stable).
 
@@ -138,6 +201,10 @@ def build_random_terms(
     ``(x || g)`` becomes one single-column term per column of ``x``'s model matrix, as lme4
     does for numeric columns (and lme4 2.0's ``diag`` for factors).
 
+    ``groupings`` gives the levels of the grouping factors where they are known beyond
+    ``frame`` (one chunk of streamed data): the terms take those levels, and the checks of
+    their sizes are the caller's (:func:`check_term_sizes`, with the whole data's count).
+
     Examples
     --------
     >>> import pandas as pd
@@ -146,26 +213,18 @@ def build_random_terms(
     >>> [t.group for t in build_random_terms(frame, parse_formula("y ~ (x || g)").random)]
     ['g', 'g']
     """
-    n = len(frame)
     terms: list[RandomTerm] = []
     factor_cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
     # one model matrix per distinct expression: maximal models repeat theirs on every factor
     column_cache: dict[str, tuple[np.ndarray, tuple[str, ...], object]] = {}
     for spec in specs:
         if spec.factors not in factor_cache:
-            factor_cache[spec.factors] = _factor_codes(frame, spec.factors)
+            if groupings is None:
+                factor_cache[spec.factors] = _factor_codes(frame, spec.factors)
+            else:
+                grouping = groupings[spec.factors]
+                factor_cache[spec.factors] = grouping.codes(frame), grouping.labels
         codes, levels = factor_cache[spec.factors]
-        if len(levels) < 2:
-            raise ModelError(
-                f"The grouping factor {spec.group_name!r} in {spec.source} has a single level "
-                f"({levels[0]!r}); a random effect needs at least two sampled levels."
-            )
-        if len(levels) >= n and not (observation_level and len(levels) == n):
-            raise ModelError(
-                f"The grouping factor {spec.group_name!r} in {spec.source} has {len(levels)} levels for "
-                f"{n} observations; each level needs replicate observations (levels < observations) "
-                "or its variance is confounded with the residual."
-            )
         if spec.expr not in column_cache:
             column_cache[spec.expr] = _term_columns(frame, spec)
         values, names, model_spec = column_cache[spec.expr]
@@ -188,6 +247,45 @@ def build_random_terms(
                 )
             )
     terms.sort(key=lambda t: -t.n_levels)  # list.sort is stable, as R's order()
+    if groupings is None:
+        check_term_sizes(terms, specs, len(frame), observation_level=observation_level)
+    return terms
+
+
+def check_term_sizes(
+    terms: Sequence[RandomTerm], specs: Sequence[RandomTermSpec], n: int, *, observation_level: bool = False
+) -> None:
+    """Raise a :class:`ModelError` for a term the data cannot identify: a grouping factor of
+    one level, or (in a linear model) as many levels or random effects as the ``n``
+    observations.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from lmmfast.formula import parse_formula
+    >>> frame = pd.DataFrame({"y": [1.0, 2, 3, 4], "g": list("aabb")})
+    >>> specs = parse_formula("y ~ (1 | g)").random
+    >>> check_term_sizes(build_random_terms(frame, specs), specs, 2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lmmfast.errors.ModelError: The grouping factor 'g' in (1 | g) has 2 levels for 2 observations; ...
+    """
+    source: dict[tuple[str, ...], str] = {}
+    for spec in specs:
+        source.setdefault(spec.factors, spec.source)
+    for term in terms:
+        where, levels = source.get(term.factors, f"({term.group})"), term.levels
+        if len(levels) < 2:
+            raise ModelError(
+                f"The grouping factor {term.group!r} in {where} has a single level "
+                f"({levels[0]!r}); a random effect needs at least two sampled levels."
+            )
+        if len(levels) >= n and not (observation_level and len(levels) == n):
+            raise ModelError(
+                f"The grouping factor {term.group!r} in {where} has {len(levels)} levels for "
+                f"{n} observations; each level needs replicate observations (levels < observations) "
+                "or its variance is confounded with the residual."
+            )
     for term in terms:
         if term.n_levels * term.k >= n and not observation_level:
             raise ModelError(
@@ -195,7 +293,6 @@ def build_random_terms(
                 f"effects for {n} observations; the number of random effects per term must be "
                 "smaller than the number of observations. Simplify the term."
             )
-    return terms
 
 
 def display_names(terms: Sequence[RandomTerm]) -> list[str]:

@@ -97,6 +97,14 @@ class PreparedGlmm:
         return encode_design(self.formula, self.fixed, self.terms, self.model_frame.frame)
 
     @property
+    def has_rows(self) -> bool:
+        """Always True: generalized models are fitted to data in memory."""
+        return True
+
+    def require_rows(self, purpose: str) -> None:
+        """Nothing to check: generalized models hold their rows."""
+
+    @property
     def cross_products(self) -> CrossProducts:
         """The cross-products the factor was made with (their shape: sizes, levels, offsets)."""
         return self.deviance.pirls.shape

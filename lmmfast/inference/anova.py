@@ -146,6 +146,9 @@ def _check_comparable(fits: Sequence[Any], labels: Sequence[str]) -> None:
                 f"{len(frame_a.dropped_rows)} dropped, against {frame_b.n_input_rows} with {len(frame_b.dropped_rows)} "
                 "dropped); fit both to the same complete cases (drop the rows with missing values first)."
             )
+        if not (first.model.has_rows and fit.model.has_rows):
+            _check_same_streamed(first.model, fit.model, pair)
+            continue
         y_a, y_b = first.model.fixed.y, fit.model.fixed.y
         if not np.array_equal(y_a, y_b):
             differ = np.flatnonzero(y_a != y_b)
@@ -176,6 +179,21 @@ def _check_same_fixed_effects(fits: Sequence[Any], labels: Sequence[str]) -> Non
                 f"The models {labels[0]!r} and {label!r} have different fixed effects, so their REML likelihoods "
                 "cannot be compared; use refit=True (the default), which compares them by maximum likelihood."
             )
+
+
+def _check_same_streamed(first: Any, second: Any, pair: str) -> None:
+    """For models of data read in chunks (no rows to compare): the same source, weights and
+    Σy² (to rounding: the sums' order differs with the model's terms)."""
+    models = (first, second)
+    sources = [model.streamed.source.name if model.streamed is not None else "data in memory" for model in models]
+    yty = [float(model.objective.cross_products.XytXy[-1, -1]) for model in models]
+    same_sums = abs(yty[0] - yty[1]) <= 1e-10 * abs(yty[0])
+    if sources[0] != sources[1] or first.weights_name != second.weights_name or not same_sums:
+        raise DataError(
+            f"The models {pair} were not fitted to the same data ({sources[0]} and {sources[1]}, weights "
+            f"{first.weights_name!r} and {second.weights_name!r}, sums of squared responses {yty[0]:.10g} and "
+            f"{yty[1]:.10g}); fit both models to the same data."
+        )
 
 
 def _prior_weights(fit: Any) -> np.ndarray | None:

@@ -54,6 +54,7 @@ def simulate_model(
     """Responses of ``model``'s design with fixed effects ``beta``, relative covariance factors
     ``templates`` (one k×k Λ template per term) and residual SD ``sigma``: X β + Σ Z b + e,
     b = σ Λ u, shape (n, nsim). Draws the random effects first, then the noise, from ``rng``."""
+    model.require_rows("Simulating responses (simulate, bootstrap, power)")
     n = len(model.fixed.y)
     out = np.repeat((model.fixed.X @ beta)[:, None], nsim, axis=1)
     for term, template in zip(model.terms, templates):

@@ -119,6 +119,7 @@ def _sum_coded_map(fit: LmmFit) -> tuple[np.ndarray, Any] | None:
     ]
     if not categorical or "C(" in fixed or model.fixed.dropped:
         return None
+    model.require_rows("Type III tests of categorical predictors (which recode X with sum-to-zero contrasts)")
     rewritten = fixed
     for name in categorical:
         rewritten = re.sub(rf"(?<![\w.`]){re.escape(name)}(?![\w.(`])", f"C({name}, contr.sum)", rewritten)
@@ -166,11 +167,22 @@ def _sequential_rows(xtx: np.ndarray, order: list[int]) -> np.ndarray:
     return rows
 
 
+def _fixed_gram(fit: LmmFit) -> np.ndarray:
+    """X'X (unweighted, as lmerTest), from the cross-products where the rows are not held."""
+    model = fit.model
+    if model.has_rows:
+        return model.fixed.X.T @ model.fixed.X
+    if model.weights_name is not None:
+        model.require_rows("Type I and II tests of a weighted model (which use the unweighted X'X)")
+    p = len(model.fixed.names)
+    return np.array(model.objective.cross_products.XytXy[:p, :p])
+
+
 def type1_contrasts(fit: LmmFit) -> dict[str, np.ndarray]:
     """Type I (sequential) hypotheses per term: the term adjusted for the terms before it in
     the formula (lmerTest's ``get_contrasts_type1``)."""
-    X = fit.model.fixed.X
-    rows = _sequential_rows(X.T @ X, list(range(X.shape[1])))
+    xtx = _fixed_gram(fit)
+    rows = _sequential_rows(xtx, list(range(xtx.shape[0])))
     return {name: rows[columns] for name, columns, _ in _terms(fit)}
 
 
@@ -182,9 +194,8 @@ def type2_contrasts(fit: LmmFit) -> dict[str, np.ndarray]:
     terms = _terms(fit)
     if len(terms) <= 1:
         return type1_contrasts(fit)
-    X = fit.model.fixed.X
-    xtx = X.T @ X
-    p = X.shape[1]
+    xtx = _fixed_gram(fit)
+    p = xtx.shape[0]
     out = {}
     for name, columns, factors in terms:
         containing = [c for other, cols, f in terms if other != name and factors < f for c in cols]

@@ -289,6 +289,7 @@ def kenward_roger(fit: LmmFit) -> KenwardRoger:
             "fit the model with reml=True, or use ddf='satterthwaite'."
         )
     model = fit.model
+    model.require_rows("Kenward–Roger (which forms Z and X)")
     terms = model.terms
     sizes = [t.k for t in terms]
     offsets = np.concatenate([[0], np.cumsum([t.n_levels * t.k for t in terms])])

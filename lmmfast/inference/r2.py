@@ -21,6 +21,7 @@ def variance_parts(fit: Any, residual_variance: float) -> tuple[float, float, fl
     """(σ²_f, σ²_r, σ²_ε) of a fitted model whose random-effects covariances are
     ``scale² T T'`` (scale σ for linear models, 1 for generalized ones)."""
     model = fit.model
+    model.require_rows("R² and the variance parts of the fixed effects")
     fixed = float(np.var(model.fixed.X @ fit.beta, ddof=1)) if len(fit.beta) else 0.0
     scale = 1.0 if fit.residual_sd is None else fit.residual_sd
     random = 0.0

@@ -95,6 +95,7 @@ def ranova(fit: LmmFit) -> pd.DataFrame:
     (['<none>', 'Days in (Days | Subject)'], 42.837)
     """
     model = fit.model
+    model.require_rows("ranova (which refits each reduced model)")
     frame = model.model_frame.frame
     rows = [("<none>", fit.npar, fit.loglik, fit.aic, np.nan, np.nan, np.nan)]
     for label, formula in reductions(model.formula, [term.group for term in model.terms]):
