@@ -12,7 +12,7 @@ import numpy as np
 
 from lmmfast.control import Control, control_with
 from lmmfast.design.fixed import is_binary
-from lmmfast.design.source import is_chunked
+from lmmfast.design.source import is_chunked, require_in_memory
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ArgumentError, BinaryResponseWarning, RankDeficiencyWarning
 from lmmfast.fit import fit_prepared
@@ -277,6 +277,7 @@ def glmm(
         progress = check_bool("progress", progress)
     verbose = check_bool("verbose", verbose)
     began = time.perf_counter()
+    require_in_memory(data, "lmmfast.glmm")
     prepared = prepare_glmm(
         formula, data, chosen, nagq=nagq, weights=weights, offset=offset, control=control, contrasts=contrasts
     )

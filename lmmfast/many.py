@@ -21,6 +21,7 @@ import pandas as pd
 
 from lmmfast.control import Control
 from lmmfast.design.data import as_pandas, build_model_frame
+from lmmfast.design.source import require_in_memory
 from lmmfast.errors import ArgumentError, ConvergenceWarning, DataError
 from lmmfast.fit import fit_prepared
 from lmmfast.inference.bootstrap import REPLICATE_CHECKS, check_client, run_replicates
@@ -111,6 +112,7 @@ def lmm_many(
     check_client(client, processes)
     rhs = _right_hand_side(formula)
     first = names[0] if _NAME.match(names[0]) else f"`{names[0]}`"
+    require_in_memory(data, "lmmfast.lmm_many")
     prepared = prepare(f"{first} ~ {rhs}", data, reml=reml, weights=weights, control=control, contrasts=contrasts)
     prepared = replace(prepared, control=replace(prepared.control, threads=1))
     values = _response_values(data, names, prepared)

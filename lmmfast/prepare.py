@@ -102,7 +102,7 @@ class PreparedModel:
         model of data read in chunks."""
         if self.streamed is not None:
             raise DataNotSavedError(
-                f"{purpose} needs the rows of the data, and this model was fitted to {self.streamed.source.name} "
+                f"{purpose}: this needs the rows of the data, and the model was fitted to {self.streamed.source.name} "
                 "read in chunks, keeping only their cross-products. Fit the model to the data in memory for it "
                 "(pandas, polars or pyarrow), or use what works from the fit alone: the summary, confint "
                 "(Wald or profile), Satterthwaite tests, emmeans, predict(newdata)."

@@ -72,3 +72,18 @@ def test_profile_intervals_on_the_cluster(client, sleepstudy_fit) -> None:
     pd.testing.assert_frame_equal(serial, spread, rtol=1e-9)
     two = sleepstudy_fit.confint("profile", processes=2)
     pd.testing.assert_frame_equal(serial, two, rtol=1e-9)
+
+
+def test_data_read_on_the_cluster_give_the_in_memory_fit(client, tmp_path) -> None:
+    dd = pytest.importorskip("dask.dataframe")
+    data = lmmfast.datasets.load("sleepstudy")
+    in_memory = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", data)
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    for part, rows in enumerate(np.array_split(np.arange(len(data)), 3)):
+        data.iloc[rows].to_parquet(folder / f"part-{part}.parquet")
+    for source in (dd.from_pandas(data, npartitions=4), folder):
+        fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", source, client=client)
+        assert fit.objective == pytest.approx(in_memory.objective, rel=1e-10)
+        np.testing.assert_allclose(fit.beta, in_memory.beta, rtol=1e-6)
+        np.testing.assert_allclose(fit.theta, in_memory.theta, rtol=1e-6)

@@ -46,6 +46,17 @@ def is_chunked(data: object) -> bool:
     return isinstance(data, (str, os.PathLike)) or _is_arrow_dataset(data) or _is_dask_frame(data)
 
 
+def require_in_memory(data: object, function: str) -> None:
+    """Raise a :class:`DataError` for data read in chunks given to ``function``, which needs
+    the rows in memory."""
+    if is_chunked(data):
+        raise DataError(
+            f"{function} needs its data in memory (a pandas or polars DataFrame, a pyarrow Table or a dict of "
+            "arrays); only lmmfast.lmm fits data read in chunks (Parquet, Arrow datasets, Dask DataFrames). "
+            "Load them first, e.g. pandas.read_parquet(path)."
+        )
+
+
 @dataclass(frozen=True)
 class ChunkedData:
     """Data read in chunks, and how.
