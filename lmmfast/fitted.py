@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from lmmfast.archive import write_archive
+from lmmfast.chunk_rows import predict_chunks, row_results
+from lmmfast.design.source import is_chunked
 from lmmfast.distributions import normal_quantile
 from lmmfast.fit import refit_ml, refit_response
 from lmmfast.inference.bootstrap import bootstrap, simulate
@@ -284,9 +286,34 @@ class LmmResult(LmmFit):
         cross-products and the factorisation's set-up; checked as every fit is."""
         return LmmResult.of(refit_ml(self))
 
-    def predict(self, newdata: object, *, re: str = "all", new_levels: str = "population") -> np.ndarray:
-        """Predicted means for new data; see :func:`lmmfast.predict.predict`."""
+    def predict(self, newdata: object, *, re: str = "all", new_levels: str = "population") -> Any:
+        """Predicted means for new data; see :func:`lmmfast.predict.predict`. For new data
+        read in chunks (a Dask DataFrame; a Parquet path or Arrow dataset), a lazy Dask Series
+        or a ``pyarrow.ChunkedArray``, computed chunk by chunk."""
+        if is_chunked(newdata):
+            return predict_chunks(self, newdata, re=re, new_levels=new_levels)
         return predict(self, newdata, re=re, new_levels=new_levels)
+
+    def fitted(self) -> Any:
+        """Fitted values Xβ̂ + Zb̂ of the observations used (complete cases, in order); for a
+        fit of data read in chunks, computed from them again chunk by chunk: a lazy Dask
+        Series (indexed as the data) for a Dask DataFrame, a ``pyarrow.ChunkedArray`` for
+        Parquet and Arrow."""
+        if self._streamed:
+            return row_results(self, "fitted")
+        return super().fitted()
+
+    def residuals(self, type: str = "response") -> Any:
+        """Residuals of the observations used: ``"response"`` (y − fitted) or ``"pearson"``
+        (scaled by √w, as lme4); for a fit of data read in chunks, as :meth:`fitted`."""
+        if self._streamed:
+            check_choice("residual type", type, ("response", "pearson"))
+            return row_results(self, type)
+        return super().residuals(type)
+
+    @property
+    def _streamed(self) -> bool:
+        return self.prepared is not None and not self.prepared.has_rows
 
     def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
         """Responses simulated from the fit, shape (nobs, nsim); see :func:`lmmfast.inference.bootstrap.simulate`."""

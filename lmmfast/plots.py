@@ -199,6 +199,8 @@ def plot_residuals(fit: LmmFit, *, ax: Any = None) -> Any:
     >>> [axis.get_title() for axis in plot_residuals(fit).axes][:2]
     ['Residuals vs fitted', 'Normal QQ: scaled residuals']
     """
+    if fit.prepared is not None:
+        fit.prepared.require_rows("The residual plot")
     fitted, pearson = fit.fitted(), fit.residuals("pearson")
     scaled = pearson / fit.sigma
     figure, axes = _panels(4, ax)

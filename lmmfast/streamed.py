@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lmmfast.chunk_sums import ChunkSums
 from lmmfast.control import Control, control_with
-from lmmfast.crossprod import CrossProducts, add_cross_products, form_cross_products
+from lmmfast.crossprod import form_cross_products
 from lmmfast.design import FixedDesign, ModelFrame, RandomTerm, build_fixed_design, build_random_terms
 from lmmfast.design.amalgamate import amalgamate
 from lmmfast.design.coding import resolve_codings
@@ -86,7 +87,7 @@ class ChunkRecipe:
 class ChunkProducts:
     """A chunk's cross-products (X's columns all kept) and the range of its response."""
 
-    cross_products: CrossProducts
+    sums: ChunkSums
     low: float
     high: float
     binary: bool
@@ -105,7 +106,7 @@ def chunk_products(frame: pd.DataFrame, recipe: ChunkRecipe) -> ChunkProducts | 
     engine = amalgamate(terms, merge=recipe.merge_terms)
     y = fixed.y
     return ChunkProducts(
-        form_cross_products(engine.terms, fixed.X, y, weights),
+        ChunkSums.of(form_cross_products(engine.terms, fixed.X, y, weights)),
         float(np.min(y)),
         float(np.max(y)),
         bool(np.all((y == 0.0) | (y == 1.0))),
@@ -117,7 +118,7 @@ def add_chunk_products(first: ChunkProducts | None, second: ChunkProducts | None
     if first is None or second is None:
         return first if second is None else second
     return ChunkProducts(
-        add_cross_products(first.cross_products, second.cross_products),
+        first.sums + second.sums,
         min(first.low, second.low),
         max(first.high, second.high),
         first.binary and second.binary,
@@ -211,7 +212,7 @@ def prepare_streamed(
     if total is None:  # every chunk was empty, which the scan has ruled out
         raise DataError(f"{source.name} changed while the model was being fitted: its complete rows are gone.")
     check_not_constant(model.response, total.low, total.high)
-    cross_products = total.cross_products
+    cross_products = total.sums.cross_products()
     if not (np.all(np.isfinite(cross_products.ZtXy)) and np.all(np.isfinite(cross_products.XytXy))):
         raise DataError(
             "The cross-products of the data overflow double precision (values near 1e154 or beyond); "

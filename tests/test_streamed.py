@@ -141,8 +141,7 @@ def test_what_needs_the_rows_says_so(tmp_path) -> None:
     lmmfast.datasets.load("sleepstudy").to_parquet(path)
     fit = lmmfast.lmm(SLEEPSTUDY_SLOPES, path)
     for needs_rows, purpose in [
-        (fit.residuals, "Fitted values and residuals"),
-        (fit.fitted, "Fitted values and residuals"),
+        (fit.plot_residuals, "The residual plot"),
         (lambda: fit.refit(np.ones(180)), "A refit to a new response"),
         (lambda: fit.bootstrap(2, seed=1), "Simulating responses"),
         (lambda: fit.simulate(1, seed=1), "Simulating responses"),
@@ -152,6 +151,26 @@ def test_what_needs_the_rows_says_so(tmp_path) -> None:
     ]:
         with pytest.raises(DataNotSavedError, match=rf"^{purpose}.*: this needs the rows of the data, and the model"):
             needs_rows()
+
+
+def test_fitted_values_residuals_and_predictions_come_chunk_by_chunk(tmp_path) -> None:
+    data = _with_gaps()
+    path = tmp_path / "data.parquet"
+    data.to_parquet(path, row_group_size=23)
+    formula = "Reaction ~ Days * shift + (Days | Subject)"
+    streamed, in_memory = _quiet_fit(formula, path, weights="w"), _quiet_fit(formula, data, weights="w")
+    fitted = streamed.fitted()
+    assert isinstance(fitted, pa.ChunkedArray) and fitted.num_chunks > 1
+    np.testing.assert_allclose(fitted.to_numpy(), in_memory.fitted(), rtol=1e-6)
+    for kind in ("response", "pearson"):
+        np.testing.assert_allclose(streamed.residuals(kind).to_numpy(), in_memory.residuals(kind), atol=1e-5)
+    complete = data.dropna(subset=["Reaction", "shift"])
+    complete.to_parquet(tmp_path / "complete.parquet", row_group_size=23)
+    predicted = streamed.predict(tmp_path / "complete.parquet").to_numpy()
+    np.testing.assert_allclose(predicted, in_memory.predict(complete), rtol=1e-6)
+    with pytest.raises(ArgumentError, match="residual type"):
+        streamed.residuals("deviance")
+    assert len(complete) == len(fitted)
 
 
 def test_a_wrong_path_or_argument_is_named(tmp_path) -> None:
@@ -235,8 +254,17 @@ def test_generalized_and_many_response_fits_need_data_in_memory(tmp_path) -> Non
 dd = pytest.importorskip("dask.dataframe")
 
 
-def test_a_dask_dataframe_gives_the_in_memory_fit() -> None:
+def test_a_dask_dataframe_gives_the_in_memory_fit_and_lazy_row_results() -> None:
     data = _with_gaps()
     formula = "Reaction ~ Days * shift + (Days | Subject)"
     frame = dd.from_pandas(data, npartitions=5)
-    _assert_same_fit(_quiet_fit(formula, frame, weights="w"), _quiet_fit(formula, data, weights="w"))
+    streamed, in_memory = _quiet_fit(formula, frame, weights="w"), _quiet_fit(formula, data, weights="w")
+    _assert_same_fit(streamed, in_memory)
+    residuals = streamed.residuals()
+    assert isinstance(residuals, dd.Series)
+    computed = residuals.compute()
+    np.testing.assert_array_equal(computed.index, data.dropna(subset=["Reaction", "shift"]).index)
+    np.testing.assert_allclose(computed.to_numpy(), in_memory.residuals(), atol=1e-4)
+    complete = data.dropna(subset=["Reaction", "shift"])
+    predicted = streamed.predict(dd.from_pandas(complete, npartitions=3), re="none").compute()
+    np.testing.assert_allclose(predicted.to_numpy(), in_memory.predict(complete, re="none"), rtol=1e-6)

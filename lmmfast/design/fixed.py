@@ -141,6 +141,23 @@ def _response(frame: pd.DataFrame, response: str, lhs: pd.DataFrame | None) -> n
     return y
 
 
+def response_values(frame: pd.DataFrame, response: str) -> np.ndarray:
+    """The response of complete-case data: a column, or an expression of columns.
+
+    Examples
+    --------
+    >>> response_values(pd.DataFrame({"y": [1.0, 100.0]}), "np.log10(y)").tolist()
+    [0.0, 2.0]
+    """
+    if response in frame.columns:
+        return _response(frame, response, None)
+    try:
+        lhs = model_matrix(parsed(f"{response} ~ 1"), frame, na_action="raise").lhs
+    except Exception as exc:  # formulaic raises many types; the cause is always the formula
+        raise FormulaError(f"The response {response!r} could not be evaluated: {exc}") from exc
+    return _response(frame, response, lhs)
+
+
 def check_not_constant(response: str, low: float, high: float) -> None:
     """Raise a :class:`DataError` for a response whose smallest and largest values agree."""
     if low == high:

@@ -129,12 +129,15 @@ def _on_partition(function: Callable[[pd.DataFrame], Summed], partition: pd.Data
 
 def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with categorical columns (Arrow's dictionary columns, whose categories
-    differ from chunk to chunk) as their plain values, and Arrow-backed columns as NumPy's."""
+    differ from chunk to chunk) as their plain values, and pandas' string and Arrow-backed
+    columns (Dask's default for text) as NumPy's, as a data frame in memory has them."""
     converted = {}
     for name in frame.columns:
         dtype = frame[name].dtype
         if isinstance(dtype, pd.CategoricalDtype):
             converted[name] = frame[name].astype(dtype.categories.dtype)
+        elif isinstance(dtype, pd.StringDtype):
+            converted[name] = frame[name].astype(object).where(frame[name].notna(), None)
         elif isinstance(dtype, pd.ArrowDtype):
             converted[name] = frame[name].to_numpy(dtype=dtype.numpy_dtype, na_value=None)
     if not converted:
