@@ -122,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     shared.add_argument("--weights", metavar="COL", help="column of prior weights")
     shared.add_argument(
+        "--chunks",
+        action="store_true",
+        help="read DATA (a Parquet file or a directory of them) in chunks, holding only their cross-products "
+        "(linear models; for data larger than memory)",
+    )
+    shared.add_argument(
         "--output",
         choices=OUTPUTS,
         default="text",
@@ -257,7 +263,7 @@ def _print_glmm(fit: GlmmResult, output: str) -> None:
         print(fit.summary())
 
 
-def _fit(args: argparse.Namespace, data: pd.DataFrame) -> LmmResult | GlmmResult:
+def _fit(args: argparse.Namespace, data: object) -> LmmResult | GlmmResult:
     """The model the ``fit`` command's options ask for."""
     if args.family == "gaussian":
         for option, given in (("--link", args.link is not None), ("--nagq", args.nagq != 1), ("--offset", args.offset)):
@@ -375,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fit" and args.include_data and not args.save:
         args.command_parser.error("--include-data goes with --save FILE.")
     try:
-        data = read_data(args.data, args.sep)
+        data: object = args.data if args.chunks else read_data(args.data, args.sep)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if args.command == "fit":

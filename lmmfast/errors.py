@@ -78,8 +78,10 @@ class SavedFitError(LmmfastError, ValueError):
 
 
 class DataNotSavedError(LmmfastError, RuntimeError):
-    """A fit loaded without its data was asked for something that needs the rows (residuals,
-    refits, bootstrap, profiles): load it with ``data=``, or save it with ``include_data=True``."""
+    """A fit that does not hold its rows was asked for something that needs them (residuals,
+    refits, bootstrap, profiles). For a fit loaded without its data: load it with ``data=``, or
+    save it with ``include_data=True``; for a fit of data read in chunks: fit the data in
+    memory for it."""
 
 
 class LmmfastWarning(UserWarning):

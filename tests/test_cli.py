@@ -44,6 +44,17 @@ def test_files_of_every_format(tmp_path, capsys, suffix) -> None:
     assert payload["objective"] == pytest.approx(1733.54354646619, rel=1e-8)
 
 
+def test_a_parquet_file_read_in_chunks(tmp_path, capsys) -> None:
+    path = tmp_path / "sleep.parquet"
+    lmmfast.datasets.load("sleepstudy_weighted").to_parquet(path)
+    assert main(["fit", str(path), "Reaction ~ Days + (Days | Subject)", "--weights", "w", "--chunks", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["objective"] == pytest.approx(1733.54354646619, rel=1e-8)
+    assert main(["fit", str(path), "Reaction ~ Days + (Days | Subject)", "--chunks"]) == 0
+    assert "(not computed: the data were read in chunks" in capsys.readouterr().out
+    assert main(["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--chunks"]) == 2
+    assert "data is the path 'sleepstudy', which does not exist" in capsys.readouterr().err
+
+
 def test_errors_exit_2_with_a_message_and_no_traceback(capsys) -> None:
     assert main(["fit", "sleepstudy", "Reaction ~ Dayz + (1 | Subject)"]) == 2
     err = capsys.readouterr().err
