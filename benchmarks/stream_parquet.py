@@ -77,6 +77,15 @@ def write(folder: Path, subjects: int, items: int, per_subject: int, trials: int
 
 
 def _peak_gib() -> float:
+    """This process's peak resident memory (Linux's VmHWM, which starts afresh at exec, unlike
+    getrusage's maximum, which a child inherits from the process that started it)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
