@@ -136,6 +136,25 @@ def test_the_analysis_from_the_fit_alone_works(tmp_path) -> None:
     assert f"Data: {path}" in streamed.summary()
 
 
+def test_profiles_marginal_means_ml_refits_and_saved_fits_work_without_rows(tmp_path) -> None:
+    data = _with_gaps().drop(columns="w")
+    path = tmp_path / "data.parquet"
+    data.to_parquet(path)
+    formula = "Reaction ~ Days * shift + (Days | Subject)"
+    streamed, in_memory = lmmfast.lmm(formula, path), lmmfast.lmm(formula, data)
+    pd.testing.assert_frame_equal(streamed.confint(method="profile"), in_memory.confint(method="profile"), rtol=1e-4)
+    pd.testing.assert_frame_equal(streamed.emmeans("shift").table, in_memory.emmeans("shift").table, rtol=1e-5)
+    pd.testing.assert_frame_equal(streamed.anova_terms(type=2), in_memory.anova_terms(type=2), rtol=1e-6)
+    assert streamed.refit_ml().objective == pytest.approx(in_memory.refit_ml().objective, rel=1e-10)
+    streamed.save(tmp_path / "fit.lmmfast")
+    loaded = lmmfast.load(tmp_path / "fit.lmmfast")
+    complete = data.dropna()
+    np.testing.assert_array_equal(loaded.predict(complete), streamed.predict(complete))
+    assert loaded.summary() == streamed.summary()
+    with pytest.raises(DataNotSavedError, match=r"^include_data=True: this needs the rows"):
+        streamed.save(tmp_path / "with-data.lmmfast", include_data=True)
+
+
 def test_what_needs_the_rows_says_so(tmp_path) -> None:
     path = tmp_path / "data.parquet"
     lmmfast.datasets.load("sleepstudy").to_parquet(path)
