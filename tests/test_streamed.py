@@ -27,6 +27,14 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(source, "CHUNK_ROWS", SMALL_CHUNKS)
 
 
+@pytest.fixture
+def sleepstudy_path(tmp_path):
+    """sleepstudy as a Parquet file."""
+    path = tmp_path / "data.parquet"
+    lmmfast.datasets.load("sleepstudy").to_parquet(path)
+    return path
+
+
 def _quiet_fit(formula: str, data: object, **options) -> lmmfast.LmmResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lmmfast.SingularFitWarning)
@@ -155,9 +163,8 @@ def test_profiles_marginal_means_ml_refits_and_saved_fits_work_without_rows(tmp_
         streamed.save(tmp_path / "with-data.lmmfast", include_data=True)
 
 
-def test_what_needs_the_rows_says_so(tmp_path) -> None:
-    path = tmp_path / "data.parquet"
-    lmmfast.datasets.load("sleepstudy").to_parquet(path)
+def test_what_needs_the_rows_says_so(sleepstudy_path) -> None:
+    path = sleepstudy_path
     fit = lmmfast.lmm(SLEEPSTUDY_SLOPES, path)
     for needs_rows, purpose in [
         (fit.plot_residuals, "The residual plot"),
@@ -192,15 +199,14 @@ def test_fitted_values_residuals_and_predictions_come_chunk_by_chunk(tmp_path) -
     assert len(complete) == len(fitted)
 
 
-def test_a_wrong_path_or_argument_is_named(tmp_path) -> None:
+def test_a_wrong_path_or_argument_is_named(tmp_path, sleepstudy_path) -> None:
     with pytest.raises(DataError, match=r"data is the path '.*nowhere.parquet', which does not exist"):
         lmmfast.lmm(SLEEPSTUDY_SLOPES, tmp_path / "nowhere.parquet")
     text = tmp_path / "data.csv"
     text.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match=r"could not be read as Parquet"):
         lmmfast.lmm(SLEEPSTUDY_SLOPES, text)
-    path = tmp_path / "data.parquet"
-    lmmfast.datasets.load("sleepstudy").to_parquet(path)
+    path = sleepstudy_path
     with pytest.raises(ArgumentError, match=r"^weights must be a column's name for data read in chunks"):
         lmmfast.lmm(SLEEPSTUDY_SLOPES, path, weights=np.ones(180))
     with pytest.raises(DataError, match=r"^Column 'Reactions' is not in .*data.parquet \(columns: Reaction"):
@@ -211,9 +217,8 @@ def test_a_wrong_path_or_argument_is_named(tmp_path) -> None:
         lmmfast.lmm(SLEEPSTUDY_SLOPES, path, client=object())
 
 
-def test_whole_column_transforms_and_numbers_as_categories_are_refused(tmp_path) -> None:
-    path = tmp_path / "data.parquet"
-    lmmfast.datasets.load("sleepstudy").to_parquet(path)
+def test_whole_column_transforms_and_numbers_as_categories_are_refused(sleepstudy_path) -> None:
+    path = sleepstudy_path
     with pytest.raises(FormulaError, match=r"^scale\(Days\) in the fixed part takes its state .* from the whole col"):
         lmmfast.lmm("Reaction ~ scale(Days) + (1 | Subject)", path)
     with pytest.raises(FormulaError, match=r"^C\(Days\) in the fixed part reads the numeric column 'Days' as categ"):
@@ -252,9 +257,8 @@ def test_a_column_whose_type_changes_between_files_is_refused(tmp_path) -> None:
         lmmfast.design.scan.add_scans(*scans)
 
 
-def test_a_prepared_streamed_model_holds_no_rows(tmp_path) -> None:
-    path = tmp_path / "data.parquet"
-    lmmfast.datasets.load("sleepstudy").to_parquet(path)
+def test_a_prepared_streamed_model_holds_no_rows(sleepstudy_path) -> None:
+    path = sleepstudy_path
     prepared = prepare_streamed(SLEEPSTUDY_SLOPES, path)
     assert not prepared.has_rows
     assert prepared.fixed.X.shape == (0, 2) and prepared.terms[0].codes.shape == (0,)
@@ -287,3 +291,11 @@ def test_a_dask_dataframe_gives_the_in_memory_fit_and_lazy_row_results() -> None
     complete = data.dropna(subset=["Reaction", "shift"])
     predicted = streamed.predict(dd.from_pandas(complete, npartitions=3), re="none").compute()
     np.testing.assert_allclose(predicted.to_numpy(), in_memory.predict(complete, re="none"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_a_dask_dataframe_of_each_reference_case_gives_the_in_memory_fit(case) -> None:
+    data = case_data(case)
+    reml = case["criterion"] == "REML"
+    frame = dd.from_pandas(data, npartitions=3)
+    _assert_same_fit(_quiet_fit(case["formula"], frame, reml=reml), _quiet_fit(case["formula"], data, reml=reml))
