@@ -249,11 +249,11 @@ def _bobyqa(
 OBJECTIVE_ROUNDING = 1e-13
 
 #: L-BFGS-B stops when an iteration lowers the objective by less than this fraction of it
-#: (or by lme4's absolute tolerance, whichever is larger: only objectives above 1,000 are
-#: affected). Closer to the rounding level (``OBJECTIVE_ROUNDING``) the last iterations only
-#: sample noise: on large designs they move the deviance by 1e-8 either way and find
-#: nothing lower.
-RELATIVE_FTOL_FLOOR = 1e-11
+#: (or by lme4's absolute tolerance, whichever is larger: only objectives above 10,000 are
+#: affected). It stays ten times above the rounding level (``OBJECTIVE_ROUNDING``), where the
+#: last iterations would only sample noise; a coarser fraction is, on the largest criteria
+#: (a deviance of 1e9 from 100M rows), coarser than the convergence check's tolerance itself.
+RELATIVE_FTOL_FLOOR = 1e-12
 
 
 #: The probe for L-BFGS-B's first step goes this far down the gradient, relative to the
