@@ -153,10 +153,6 @@ def lmm(
     actions = resolve_checks(checks)
     control = control_with(control, optimizer=optimizer, factorization=factorization, memory_budget=memory_budget)
     if is_chunked(data):
-        if weights is not None and not isinstance(weights, str):
-            raise ArgumentError(
-                "weights must be a column's name for data read in chunks (an array cannot be matched to their rows)."
-            )
         check_client(client)
         prepared = prepare_streamed(
             formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts, client=client

@@ -203,6 +203,8 @@ def test_fitted_values_residuals_and_predictions_come_chunk_by_chunk(tmp_path) -
 def test_a_wrong_path_or_argument_is_named(tmp_path, sleepstudy_path) -> None:
     with pytest.raises(DataError, match=r"data is the path '.*nowhere.parquet', which does not exist"):
         lmmfast.lmm(SLEEPSTUDY_SLOPES, tmp_path / "nowhere.parquet")
+    with pytest.raises(DataError, match=r"For the bundled dataset, pass lmmfast.datasets.load\('sleepstudy'\)"):
+        lmmfast.lmm(SLEEPSTUDY_SLOPES, "sleepstudy")
     text = tmp_path / "data.csv"
     text.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match=r"could not be read as Parquet"):

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from lmmfast.datasets import names
 from lmmfast.errors import ArgumentError, DataError
 
 #: Rows per chunk read from Parquet or Arrow (batches are gathered up to this many): large
@@ -87,7 +88,7 @@ class ChunkedData:
         :data:`CHUNK_ROWS` rows each; Dask: one partition each)."""
         if self.is_dask:
             for partition in self.data[columns].to_delayed():
-                yield partition.compute()
+                yield plain_frame(partition.compute())
             return
         import pyarrow as pa
 
@@ -185,9 +186,10 @@ def chunked_data(data: object, client: Any = None) -> ChunkedData:
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
         if not os.path.exists(path):
+            bundled = f" For the bundled dataset, pass lmmfast.datasets.load({path!r})." if path in names() else ""
             raise DataError(
                 f"data is the path {path!r}, which does not exist; give a Parquet file or a directory of Parquet "
-                "files (a dataset), or a data frame."
+                f"files (a dataset), or a data frame.{bundled}"
             )
         import pyarrow.dataset as ds
 
