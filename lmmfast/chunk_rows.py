@@ -75,7 +75,7 @@ def row_results(fit: Any, what: str) -> Any:
     >>> fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", path)
     >>> residuals = row_results(fit, "response")
     >>> len(residuals), round(float(residuals[0].as_py()), 3)
-    (180, -4.102)
+    (180, -4.104)
     """
     check_choice("row result", what, ROW_RESULTS)
     source = fit.model.streamed.source
