@@ -153,7 +153,7 @@ def prepare_streamed(
     data: object,
     *,
     reml: bool = True,
-    weights: str | None = None,
+    weights: str | Sequence[float] | np.ndarray | None = None,
     control: Control | None = None,
     contrasts: Mapping[str, Any] | None = None,
     client: Any = None,
