@@ -11,8 +11,9 @@ Parquet file of DIR, so that no more than a block is ever in memory; the default
 ``fit`` fits ``y ~ cond + freq + (cond | subj) + (cond | item)`` by ML from DIR and prints
 the time of the passes and of the optimisation and the peak resident memory (with
 ``--client N``, on a local Dask cluster of N worker processes). ``compare`` simulates the
-10M-row design of the speed benchmarks, fits it in memory and from Parquet (each in its own
-process, so that each peak is its own) and prints the relative difference of the optima.
+10M-row design of the speed benchmarks, fits it in memory, from Parquet, and from Parquet
+read by a local Dask cluster of two workers (each in its own process, so that each peak is
+its own; a worker's memory is not counted) and prints the differences of the optima.
 """
 
 from __future__ import annotations
@@ -124,20 +125,22 @@ def compare(subjects: int, items: int, per_subject: int) -> None:
         pq.write_table(pa.Table.from_pandas(data, preserve_index=False), path, row_group_size=1_000_000)
         del data
         results = {}
-        for mode in ("memory", "parquet"):
+        for mode in ("memory", "parquet", "dask"):
             command = [sys.executable, __file__, "_one", str(path), mode]
             results[mode] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-    memory, parquet = results["memory"], results["parquet"]
+    memory = results["memory"]
     for mode, result in results.items():
         print(
             f"{mode:8s} {result['rows']:,.0f} rows: fit {result['fit_seconds']:.1f} s "
             f"(optimiser {result['optimizer_seconds']:.1f} s), peak {result['peak_gib']:.2f} GiB "
             f"({result['peak_after_loading_gib']:.2f} GiB once loaded)"
         )
-    relative = abs(parquet["objective"] - memory["objective"]) / abs(memory["objective"])
-    beta = np.max(np.abs(np.subtract(parquet["beta"], memory["beta"])) / np.abs(memory["beta"]))
-    theta = np.max(np.abs(np.subtract(parquet["theta"], memory["theta"])))
-    print(f"objective: relative difference {relative:.1e}; β: {beta:.1e} relative; θ: {theta:.1e}")
+    for mode in ("parquet", "dask"):
+        other = results[mode]
+        relative = abs(other["objective"] - memory["objective"]) / abs(memory["objective"])
+        beta = np.max(np.abs(np.subtract(other["beta"], memory["beta"])) / np.abs(memory["beta"]))
+        theta = np.max(np.abs(np.subtract(other["theta"], memory["theta"])))
+        print(f"{mode} against memory: objective {relative:.1e} relative; β {beta:.1e} relative; θ {theta:.1e}")
 
 
 def main() -> None:
@@ -163,7 +166,7 @@ def main() -> None:
     elif args.command == "compare":
         compare(args.subjects or 50_000, args.items, args.per_subject or 200)
     else:
-        print(json.dumps(fit(args.path, in_memory=args.mode == "memory")))
+        print(json.dumps(fit(args.path, workers=2 if args.mode == "dask" else 0, in_memory=args.mode == "memory")))
 
 
 if __name__ == "__main__":

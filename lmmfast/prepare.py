@@ -29,7 +29,7 @@ from lmmfast.design.amalgamate import EngineTerms, amalgamate
 from lmmfast.design.coding import resolve_codings
 from lmmfast.design.data import column_names, data_name
 from lmmfast.design.encoding import DesignEncoding, encode_design
-from lmmfast.design.source import ChunkedData
+from lmmfast.design.source import ChunkedData, require_in_memory
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, DataNotSavedError, FormulaError, ModelError
@@ -146,6 +146,7 @@ def prepare(
     319.7924
     """
     reml = check_bool("reml", reml)
+    require_in_memory(data, "lmmfast.prepare")
     control = control_with(control, factorization=factorization, memory_budget=memory_budget)
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
         raise ArgumentError(f"weights must be a column name or an array, got {type(weights).__name__}.")

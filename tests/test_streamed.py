@@ -16,6 +16,7 @@ from helpers import SLEEPSTUDY_SLOPES, case_data, reference_cases
 import lmmfast
 import lmmfast.design.source as source
 from lmmfast.errors import ArgumentError, DataError, DataNotSavedError, FormulaError, ModelError
+from lmmfast.prepare import prepare
 from lmmfast.streamed import prepare_streamed
 
 #: Rows per chunk in these tests: small, so that every data set spans several chunks.
@@ -275,6 +276,8 @@ def test_generalized_and_many_response_fits_need_data_in_memory(tmp_path) -> Non
         lmmfast.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", path)
     with pytest.raises(DataError, match=r"^lmmfast.lmm_many needs its data in memory"):
         lmmfast.lmm_many("~ period + (1 | herd)", path, ["incidence"])
+    with pytest.raises(DataError, match=r"^lmmfast.prepare needs its data in memory.* prepare_streamed prepares"):
+        prepare("incidence ~ period + (1 | herd)", path)
 
 
 dd = pytest.importorskip("dask.dataframe")

@@ -53,8 +53,8 @@ def require_in_memory(data: object, function: str) -> None:
     if is_chunked(data):
         raise DataError(
             f"{function} needs its data in memory (a pandas or polars DataFrame, a pyarrow Table or a dict of "
-            "arrays); only lmmfast.lmm fits data read in chunks (Parquet, Arrow datasets, Dask DataFrames). "
-            "Load them first, e.g. pandas.read_parquet(path)."
+            "arrays); only lmmfast.lmm fits data read in chunks (Parquet, Arrow datasets, Dask DataFrames), and "
+            "lmmfast.streamed.prepare_streamed prepares them. Load them first, e.g. pandas.read_parquet(path)."
         )
 
 
