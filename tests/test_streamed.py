@@ -276,7 +276,7 @@ def test_generalized_and_many_response_fits_need_data_in_memory(tmp_path) -> Non
         lmmfast.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", path)
     with pytest.raises(DataError, match=r"^lmmfast.lmm_many needs its data in memory"):
         lmmfast.lmm_many("~ period + (1 | herd)", path, ["incidence"])
-    with pytest.raises(DataError, match=r"^lmmfast.prepare needs its data in memory.* prepare_streamed prepares"):
+    with pytest.raises(DataError, match=r"^lmmfast.prepare needs its data in memory.*prepare_streamed prepares them"):
         prepare("incidence ~ period + (1 | herd)", path)
 
 
