@@ -26,7 +26,7 @@ from lmmfast.crossprod import form_cross_products
 from lmmfast.design import FixedDesign, ModelFrame, RandomTerm, build_fixed_design, build_random_terms
 from lmmfast.design.amalgamate import amalgamate
 from lmmfast.design.coding import resolve_codings
-from lmmfast.design.data import complete_cases
+from lmmfast.design.data import check_columns, complete_cases
 from lmmfast.design.encoding import DesignEncoding
 from lmmfast.design.fixed import check_not_constant, independent_gram_columns
 from lmmfast.design.newdata import column_of
@@ -187,9 +187,7 @@ def prepare_streamed(
     wanted = required_columns(model, available)
     if weights is not None and weights not in wanted:
         wanted.append(weights)
-    missing = [name for name in wanted if name not in available]
-    if missing:
-        raise DataError(f"Column {missing[0]!r} is not in {source.name} (columns: {', '.join(available[:12])}).")
+    wanted = check_columns(available, wanted)
     factors = list(dict.fromkeys(spec.factors for spec in model.random))
     scan: DataScan = source.map_sum(
         wanted, functools.partial(scan_chunk, wanted=wanted, groupings=factors), add_scans, client

@@ -213,7 +213,7 @@ def test_a_wrong_path_or_argument_is_named(tmp_path, sleepstudy_path) -> None:
     path = sleepstudy_path
     with pytest.raises(ArgumentError, match=r"^weights must be a column's name for data read in chunks"):
         lmmfast.lmm(SLEEPSTUDY_SLOPES, path, weights=np.ones(180))
-    with pytest.raises(DataError, match=r"^Column 'Reactions' is not in .*data.parquet \(columns: Reaction"):
+    with pytest.raises(DataError, match=r"^Column 'Reactions' is not in the data .* Did you mean 'Reaction'\?"):
         lmmfast.lmm("Reactions ~ Days + (Days | Subject)", path)
     with pytest.raises(ArgumentError, match=r"^client= spreads the reading of data read in chunks"):
         lmmfast.lmm(SLEEPSTUDY_SLOPES, lmmfast.datasets.load("sleepstudy"), client=object())

@@ -88,8 +88,10 @@ def as_pandas(data: object) -> pd.DataFrame:
     return _to_pandas(data, column_names(data))
 
 
-def _check_columns(frame: pd.DataFrame, needed: Iterable[str]) -> list[str]:
-    columns = [str(c) for c in frame.columns]
+def check_columns(available: Iterable[object], needed: Iterable[str]) -> list[str]:
+    """The ``needed`` column names, once each, after checking that each is ``available``
+    once (a :class:`DataError` naming the problem and the closest names otherwise)."""
+    columns = [str(c) for c in available]
     counts = Counter(columns)
     wanted = list(dict.fromkeys(needed))
     clash = [c for c in wanted if counts[c] > 1]
@@ -125,7 +127,7 @@ def build_model_frame(data: object, needed: Iterable[str]) -> ModelFrame:
     """
     needed = list(needed)
     frame = _to_pandas(data, needed)
-    wanted = _check_columns(frame, needed)
+    wanted = check_columns(frame.columns, needed)
     n_input = len(frame)
     if n_input == 0:
         raise DataError("The data have no rows.")
