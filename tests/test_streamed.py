@@ -269,6 +269,14 @@ def test_a_prepared_streamed_model_holds_no_rows(sleepstudy_path) -> None:
     assert prepared.objective.cross_products.n == 180
 
 
+def test_a_path_where_data_in_memory_are_needed_is_named() -> None:
+    fit = lmmfast.glmm(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), family="binomial"
+    )
+    with pytest.raises(DataError, match=r"^data is 'new.parquet', to be read in chunks, which only lmmfast.lmm"):
+        fit.predict("new.parquet")
+
+
 def test_generalized_and_many_response_fits_need_data_in_memory(tmp_path) -> None:
     path = tmp_path / "data.parquet"
     lmmfast.datasets.load("cbpp").to_parquet(path)

@@ -7,6 +7,7 @@ values in any column the model uses are dropped (lme4's ``na.omit``) and counted
 from __future__ import annotations
 
 import difflib
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lmmfast.design.source import is_chunked
 from lmmfast.errors import DataError
 
 
@@ -70,6 +72,12 @@ def _to_pandas(data: object, needed: Iterable[str]) -> pd.DataFrame:
                 f"The dict's columns have unequal lengths ({detail}); every column needs one value per row."
             )
         return pd.DataFrame({name: np.asarray(column) for name, column in data.items()})
+    if is_chunked(data):
+        shown = repr(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else f"a {type(data).__name__}"
+        raise DataError(
+            f"data is {shown}, to be read in chunks, which only lmmfast.lmm and the predictions of its fits do; "
+            "here the data must be in memory: load them first, e.g. pandas.read_parquet(path)."
+        )
     raise DataError(
         f"data must be a pandas or polars DataFrame (or LazyFrame), a pyarrow Table or a dict of arrays, "
         f"got {type(data).__name__}."
