@@ -152,10 +152,19 @@ def lmm(
         reml = bool(REML)
     actions = resolve_checks(checks)
     control = control_with(control, optimizer=optimizer, factorization=factorization, memory_budget=memory_budget)
+    if progress is not None:
+        progress = check_bool("progress", progress)
     if is_chunked(data):
         check_client(client)
         prepared = prepare_streamed(
-            formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts, client=client
+            formula,
+            data,
+            reml=reml,
+            weights=weights,
+            control=control,
+            contrasts=contrasts,
+            client=client,
+            progress=progress,
         )
     else:
         if client is not None:
@@ -165,8 +174,6 @@ def lmm(
             )
         prepared = prepare(formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts)
     report_design(prepared, actions)
-    if progress is not None:
-        progress = check_bool("progress", progress)
     verbose = check_bool("verbose", verbose)
     return LmmResult.of(fit_prepared(prepared, start=start, checks=actions, progress=progress, verbose=verbose))
 

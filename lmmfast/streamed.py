@@ -12,8 +12,9 @@ to it up to the order of the sums.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +33,14 @@ from lmmfast.design.fixed import check_not_constant, independent_gram_columns
 from lmmfast.design.newdata import column_of
 from lmmfast.design.random import Grouping, check_term_sizes
 from lmmfast.design.scan import CATEGORICAL, DataScan, add_scans, as_categories, scan_chunk
-from lmmfast.design.source import chunked_data
+from lmmfast.design.source import ChunkedData, chunked_data
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, FormulaError
 from lmmfast.formula import ModelFormula
 from lmmfast.formula.contrasts import with_contrasts
 from lmmfast.prepare import PreparedModel, Streamed, assemble, check_enough_rows, parse_linear
+from lmmfast.progress import AUTO_PROGRESS_SECONDS
 from lmmfast.validation import check_bool
 
 
@@ -148,6 +150,27 @@ def _check_streamable(fixed: FixedDesign, terms: Sequence[RandomTerm], kinds: Ma
                 )
 
 
+@contextlib.contextmanager
+def _pass_progress(source: ChunkedData, progress: bool | None, what: str) -> Iterator[Callable[[int], object]]:
+    """A bar of the rows a pass has read: always (True), never (False), or once the pass
+    has taken ``AUTO_PROGRESS_SECONDS`` (None); none where a cluster reads the rows."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=source.row_count(),
+        desc=what,
+        unit=" rows",
+        unit_scale=True,
+        leave=False,
+        disable=progress is False,
+        delay=0.0 if progress else AUTO_PROGRESS_SECONDS,
+    )
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
 def prepare_streamed(
     formula: str,
     data: object,
@@ -157,11 +180,13 @@ def prepare_streamed(
     control: Control | None = None,
     contrasts: Mapping[str, Any] | None = None,
     client: Any = None,
+    progress: bool | None = None,
 ) -> PreparedModel:
     """:func:`lmmfast.prepare.prepare` for data read in chunks (a Parquet file or dataset, an
     Arrow dataset, a Dask DataFrame): two passes over the data, after which the model holds
     their cross-products and none of their rows. With a Dask ``client``, the passes run on
-    its workers.
+    its workers. ``progress`` shows the rows each pass has read, as :func:`lmmfast.lmm`'s
+    bar (None: once a pass turns out slow).
 
     Categorical columns (text) take their levels sorted, as R's ``factor``; ``weights`` is a
     column's name.
@@ -189,9 +214,12 @@ def prepare_streamed(
         wanted.append(weights)
     wanted = check_columns(available, wanted)
     factors = list(dict.fromkeys(spec.factors for spec in model.random))
-    scan: DataScan = source.map_sum(
-        wanted, functools.partial(scan_chunk, wanted=wanted, groupings=factors), add_scans, client
-    )
+    if client is not None:
+        progress = False  # the workers read the rows; Dask's own dashboard shows them
+    with _pass_progress(source, progress, "levels (pass 1 of 2)") as done:
+        scan: DataScan = source.map_sum(
+            wanted, functools.partial(scan_chunk, wanted=wanted, groupings=factors), add_scans, client, done
+        )
     if scan.rows == 0:
         raise DataError(f"{source.name} has no rows.")
     if scan.complete == 0:
@@ -206,7 +234,10 @@ def prepare_streamed(
     _check_streamable(fixed_all, skeleton_terms, scan.kinds)
     check_term_sizes(skeleton_terms, model.random, scan.complete)
     recipe = ChunkRecipe(model, wanted, scan.categories(), groupings, fixed_all.names, weights, control.merge_terms)
-    total = source.map_sum(wanted, functools.partial(chunk_products, recipe=recipe), add_chunk_products, client)
+    with _pass_progress(source, progress, "cross-products (pass 2 of 2)") as done:
+        total = source.map_sum(
+            wanted, functools.partial(chunk_products, recipe=recipe), add_chunk_products, client, done
+        )
     if total is None:  # every chunk was empty, which the scan has ruled out
         raise DataError(f"{source.name} changed while the model was being fitted: its complete rows are gone.")
     check_not_constant(model.response, total.low, total.high)

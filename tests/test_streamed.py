@@ -261,6 +261,14 @@ def test_a_column_whose_type_changes_between_files_is_refused(tmp_path) -> None:
         lmmfast.design.scan.add_scans(*scans)
 
 
+def test_progress_shows_the_rows_each_pass_has_read(sleepstudy_path, capsys) -> None:
+    lmmfast.lmm(SLEEPSTUDY_SLOPES, sleepstudy_path, progress=True)
+    err = capsys.readouterr().err
+    assert "levels (pass 1 of 2)" in err and "cross-products (pass 2 of 2)" in err and "/180 [" in err
+    lmmfast.lmm(SLEEPSTUDY_SLOPES, sleepstudy_path, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_prepared_streamed_model_holds_no_rows(sleepstudy_path) -> None:
     path = sleepstudy_path
     prepared = prepare_streamed(SLEEPSTUDY_SLOPES, path)

@@ -77,6 +77,11 @@ class ChunkedData:
         """Whether the chunks are a Dask DataFrame's partitions."""
         return _is_dask_frame(self.data)
 
+    def row_count(self) -> int | None:
+        """The number of rows where the data say it without a pass (Parquet's metadata),
+        else None (a Dask DataFrame)."""
+        return None if self.is_dask else int(self.data.count_rows())
+
     def column_names(self) -> list[str]:
         """The names of the data's columns."""
         if self.is_dask:
@@ -109,12 +114,22 @@ class ChunkedData:
         function: Callable[[pd.DataFrame], Summed],
         add: Callable[[Summed, Summed], Summed],
         client: Any = None,
+        on_chunk: Callable[[int], object] | None = None,
     ) -> Summed:
         """``function`` of every chunk of ``columns``, summed pairwise by ``add`` in the
         chunks' order; with a Dask ``client`` (Dask data only), each partition's result is
-        computed on the cluster's workers and the sums too."""
+        computed on the cluster's workers and the sums too. Read here, each chunk's number
+        of rows is passed to ``on_chunk`` once it is done (for a progress bar)."""
         if client is None or not self.is_dask:
-            return pairwise_sum((function(frame) for frame in self.frames(columns)), add)
+
+            def results() -> Iterator[Summed]:
+                for frame in self.frames(columns):
+                    result = function(frame)
+                    if on_chunk is not None:
+                        on_chunk(len(frame))
+                    yield result
+
+            return pairwise_sum(results(), add)
         import dask
 
         mapped = dask.delayed(_on_partition, pure=True)
