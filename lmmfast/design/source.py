@@ -189,7 +189,8 @@ def pairwise_sum(items: Iterable[Summed], add: Callable[[Summed, Summed], Summed
 def chunked_data(data: object, client: Any = None) -> ChunkedData:
     """``data`` (for which :func:`is_chunked` holds) ready to be read in chunks; with a Dask
     ``client``, a Parquet path or Arrow dataset is read by the cluster's workers (as a Dask
-    DataFrame of its files).
+    DataFrame of its files). A path may be a URI (``s3://...``) where pyarrow, or Dask with
+    a client, has its filesystem.
 
     Raises
     ------
@@ -200,7 +201,9 @@ def chunked_data(data: object, client: Any = None) -> ChunkedData:
         return ChunkedData(data, "a Dask DataFrame")
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
-        if not os.path.exists(path):
+        if client is not None:
+            return _dask_of(path, path)
+        if "://" not in path and not os.path.exists(path):  # a URI's filesystem is pyarrow's to check
             bundled = f" For the bundled dataset, pass lmmfast.datasets.load({path!r})." if path in names() else ""
             raise DataError(
                 f"data is the path {path!r}, which does not exist; give a Parquet file or a directory of Parquet "
@@ -212,18 +215,20 @@ def chunked_data(data: object, client: Any = None) -> ChunkedData:
             dataset = ds.dataset(path, format="parquet")
         except Exception as exc:  # pyarrow raises several types for files it cannot read
             raise DataError(f"data {path!r} could not be read as Parquet: {exc}") from exc
-        if client is not None:
-            return _dask_of(dataset.files, path)
         return ChunkedData(dataset, path)
     if _is_arrow_dataset(data):
         files = getattr(data, "files", None)
         if client is not None and files:
-            return _dask_of(files, "an Arrow dataset")
+            return _dask_of(list(files), "an Arrow dataset")
         return ChunkedData(data, "an Arrow dataset")
     raise ArgumentError(f"Data of type {type(data).__name__} cannot be read in chunks.")
 
 
-def _dask_of(files: list[str], name: str) -> ChunkedData:
+def _dask_of(files: str | list[str], name: str) -> ChunkedData:
+    """Parquet ``files`` (a path, a URI, or a list of them) as a Dask DataFrame, for a cluster."""
     import dask.dataframe as dd
 
-    return ChunkedData(dd.read_parquet(list(files)), name)
+    try:
+        return ChunkedData(dd.read_parquet(files), name)
+    except Exception as exc:  # Dask and its filesystems raise several types for what they cannot read
+        raise DataError(f"data {name!r} could not be read as Parquet by Dask: {exc}") from exc
