@@ -5,7 +5,7 @@ The first pass (:mod:`lmmfast.design.scan`) finds what encoding a chunk needs fr
 them: the levels of every grouping factor and categorical predictor, the number of complete
 rows, the columns' kinds and means. The second builds each chunk's model matrices with
 those levels and forms their cross-products, summed pairwise
-(:func:`lmmfast.crossprod.add_cross_products`). Everything the optimiser needs is then in
+(:class:`lmmfast.chunk_sums.ChunkSums`). Everything the optimiser needs is then in
 memory, and none of the rows: the fit is the in-memory fit of the same cross-products, equal
 to it up to the order of the sums.
 """
@@ -13,9 +13,9 @@ to it up to the order of the sums.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from lmmfast.progress import AUTO_PROGRESS_SECONDS
 from lmmfast.validation import check_bool
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ChunkRecipe:
     """How every chunk's design is built: the same for all of them, sent to each worker.
 
@@ -85,7 +85,7 @@ class ChunkRecipe:
         return fixed, build_random_terms(frame, self.model.random, groupings=self.groupings)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ChunkProducts:
     """A chunk's cross-products (X's columns all kept) and the range of its response."""
 
@@ -260,8 +260,7 @@ def prepare_streamed(
         kept=tuple(int(j) for j in kept),
     )
     terms = [
-        RandomTerm(t.group, t.columns, t.levels, np.empty(0, dtype=np.int64), np.empty((0, t.k)), *_rest(t))
-        for t in skeleton_terms
+        dataclasses.replace(t, codes=np.empty(0, dtype=np.int64), values=np.empty((0, t.k))) for t in skeleton_terms
     ]
     frame_info = ModelFrame(frame=skeleton.iloc[:0], dropped_rows=scan.dropped, n_input_rows=scan.rows)
     encoding = DesignEncoding(
@@ -286,7 +285,3 @@ def prepare_streamed(
         encoding=encoding,
         streamed=Streamed(source=source, binary_response=total.binary),
     )
-
-
-def _rest(term: RandomTerm) -> tuple[tuple[str, ...], object, tuple[int, ...]]:
-    return term.factors, term.spec, term.column_index
