@@ -242,7 +242,9 @@ def glmm(
         optimiser); > 1: adaptive Gauss–Hermite quadrature with that many nodes, for a model
         with a single scalar random-effects term.
     contrasts, factorization, checks, memory_budget, control, start, progress, verbose
-        As for :func:`lmm` (``start`` is θ).
+        As for :func:`lmm` (``start`` is θ). With ``nagq=1`` and a canonical link (logit,
+        log), (θ, β) are optimised by L-BFGS-B with the Laplace deviance's analytic gradient
+        unless ``control.optimizer`` is ``"bobyqa"``; otherwise by BOBYQA, as glmer.
     nAGQ : int, optional
         lme4's spelling of ``nagq``.
 
@@ -274,8 +276,12 @@ def glmm(
     chosen = family_for(family, link)
     actions = resolve_checks(checks)
     control = control_with(control, factorization=factorization, memory_budget=memory_budget)
-    if control.optimizer == "lbfgsb":
-        raise ArgumentError("Generalized models are optimised by BOBYQA; use optimizer='auto' or 'bobyqa'.")
+    if control.optimizer == "lbfgsb" and not (nagq == 1 and chosen.canonical):
+        raise ArgumentError(
+            f"optimizer='lbfgsb' needs the analytic gradient of the Laplace deviance, which exists for nagq=1 "
+            f"with a canonical link (logit, log); this model has nagq={nagq} and the {chosen.link} link. Use "
+            "optimizer='auto' or 'bobyqa'."
+        )
     if progress is not None:
         progress = check_bool("progress", progress)
     verbose = check_bool("verbose", verbose)

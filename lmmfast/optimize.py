@@ -436,6 +436,57 @@ def _restart_bobyqa(
     return return_code, converged
 
 
+def _quasi_newton(
+    recorder: _Recorder,
+    x0: np.ndarray,
+    initial_value: float,
+    control: Control,
+    lower: np.ndarray,
+    canonical: Callable[[np.ndarray], np.ndarray],
+) -> tuple[str, str, bool, tuple[np.ndarray, np.ndarray] | None]:
+    """L-BFGS-B from ``x0`` (unbounded: ``canonical`` maps its point into the bounds, the
+    objective being even in each template column), then BOBYQA from its best point should it
+    stop unsettled. Returns (algorithm, return code, converged, the gradient and inverse
+    Hessian at the optimum where L-BFGS-B ended there); the recorder's best point is the
+    optimum, in canonical coordinates."""
+    ftol_abs, maxeval = control.ftol_abs, control.max_evaluations
+    rules = {"ftol_abs": ftol_abs, "xtol_abs": control.xtol_abs, "ftol_rel": control.ftol_rel}
+    algorithm = "L-BFGS-B"
+    quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
+    result = _lbfgsb_settled(
+        recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval - LBFGSB_SETUP_EVALUATIONS, scale=initial_value
+    )
+    return_code, converged = result.message, result.success
+    if not converged and _settled(result):
+        converged = True
+        return_code = (
+            f"{result.message} (settled: a quasi-Newton step would lower the objective by less than "
+            f"{SETTLED_DECREASE:g})"
+        )
+    assert recorder.best_x is not None
+    if converged and result.value <= recorder.best_f + ftol_abs:
+        # L-BFGS-B's own last point, where its gradient and curvature are, when an earlier
+        # point is lower by no more than lme4's absolute tolerance (rounding, mostly):
+        # the convergence check then needs no evaluations
+        recorder.best_x, recorder.best_f = result.x.copy(), result.value
+    if converged and np.array_equal(result.x, recorder.best_x):
+        # the same point in canonical coordinates: flipped entries change sign
+        signs = np.where(canonical(recorder.best_x) == recorder.best_x, 1.0, -1.0)
+        quasi_newton = (signs * result.gradient, signs[:, None] * result.inverse_hessian * signs[None, :])
+    recorder.best_x = canonical(recorder.best_x)
+    if not converged and maxeval - recorder.count > _bobyqa_model_size(len(x0)):
+        algorithm = "L-BFGS-B+NLOPT_LN_BOBYQA"
+        return_code, converged = _bobyqa(
+            recorder,
+            lower,
+            recorder.best_x.copy(),
+            maxeval=maxeval - recorder.count,
+            initial_step=control.restart_step,
+            **rules,
+        )
+    return algorithm, return_code, converged, quasi_newton
+
+
 def optimize_theta(
     objective: Callable[[np.ndarray], float],
     layout: ThetaLayout,
@@ -499,39 +550,9 @@ def optimize_theta(
     algorithm = "NLOPT_LN_BOBYQA"
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     if value_and_gradient is not None:
-        algorithm = "L-BFGS-B"
-        result = _lbfgsb_settled(
-            recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval - LBFGSB_SETUP_EVALUATIONS, scale=initial_value
+        algorithm, return_code, converged, quasi_newton = _quasi_newton(
+            recorder, x0, initial_value, control, lower, layout.canonical
         )
-        return_code, converged = result.message, result.success
-        if not converged and _settled(result):
-            converged = True
-            return_code = (
-                f"{result.message} (settled: a quasi-Newton step would lower the objective by less than "
-                f"{SETTLED_DECREASE:g})"
-            )
-        assert recorder.best_x is not None
-        if converged and result.value <= recorder.best_f + ftol_abs:
-            # L-BFGS-B's own last point, where its gradient and curvature are, when an earlier
-            # point is lower by no more than lme4's absolute tolerance (rounding, mostly):
-            # the convergence check then needs no evaluations
-            recorder.best_x, recorder.best_f = result.x.copy(), result.value
-        if converged and np.array_equal(result.x, recorder.best_x):
-            # the same point in canonical coordinates: flipped entries change sign
-            signs = np.where(layout.canonical(recorder.best_x) == recorder.best_x, 1.0, -1.0)
-            quasi_newton = (signs * result.gradient, signs[:, None] * result.inverse_hessian * signs[None, :])
-        recorder.best_x = layout.canonical(recorder.best_x)
-        if not converged and maxeval - recorder.count > _bobyqa_model_size(layout.size):
-            assert recorder.best_x is not None
-            algorithm = "L-BFGS-B+NLOPT_LN_BOBYQA"
-            return_code, converged = _bobyqa(
-                recorder,
-                lower,
-                recorder.best_x.copy(),
-                maxeval=maxeval - recorder.count,
-                initial_step=restart_step,
-                **rules,
-            )
     else:
         return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)
     if value_and_gradient is None:
@@ -563,12 +584,17 @@ def optimize_bounded(
     initial_step: np.ndarray | None = None,
     snappable: np.ndarray | None = None,
     on_evaluation: Callable[[np.ndarray, float, float], None] | None = None,
+    value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
+    canonical: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> OptSummary:
     """Minimise ``objective`` by BOBYQA over a box below ``lower`` (−inf where unbounded), with
     the restarts of :func:`optimize_theta` and its snapping of the parameters marked in
     ``snappable`` (variances' template diagonals) to 0: a generalized model's (θ, β).
 
     ``initial_step`` sets BOBYQA's first step per parameter (it then works in those units).
+    With ``value_and_gradient`` it is L-BFGS-B instead, as in :func:`optimize_theta`, unbounded
+    with ``canonical`` mapping its points into the box (the objective being even in the
+    coordinates it flips).
 
     Examples
     --------
@@ -581,19 +607,29 @@ def optimize_bounded(
     """
     ftol_abs, maxeval = control.ftol_abs, control.max_evaluations
     x0 = np.maximum(np.asarray(start, dtype=np.float64), lower)
-    recorder = _Recorder(objective, None, on_evaluation)
+    recorder = _Recorder(objective, value_and_gradient, on_evaluation)
     began = time.perf_counter()
-    initial_value = recorder(x0, np.empty(0))
-    rules = {"ftol_abs": ftol_abs, "xtol_abs": control.xtol_abs, "ftol_rel": control.ftol_rel}
-    step = None if initial_step is None else np.asarray(initial_step, dtype=np.float64)
-    return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=step, **rules)
-    restart = control.restart_step if step is None else step * control.restart_step
-    return_code, converged = _restart_bobyqa(recorder, lower, control, restart, return_code, converged)
+    algorithm = "NLOPT_LN_BOBYQA"
+    quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
+    if value_and_gradient is not None:
+        initial_value = recorder.with_gradient(x0)[0]
+        algorithm, return_code, converged, quasi_newton = _quasi_newton(
+            recorder, x0, initial_value, control, lower, (lambda x: x) if canonical is None else canonical
+        )
+    else:
+        initial_value = recorder(x0, np.empty(0))
+        rules = {"ftol_abs": ftol_abs, "xtol_abs": control.xtol_abs, "ftol_rel": control.ftol_rel}
+        step = None if initial_step is None else np.asarray(initial_step, dtype=np.float64)
+        return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=step, **rules)
+        restart = control.restart_step if step is None else step * control.restart_step
+        return_code, converged = _restart_bobyqa(recorder, lower, control, restart, return_code, converged)
     assert recorder.best_x is not None
     x, value = recorder.best_x.copy(), recorder.best_f
     snapped: tuple[int, ...] = ()
     if snappable is not None:
         x, value, snapped = _snap_to_boundary(recorder, snappable, x, value, control.boundary_tolerance)
+    if snapped:
+        quasi_newton = None
     return recorder.summary(
-        "NLOPT_LN_BOBYQA", (x0, initial_value), (x, value), began, (return_code, converged, snapped), control
+        algorithm, (x0, initial_value), (x, value), began, (return_code, converged, snapped), control, quasi_newton
     )

@@ -53,6 +53,10 @@ class RandomEffectsFactor(Protocol):
         """Per term, the (levels, k, k) diagonal blocks of M⁻¹ at the last :meth:`update`
         where the path has a selected inverse; None where they need q solves."""
 
+    def inverse_on_pattern(self) -> np.ndarray | None:
+        """M⁻¹ at every stored block of Z'Z (laid out as the cross-products' ``block_values``)
+        at the last :meth:`update`, where the path has a selected inverse; else None."""
+
     def fresh(self, max_threads: int | None = None) -> RandomEffectsFactor:
         """A factor with the same structure and numbers of its own, for another fit, thread or
         process: updating one never changes the other. ``max_threads`` caps its threads."""

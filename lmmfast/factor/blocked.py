@@ -32,11 +32,13 @@ from lmmfast.blas import idle_spin_seconds, limit_blas_threads
 from lmmfast.crossprod import CrossProducts
 from lmmfast.errors import ArgumentError
 from lmmfast.factor.blas_threads import FACTOR_SECONDS_PER_MADD, choose_blas_threads, inverse_blas_threads
+from lmmfast.factor.blocked_layout import band_positions, run_index
 from lmmfast.factor.dense_coupling import prefer_dense
 from lmmfast.factor.grouped_coupling import prefer_grouped
 from lmmfast.factor.inverse_blocks import (
     dense_block_inverse,
     dense_diagonal_blocks,
+    dense_value_positions,
     logdet_trace_sums,
 )
 from lmmfast.factor.kernels import sandwich_block, scale_blocks
@@ -51,39 +53,6 @@ from lmmfast.factor.rank_update import (
 from lmmfast.factor.routes import CouplingEntries, CouplingRoute, make_route
 from lmmfast.factor.zz_product import dense_block_times
 from lmmfast.parameters import ThetaLayout
-
-
-def _run_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The positions ``starts[i] : starts[i] + lengths[i]`` for every i, concatenated."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if len(lengths) and np.all(lengths == lengths[0]):  # one width (every term scalar, say)
-        return (np.asarray(starts, dtype=np.int64)[:, None] + np.arange(lengths[0])).ravel()
-    run_starts = np.cumsum(lengths) - lengths
-    return np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(
-        np.asarray(starts, dtype=np.int64) - run_starts, lengths
-    )
-
-
-def band_positions(
-    sizes: np.ndarray, template_offsets: np.ndarray, col_term: np.ndarray, col_index: np.ndarray
-) -> np.ndarray:
-    """Where in the packed templates each band of Λ₂ sits: Λ₂[c + d, c] is
-    ``templates[positions[d, c]]``, or 0 where ``positions[d, c]`` is −1.
-
-    Λ₂ is block-diagonal with a lower-triangular k×k template per level, so it is banded:
-    column c (index j within its level's block) has entries T[j + d, j] for j + d < k only.
-
-    Examples
-    --------
-    >>> band_positions(np.array([1, 2]), np.array([0, 1]), np.array([1, 1]), np.array([0, 1])).tolist()
-    [[1, 4], [3, -1]]
-    """
-    width = int(np.max(sizes[col_term], initial=1))
-    k = sizes[col_term]
-    d = np.arange(width)[:, None]
-    inside = col_index[None, :] + d < k[None, :]
-    positions = template_offsets[col_term][None, :] + (col_index[None, :] + d) * k[None, :] + col_index[None, :]
-    return np.where(inside, positions, -1).astype(np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -284,7 +253,7 @@ class BlockedFactor:
         cross_ptr = np.zeros(self._n1 + 1, dtype=np.int64)
         np.cumsum(np.bincount(cp.slot_level_b[cross], minlength=self._n1), out=cross_ptr[1:])
         cross_level = cp.slot_level_b[cross].astype(np.int64)
-        self._cross_gather = _run_index(cp.slot_offsets[cross], widths)
+        self._cross_gather = run_index(cp.slot_offsets[cross], widths)
         self._all_scalar = self._k1 == 1 and bool(np.all(sizes[1:] == 1))
         # per later term, where its coupling blocks' values sit (None: all of them)
         term_entries: list[tuple[int, np.ndarray | None]] = []
@@ -352,7 +321,7 @@ class BlockedFactor:
         in_dense = np.flatnonzero(cp.slot_term_b > 0)
         dense_a, dense_b = cp.slot_term_a[in_dense], cp.slot_term_b[in_dense]
         dense_widths = sizes[dense_a] * sizes[dense_b]
-        self._dense_gather = _run_index(cp.slot_offsets[in_dense], dense_widths)
+        self._dense_gather = run_index(cp.slot_offsets[in_dense], dense_widths)
         self._dense_slots = (
             dense_a.astype(np.int64),
             dense_b.astype(np.int64),
@@ -363,6 +332,8 @@ class BlockedFactor:
         )
 
         self._col_term = col_term
+        #: where :meth:`inverse_on_pattern` reads the dense block's values (made on first use)
+        self._dense_positions: tuple[np.ndarray, np.ndarray] | None = None
         self._band_positions = band_positions(sizes, self._template_offsets, col_term, col_index.astype(np.int64))
         # the numbers of the factor, made by the first update: a fresh copy shares the rest
         self._S = self._L22 = np.empty((0, 0), order="F")
@@ -519,26 +490,25 @@ class BlockedFactor:
         one ``potri`` of the dense block and two rank updates."""
         cp = self._cp
         templates = self._layout.packed_templates(theta)
-        offsets = self._template_offsets
-        sizes = cp.term_sizes
-        route = self._route
-        inverse = self._dense_inverse()
-        first_inverse, state = route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor)
+        offsets, sizes = self._template_offsets, cp.term_sizes
+        inverse, first_inverse, state = self._selected_inverse()
         out = np.zeros_like(templates)
         logdet_trace_sums(
             self._k1, self._first_values, first_inverse, *self._dense_slots, inverse, sizes, templates, offsets, out
         )
         if self.dense_size:
             term_starts = cp.column_offsets - self._q1
-            route.add_traces(state, inverse, templates, offsets, self._col_term, term_starts, cp.term_levels, out)
-        sums = [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
-        return sums
+            self._route.add_traces(state, inverse, templates, offsets, self._col_term, term_starts, cp.term_levels, out)
+        return [out[o : o + k * k].reshape(k, k) for o, k in zip(offsets, sizes)]
 
-    def _dense_inverse(self) -> np.ndarray:
-        """The dense block's part of M⁻¹; both triangles where the route reads both (the
-        per-count sums, the dense coupling's BLAS products), else the lower one."""
+    def _selected_inverse(self) -> tuple[np.ndarray, np.ndarray, Any]:
+        """M⁻¹'s dense block (both triangles where the route reads both: the per-count sums,
+        the dense coupling's BLAS products; else the lower one), the first term's diagonal
+        blocks, and the route's state for the couplings."""
         with limit_blas_threads(self._inverse_blas_threads):
-            return dense_block_inverse(self._L22 if self.dense_size else None, self._route.reads_full_inverse)
+            inverse = dense_block_inverse(self._L22 if self.dense_size else None, self._route.reads_full_inverse)
+        first_inverse, state = self._route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor)
+        return inverse, first_inverse, state
 
     def inverse_diagonal_blocks(self) -> list[np.ndarray] | None:
         """Per term, the (levels, k, k) diagonal blocks of M⁻¹ at the last :meth:`update`, from
@@ -546,11 +516,28 @@ class BlockedFactor:
         on the grouped route, whose first-term blocks are summed per group, not per level."""
         if self._route.name == "grouped":
             return None
-        inverse = self._dense_inverse()
-        first_inverse, _ = self._route.first_inverse(self._L11, self._L21, inverse, self.threads, self._executor)
+        inverse, first_inverse, _ = self._selected_inverse()
         cp = self._cp
         later = dense_diagonal_blocks(inverse, cp.term_sizes[1:], cp.term_levels[1:], cp.column_offsets[1:] - self._q1)
         return [first_inverse.reshape(self._n1, self._k1, self._k1), *later]
+
+    def inverse_on_pattern(self) -> np.ndarray | None:
+        """M⁻¹ at every stored block of Z'Z, laid out as the cross-products' ``block_values``,
+        at the last :meth:`update`: the first term's diagonal blocks, −Y at the couplings and
+        the dense block's inverse within it; None on the grouped route."""
+        if self._route.name == "grouped":
+            return None
+        inverse, first_inverse, state = self._selected_inverse()
+        out = np.empty_like(self._cp.block_values)
+        out[self._first_gather] = first_inverse.ravel()
+        if self.dense_size:
+            coupled = self._route.coupled_entries(state)
+            assert coupled is not None
+            out[self._cross_gather] = -coupled
+            if self._dense_positions is None:
+                self._dense_positions = dense_value_positions(*self._dense_slots[:4], self._cp.term_sizes)
+            out[self._dense_gather] = inverse[self._dense_positions]
+        return out
 
     def zz_times(self, V: np.ndarray) -> np.ndarray:
         """Z'Z V for ``V`` with one row per random effect (the model's order), from the

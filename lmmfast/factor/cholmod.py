@@ -21,7 +21,7 @@ from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.base import MAX_GRADIENT_COST
 from lmmfast.factor.pattern import build_lower_pattern, fill_scaled, full_matrix
 from lmmfast.factor.plan import FactorPlan
-from lmmfast.factor.selected_inverse import read_block, selected_inverse, trace_sums
+from lmmfast.factor.selected_inverse import read_block, read_pattern, selected_inverse, trace_sums
 from lmmfast.factor.symbolic import factor_column_counts, factorization_work, supernodal_storage
 from lmmfast.parameters import ThetaLayout
 
@@ -218,6 +218,28 @@ class CholmodFactor:
                 read_block(L.indptr, L.indices, inverse, inverse_permutation, start, start, k, k, term[level])
             blocks.append(term)
         return blocks
+
+    def inverse_on_pattern(self) -> np.ndarray | None:
+        """M⁻¹ at every stored block of Z'Z, laid out as the cross-products' ``block_values``,
+        at the last update (from the selected inverse on L's pattern, which holds Z'Z's)."""
+        cp = self._cp
+        L, inverse, inverse_permutation = self._selected_inverse()
+        out = np.empty_like(cp.block_values)
+        read_pattern(
+            L.indptr,
+            L.indices,
+            inverse,
+            inverse_permutation,
+            cp.slot_term_a,
+            cp.slot_term_b,
+            cp.slot_level_a,
+            cp.slot_level_b,
+            cp.slot_offsets,
+            cp.term_sizes,
+            cp.column_offsets,
+            out,
+        )
+        return out
 
     def zz_times(self, V: np.ndarray) -> np.ndarray:
         """Z'Z V (the stored blocks as one sparse matrix, formed on first use)."""

@@ -61,7 +61,7 @@ def prefer_dense(pattern: UpdatePattern, q1: int, q2: int, threads: int) -> bool
 @numba.njit(cache=True, nogil=True)
 def times_band(rows, band, out):
     """out[l] = rows[l] Λ₂ for every first-term level l, with Λ₂[c + d, c] = ``band[d, c]``
-    (:func:`lmmfast.factor.blocked.band_positions`); each band is a pass along the rows."""
+    (:func:`lmmfast.factor.blocked_layout.band_positions`); each band is a pass along the rows."""
     n1, k1, q2 = rows.shape
     for level in range(n1):
         for a in range(k1):
@@ -118,6 +118,8 @@ class DenseCoupling:
         q2 = len(pattern.column_ptr) - 1
         #: position of entry e's component b in the C-ordered (n₁, k₁, q₂) array
         index = ((level_of_entry[:, None] * k1 + np.arange(k1)[None, :]) * q2 + pattern.rows[:, None]).ravel()
+        #: where each entry's values sit in an array stored like Z₁'Z₂ (the entries' layout)
+        self.entry_index = index
         self.cross = np.zeros((n_levels, k1, q2))
         self.cross.reshape(-1)[index] = cross_values
         #: L21' level by level, k₁ rows of q₂ each (made by the first elimination)

@@ -74,6 +74,27 @@ def dense_diagonal_blocks(
     return blocks
 
 
+def dense_value_positions(
+    term_a: np.ndarray, term_b: np.ndarray, row: np.ndarray, col: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For the blocks of Z'Z within the dense block (terms, first row and column, as the
+    blocked factor keeps them), the position in the dense block's lower triangle of each of
+    their values, row-major within each block: where M⁻¹ at those values is read.
+
+    Examples
+    --------
+    >>> rows, cols = dense_value_positions(np.array([0]), np.array([0]), np.array([0]), np.array([0]), np.array([2]))
+    >>> rows.tolist(), cols.tolist()
+    ([0, 1, 1, 1], [0, 0, 0, 1])
+    """
+    ka, kb = sizes[term_a], sizes[term_b]
+    rows = [r + np.repeat(np.arange(a), b) for r, a, b in zip(row.tolist(), ka.tolist(), kb.tolist())]
+    cols = [c + np.tile(np.arange(b), a) for c, a, b in zip(col.tolist(), ka.tolist(), kb.tolist())]
+    R = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    C = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    return np.maximum(R, C).astype(np.int64), np.minimum(R, C).astype(np.int64)
+
+
 @numba.njit(cache=True, nogil=True)
 def mirror_lower(X: np.ndarray) -> None:
     """Copy the lower triangle of the square ``X`` onto its upper triangle, in place."""

@@ -98,7 +98,7 @@ class CouplingRoute(Protocol):
     name: str
     #: The coupling's structure (a dense route keeps no values here: they are its matrix's).
     entries: CouplingEntries
-    #: Whether the update needs Λ₂'s bands (:func:`lmmfast.factor.blocked.band_positions`).
+    #: Whether the update needs Λ₂'s bands (:func:`lmmfast.factor.blocked_layout.band_positions`).
     needs_band: bool
     #: Whether the gradient reads both triangles of the dense block's inverse.
     reads_full_inverse: bool
@@ -153,6 +153,10 @@ class CouplingRoute(Protocol):
         out: np.ndarray,
     ) -> None:
         """``out`` += the couplings' share of each term's trace sum for the gradient."""
+
+    def coupled_entries(self, state: Any) -> np.ndarray | None:
+        """Y = X W at the coupling's entries, laid out as its values (−Y is M⁻¹ there), from
+        :meth:`first_inverse`'s state; None where the route sums the couplings per group."""
 
     def fresh(self) -> CouplingRoute:
         """A route with the same data and workspaces of its own."""
@@ -249,6 +253,9 @@ class SparseRoute(_EntrywiseRoute):
         if len(e.pattern.column_ptr) - 1:
             coupling_trace_sums(e.k1, e.term_entries, e.values, state, e.sizes, templates, offsets, out)
 
+    def coupled_entries(self, state: Any) -> np.ndarray | None:
+        return state  # Y entry by entry already
+
 
 class GroupedRoute(_EntrywiseRoute):
     """Per-count sums for balanced designs with random intercepts only."""
@@ -307,6 +314,9 @@ class GroupedRoute(_EntrywiseRoute):
         )
         out[offsets[0]] += first
         out[offsets[1:]] += later[1:]
+
+    def coupled_entries(self, state: Any) -> np.ndarray | None:
+        return None
 
 
 class DenseRoute:
@@ -385,6 +395,9 @@ class DenseRoute:
             k = int(self.entries.sizes[t])
             traces = self.coupling.later_term_traces(state, int(term_starts[t]), int(term_levels[t]), k)
             out[offsets[t] : offsets[t] + k * k] += traces.ravel()
+
+    def coupled_entries(self, state: Any) -> np.ndarray | None:
+        return state.reshape(-1)[self.coupling.entry_index]
 
     def fresh(self) -> DenseRoute:
         twin = copy.copy(self)

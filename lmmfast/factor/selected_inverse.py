@@ -84,6 +84,28 @@ def read_block(indptr, indices, Z, inverse_permutation, row0, col0, ka, kb, out)
 
 
 @numba.njit(cache=True, nogil=True)
+def read_pattern(
+    indptr, indices, Z, inverse_permutation, slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets,
+    sizes, column_offsets, out,
+):  # fmt: skip
+    """``out`` (laid out as the cross-products' block values) ← M⁻¹ at every stored block of Z'Z."""
+    most = 1
+    for t in range(sizes.shape[0]):
+        most = max(most, sizes[t])
+    block = np.empty((most, most))
+    for s in range(slot_term_a.shape[0]):
+        ta, tb = slot_term_a[s], slot_term_b[s]
+        ka, kb = sizes[ta], sizes[tb]
+        row0 = column_offsets[ta] + slot_level_a[s] * ka
+        col0 = column_offsets[tb] + slot_level_b[s] * kb
+        read_block(indptr, indices, Z, inverse_permutation, row0, col0, ka, kb, block)
+        base = slot_offsets[s]
+        for i in range(ka):
+            for j in range(kb):
+                out[base + i * kb + j] = block[i, j]
+
+
+@numba.njit(cache=True, nogil=True)
 def trace_sums(
     indptr,
     indices,

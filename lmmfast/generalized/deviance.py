@@ -4,6 +4,8 @@
   modes (glmer's ``nAGQ = 0`` and the first stage of every fit).
 * :meth:`GlmmDeviance.laplace` — (θ, β) ↦ −2 log-likelihood by the Laplace approximation,
   ``aic(y, μ̃) + ‖ũ‖² + log|L|²`` at the conditional modes for that β (``nAGQ = 1``).
+* :meth:`GlmmDeviance.laplace_and_gradient` — the same with its analytic gradient
+  (:mod:`lmmfast.generalized.laplace_gradient`), where :attr:`GlmmDeviance.has_gradient`.
 * :meth:`GlmmDeviance.quadrature` — (θ, β) ↦ adaptive Gauss–Hermite quadrature with
   ``nagq`` nodes per level of a single scalar term, centred at the modes and scaled by their
   conditional standard deviations; built, as lme4's, from the deviance residuals (so on
@@ -15,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
+from lmmfast.errors import ModelError
+from lmmfast.generalized.laplace_gradient import laplace_gradient
 from lmmfast.generalized.pirls import Mode, Pirls
 from lmmfast.generalized.reweight import deviance_residuals, mean_and_derivative
 
@@ -84,6 +88,35 @@ class GlmmDeviance:
         except np.linalg.LinAlgError:
             return INFEASIBLE
         return _finite(mode.laplace)
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether the second stage's objective has an analytic gradient: the Laplace
+        deviance (``nagq`` 1) of a canonical link on a factor with a selected inverse."""
+        factor = self.pirls.factor
+        return (
+            self.nagq == 1
+            and self.pirls.family.canonical
+            and factor.supports_gradient
+            and factor.describe().route != "grouped"
+        )
+
+    def laplace_and_gradient(self, parameters: np.ndarray) -> tuple[float, np.ndarray]:
+        """(θ, β) ↦ (the Laplace deviance, its gradient); (``INFEASIBLE``, zeros) where PIRLS
+        fails or the value is not finite, so that the optimiser's line search steps back."""
+        parameters = np.asarray(parameters, dtype=np.float64)
+        m = self.n_theta
+        try:
+            mode = self.mode_at(parameters)
+            gradient = laplace_gradient(self.pirls, parameters[:m], parameters[m:], mode)
+        except (np.linalg.LinAlgError, ModelError):
+            return INFEASIBLE, np.zeros(len(parameters))
+        value = mode.laplace
+        if gradient is None:
+            raise ModelError("This model's Laplace deviance has no analytic gradient (see has_gradient).")
+        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
+            return INFEASIBLE, np.zeros(len(parameters))
+        return value, gradient
 
     def quadrature(self, parameters: np.ndarray) -> float:
         """(θ, β) ↦ the adaptive Gauss–Hermite deviance with :attr:`nagq` nodes."""

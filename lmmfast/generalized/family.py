@@ -58,6 +58,18 @@ class Family:
             )
 
     @property
+    def canonical(self) -> bool:
+        """Whether the link is the family's canonical one (logit, log): there the observed
+        and expected information agree, which the Laplace gradient relies on.
+
+        Examples
+        --------
+        >>> Family("binomial").canonical, Family("binomial", "probit").canonical
+        (True, False)
+        """
+        return self.link == LINKS[self.name][0]
+
+    @property
     def codes(self) -> tuple[int, int]:
         """(family code, link code) for the kernels."""
         return FAMILY_CODES[self.name], LINK_CODES[self.link]

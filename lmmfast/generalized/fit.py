@@ -2,10 +2,13 @@
 
 1. θ by BOBYQA with β estimated inside PIRLS (:meth:`GlmmDeviance.fast`): glmer's
    ``nAGQ = 0``, which stops here with β's covariance from R_X.
-2. For ``nAGQ ≥ 1``, (θ, β) together by BOBYQA from stage 1's optimum, PIRLS over u alone
-   (:meth:`GlmmDeviance.laplace`, or :meth:`~GlmmDeviance.quadrature` for ``nAGQ > 1``); β's
-   covariance is then 2 H⁻¹ restricted to β, H the finite-difference Hessian of that deviance
-   over (θ, β) (lme4's ``use.hessian = TRUE``), or R_X's where H is not positive definite.
+2. For ``nAGQ ≥ 1``, (θ, β) together from stage 1's optimum, PIRLS over u alone
+   (:meth:`GlmmDeviance.laplace`, or :meth:`~GlmmDeviance.quadrature` for ``nAGQ > 1``): by
+   L-BFGS-B with the Laplace deviance's analytic gradient where it has one (canonical links,
+   :mod:`lmmfast.generalized.laplace_gradient`), else by BOBYQA. β's covariance is then
+   2 H⁻¹ restricted to β, H the Hessian of that deviance over (θ, β) by finite differences of
+   the gradient or of the deviance (lme4's ``use.hessian = TRUE``), or R_X's where H is not
+   positive definite.
 
 Stage 2 works in whitened coordinates, β = β₁ + C γ with C C' stage 1's (R_X'R_X)⁻¹: the
 deviance's curvature in γ is then close to the identity and free of the correlations between
@@ -32,7 +35,7 @@ from lmmfast.fit import checked_start
 from lmmfast.generalized.deviance import INFEASIBLE, GlmmDeviance
 from lmmfast.generalized.pirls import Mode
 from lmmfast.generalized.prepare import PreparedGlmm
-from lmmfast.inference.numderiv import central_derivatives
+from lmmfast.inference.numderiv import central_derivatives, gradient_differences
 from lmmfast.optimize import optimize_bounded, optimize_theta
 from lmmfast.optsummary import OptSummary
 from lmmfast.parameters import ThetaLayout
@@ -296,6 +299,16 @@ def _second_stage(
     def in_whitened(x: np.ndarray) -> float:
         return deviance(to_natural(x))
 
+    with_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None
+    if deviance.has_gradient and control.optimizer != "bobyqa":
+
+        def with_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+            value, gradient = deviance.laplace_and_gradient(to_natural(x))
+            return value, np.r_[gradient[:m], whitening.T @ gradient[m:]]
+
+    def canonical(x: np.ndarray) -> np.ndarray:
+        return np.r_[layout.canonical(x[:m]), x[m:]]
+
     record = optimize_bounded(
         _Guarded(in_whitened),
         np.r_[layout.lower_bounds, np.full(len(beta), -np.inf)],
@@ -308,6 +321,8 @@ def _second_stage(
         initial_step=np.r_[np.maximum(THETA_STEP * np.abs(theta), THETA_STEP_FLOOR), np.full(len(beta), WHITENED_STEP)],
         snappable=np.r_[layout.is_diagonal, np.zeros(len(beta), dtype=bool)],
         on_evaluation=lambda x, value, seconds: monitor.evaluation(to_natural(x), value, seconds),
+        value_and_gradient=with_gradient,
+        canonical=canonical,
     )
     covariance, source, gain = hessian_covariance(
         _Guarded(in_whitened, in_whitened),
@@ -317,6 +332,7 @@ def _second_stage(
         rx_covariance,
         actions,
         control.convergence_tolerance,
+        with_gradient,
     )
     natural = replace(
         record,
@@ -335,15 +351,21 @@ def hessian_covariance(
     fallback: np.ndarray,
     actions: Mapping[str, str],
     tolerance: float,
+    value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
 ) -> tuple[np.ndarray, str, float | None]:
     """2 H⁻¹ over β from the Hessian of the deviance at the optimum (lme4's ``vcov``), H
     taken in the whitened coordinates (θ, γ) and carried back to β = β₁ + C γ; and the check
     of the optimum from the same differences: the deviance a Newton step would still gain,
-    ½ g'H⁻¹g, reported when above ``tolerance`` (None where H is not positive definite)."""
+    ½ g'H⁻¹g, reported when above ``tolerance`` (None where H is not positive definite).
+    H comes from differences of ``value_and_gradient``'s gradient where that is given (2m + 1
+    evaluations), else from differences of ``function`` (m² + m + 1)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         steps = np.r_[np.full(n_theta, THETA_HESSIAN_STEP), np.full(len(optimum) - n_theta, WHITENED_HESSIAN_STEP)]
-        gradient, hessian = central_derivatives(function, optimum, steps)
+        if value_and_gradient is not None:
+            gradient, hessian = gradient_differences(value_and_gradient, optimum, steps)
+        else:
+            gradient, hessian = central_derivatives(function, optimum, steps)
     gain: float | None = None
     try:
         inverse = np.linalg.inv(hessian)

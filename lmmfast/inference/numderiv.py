@@ -109,3 +109,34 @@ def central_derivatives(
             along = func(up) - 2 * center + func(down)  # h_i² H_ii + 2 h_i h_j H_ij + h_j² H_jj
             out[i, j] = out[j, i] = (along - h[i] ** 2 * out[i, i] - h[j] ** 2 * out[j, j]) / (2 * h[i] * h[j])
     return gradient, out
+
+
+def gradient_differences(
+    value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x: np.ndarray,
+    delta: float | np.ndarray = 1e-4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and Hessian from an analytic gradient: the gradient at ``x`` and the Hessian
+    by central differences of the gradient with absolute steps ``delta`` (one for all, or one
+    per coordinate), symmetrised; 2m + 1 evaluations instead of the m² + m + 1 of
+    :func:`central_derivatives`, with an error of order delta² as there.
+
+    Examples
+    --------
+    >>> def f(v):
+    ...     return v[0] ** 2 * v[1] + v[1] ** 3, np.array([2 * v[0] * v[1], v[0] ** 2 + 3 * v[1] ** 2])
+    >>> gradient, hessian = gradient_differences(f, np.array([1.0, 2.0]))
+    >>> gradient.tolist(), hessian.round(6).tolist()
+    ([4.0, 13.0], [[4.0, 2.0], [2.0, 12.0]])
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = len(x)
+    steps = np.broadcast_to(np.asarray(delta, dtype=np.float64), (m,))
+    gradient = np.asarray(value_and_gradient(x)[1], dtype=np.float64)
+    columns = np.empty((m, m))
+    for i in range(m):
+        up, down = x.copy(), x.copy()
+        up[i] += steps[i]
+        down[i] -= steps[i]
+        columns[:, i] = (value_and_gradient(up)[1] - value_and_gradient(down)[1]) / (2.0 * steps[i])
+    return gradient, 0.5 * (columns + columns.T)

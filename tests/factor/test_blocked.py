@@ -10,7 +10,7 @@ import lmmfast
 from lmmfast.api import prepare
 from lmmfast.factor import BlockedFactor, CholmodFactor, choose_method
 from lmmfast.factor.blas_threads import choose_blas_threads, inverse_blas_threads
-from lmmfast.factor.blocked import band_positions
+from lmmfast.factor.blocked_layout import band_positions
 from lmmfast.factor.dense_coupling import times_band
 
 MODELS = [
@@ -183,3 +183,35 @@ def test_band_product_matches_dense_lambda() -> None:
     out = np.zeros_like(rows)
     times_band(rows, band, out)
     np.testing.assert_allclose(out, rows @ Lambda, rtol=1e-12, atol=1e-12)
+
+
+def _dense_inverse_on_pattern(cp, layout, theta, terms) -> np.ndarray:
+    """M⁻¹ by dense algebra, read at every stored block of Z'Z as ``block_values`` lays them out."""
+    Z = sp.hstack([t.z_block() for t in terms]).toarray()
+    Lam = sp.block_diag(
+        [sp.kron(sp.identity(int(n)), layout.template(theta, i)) for i, n in enumerate(cp.term_levels)]
+    ).toarray()
+    inverse = np.linalg.inv(Lam.T @ Z.T @ Z @ Lam + np.eye(cp.q))
+    out = np.empty_like(cp.block_values)
+    for s in range(len(cp.slot_offsets)):
+        ta, tb = cp.slot_term_a[s], cp.slot_term_b[s]
+        ka, kb = int(cp.term_sizes[ta]), int(cp.term_sizes[tb])
+        row = cp.column_offsets[ta] + cp.slot_level_a[s] * ka
+        col = cp.column_offsets[tb] + cp.slot_level_b[s] * kb
+        out[cp.slot_offsets[s] : cp.slot_offsets[s] + ka * kb] = inverse[row : row + ka, col : col + kb].ravel()
+    return out
+
+
+@pytest.mark.parametrize("path", ["dense", "sparse", "cholmod"])
+@pytest.mark.parametrize(
+    ("dataset", "formula"), [*MODELS, ("pastes", "strength ~ 1 + (1 | sample) + (1 | batch) + (1 | cask)")]
+)
+def test_inverse_on_pattern_matches_dense_algebra(dataset, formula, path) -> None:
+    control = lmmfast.Control(coupling=path) if path != "cholmod" else lmmfast.Control(factorization="cholmod")
+    prepared = prepare(formula, lmmfast.datasets.load(dataset), control=control)
+    cp, layout, factor = prepared.objective.cross_products, prepared.objective.layout, prepared.objective.factor
+    rng = np.random.default_rng(3)
+    theta = np.where(layout.is_diagonal, np.abs(rng.normal(size=layout.size)) + 0.2, 0.3 * rng.normal(size=layout.size))
+    factor.update(theta)
+    expected = _dense_inverse_on_pattern(cp, layout, theta, prepared.engine.terms)
+    np.testing.assert_allclose(factor.inverse_on_pattern(), expected, rtol=1e-9, atol=1e-12)

@@ -175,12 +175,13 @@ BAD_INPUTS = [
         "needs a single scalar random-effects term",
     ),
     (
-        "gradient optimizer",
+        "gradient optimizer without a gradient",
         F,
         _cbpp,
-        {"family": "poisson", "control": lmmfast.Control(optimizer="lbfgsb")},
+        {"family": "poisson", "nagq": 0, "control": lmmfast.Control(optimizer="lbfgsb")},
         ArgumentError,
-        "optimised by BOBYQA",
+        "optimizer='lbfgsb' needs the analytic gradient of the Laplace deviance, which exists for nagq=1 with a "
+        "canonical link (logit, log); this model has nagq=0 and the log link.",
     ),
 ]
 

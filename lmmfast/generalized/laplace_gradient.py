@@ -1,0 +1,195 @@
+"""The analytic gradient of the Laplace deviance over (θ, β), for canonical links.
+
+With η = o + Xβ + ZΛu, the penalised deviance g(u) = Σ dᵢ(η) + ‖u‖², its mode ũ, the working
+weights W at η̃ and M = Λ'Z'WZΛ + I, the Laplace deviance is f = g(ũ) + log|M| (plus a
+constant). For a parameter φ (an entry of θ or of β):
+
+* g: by the envelope theorem only the explicit dependence counts, Σᵢ sᵢ ∂ηᵢ/∂φ at ũ, with
+  sᵢ = ∂dᵢ/∂ηᵢ = −2 pᵢ (yᵢ − μᵢ) (pᵢ the prior weight; canonical link);
+* log|M|, through Λ: 2 tr(M⁻¹Λ'Z'WZΛ_φ) = 2 Σᵢ wᵢ zᵢ'Λ_φ M⁻¹Λ'zᵢ (θ only; Λ_φ = ∂Λ/∂φ);
+* log|M|, through W: Σᵢ w'ᵢ hᵢ dη̃ᵢ/dφ, hᵢ = zᵢ'ΛM⁻¹Λ'zᵢ, w' = dw/dη, and
+  dη̃/dφ = ∂η/∂φ + ZΛ dũ/dφ, where differentiating the mode's equation Λ'Z's + 2u = 0 gives
+  M dũ/dφ = −Λ'Z'W ∂η/∂φ − ½ Λ_φ'Z's (∂s/∂η = 2w for a canonical link).
+
+M⁻¹ is needed only at the blocks Z'Z stores (:meth:`RandomEffectsFactor.inverse_on_pattern`),
+which are exactly the pairs of levels that share a row: one pass over the rows gives every
+hᵢ and the Λ-traces; then m + p solves with the factor give dũ/dφ. A non-canonical link
+(probit, cloglog) has a mode whose Hessian is not 2M (the observed and expected information
+differ), so it gets no gradient here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+from lmmfast.crossprod import accumulate_outer
+from lmmfast.generalized.pirls import Mode, Pirls
+from lmmfast.objective import scale_by_lambda, scale_by_lambda_t
+from lmmfast.parameters import ThetaLayout
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_leverages(
+    codes, values, first_column, sizes, slots, pair_terms, pair_starts, templates, template_offsets, inverse, w, h, K
+):
+    """hᵢ = zᵢ'ΛM⁻¹Λ'zᵢ for every row, and K += Σᵢ wᵢ zᵢₜ (M⁻¹Λ'zᵢ)ₜ' per term (packed like the
+    templates), from M⁻¹ at Z'Z's blocks (``inverse``, laid out as the block values)."""
+    n = codes.shape[1]
+    terms = codes.shape[0]
+    width = values.shape[1]
+    a = np.empty(width)
+    c = np.empty(width)
+    for i in range(n):
+        for t in range(terms):
+            k = sizes[t]
+            f = first_column[t]
+            lam = template_offsets[t]
+            for col in range(k):  # (T' z)[col]: T lower triangular
+                acc = 0.0
+                for r in range(col, k):
+                    acc += templates[lam + r * k + col] * values[i, f + r]
+                a[f + col] = acc
+                c[f + col] = 0.0
+        for pair in range(pair_terms.shape[0]):
+            ta = pair_terms[pair, 0]
+            tb = pair_terms[pair, 1]
+            ka = sizes[ta]
+            kb = sizes[tb]
+            base = pair_starts[pair] + slots[pair, i] * ka * kb
+            fa = first_column[ta]
+            fb = first_column[tb]
+            for x in range(ka):
+                for y in range(kb):
+                    entry = inverse[base + x * kb + y]
+                    c[fa + x] += entry * a[fb + y]
+                    if ta != tb:
+                        c[fb + y] += entry * a[fa + x]
+        total = 0.0
+        for j in range(width):
+            total += a[j] * c[j]
+        h[i] = total
+        weight = w[i]
+        for t in range(terms):
+            k = sizes[t]
+            f = first_column[t]
+            lam = template_offsets[t]
+            for r in range(k):
+                z = weight * values[i, f + r]
+                for col in range(k):
+                    K[lam + r * k + col] += z * c[f + col]
+
+
+def lambda_derivatives(
+    layout: ThetaLayout, sizes: np.ndarray, levels: np.ndarray, offsets: np.ndarray, u: np.ndarray
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """(Λⱼũ for every θⱼ as the columns of a q × m matrix, and the map v ↦ [Λⱼ'v]ⱼ).
+
+    Λⱼ = ∂Λ/∂θⱼ holds e_r e_c' in every level block of θⱼ's term (T[r, c] = θⱼ).
+
+    Examples
+    --------
+    >>> layout = ThetaLayout.from_sizes([2])
+    >>> D, transposed = lambda_derivatives(layout, np.array([2]), np.array([1]), np.array([0]), np.array([3.0, 5.0]))
+    >>> D.tolist()  # θ = (T00, T10, T11): Λⱼu puts u[c] in row r
+    [[3.0, 0.0, 0.0], [0.0, 3.0, 5.0]]
+    >>> transposed(np.array([1.0, 2.0])).tolist()
+    [[1.0, 2.0, 0.0], [0.0, 0.0, 2.0]]
+    """
+    m = layout.size
+    q = len(u)
+    spans = []
+    for j in range(m):
+        t = int(layout.term_of[j])
+        k, count, start = int(sizes[t]), int(levels[t]), int(offsets[t])
+        spans.append((np.arange(count) * k + start, int(layout.rows[j]), int(layout.cols[j])))
+    D = np.zeros((q, m))
+    for j, (first, r, c) in enumerate(spans):
+        D[first + r, j] = u[first + c]
+
+    def transposed(v: np.ndarray) -> np.ndarray:
+        out = np.zeros((q, m))
+        for j, (first, r, c) in enumerate(spans):
+            out[first + c, j] = v[first + r]
+        return out
+
+    return D, transposed
+
+
+def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mode) -> np.ndarray | None:
+    """∂f/∂(θ, β) of the Laplace deviance at ``mode`` (PIRLS's last solve at ``theta``, ``beta``:
+    its factor and row buffers are the mode's), or None where the factor has no selected
+    inverse (the grouped route) or the link is not canonical.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.generalized.family import Family
+    >>> from lmmfast.generalized.prepare import prepare_glmm
+    >>> model = prepare_glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), Family("binomial"),
+    ...                      weights="size")
+    >>> deviance = model.deviance.fresh()
+    >>> x = np.array([0.6, -1.4, -0.3])
+    >>> mode = deviance.mode_at(x)
+    >>> laplace_gradient(deviance.pirls, x[:1], x[1:], mode).round(3).tolist()
+    [-8.921, 0.093, 39.56]
+    """
+    family = pirls.family
+    if not family.canonical:
+        return None
+    factor = pirls.factor
+    inverse = factor.inverse_on_pattern()
+    if inverse is None:
+        return None
+    pattern, layout, shape = pirls.pattern, pirls.layout, pirls.shape
+    rows, response, X = pirls.buffers, pirls.response, pirls.X
+    w = rows.root_weights**2
+    slope = -2.0 * response.weights * (response.y - rows.mu)  # ∂dᵢ/∂ηᵢ
+    # dw/dη: p μ(1 − μ)(1 − 2μ) (logit), p μ (log)
+    weight_slope = w * (1.0 - 2.0 * rows.mu) if family.name == "binomial" else w
+    templates = layout.packed_templates(theta)
+    h = np.empty(len(w))
+    K = np.zeros_like(templates)
+    _row_leverages(
+        pattern.codes,
+        pattern.values,
+        pattern.first_column,
+        shape.term_sizes,
+        pattern.slots,
+        pattern.pair_terms,
+        pattern.pair_starts,
+        templates,
+        layout.template_offsets,
+        inverse,
+        w,
+        h,
+        K,
+    )
+    v = weight_slope * h
+    p = X.shape[1]
+    # Z'[s, v, WX] in one pass per term
+    columns = np.empty((len(w), p + 2))
+    columns[:, 0], columns[:, 1] = slope, v
+    np.multiply(X, w[:, None], out=columns[:, 2:])
+    Zt = np.zeros((shape.q, p + 2))
+    for t in range(len(shape.term_sizes)):
+        k, count, start = int(shape.term_sizes[t]), int(shape.term_levels[t]), int(shape.column_offsets[t])
+        first = int(pattern.first_column[t])
+        view = Zt[start : start + count * k].reshape(count, k, p + 2)
+        accumulate_outer(pattern.codes[t], np.ascontiguousarray(pattern.values[:, first : first + k]), columns, view)
+    Zs, Zv, ZWX = Zt[:, 0], Zt[:, 1], Zt[:, 2:]
+    m = layout.size
+    D, transposed = lambda_derivatives(layout, shape.term_sizes, shape.term_levels, shape.column_offsets, mode.u)
+    rhs = np.empty((shape.q, m + p))
+    rhs[:, :m] = scale_by_lambda_t(layout, shape, theta, factor.zz_times(D)) + 0.5 * transposed(Zs)
+    rhs[:, m:] = scale_by_lambda_t(layout, shape, theta, ZWX)
+    mode_slopes = -factor.solve_Lt(factor.solve_L(rhs))  # dũ/dφ
+    random_part = scale_by_lambda(layout, shape, theta, mode_slopes)  # Λ dũ/dφ, then + Λφ ũ
+    random_part[:, :m] += D
+    positions = layout.template_offsets[layout.term_of] + layout.rows * shape.term_sizes[layout.term_of] + layout.cols
+    gradient = random_part.T @ Zv
+    gradient[:m] += D.T @ Zs + 2.0 * K[positions]
+    gradient[m:] += X.T @ (slope + v)
+    return gradient
