@@ -18,7 +18,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from lmmfast.errors import ModelError
-from lmmfast.generalized.laplace_gradient import laplace_gradient
+from lmmfast.generalized.laplace_gradient import fast_gradient, laplace_gradient
 from lmmfast.generalized.pirls import Mode, Pirls
 from lmmfast.generalized.reweight import deviance_residuals, mean_and_derivative
 
@@ -90,16 +90,34 @@ class GlmmDeviance:
         return _finite(mode.laplace)
 
     @property
+    def has_fast_gradient(self) -> bool:
+        """Whether :meth:`fast` has an analytic gradient: a canonical link on a factor with a
+        selected inverse."""
+        factor = self.pirls.factor
+        return self.pirls.family.canonical and factor.supports_gradient and factor.describe().route != "grouped"
+
+    @property
     def has_gradient(self) -> bool:
         """Whether the second stage's objective has an analytic gradient: the Laplace
-        deviance (``nagq`` 1) of a canonical link on a factor with a selected inverse."""
-        factor = self.pirls.factor
-        return (
-            self.nagq == 1
-            and self.pirls.family.canonical
-            and factor.supports_gradient
-            and factor.describe().route != "grouped"
-        )
+        deviance (``nagq`` 1), where :attr:`has_fast_gradient`."""
+        return self.nagq == 1 and self.has_fast_gradient
+
+    def fast_and_gradient(self, theta: np.ndarray, eta: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """θ ↦ (:meth:`fast`'s deviance, its gradient); (``INFEASIBLE``, zeros) where PIRLS
+        cannot solve or the value is not finite. ``eta`` as for :meth:`fast`."""
+        theta = np.asarray(theta, dtype=np.float64)
+        try:
+            mode = self.pirls.solve(theta, self.last_beta, free_beta=True, eta=eta)
+            gradient = fast_gradient(self.pirls, theta, mode)
+        except np.linalg.LinAlgError:
+            return INFEASIBLE, np.zeros(len(theta))
+        if gradient is None:
+            raise ModelError("This model's deviance has no analytic gradient (see has_fast_gradient).")
+        self.last_beta = mode.beta
+        value = mode.laplace
+        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
+            return INFEASIBLE, np.zeros(len(theta))
+        return value, gradient
 
     def laplace_and_gradient(self, parameters: np.ndarray) -> tuple[float, np.ndarray]:
         """(θ, β) ↦ (the Laplace deviance, its gradient); (``INFEASIBLE``, zeros) where PIRLS

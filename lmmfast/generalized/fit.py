@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -40,6 +40,8 @@ from lmmfast.optimize import optimize_bounded, optimize_theta
 from lmmfast.optsummary import OptSummary
 from lmmfast.parameters import ThetaLayout
 from lmmfast.progress import FitMonitor
+
+Value = TypeVar("Value")
 
 #: The Hessian's steps: lme4's (``deriv12``'s ``delta``) in θ, and a hundredth of a standard
 #: error in the whitened fixed effects, where lme4's step would leave the second differences
@@ -113,26 +115,35 @@ class GlmmRecord(Protocol):
     def newton_gain(self) -> float | None: ...
 
 
-class _Guarded:
+class _Guarded(Generic[Value]):
     """An objective for the optimiser: PIRLS failures (a diverging linear predictor at an
-    extreme trial point) become ``INFEASIBLE`` so the optimiser steps back, except at the
-    start, where they are the model's and are raised."""
+    extreme trial point) become ``INFEASIBLE`` (with a zero gradient, for a function that
+    returns one) so the optimiser steps back, except at the start, where they are the
+    model's and are raised."""
 
     def __init__(
-        self, function: Callable[[np.ndarray], float], first_call: Callable[[np.ndarray], float] | None = None
+        self,
+        function: Callable[[np.ndarray], Value],
+        first_call: Callable[[np.ndarray], Value] | None = None,
+        infeasible: Callable[[np.ndarray], Value] | None = None,
     ) -> None:
         self.function = function
         self.first_call = first_call
+        self.infeasible = infeasible
         self.calls = 0
 
-    def __call__(self, x: np.ndarray) -> float:
+    def __call__(self, x: np.ndarray) -> Value:
         self.calls += 1
         if self.calls == 1:
-            return float(self.first_call(x) if self.first_call is not None else self.function(x))
+            return self.first_call(x) if self.first_call is not None else self.function(x)
         try:
-            return float(self.function(x))
+            return self.function(x)
         except ModelError:
-            return INFEASIBLE
+            return self.infeasible(x) if self.infeasible is not None else cast(Value, INFEASIBLE)
+
+
+def _infeasible_with_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+    return INFEASIBLE, np.zeros(len(x))
 
 
 def fit_glmm(
@@ -165,11 +176,19 @@ def fit_glmm(
     monitor.start(deviance.pirls.factor.describe())
     with limit_blas_threads(deviance.pirls.factor.blas_threads), contextlib.closing(monitor):
         fast = _Guarded(deviance.fast, lambda theta: deviance.fast(theta, eta=prepared.start_eta))
+        fast_and_gradient = None
+        if deviance.has_fast_gradient and control.optimizer != "bobyqa":
+            fast_and_gradient = _Guarded(
+                deviance.fast_and_gradient,
+                lambda theta: deviance.fast_and_gradient(theta, eta=prepared.start_eta),
+                _infeasible_with_gradient,
+            )
         theta_start = None if start is None else checked_start(start, prepared)
         first = optimize_theta(
             fast,
             layout,
             start=theta_start,
+            value_and_gradient=fast_and_gradient,
             control=_first_stage_control(control, prepared.nagq),
             on_evaluation=monitor.evaluation,
         )

@@ -21,6 +21,7 @@ differ), so it gets no gradient here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -118,29 +119,28 @@ def lambda_derivatives(
     return D, transposed
 
 
-def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mode) -> np.ndarray | None:
-    """∂f/∂(θ, β) of the Laplace deviance at ``mode`` (PIRLS's last solve at ``theta``, ``beta``:
-    its factor and row buffers are the mode's), or None where the factor has no selected
-    inverse (the grouped route) or the link is not canonical.
+@dataclass(frozen=True)
+class _ModeTerms:
+    """What both gradients need at a mode (q-vectors in the engine's order)."""
 
-    Examples
-    --------
-    >>> import lmmfast
-    >>> from lmmfast.generalized.family import Family
-    >>> from lmmfast.generalized.prepare import prepare_glmm
-    >>> model = prepare_glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), Family("binomial"),
-    ...                      weights="size")
-    >>> deviance = model.deviance.fresh()
-    >>> x = np.array([0.6, -1.4, -0.3])
-    >>> mode = deviance.mode_at(x)
-    >>> laplace_gradient(deviance.pirls, x[:1], x[1:], mode).round(3).tolist()
-    [-8.921, 0.093, 39.56]
-    """
+    slope: np.ndarray  # sᵢ = ∂dᵢ/∂ηᵢ per row
+    leverage_slope: np.ndarray  # vᵢ = w'ᵢ hᵢ per row
+    Zs: np.ndarray  # Z's
+    Zv: np.ndarray  # Z'v
+    ZWX: np.ndarray  # Z'WX
+    D: np.ndarray  # Λⱼũ per θⱼ (q × m)
+    transposed: Callable[[np.ndarray], np.ndarray]  # v ↦ [Λⱼ'v]ⱼ
+    explicit: np.ndarray  # 2 tr(M⁻¹Λ'Z'WZΛⱼ) per θⱼ
+
+
+def _mode_terms(pirls: Pirls, theta: np.ndarray, u: np.ndarray) -> _ModeTerms | None:
+    """The rows' pass and the products with Z' at the mode with spherical modes ``u``, from
+    PIRLS's factor and row buffers (the mode's); None where there is no selected inverse or
+    the link is not canonical."""
     family = pirls.family
     if not family.canonical:
         return None
-    factor = pirls.factor
-    inverse = factor.inverse_on_pattern()
+    inverse = pirls.factor.inverse_on_pattern()
     if inverse is None:
         return None
     pattern, layout, shape = pirls.pattern, pirls.layout, pirls.shape
@@ -179,17 +179,83 @@ def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mo
         first = int(pattern.first_column[t])
         view = Zt[start : start + count * k].reshape(count, k, p + 2)
         accumulate_outer(pattern.codes[t], np.ascontiguousarray(pattern.values[:, first : first + k]), columns, view)
-    Zs, Zv, ZWX = Zt[:, 0], Zt[:, 1], Zt[:, 2:]
-    m = layout.size
-    D, transposed = lambda_derivatives(layout, shape.term_sizes, shape.term_levels, shape.column_offsets, mode.u)
+    D, transposed = lambda_derivatives(layout, shape.term_sizes, shape.term_levels, shape.column_offsets, u)
+    positions = layout.template_offsets[layout.term_of] + layout.rows * shape.term_sizes[layout.term_of] + layout.cols
+    return _ModeTerms(slope, v, Zt[:, 0], Zt[:, 1], Zt[:, 2:], D, transposed, 2.0 * K[positions])
+
+
+def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mode) -> np.ndarray | None:
+    """∂f/∂(θ, β) of the Laplace deviance at ``mode`` (PIRLS's last solve at ``theta``, ``beta``:
+    its factor and row buffers are the mode's), or None where the factor has no selected
+    inverse (the grouped route) or the link is not canonical.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.generalized.family import Family
+    >>> from lmmfast.generalized.prepare import prepare_glmm
+    >>> model = prepare_glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), Family("binomial"),
+    ...                      weights="size")
+    >>> deviance = model.deviance.fresh()
+    >>> x = np.array([0.6, -1.4, -0.3])
+    >>> mode = deviance.mode_at(x)
+    >>> laplace_gradient(deviance.pirls, x[:1], x[1:], mode).round(3).tolist()
+    [-8.921, 0.093, 39.56]
+    """
+    terms = _mode_terms(pirls, theta, mode.u)
+    if terms is None:
+        return None
+    factor, layout, shape, X = pirls.factor, pirls.layout, pirls.shape, pirls.X
+    m, p = layout.size, X.shape[1]
+    D = terms.D
     rhs = np.empty((shape.q, m + p))
-    rhs[:, :m] = scale_by_lambda_t(layout, shape, theta, factor.zz_times(D)) + 0.5 * transposed(Zs)
-    rhs[:, m:] = scale_by_lambda_t(layout, shape, theta, ZWX)
+    rhs[:, :m] = scale_by_lambda_t(layout, shape, theta, factor.zz_times(D)) + 0.5 * terms.transposed(terms.Zs)
+    rhs[:, m:] = scale_by_lambda_t(layout, shape, theta, terms.ZWX)
     mode_slopes = -factor.solve_Lt(factor.solve_L(rhs))  # dũ/dφ
     random_part = scale_by_lambda(layout, shape, theta, mode_slopes)  # Λ dũ/dφ, then + Λφ ũ
     random_part[:, :m] += D
-    positions = layout.template_offsets[layout.term_of] + layout.rows * shape.term_sizes[layout.term_of] + layout.cols
-    gradient = random_part.T @ Zv
-    gradient[:m] += D.T @ Zs + 2.0 * K[positions]
-    gradient[m:] += X.T @ (slope + v)
+    gradient = random_part.T @ terms.Zv
+    gradient[:m] += D.T @ terms.Zs + terms.explicit
+    gradient[m:] += X.T @ (terms.slope + terms.leverage_slope)
     return gradient
+
+
+def fast_gradient(pirls: Pirls, theta: np.ndarray, mode: Mode) -> np.ndarray | None:
+    """∂/∂θ of glmer's ``nAGQ = 0`` deviance (the Laplace deviance at the joint modes of u and
+    β) at ``mode``, PIRLS's last solve at ``theta`` with β free; None as for
+    :func:`laplace_gradient`.
+
+    At the joint mode ∂g/∂β = 0 as well, so the envelope and Λ terms are the Laplace
+    gradient's for θ; the modes' slopes solve the joint system
+    [M, Λ'Z'WX; X'WZΛ, X'WX] [dũ; dβ̃] = −[Λ'Z'WZΛⱼũ + ½Λⱼ'Z's; X'WZΛⱼũ], by the factor and the
+    Schur complement X'WX − R'R, R = L⁻¹Λ'Z'WX.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.generalized.family import Family
+    >>> from lmmfast.generalized.prepare import prepare_glmm
+    >>> model = prepare_glmm("prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), Family("binomial"),
+    ...                      weights="size")
+    >>> deviance = model.deviance.fresh()
+    >>> theta = np.array([0.6])
+    >>> mode = deviance.pirls.solve(theta, np.zeros(2), free_beta=True)
+    >>> fast_gradient(deviance.pirls, theta, mode).round(3).tolist()
+    [-4.395]
+    """
+    terms = _mode_terms(pirls, theta, mode.u)
+    if terms is None:
+        return None
+    factor, layout, shape = pirls.factor, pirls.layout, pirls.shape
+    D, p = terms.D, pirls.X.shape[1]
+    rhs_u = -(scale_by_lambda_t(layout, shape, theta, factor.zz_times(D)) + 0.5 * terms.transposed(terms.Zs))
+    rhs_beta = -(terms.ZWX.T @ D)
+    R = factor.solve_L(scale_by_lambda_t(layout, shape, theta, terms.ZWX))
+    y = factor.solve_L(rhs_u)
+    XtWX = mode.cross_products.XytXy[:p, :p]
+    beta_slopes = np.linalg.solve(XtWX - R.T @ R, rhs_beta - R.T @ y)
+    mode_slopes = factor.solve_Lt(y - R @ beta_slopes)
+    random_part = scale_by_lambda(layout, shape, theta, mode_slopes) + D
+    return (
+        random_part.T @ terms.Zv + beta_slopes.T @ (pirls.X.T @ terms.leverage_slope) + D.T @ terms.Zs + terms.explicit
+    )
