@@ -242,9 +242,10 @@ def glmm(
         optimiser); > 1: adaptive Gauss–Hermite quadrature with that many nodes, for a model
         with a single scalar random-effects term.
     contrasts, factorization, checks, memory_budget, control, start, progress, verbose
-        As for :func:`lmm` (``start`` is θ). With ``nagq=1`` and a canonical link (logit,
-        log), (θ, β) are optimised by L-BFGS-B with the Laplace deviance's analytic gradient
-        unless ``control.optimizer`` is ``"bobyqa"``; otherwise by BOBYQA, as glmer.
+        As for :func:`lmm` (``start`` is θ). With a canonical link (logit, log) and
+        ``nagq`` 0 or 1, both stages are optimised by L-BFGS-B with the deviance's analytic
+        gradient unless ``control.optimizer`` is ``"bobyqa"``; otherwise by BOBYQA, as glmer
+        (and with quadrature, stage 2 always).
     nAGQ : int, optional
         lme4's spelling of ``nagq``.
 
@@ -276,10 +277,10 @@ def glmm(
     chosen = family_for(family, link)
     actions = resolve_checks(checks)
     control = control_with(control, factorization=factorization, memory_budget=memory_budget)
-    if control.optimizer == "lbfgsb" and not (nagq == 1 and chosen.canonical):
+    if control.optimizer == "lbfgsb" and not (nagq <= 1 and chosen.canonical):
         raise ArgumentError(
-            f"optimizer='lbfgsb' needs the analytic gradient of the Laplace deviance, which exists for nagq=1 "
-            f"with a canonical link (logit, log); this model has nagq={nagq} and the {chosen.link} link. Use "
+            f"optimizer='lbfgsb' needs the analytic gradient of the deviance, which exists for nagq=0 or 1 with a "
+            f"canonical link (logit, log); this model has nagq={nagq} and the {chosen.link} link. Use "
             "optimizer='auto' or 'bobyqa'."
         )
     if progress is not None:

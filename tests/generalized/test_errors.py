@@ -178,10 +178,18 @@ BAD_INPUTS = [
         "gradient optimizer without a gradient",
         F,
         _cbpp,
-        {"family": "poisson", "nagq": 0, "control": lmmfast.Control(optimizer="lbfgsb")},
+        {"family": "poisson", "nagq": 3, "control": lmmfast.Control(optimizer="lbfgsb")},
         ArgumentError,
-        "optimizer='lbfgsb' needs the analytic gradient of the Laplace deviance, which exists for nagq=1 with a "
-        "canonical link (logit, log); this model has nagq=0 and the log link.",
+        "optimizer='lbfgsb' needs the analytic gradient of the deviance, which exists for nagq=0 or 1 with a "
+        "canonical link (logit, log); this model has nagq=3 and the log link.",
+    ),
+    (
+        "gradient optimizer with a non-canonical link",
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        _cbpp,
+        {"link": "probit", "control": lmmfast.Control(optimizer="lbfgsb")},
+        ArgumentError,
+        "this model has nagq=1 and the probit link. Use optimizer='auto' or 'bobyqa'.",
     ),
 ]
 
