@@ -371,9 +371,11 @@ def _second_stage(
     return natural, covariance, source, gain
 
 
-#: Newton steps :func:`newton_polish` takes at most, and the gain below which it takes none.
+#: Newton steps :func:`newton_polish` takes at most, and the gain in deviance units below which
+#: it takes none: each step costs the Hessian again, and an optimum within 1e-4 of the deviance
+#: is within √(2 × 1e-4) ≈ 0.014 standard errors of the exact one in every direction.
 POLISH_STEPS = 3
-POLISH_GAIN = 1e-6
+POLISH_GAIN = 1e-4
 
 
 def newton_polish(
