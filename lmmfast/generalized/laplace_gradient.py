@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from lmmfast.crossprod import accumulate_outer
 from lmmfast.generalized.pirls import Mode, Pirls
 from lmmfast.objective import scale_by_lambda, scale_by_lambda_t
 from lmmfast.parameters import ThetaLayout
@@ -81,6 +80,60 @@ def _row_leverages(
                 z = weight * values[i, f + r]
                 for col in range(k):
                     K[lam + r * k + col] += z * c[f + col]
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_leverages_scalar(codes, values, slots, pair_terms, pair_starts, scales, inverse, w, h, K):
+    """:func:`_row_leverages` where every term has one column (random intercepts: the common
+    case, written out, four times faster); ``scales`` the terms' θ, K one entry per term."""
+    n = codes.shape[1]
+    terms = codes.shape[0]
+    pairs = pair_terms.shape[0]
+    a = np.empty(terms)
+    c = np.empty(terms)
+    for i in range(n):
+        for t in range(terms):
+            a[t] = scales[t] * values[i, t]
+            c[t] = 0.0
+        for pair in range(pairs):
+            ta = pair_terms[pair, 0]
+            tb = pair_terms[pair, 1]
+            entry = inverse[pair_starts[pair] + slots[pair, i]]
+            c[ta] += entry * a[tb]
+            if ta != tb:
+                c[tb] += entry * a[ta]
+        total = 0.0
+        weight = w[i]
+        for t in range(terms):
+            total += a[t] * c[t]
+            K[t] += weight * values[i, t] * c[t]
+        h[i] = total
+
+
+@numba.njit(cache=True, nogil=True)
+def _mode_products(codes, values, first_column, sizes, column_offsets, X, w, slope, leverage_slope, out):
+    """``out`` += Z'[s, v, WX] (one row per random effect, 2 + p columns) in one pass."""
+    n = codes.shape[1]
+    terms = codes.shape[0]
+    p = X.shape[1]
+    for i in range(n):
+        si = slope[i]
+        vi = leverage_slope[i]
+        wi = w[i]
+        for t in range(terms):
+            k = sizes[t]
+            f = first_column[t]
+            base = column_offsets[t] + codes[t, i] * k
+            for a in range(k):
+                z = values[i, f + a]
+                if z == 0.0:
+                    continue
+                row = base + a
+                out[row, 0] += z * si
+                out[row, 1] += z * vi
+                zw = z * wi
+                for c in range(p):
+                    out[row, 2 + c] += zw * X[i, c]
 
 
 def lambda_derivatives(
@@ -152,33 +205,41 @@ def _mode_terms(pirls: Pirls, theta: np.ndarray, u: np.ndarray) -> _ModeTerms | 
     templates = layout.packed_templates(theta)
     h = np.empty(len(w))
     K = np.zeros_like(templates)
-    _row_leverages(
-        pattern.codes,
-        pattern.values,
-        pattern.first_column,
-        shape.term_sizes,
-        pattern.slots,
-        pattern.pair_terms,
-        pattern.pair_starts,
-        templates,
-        layout.template_offsets,
-        inverse,
-        w,
-        h,
-        K,
-    )
+    if pattern.all_scalar:  # K is then one entry per term, as the packed templates
+        scales = templates[layout.template_offsets]
+        _row_leverages_scalar(
+            pattern.codes,
+            pattern.values,
+            pattern.slots,
+            pattern.pair_terms,
+            pattern.pair_starts,
+            scales,
+            inverse,
+            w,
+            h,
+            K,
+        )
+    else:
+        _row_leverages(
+            pattern.codes,
+            pattern.values,
+            pattern.first_column,
+            shape.term_sizes,
+            pattern.slots,
+            pattern.pair_terms,
+            pattern.pair_starts,
+            templates,
+            layout.template_offsets,
+            inverse,
+            w,
+            h,
+            K,
+        )
     v = weight_slope * h
-    p = X.shape[1]
-    # Z'[s, v, WX] in one pass per term
-    columns = np.empty((len(w), p + 2))
-    columns[:, 0], columns[:, 1] = slope, v
-    np.multiply(X, w[:, None], out=columns[:, 2:])
-    Zt = np.zeros((shape.q, p + 2))
-    for t in range(len(shape.term_sizes)):
-        k, count, start = int(shape.term_sizes[t]), int(shape.term_levels[t]), int(shape.column_offsets[t])
-        first = int(pattern.first_column[t])
-        view = Zt[start : start + count * k].reshape(count, k, p + 2)
-        accumulate_outer(pattern.codes[t], np.ascontiguousarray(pattern.values[:, first : first + k]), columns, view)
+    Zt = np.zeros((shape.q, X.shape[1] + 2))
+    _mode_products(
+        pattern.codes, pattern.values, pattern.first_column, shape.term_sizes, shape.column_offsets, X, w, slope, v, Zt
+    )
     D, transposed = lambda_derivatives(layout, shape.term_sizes, shape.term_levels, shape.column_offsets, u)
     positions = layout.template_offsets[layout.term_of] + layout.rows * shape.term_sizes[layout.term_of] + layout.cols
     return _ModeTerms(slope, v, Zt[:, 0], Zt[:, 1], Zt[:, 2:], D, transposed, 2.0 * K[positions])

@@ -116,7 +116,8 @@ class Pirls:
     ) -> None:
         self.terms = terms
         self.pattern = pattern
-        self.X = X
+        # C order: every PIRLS iteration reads it row by row (the weighted cross-products)
+        self.X = np.ascontiguousarray(X, dtype=np.float64)
         self.response = response
         self.family = family
         self.layout = layout
