@@ -397,8 +397,8 @@ def newton_polish(
     >>> def f(v):
     ...     return float(v @ v + v[0] ** 4), 2 * v + np.array([4 * v[0] ** 3, 0.0])
     >>> x, value, gradient, _ = newton_polish(f, np.array([0.1, -0.2]), 0.0501, np.full(2, 1e-4))
-    >>> bool(np.abs(x).max() < 1e-3), bool(np.all(np.abs(gradient) < 1e-3))
-    (True, True)
+    >>> x.round(4).tolist(), round(value, 6)  # one step: a second would gain less than 1e-4
+    ([0.0038, 0.0], 1.4e-05)
     """
     x = np.asarray(x, dtype=np.float64)
     for attempt in range(POLISH_STEPS + 1):

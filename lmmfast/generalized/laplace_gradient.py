@@ -245,10 +245,29 @@ def _mode_terms(pirls: Pirls, theta: np.ndarray, u: np.ndarray) -> _ModeTerms | 
     return _ModeTerms(slope, v, Zt[:, 0], Zt[:, 1], Zt[:, 2:], D, transposed, 2.0 * K[positions])
 
 
-def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mode) -> np.ndarray | None:
+@dataclass(frozen=True)
+class ModeDerivatives:
+    """A deviance's gradient at a mode, and how the mode moves with the parameters: the next
+    evaluation's PIRLS starts from the modes these predict.
+
+    Attributes
+    ----------
+    gradient : numpy.ndarray
+    mode_slopes : numpy.ndarray
+        dũ/dφ, one column per parameter.
+    beta_slopes : numpy.ndarray or None
+        dβ̃/dθ where β is PIRLS's (``nAGQ = 0``), one column per θ.
+    """
+
+    gradient: np.ndarray
+    mode_slopes: np.ndarray
+    beta_slopes: np.ndarray | None = None
+
+
+def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mode) -> ModeDerivatives | None:
     """∂f/∂(θ, β) of the Laplace deviance at ``mode`` (PIRLS's last solve at ``theta``, ``beta``:
-    its factor and row buffers are the mode's), or None where the factor has no selected
-    inverse (the grouped route) or the link is not canonical.
+    its factor and row buffers are the mode's), and the modes' slopes; None where the factor
+    has no selected inverse (the grouped route) or the link is not canonical.
 
     Examples
     --------
@@ -260,7 +279,7 @@ def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mo
     >>> deviance = model.deviance.fresh()
     >>> x = np.array([0.6, -1.4, -0.3])
     >>> mode = deviance.mode_at(x)
-    >>> laplace_gradient(deviance.pirls, x[:1], x[1:], mode).round(3).tolist()
+    >>> laplace_gradient(deviance.pirls, x[:1], x[1:], mode).gradient.round(3).tolist()
     [-8.921, 0.093, 39.56]
     """
     terms = _mode_terms(pirls, theta, mode.u)
@@ -278,13 +297,13 @@ def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mo
     gradient = random_part.T @ terms.Zv
     gradient[:m] += D.T @ terms.Zs + terms.explicit
     gradient[m:] += X.T @ (terms.slope + terms.leverage_slope)
-    return gradient
+    return ModeDerivatives(gradient, mode_slopes)
 
 
-def fast_gradient(pirls: Pirls, theta: np.ndarray, mode: Mode) -> np.ndarray | None:
+def fast_gradient(pirls: Pirls, theta: np.ndarray, mode: Mode) -> ModeDerivatives | None:
     """∂/∂θ of glmer's ``nAGQ = 0`` deviance (the Laplace deviance at the joint modes of u and
-    β) at ``mode``, PIRLS's last solve at ``theta`` with β free; None as for
-    :func:`laplace_gradient`.
+    β) at ``mode``, PIRLS's last solve at ``theta`` with β free, and the joint modes' slopes;
+    None as for :func:`laplace_gradient`.
 
     At the joint mode ∂g/∂β = 0 as well, so the envelope and Λ terms are the Laplace
     gradient's for θ; the modes' slopes solve the joint system
@@ -301,7 +320,7 @@ def fast_gradient(pirls: Pirls, theta: np.ndarray, mode: Mode) -> np.ndarray | N
     >>> deviance = model.deviance.fresh()
     >>> theta = np.array([0.6])
     >>> mode = deviance.pirls.solve(theta, np.zeros(2), free_beta=True)
-    >>> fast_gradient(deviance.pirls, theta, mode).round(3).tolist()
+    >>> fast_gradient(deviance.pirls, theta, mode).gradient.round(3).tolist()
     [-4.395]
     """
     terms = _mode_terms(pirls, theta, mode.u)
@@ -317,6 +336,7 @@ def fast_gradient(pirls: Pirls, theta: np.ndarray, mode: Mode) -> np.ndarray | N
     beta_slopes = np.linalg.solve(XtWX - R.T @ R, rhs_beta - R.T @ y)
     mode_slopes = factor.solve_Lt(y - R @ beta_slopes)
     random_part = scale_by_lambda(layout, shape, theta, mode_slopes) + D
-    return (
+    gradient = (
         random_part.T @ terms.Zv + beta_slopes.T @ (pirls.X.T @ terms.leverage_slope) + D.T @ terms.Zs + terms.explicit
     )
+    return ModeDerivatives(gradient, mode_slopes, beta_slopes)

@@ -49,7 +49,7 @@ def test_the_gradient_equals_the_deviance_differences(case, factorization):
     deviance = model.deviance.fresh()
     x = np.asarray(point, dtype=np.float64)
     m = deviance.n_theta
-    gradient = laplace_gradient(deviance.pirls, x[:m], x[m:], deviance.mode_at(x))
+    gradient = laplace_gradient(deviance.pirls, x[:m], x[m:], deviance.mode_at(x)).gradient
     # steps of 1e-4 in η: central differences then carry an error of order 1e-8 times the
     # third derivative
     steps = np.r_[np.full(m, 1e-4), 1e-4 / np.max(np.abs(deviance.pirls.X), axis=0)]
@@ -80,7 +80,7 @@ def test_the_fast_gradient_equals_the_fast_deviance_differences(case, factorizat
     def at(t):  # from the same start each time, so the differences see one smooth function
         return pirls.solve(t, start, free_beta=True, u=np.zeros(pirls.q))
 
-    gradient = fast_gradient(pirls, theta, at(theta))
+    gradient = fast_gradient(pirls, theta, at(theta)).gradient
     numeric, _ = central_derivatives(lambda t: at(t).laplace, theta, 1e-4)
     np.testing.assert_allclose(gradient, numeric, rtol=2e-5, atol=2e-5)
     value, same = deviance.fast_and_gradient(theta)
