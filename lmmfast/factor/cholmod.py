@@ -178,15 +178,12 @@ class CholmodFactor:
         inverse_permutation[self._factor.P()] = np.arange(self._cp.q, dtype=np.int64)
         return L, selected_inverse(L.indptr, L.indices, L.data), inverse_permutation
 
-    def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
-        """For each term t, G_t = Σ over its levels of the k×k diagonal blocks of M⁻¹Λ'Z'Z,
-        at the θ of the last :meth:`update` (which must be ``theta``), from M⁻¹ on the
-        factor's pattern: about the work of one more factorisation."""
+    def _inverse_at_slots(self) -> tuple[np.ndarray, ...]:
+        """The selected inverse (L's pattern, M⁻¹ on it, the inverse permutation) and where
+        Z'Z's blocks sit: the arguments the kernels that read it at the blocks begin with."""
         cp = self._cp
         L, inverse, inverse_permutation = self._selected_inverse()
-        templates = self._layout.packed_templates(theta)
-        out = np.zeros_like(templates)
-        trace_sums(
+        return (
             L.indptr,
             L.indices,
             inverse,
@@ -196,13 +193,17 @@ class CholmodFactor:
             cp.slot_level_a,
             cp.slot_level_b,
             cp.slot_offsets,
-            cp.block_values,
-            cp.term_sizes,
-            cp.column_offsets,
-            templates,
-            self._template_offsets,
-            out,
         )
+
+    def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
+        """For each term t, G_t = Σ over its levels of the k×k diagonal blocks of M⁻¹Λ'Z'Z,
+        at the θ of the last :meth:`update` (which must be ``theta``), from M⁻¹ on the
+        factor's pattern: about the work of one more factorisation."""
+        cp = self._cp
+        templates = self._layout.packed_templates(theta)
+        out = np.zeros_like(templates)
+        sums = (cp.block_values, cp.term_sizes, cp.column_offsets, templates, self._template_offsets, out)
+        trace_sums(*(self._inverse_at_slots() + sums))
         return [out[o : o + k * k].reshape(k, k) for o, k in zip(self._template_offsets, cp.term_sizes)]
 
     def inverse_diagonal_blocks(self) -> list[np.ndarray] | None:
@@ -223,22 +224,9 @@ class CholmodFactor:
         """M⁻¹ at every stored block of Z'Z, laid out as the cross-products' ``block_values``,
         at the last update (from the selected inverse on L's pattern, which holds Z'Z's)."""
         cp = self._cp
-        L, inverse, inverse_permutation = self._selected_inverse()
         out = np.empty_like(cp.block_values)
-        read_pattern(
-            L.indptr,
-            L.indices,
-            inverse,
-            inverse_permutation,
-            cp.slot_term_a,
-            cp.slot_term_b,
-            cp.slot_level_a,
-            cp.slot_level_b,
-            cp.slot_offsets,
-            cp.term_sizes,
-            cp.column_offsets,
-            out,
-        )
+        arguments = (*self._inverse_at_slots(), cp.term_sizes, cp.column_offsets, out)
+        read_pattern(*arguments)
         return out
 
     def zz_times(self, V: np.ndarray) -> np.ndarray:

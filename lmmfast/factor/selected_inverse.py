@@ -125,18 +125,16 @@ def trace_sums(
 ):
     """``out`` (packed like the templates) += Σₗ [M⁻¹Λ'Z'Z]ₗₗ per term, over every stored
     block of Z'Z, from the selected inverse."""
-    most = 1
-    for t in range(sizes.shape[0]):
-        most = max(most, sizes[t])
-    block = np.empty((most, most))
+    inverse = np.empty_like(block_values)
+    read_pattern(
+        indptr, indices, Z, inverse_permutation, slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets,
+        sizes, column_offsets, inverse,
+    )  # fmt: skip
     for s in range(slot_term_a.shape[0]):
         ta, tb = slot_term_a[s], slot_term_b[s]
         ka, kb = sizes[ta], sizes[tb]
-        row0 = column_offsets[ta] + slot_level_a[s] * ka
-        col0 = column_offsets[tb] + slot_level_b[s] * kb
-        read_block(indptr, indices, Z, inverse_permutation, row0, col0, ka, kb, block)
+        base = slot_offsets[s]
+        block = inverse[base : base + ka * kb].reshape((ka, kb))
         mirrored = not (ta == tb and slot_level_a[s] == slot_level_b[s])
         lam_a, lam_b = template_offsets[ta], template_offsets[tb]
-        add_block_traces(
-            block, ka, kb, block_values, slot_offsets[s], templates, lam_a, lam_b, mirrored, out, lam_a, lam_b
-        )
+        add_block_traces(block, ka, kb, block_values, base, templates, lam_a, lam_b, mirrored, out, lam_a, lam_b)

@@ -156,12 +156,7 @@ class GlmmDeviance:
             derivatives = fast_gradient(self.pirls, theta, mode)
         except np.linalg.LinAlgError:
             return INFEASIBLE, np.zeros(len(theta))
-        if derivatives is None:
-            raise ModelError("This model's deviance has no analytic gradient (see has_fast_gradient).")
-        value, gradient = mode.laplace, derivatives.gradient
-        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
-            return INFEASIBLE, np.zeros(len(theta))
-        self._fast_linearisation = Linearisation(theta.copy(), mode.u, mode.beta, derivatives)
+        value, gradient, self._fast_linearisation = _checked(theta, mode, derivatives)
         return value, gradient
 
     def laplace_and_gradient(self, parameters: np.ndarray) -> tuple[float, np.ndarray]:
@@ -174,12 +169,7 @@ class GlmmDeviance:
             derivatives = laplace_gradient(self.pirls, parameters[:m], parameters[m:], mode)
         except (np.linalg.LinAlgError, ModelError):
             return INFEASIBLE, np.zeros(len(parameters))
-        if derivatives is None:
-            raise ModelError("This model's Laplace deviance has no analytic gradient (see has_gradient).")
-        value, gradient = mode.laplace, derivatives.gradient
-        if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
-            return INFEASIBLE, np.zeros(len(parameters))
-        self._laplace_linearisation = Linearisation(parameters.copy(), mode.u, mode.beta, derivatives)
+        value, gradient, self._laplace_linearisation = _checked(parameters, mode, derivatives)
         return value, gradient
 
     def quadrature(self, parameters: np.ndarray) -> float:
@@ -220,6 +210,18 @@ class GlmmDeviance:
     def __call__(self, parameters: np.ndarray) -> float:
         """The second stage's objective: :meth:`laplace` or :meth:`quadrature` by ``nagq``."""
         return self.quadrature(parameters) if self.nagq > 1 else self.laplace(parameters)
+
+
+def _checked(
+    point: np.ndarray, mode: Mode, derivatives: ModeDerivatives | None
+) -> tuple[float, np.ndarray, Linearisation | None]:
+    """(deviance, gradient, the linearisation at ``point``), or (``INFEASIBLE``, zeros, None)
+    where either is not finite, so that the optimiser's line search steps back."""
+    assert derivatives is not None, "asked only where has_gradient or has_fast_gradient holds"
+    value, gradient = mode.laplace, derivatives.gradient
+    if not (np.isfinite(value) and np.all(np.isfinite(gradient))):
+        return INFEASIBLE, np.zeros(len(point)), None
+    return value, gradient, Linearisation(point.copy(), mode.u, mode.beta, derivatives)
 
 
 def _finite(value: float) -> float:

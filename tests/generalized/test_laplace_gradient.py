@@ -35,9 +35,7 @@ CASES = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("factorization", ["blocked", "cholmod"])
-@pytest.mark.parametrize("case", list(CASES))
-def test_the_gradient_equals_the_deviance_differences(case, factorization):
+def _deviance_and_point(case: str, factorization: str):
     dataset, formula, family, weights, point = CASES[case]
     model = prepare_glmm(
         formula,
@@ -46,8 +44,13 @@ def test_the_gradient_equals_the_deviance_differences(case, factorization):
         weights=weights,
         control=lmmfast.Control(factorization=factorization),
     )
-    deviance = model.deviance.fresh()
-    x = np.asarray(point, dtype=np.float64)
+    return model.deviance.fresh(), np.asarray(point, dtype=np.float64)
+
+
+@pytest.mark.parametrize("factorization", ["blocked", "cholmod"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_gradient_equals_the_deviance_differences(case, factorization):
+    deviance, x = _deviance_and_point(case, factorization)
     m = deviance.n_theta
     gradient = laplace_gradient(deviance.pirls, x[:m], x[m:], deviance.mode_at(x)).gradient
     # steps of 1e-4 in η: central differences then carry an error of order 1e-8 times the
@@ -64,17 +67,9 @@ def test_the_gradient_equals_the_deviance_differences(case, factorization):
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_fast_gradient_equals_the_fast_deviance_differences(case, factorization):
     """glmer's nAGQ = 0 deviance: β at its joint mode with u, so only θ is differentiated."""
-    dataset, formula, family, weights, point = CASES[case]
-    model = prepare_glmm(
-        formula,
-        lmmfast.datasets.load(dataset),
-        Family(family),
-        weights=weights,
-        control=lmmfast.Control(factorization=factorization),
-    )
-    deviance = model.deviance.fresh()
+    deviance, point = _deviance_and_point(case, factorization)
     pirls = deviance.pirls
-    theta = np.asarray(point[: deviance.n_theta], dtype=np.float64)
+    theta = point[: deviance.n_theta]
     start = np.zeros(pirls.X.shape[1])
 
     def at(t):  # from the same start each time, so the differences see one smooth function
