@@ -105,3 +105,18 @@ def test_the_gradient_fit_reaches_the_derivative_free_optimum(nagq):
     assert with_gradient.objective <= without.objective * (1 + 1e-12)
     np.testing.assert_allclose(with_gradient.beta, without.beta, rtol=1e-4)
     np.testing.assert_allclose(with_gradient.stderr, without.stderr, rtol=1e-4)
+
+
+def test_newton_steps_finish_a_second_stage_that_stopped_short():
+    """With lme4's absolute tolerance raised to a whole deviance unit L-BFGS-B stops early; the
+    Newton steps from the exact Hessian (taken while one would gain over 1e-4) reach the
+    optimum all the same, at a point the optimiser never evaluated."""
+    data = lmmfast.datasets.load("verbagg")
+    formula = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"
+    default = lmmfast.glmm(formula, data)
+    loose = lmmfast.glmm(formula, data, control=lmmfast.Control(ftol_abs=1.0))
+    second = loose.stages[-1]
+    assert second.final_objective < second.trace_objective.min() - 1e-4
+    assert loose.objective == pytest.approx(default.objective, abs=1e-6)
+    np.testing.assert_allclose(loose.beta, default.beta, atol=1e-3 * default.stderr.to_numpy().min())
+    np.testing.assert_allclose(loose.stderr, default.stderr, rtol=1e-4)
