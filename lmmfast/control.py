@@ -25,8 +25,9 @@ class Control:
     Parameters
     ----------
     optimizer : {"auto", "bobyqa", "lbfgsb"}
-        BOBYQA (derivative-free, as lme4), L-BFGS-B with the analytic gradient (blocked
-        factorisation only), or chosen from the model's size.
+        BOBYQA (derivative-free, as lme4), L-BFGS-B with the analytic gradient, or chosen
+        from the model's size (linear models) or whether the deviance has a gradient
+        (generalized models: canonical links with ``nagq`` 0 or 1).
     ftol_abs, ftol_rel, xtol_abs : float
         NLopt's stopping rules for BOBYQA (lme4's ``nloptwrap`` defaults); ``ftol_abs`` also
         stops L-BFGS-B, together with a relative floor for large objectives.

@@ -1,7 +1,8 @@
 """The one fit path of generalized models: glmer's two stages, then the standard errors.
 
-1. θ by BOBYQA with β estimated inside PIRLS (:meth:`GlmmDeviance.fast`): glmer's
-   ``nAGQ = 0``, which stops here with β's covariance from R_X.
+1. θ with β estimated inside PIRLS (:meth:`GlmmDeviance.fast`), by L-BFGS-B with its
+   analytic gradient where it has one (:meth:`GlmmDeviance.fast_and_gradient`), else by
+   BOBYQA: glmer's ``nAGQ = 0``, which stops here with β's covariance from R_X.
 2. For ``nAGQ ≥ 1``, (θ, β) together from stage 1's optimum, PIRLS over u alone
    (:meth:`GlmmDeviance.laplace`, or :meth:`~GlmmDeviance.quadrature` for ``nAGQ > 1``): by
    L-BFGS-B with the Laplace deviance's analytic gradient where it has one (canonical links,
@@ -12,8 +13,8 @@
 
 Stage 2 works in whitened coordinates, β = β₁ + C γ with C C' stage 1's (R_X'R_X)⁻¹: the
 deviance's curvature in γ is then close to the identity and free of the correlations between
-the fixed effects, so BOBYQA's quadratic models fit it in a fraction of the evaluations it
-needs in β (docs/performance.md). The Hessian is taken in the same coordinates.
+the fixed effects, so either optimiser needs a fraction of the evaluations it needs in β
+(docs/performance.md). The Hessian is taken in the same coordinates.
 """
 
 from __future__ import annotations

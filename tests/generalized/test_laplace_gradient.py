@@ -120,3 +120,20 @@ def test_newton_steps_finish_a_second_stage_that_stopped_short():
     assert loose.objective == pytest.approx(default.objective, abs=1e-6)
     np.testing.assert_allclose(loose.beta, default.beta, atol=1e-3 * default.stderr.to_numpy().min())
     np.testing.assert_allclose(loose.stderr, default.stderr, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "formula"),
+    [
+        ("verbagg", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"),
+        ("contraception", "use ~ age + age2 + urban + livch + (1 + urban | district)"),
+    ],
+)
+def test_both_paths_fit_the_same_optimum_with_the_gradient(dataset, formula):
+    data = lmmfast.datasets.load(dataset)
+    blocked = lmmfast.glmm(formula, data, factorization="blocked")
+    cholmod = lmmfast.glmm(formula, data, factorization="cholmod")
+    assert [stage.algorithm for stage in cholmod.stages] == ["L-BFGS-B", "L-BFGS-B"]
+    assert cholmod.objective == pytest.approx(blocked.objective, rel=1e-10)
+    np.testing.assert_allclose(cholmod.beta, blocked.beta, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(cholmod.stderr, blocked.stderr, rtol=1e-5)
