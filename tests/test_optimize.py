@@ -309,7 +309,7 @@ def test_lbfgsb_failing_its_line_search_far_from_the_optimum_hands_over_to_bobyq
 
 
 def test_steps_below_the_objectives_resolution_are_answered_without_evaluating() -> None:
-    from lmmfast.optimize import _Recorder
+    from lmmfast.recorder import Recorder
 
     calls = []
 
@@ -317,7 +317,7 @@ def test_steps_below_the_objectives_resolution_are_answered_without_evaluating()
         calls.append(theta.copy())
         return 1e6 + float(theta @ theta), 2.0 * theta
 
-    recorder = _Recorder(lambda t: value_and_gradient(t)[0], value_and_gradient)
+    recorder = Recorder(lambda t: value_and_gradient(t)[0], value_and_gradient)
     start = np.array([0.5, 0.25])
     first = recorder.with_gradient(start)
     nearby = start + np.array([1e-12, -1e-12])
@@ -334,7 +334,7 @@ def test_lbfgsb_goes_on_where_its_relative_tolerance_stops_it_short_of_the_optim
     """A criterion of 10⁷ in a narrow valley: L-BFGS-B's relative tolerance (an iteration
     gaining under 1e-11 of it, 1e-4) stopped it 0.013 above the minimum, where a Newton step
     still promised 0.0014; run again until that promise is under 1e-6, it ends within 1e-6."""
-    from lmmfast.optimize import SETTLED_DECREASE
+    from lmmfast.lbfgsb import SETTLED_DECREASE
 
     layout = ThetaLayout.from_sizes([2])
     valley = 50.0 * np.array([[1.0, 0.999, 0.0], [0.999, 1.0, 0.0], [0.0, 0.0, 1.0]])

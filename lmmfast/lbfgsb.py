@@ -1,0 +1,209 @@
+"""L-BFGS-B runs for the optimiser (:mod:`lmmfast.optimize`): SciPy's L-BFGS-B on the
+analytic gradient, with a first step sized by one probe, its relative tolerance kept above the
+objective's rounding, and further runs from its last point while a quasi-Newton step would
+still gain more than ``SETTLED_DECREASE`` (the convergence check's measure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmmfast.control import Control
+from lmmfast.recorder import Recorder
+
+#: L-BFGS-B stops when an iteration lowers the objective by less than this fraction of it
+#: (or by lme4's absolute tolerance, whichever is larger: only objectives above 10,000 are
+#: affected). It stays ten times above the rounding level (``OBJECTIVE_ROUNDING``), where the
+#: last iterations would only sample noise; a coarser fraction is, on the largest criteria
+#: (a deviance of 1e9 from 100M rows), coarser than the convergence check's tolerance itself.
+RELATIVE_FTOL_FLOOR = 1e-12
+
+
+#: The probe for L-BFGS-B's first step goes this far down the gradient, relative to the
+#: start's largest |θ| (taken as at least ``FIRST_STEP_MIN_SCALE``).
+FIRST_STEP_PROBE = 0.1
+FIRST_STEP_MIN_SCALE = 0.1
+
+#: L-BFGS-B's first step is kept within these lengths.
+FIRST_STEP_RANGE = (1e-3, 1.0)
+
+#: L-BFGS-B also stops when its projected gradient (in θ) falls below this.
+PROJECTED_GRADIENT_TOLERANCE = 1e-6
+
+#: Corrections L-BFGS-B keeps for its inverse-Hessian approximation.
+LBFGSB_MEMORY = 20
+
+#: Evaluations L-BFGS-B's run takes before its own: the start and the first-step probe.
+LBFGSB_SETUP_EVALUATIONS = 2
+
+
+def _first_step_length(recorder: Recorder, x0: np.ndarray, value: float, gradient: np.ndarray) -> float:
+    """How far L-BFGS-B's first step should go down the gradient from ``x0``: the minimum of
+    the parabola through the start (its value and slope) and one probe point, clipped to
+    ``FIRST_STEP_RANGE``; 1 where the parabola has no minimum.
+
+    L-BFGS-B has no curvature at its first step and takes it with length 1 in θ. From a
+    moment start near the optimum that overshoots by far (InstEval: from θ ≈ (0.24, 0.42,
+    0.1) to 1.2 in θ₁ and 4,600 deviance units up), and the step that recovers is
+    another evaluation. The probe costs one evaluation without gradient (about half of one
+    with) and is recorded like any other; the short runs of large designs save about one
+    evaluation by it, and long runs reach the same optimum by a slightly different path.
+    """
+    norm = float(np.linalg.norm(gradient))
+    if not (np.isfinite(norm) and norm > 0.0):
+        return 1.0
+    probe = FIRST_STEP_PROBE * max(float(np.max(np.abs(x0))), FIRST_STEP_MIN_SCALE)
+    probe_value = recorder(x0 - (probe / norm) * gradient, np.empty(0))
+    curvature = 2.0 * (probe_value - value + probe * norm) / probe**2
+    if not (np.isfinite(curvature) and curvature > 0.0):
+        return 1.0
+    return float(np.clip(norm / curvature, *FIRST_STEP_RANGE))
+
+
+@dataclass(frozen=True)
+class _QuasiNewtonResult:
+    """What :func:`_lbfgsb` found, in θ's own coordinates."""
+
+    x: np.ndarray
+    value: float
+    gradient: np.ndarray
+    inverse_hessian: np.ndarray
+    success: bool
+    message: str
+
+
+def _lbfgsb(recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float) -> _QuasiNewtonResult:
+    # Unbounded: the objective is even in every template column, so a negative diagonal is as
+    # good as its mirror image (ThetaLayout.canonical maps it back). With lme4's bound at 0
+    # instead, a scalar term's variance that reaches 0 would stay there, as the objective's
+    # slope at 0 is exactly 0 whether 0 is its minimum or not.
+    from scipy.optimize import minimize  # here: scipy.optimize costs a new process 0.1 s to import
+
+    value, gradient = recorder.with_gradient(x0)
+    step = _first_step_length(recorder, x0, value, gradient)
+
+    # L-BFGS-B works on φ = θ / step, where its first step of length 1 is ``step`` long in θ;
+    # the quasi-Newton updates make the scale irrelevant after that
+    phi0 = x0 / step
+
+    def to_theta(phi: np.ndarray) -> np.ndarray:
+        return x0 if np.array_equal(phi, phi0) else phi * step  # the start exactly, as recorded
+
+    def in_phi(phi: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = recorder.with_gradient(to_theta(phi))
+        return value, gradient * step
+
+    result = minimize(
+        in_phi,
+        phi0,
+        jac=True,
+        method="L-BFGS-B",
+        # SciPy's ftol is relative to the objective: convert lme4's absolute tolerance; gtol
+        # applies to φ's gradient, step times θ's
+        options={
+            "ftol": max(ftol_abs / max(1.0, abs(scale)), RELATIVE_FTOL_FLOOR),
+            "gtol": PROJECTED_GRADIENT_TOLERANCE * step,
+            "maxcor": LBFGSB_MEMORY,
+            "maxfun": max(1, maxeval),
+            "maxiter": max(1, maxeval),
+        },
+    )
+    return _QuasiNewtonResult(
+        # where L-BFGS-B stopped at a point answered for by one evaluated next to it, that one
+        x=recorder.evaluated_point(to_theta(result.x)).copy(),
+        value=float(result.fun),
+        gradient=result.jac / step,
+        inverse_hessian=result.hess_inv.todense() * step**2,
+        success=bool(result.success),
+        message=str(result.message),
+    )
+
+
+#: A failed line search ends L-BFGS-B's run as converged when a quasi-Newton step from its
+#: last point would lower the objective by no more than this: the gradient is then at its
+#: own rounding level (the 100k-row crossed intercepts on two BLAS threads: 0.006, a
+#: decrease of 1.2e-7, and BOBYQA took 50 more evaluations to find nothing lower).
+SETTLED_DECREASE = 1e-6
+
+
+#: Runs of L-BFGS-B after its first, while a step would still gain over ``SETTLED_DECREASE``.
+LBFGSB_RESTARTS = 4
+
+
+def _predicted_decrease(result: _QuasiNewtonResult) -> float:
+    """½ g'H⁻¹g at L-BFGS-B's last point: what a quasi-Newton step would still gain, in the
+    objective's own (deviance) units; infinite where the curvature is unusable."""
+    decrease = 0.5 * float(result.gradient @ result.inverse_hessian @ result.gradient)
+    return decrease if np.isfinite(decrease) and decrease >= 0.0 else np.inf
+
+
+def _lbfgsb_settled(
+    recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float
+) -> _QuasiNewtonResult:
+    """L-BFGS-B, run again from its last point while a quasi-Newton step would still gain
+    more than ``SETTLED_DECREASE`` (the convergence check's measure): its relative tolerance
+    (``RELATIVE_FTOL_FLOOR``) alone can stop short of the optimum on large criteria."""
+    result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval, scale=scale)
+    for _ in range(LBFGSB_RESTARTS):
+        remaining = maxeval - recorder.count
+        if not result.success or remaining <= 0 or _predicted_decrease(result) <= SETTLED_DECREASE:
+            break
+        again = _lbfgsb(recorder, result.x, ftol_abs=ftol_abs, maxeval=remaining, scale=scale)
+        if not again.value < result.value:
+            break
+        result = again
+    return result
+
+
+def _settled(result: _QuasiNewtonResult) -> bool:
+    """Whether L-BFGS-B stopped (a failed line search) where nothing is left to gain.
+
+    Examples
+    --------
+    >>> def stopped(gradient):
+    ...     return _QuasiNewtonResult(np.zeros(1), 0.0, np.array([gradient]), np.eye(1), False, "ABNORMAL: ")
+    >>> _settled(stopped(1e-4)), _settled(stopped(1.0))
+    (True, False)
+    """
+    return _predicted_decrease(result) <= SETTLED_DECREASE
+
+
+def run_lbfgsb(
+    recorder: Recorder,
+    x0: np.ndarray,
+    initial_value: float,
+    control: Control,
+    canonical: Callable[[np.ndarray], np.ndarray],
+) -> tuple[str, bool, tuple[np.ndarray, np.ndarray] | None]:
+    """L-BFGS-B from ``x0`` (unbounded: ``canonical`` maps its point into the bounds, the
+    objective being even in each template column), run again while a step would still gain
+    (:func:`_lbfgsb_settled`). Returns (return code, converged, the gradient and inverse
+    Hessian at the optimum where L-BFGS-B ended there); the recorder's best point is the
+    optimum, in canonical coordinates."""
+    ftol_abs = control.ftol_abs
+    quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
+    result = _lbfgsb_settled(
+        recorder, x0, ftol_abs=ftol_abs, maxeval=control.max_evaluations - LBFGSB_SETUP_EVALUATIONS, scale=initial_value
+    )
+    return_code, converged = result.message, result.success
+    if not converged and _settled(result):
+        converged = True
+        return_code = (
+            f"{result.message} (settled: a quasi-Newton step would lower the objective by less than "
+            f"{SETTLED_DECREASE:g})"
+        )
+    assert recorder.best_x is not None
+    if converged and result.value <= recorder.best_f + ftol_abs:
+        # L-BFGS-B's own last point, where its gradient and curvature are, when an earlier
+        # point is lower by no more than lme4's absolute tolerance (rounding, mostly):
+        # the convergence check then needs no evaluations
+        recorder.best_x, recorder.best_f = result.x.copy(), result.value
+    if converged and np.array_equal(result.x, recorder.best_x):
+        # the same point in canonical coordinates: flipped entries change sign
+        signs = np.where(canonical(recorder.best_x) == recorder.best_x, 1.0, -1.0)
+        quasi_newton = (signs * result.gradient, signs[:, None] * result.inverse_hessian * signs[None, :])
+    recorder.best_x = canonical(recorder.best_x)
+    return return_code, converged, quasi_newton
