@@ -330,11 +330,15 @@ def fast_gradient(pirls: Pirls, theta: np.ndarray, mode: Mode) -> ModeDerivative
     D, p = terms.D, pirls.X.shape[1]
     rhs_u = -(scale_by_lambda_t(layout, shape, theta, factor.zz_times(D)) + 0.5 * terms.transposed(terms.Zs))
     rhs_beta = -(terms.ZWX.T @ D)
-    R = factor.solve_L(scale_by_lambda_t(layout, shape, theta, terms.ZWX))
     y = factor.solve_L(rhs_u)
-    XtWX = mode.cross_products.XytXy[:p, :p]
-    beta_slopes = np.linalg.solve(XtWX - R.T @ R, rhs_beta - R.T @ y)
-    mode_slopes = factor.solve_Lt(y - R @ beta_slopes)
+    if p:
+        R = factor.solve_L(scale_by_lambda_t(layout, shape, theta, terms.ZWX))
+        XtWX = mode.cross_products.XytXy[:p, :p]
+        beta_slopes = np.linalg.solve(XtWX - R.T @ R, rhs_beta - R.T @ y)
+        y = y - R @ beta_slopes
+    else:  # no fixed effects (``y ~ 0 + (1 | g)``): the modes alone move
+        beta_slopes = np.zeros((0, layout.size))
+    mode_slopes = factor.solve_Lt(y)
     random_part = scale_by_lambda(layout, shape, theta, mode_slopes) + D
     gradient = (
         random_part.T @ terms.Zv + beta_slopes.T @ (pirls.X.T @ terms.leverage_slope) + D.T @ terms.Zs + terms.explicit

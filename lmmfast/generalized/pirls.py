@@ -204,6 +204,8 @@ class Pirls:
         if eta is None:
             aic, deviance = self.evaluate_rows(self.linear_predictor(theta, u, beta))
             penalised = deviance + float(u @ u)
+            if not np.isfinite(penalised):  # a start far out (a predicted mode): solve starts again from 0
+                raise PirlsNotConvergedError(0)
         else:
             self.buffers.eta[:] = eta
             aic, deviance = self.evaluate_rows(self.buffers.eta)

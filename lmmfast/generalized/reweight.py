@@ -110,11 +110,14 @@ def reweight(eta: np.ndarray, response: Response, family: Family, saturated: np.
     """Fill ``out``'s μ, √w, working and deviance residuals for linear predictor ``eta``;
     return the sum of the deviance residuals."""
     mu, derivative = mean_and_derivative(eta, family.link)
-    variance = family.variance(mu)
-    out.mu[:] = mu
-    np.multiply(np.sqrt(response.weights / variance), derivative, out=out.root_weights)
-    np.divide(response.y - mu, derivative, out=out.working_residuals)
-    out.deviance_residuals[:] = deviance_residuals(response.y, mu, response.weights, saturated, family.name)
+    # an overflowing mean (a Poisson η beyond 709, at a trial point far out) gives an infinite
+    # or undefined deviance, and PIRLS steps back from it: no warning is due
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        variance = family.variance(mu)
+        out.mu[:] = mu
+        np.multiply(np.sqrt(response.weights / variance), derivative, out=out.root_weights)
+        np.divide(response.y - mu, derivative, out=out.working_residuals)
+        out.deviance_residuals[:] = deviance_residuals(response.y, mu, response.weights, saturated, family.name)
     return float(np.sum(out.deviance_residuals))
 
 

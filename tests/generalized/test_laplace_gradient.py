@@ -137,3 +137,16 @@ def test_both_paths_fit_the_same_optimum_with_the_gradient(dataset, formula):
     assert cholmod.objective == pytest.approx(blocked.objective, rel=1e-10)
     np.testing.assert_allclose(cholmod.beta, blocked.beta, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(cholmod.stderr, blocked.stderr, rtol=1e-5)
+
+
+@pytest.mark.parametrize("nagq", [0, 1])
+def test_a_model_without_fixed_effects_has_its_gradient(nagq):
+    """``y ~ 0 + (1 | g)``: no β to move with θ (found by the fuzz test)."""
+    data = lmmfast.datasets.load("cbpp")
+    with_gradient = lmmfast.glmm("prop ~ 0 + (1 | herd)", data, weights="size", nagq=nagq)
+    without = lmmfast.glmm(
+        "prop ~ 0 + (1 | herd)", data, weights="size", nagq=nagq, control=lmmfast.Control(optimizer="bobyqa")
+    )
+    assert with_gradient.stages[0].algorithm == "L-BFGS-B"
+    assert with_gradient.objective <= without.objective * (1 + 1e-10)
+    np.testing.assert_allclose(with_gradient.theta, without.theta, rtol=1e-4)
