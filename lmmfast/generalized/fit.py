@@ -36,6 +36,7 @@ from lmmfast.fit import checked_start
 from lmmfast.generalized.deviance import INFEASIBLE, GlmmDeviance
 from lmmfast.generalized.pirls import Mode
 from lmmfast.generalized.prepare import PreparedGlmm
+from lmmfast.generalized.start import first_stage_start
 from lmmfast.inference.numderiv import central_derivatives, gradient_differences
 from lmmfast.optimize import optimize_bounded, optimize_theta
 from lmmfast.optsummary import OptSummary
@@ -176,15 +177,16 @@ def fit_glmm(
     monitor = FitMonitor(progress, verbose)
     monitor.start(deviance.pirls.factor.describe())
     with limit_blas_threads(deviance.pirls.factor.blas_threads), contextlib.closing(monitor):
-        fast = _Guarded(deviance.fast, lambda theta: deviance.fast(theta, eta=prepared.start_eta))
+        # PIRLS starts from the GLM's fit at the first θ, here, and warm ever after
+        if start is None:
+            theta_start = first_stage_start(prepared, deviance)
+        else:
+            theta_start = checked_start(start, prepared)
+            deviance.fast(theta_start, eta=prepared.start_eta)
+        fast = _Guarded(deviance.fast)
         fast_and_gradient = None
         if deviance.has_fast_gradient and control.optimizer != "bobyqa":
-            fast_and_gradient = _Guarded(
-                deviance.fast_and_gradient,
-                lambda theta: deviance.fast_and_gradient(theta, eta=prepared.start_eta),
-                _infeasible_with_gradient,
-            )
-        theta_start = None if start is None else checked_start(start, prepared)
+            fast_and_gradient = _Guarded(deviance.fast_and_gradient, None, _infeasible_with_gradient)
         first = optimize_theta(
             fast,
             layout,
