@@ -166,7 +166,7 @@ class GlmmDeviance:
         m = self.n_theta
         try:
             mode = self.mode_at(parameters)
-            derivatives = laplace_gradient(self.pirls, parameters[:m], parameters[m:], mode)
+            derivatives = laplace_gradient(self.pirls, parameters[:m], mode)
         except (np.linalg.LinAlgError, ModelError):
             return INFEASIBLE, np.zeros(len(parameters))
         value, gradient, self._laplace_linearisation = _checked(parameters, mode, derivatives)

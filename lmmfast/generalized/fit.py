@@ -119,28 +119,24 @@ class GlmmRecord(Protocol):
 
 class _Guarded(Generic[Value]):
     """An objective for the optimiser: PIRLS failures (a diverging linear predictor at an
-    extreme trial point) become ``INFEASIBLE`` (with a zero gradient, for a function that
-    returns one) so the optimiser steps back, except at the start, where they are the
-    model's and are raised."""
+    extreme trial point) become ``INFEASIBLE`` (``infeasible``'s answer for a function that
+    returns a gradient too) so the optimiser steps back, except at the first call, where they
+    are the model's and are raised."""
 
     def __init__(
-        self,
-        function: Callable[[np.ndarray], Value],
-        first_call: Callable[[np.ndarray], Value] | None = None,
-        infeasible: Callable[[np.ndarray], Value] | None = None,
+        self, function: Callable[[np.ndarray], Value], infeasible: Callable[[np.ndarray], Value] | None = None
     ) -> None:
         self.function = function
-        self.first_call = first_call
         self.infeasible = infeasible
         self.calls = 0
 
     def __call__(self, x: np.ndarray) -> Value:
         self.calls += 1
-        if self.calls == 1:
-            return self.first_call(x) if self.first_call is not None else self.function(x)
         try:
             return self.function(x)
         except ModelError:
+            if self.calls == 1:
+                raise
             return self.infeasible(x) if self.infeasible is not None else cast(Value, INFEASIBLE)
 
 
@@ -186,7 +182,7 @@ def fit_glmm(
         fast = _Guarded(deviance.fast)
         fast_and_gradient = None
         if deviance.has_fast_gradient and control.optimizer != "bobyqa":
-            fast_and_gradient = _Guarded(deviance.fast_and_gradient, None, _infeasible_with_gradient)
+            fast_and_gradient = _Guarded(deviance.fast_and_gradient, _infeasible_with_gradient)
         first = optimize_theta(
             fast,
             layout,
@@ -356,7 +352,7 @@ def _second_stage(
             if value < record.final_objective:
                 record = replace(record, final=optimum, final_objective=value)
     covariance, source, gain = hessian_covariance(
-        _Guarded(in_whitened, in_whitened),
+        _Guarded(in_whitened),
         record.final,
         m,
         whitening,

@@ -264,10 +264,10 @@ class ModeDerivatives:
     beta_slopes: np.ndarray | None = None
 
 
-def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mode) -> ModeDerivatives | None:
-    """∂f/∂(θ, β) of the Laplace deviance at ``mode`` (PIRLS's last solve at ``theta``, ``beta``:
-    its factor and row buffers are the mode's), and the modes' slopes; None where the factor
-    has no selected inverse (the grouped route) or the link is not canonical.
+def laplace_gradient(pirls: Pirls, theta: np.ndarray, mode: Mode) -> ModeDerivatives | None:
+    """∂f/∂(θ, β) of the Laplace deviance at ``mode``, PIRLS's last solve at ``theta`` and some
+    β (its factor and row buffers are the mode's, β within them), and the modes' slopes; None
+    where the factor has no selected inverse (the grouped route) or the link is not canonical.
 
     Examples
     --------
@@ -279,7 +279,7 @@ def laplace_gradient(pirls: Pirls, theta: np.ndarray, beta: np.ndarray, mode: Mo
     >>> deviance = model.deviance.fresh()
     >>> x = np.array([0.6, -1.4, -0.3])
     >>> mode = deviance.mode_at(x)
-    >>> laplace_gradient(deviance.pirls, x[:1], x[1:], mode).gradient.round(3).tolist()
+    >>> laplace_gradient(deviance.pirls, x[:1], mode).gradient.round(3).tolist()
     [-8.921, 0.093, 39.56]
     """
     terms = _mode_terms(pirls, theta, mode.u)
