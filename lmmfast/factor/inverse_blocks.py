@@ -87,11 +87,12 @@ def dense_value_positions(
     >>> rows.tolist(), cols.tolist()
     ([0, 1, 1, 1], [0, 0, 0, 1])
     """
-    ka, kb = sizes[term_a], sizes[term_b]
-    rows = [r + np.repeat(np.arange(a), b) for r, a, b in zip(row.tolist(), ka.tolist(), kb.tolist())]
-    cols = [c + np.tile(np.arange(b), a) for c, a, b in zip(col.tolist(), ka.tolist(), kb.tolist())]
-    R = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    C = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    ka, kb = sizes[term_a].astype(np.int64), sizes[term_b].astype(np.int64)
+    widths = ka * kb
+    within = np.arange(int(widths.sum()), dtype=np.int64) - np.repeat(np.cumsum(widths) - widths, widths)
+    kb_each = np.repeat(kb, widths)
+    R = np.repeat(row, widths) + within // kb_each
+    C = np.repeat(col, widths) + within % kb_each
     return np.maximum(R, C).astype(np.int64), np.minimum(R, C).astype(np.int64)
 
 

@@ -147,12 +147,12 @@ class GlmmDeviance:
         deviance (``nagq`` 1), where :attr:`has_fast_gradient`."""
         return self.nagq == 1 and self.has_fast_gradient
 
-    def fast_and_gradient(self, theta: np.ndarray, eta: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    def fast_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """θ ↦ (:meth:`fast`'s deviance, its gradient); (``INFEASIBLE``, zeros) where PIRLS
-        cannot solve or the value is not finite. ``eta`` as for :meth:`fast`."""
+        cannot solve or the value is not finite."""
         theta = np.asarray(theta, dtype=np.float64)
         try:
-            mode = self._fast_mode(theta, eta)
+            mode = self._fast_mode(theta, None)
             derivatives = fast_gradient(self.pirls, theta, mode)
         except np.linalg.LinAlgError:
             return INFEASIBLE, np.zeros(len(theta))
