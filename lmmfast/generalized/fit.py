@@ -388,8 +388,8 @@ def newton_polish(
     than ``POLISH_GAIN`` and does lower the deviance, that step and the derivatives again at
     its end. Returns (point, value, gradient, Hessian). L-BFGS-B can stop where an iteration
     gains little (its relative tolerance, on deviances of a million units) while its own
-    curvature estimate hides what is left (a 1M-row Bernoulli fit: 0.0024); the exact
-    Hessian, needed for the standard errors anyway, shows it.
+    curvature estimate hides what is left (a few thousandths of a unit on a million Bernoulli
+    rows); the exact Hessian, needed for the standard errors anyway, shows it.
 
     Examples
     --------

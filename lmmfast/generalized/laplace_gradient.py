@@ -85,7 +85,8 @@ def _row_leverages(
 @numba.njit(cache=True, nogil=True)
 def _row_leverages_scalar(codes, values, slots, pair_terms, pair_starts, scales, inverse, w, h, K):
     """:func:`_row_leverages` where every term has one column (random intercepts: the common
-    case, written out, four times faster); ``scales`` the terms' θ, K one entry per term."""
+    case, written out, without the general kernel's loops over block sizes); ``scales`` the
+    terms' θ, K one entry per term."""
     n = codes.shape[1]
     terms = codes.shape[0]
     pairs = pair_terms.shape[0]

@@ -4,10 +4,10 @@ lme4 starts θ at its identity templates (every standard deviation 1). The linea
 model of the working response at the GLM's fit — the one PIRLS's first iteration solves —
 says more: its moment estimates of θ (:func:`lmmfast.start.initial_theta`, from the
 cross-products at the GLM's working weights, one pass over the rows) start most models
-near their optimum, and the first stage then needs about half the evaluations (VerbAgg 16
-→ 8, Contraception 15 → 9). Where the estimator fails — an observation-level term leaves no
-variation within levels, and grouseticks' moments put a standard deviation at the cap of
-10 — lme4's start is kept (there it is the better one: 28 evaluations against 39).
+near their optimum, where the first stage needs about half the evaluations it needs from
+lme4's start (docs/performance.md). Where the estimator fails — an observation-level term
+leaves no variation within levels, and grouseticks' moments put a standard deviation at the
+cap of 10 — lme4's start is kept, and is there the better one.
 """
 
 from __future__ import annotations
