@@ -33,7 +33,10 @@ from lmmfast.start import initial_theta
 
 def blas_threads_for(objective: ProfiledObjective) -> contextlib.AbstractContextManager:
     """A context that limits BLAS to the threads the factor asks for (its plan's, capped by
-    :attr:`Control.threads` when the fit took its fresh copy)."""
+    :attr:`Control.threads` when the fit took its fresh copy); none for a compiled criterion,
+    which calls no BLAS (and whose whole fit costs about what setting a limit does)."""
+    if objective.envelope is not None:
+        return contextlib.nullcontext()
     return limit_blas_threads(objective.factor.blas_threads)
 
 
@@ -48,14 +51,13 @@ def gradient_for(
     ``"lbfgsb"``) resolves to L-BFGS-B for it (:func:`lmmfast.optimize.choose_optimizer`),
     else None (BOBYQA)."""
     if optimizer == "auto":
-        # a compiled criterion makes evaluations cheap whatever the number of random effects
-        random_effects = 0 if objective.envelope is not None else objective.cross_products.q
         optimizer = choose_optimizer(
             objective.layout.size,
             objective.has_gradient,
             objective.factor.dense_size,
-            random_effects,
+            objective.cross_products.q,
             objective.factor.gradient_cost,
+            compiled=objective.envelope is not None,
         )
     return objective.value_and_gradient if optimizer == "lbfgsb" and objective.has_gradient else None
 
@@ -127,6 +129,7 @@ def fit_prepared(
             value_and_gradient=value_and_gradient,
             control=control,
             on_evaluation=None if monitor.silent else monitor.evaluation,
+            cheap=objective.envelope is not None,
         )
         if record.final_objective >= INFEASIBLE:
             raise ModelError(

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import nlopt
 import numpy as np
 
 from lmmfast.control import Control
+from lmmfast.convergence import check_convergence
+from lmmfast.parameters import ThetaLayout
 from lmmfast.recorder import Recorder
 
 #: L-BFGS-B stops when an iteration lowers the objective by less than this fraction of it
@@ -207,3 +210,95 @@ def run_lbfgsb(
         quasi_newton = (signs * result.gradient, signs[:, None] * result.inverse_hessian * signs[None, :])
     recorder.best_x = canonical(recorder.best_x)
     return return_code, converged, quasi_newton
+
+
+#: NLopt's return codes by name, for the optimisers' records.
+NLOPT_RESULT_NAMES = {
+    nlopt.SUCCESS: "SUCCESS",
+    nlopt.STOPVAL_REACHED: "STOPVAL_REACHED",
+    nlopt.FTOL_REACHED: "FTOL_REACHED",
+    nlopt.XTOL_REACHED: "XTOL_REACHED",
+    nlopt.MAXEVAL_REACHED: "MAXEVAL_REACHED",
+    nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",
+}
+
+#: Corrections NLopt's L-BFGS keeps (its default sizes the memory from the free RAM, a system
+#: call that costs more than a small model's whole run).
+NLOPT_LBFGS_MEMORY = 10
+
+
+#: NLopt's L-BFGS is stopped after this many evaluations in a row that lower the best value
+#: by no more than lme4's absolute tolerance: its line search is then sampling the
+#: objective's rounding, as it does at an optimum on the boundary (a variance at 0), where
+#: it would otherwise go on for some fifteen evaluations and then report a failure.
+STALLED_EVALUATIONS = 5
+
+
+def run_nlopt_lbfgs(recorder: Recorder, x0: np.ndarray, control: Control, layout: ThetaLayout) -> tuple[str, bool]:
+    """NLopt's L-BFGS from ``x0``, unbounded as :func:`run_lbfgsb` (``layout.canonical`` maps
+    its best point into the bounds), for objectives whose evaluation costs microseconds: its
+    callback costs about as much, where SciPy's wrapper costs some fifty.
+
+    Where it stalls (``STALLED_EVALUATIONS``) or fails, the best point counts as converged
+    when central differences there (:func:`lmmfast.convergence.check_convergence`, 2 per θ)
+    say a Newton step would gain at most ``SETTLED_DECREASE``. It keeps no inverse Hessian,
+    so the convergence check after the fit takes differences too (cheap here). Returns
+    (return code, converged); the recorder's best point is the optimum, in canonical
+    coordinates."""
+    known = recorder.last_with_gradient()
+    assert known is not None and np.array_equal(known[0], x0)
+    # NLopt's first step, like L-BFGS-B's, is a unit step down the gradient: in φ = θ / step it
+    # is as long as the probe says (the first step from sleepstudy's moment start otherwise
+    # overshoots to θ ≈ 50 and takes six evaluations to come back)
+    step = _first_step_length(recorder, x0, known[1], known[2])
+    phi0 = x0 / step
+    stalled = 0
+    started = False
+
+    def objective(phi: np.ndarray, grad: np.ndarray) -> float:
+        nonlocal stalled, started
+        if not started:
+            started = True
+            value, gradient = known[1], known[2]  # NLopt's first call is at the start
+        else:
+            before = recorder.best_f
+            value, gradient = recorder.evaluate_with_gradient(phi * step)
+            # no gain beyond lme4's tolerance, and no loss beyond the settled decrease: rounding
+            stalled = stalled + 1 if before - control.ftol_abs <= value <= before + SETTLED_DECREASE else 0
+            if stalled >= STALLED_EVALUATIONS:
+                opt.force_stop()
+        if grad.size:
+            grad[:] = gradient * step
+        return value
+
+    opt = nlopt.opt(nlopt.LD_LBFGS, len(x0))
+    opt.set_min_objective(objective)
+    opt.set_vector_storage(NLOPT_LBFGS_MEMORY)
+    opt.set_ftol_abs(control.ftol_abs)
+    opt.set_ftol_rel(control.ftol_rel)
+    opt.set_xtol_abs(control.xtol_abs / step)
+    opt.set_maxeval(max(1, control.max_evaluations - recorder.count))
+    converged = False
+    try:
+        opt.optimize(phi0)
+    except nlopt.ForcedStop:
+        return_code = "STALLED"
+    except nlopt.RoundoffLimited:
+        return_code = "ROUNDOFF_LIMITED"
+    except nlopt.runtime_error:  # NLopt's generic failure, a line search that found nothing lower
+        return_code = "FAILURE"
+    else:
+        code = opt.last_optimize_result()
+        converged = code in (nlopt.SUCCESS, nlopt.FTOL_REACHED, nlopt.XTOL_REACHED)
+        return_code = NLOPT_RESULT_NAMES.get(code, str(code))
+    assert recorder.best_x is not None
+    recorder.best_x = layout.canonical(recorder.best_x)
+    if not converged and control.max_evaluations - recorder.count >= 2 * len(x0):
+        check = check_convergence(
+            lambda theta: recorder(theta, np.empty(0)), layout, recorder.best_x, recorder.best_f, None, SETTLED_DECREASE
+        )
+        if check.ok:
+            converged = True
+            return_code += f" (settled: a Newton step would lower the objective by less than {SETTLED_DECREASE:g})"
+        recorder.best_x = layout.canonical(recorder.best_x)  # a difference may have found a lower point
+    return return_code, converged

@@ -194,8 +194,9 @@ class ProfiledObjective:
 
     @property
     def has_gradient(self) -> bool:
-        """Whether :meth:`value_and_gradient` is available (both factorisation paths give it)."""
-        return self.factor.supports_gradient
+        """Whether :meth:`value_and_gradient` is available (the compiled criterion and both
+        factorisation paths give it)."""
+        return self.envelope is not None or self.factor.supports_gradient
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The criterion and its analytic gradient with respect to θ (:mod:`lmmfast.gradient`);
@@ -210,15 +211,20 @@ class ProfiledObjective:
         >>> gradient.shape
         (3,)
         """
-        parts = self._gradient_parts(np.asarray(theta, dtype=np.float64))
+        theta = np.asarray(theta, dtype=np.float64)
+        cp = self.cross_products
+        dof = cp.n - cp.p if self.reml else cp.n
+        if self.envelope is not None:
+            # the same compiled values as a call without the gradient, to the last bit
+            logdet_L, logdet_RX, r2, gradient = self.envelope.parts_and_gradient(theta, self.reml, dof)
+            value = self._value(logdet_L, logdet_RX, r2) if r2 > 0.0 else INFEASIBLE
+            if not math.isfinite(value):
+                return INFEASIBLE, np.zeros(self.layout.size)
+            return value, gradient
+        parts = self._gradient_parts(theta)
         if parts is None:
             return INFEASIBLE, np.zeros(self.layout.size)
         value, logdet_sums, residual_sums, reml_sums, r2, _ = parts
-        if self.envelope is not None:
-            # the value the optimiser compares with its other evaluations, to the last bit
-            value = self(theta)
-        cp = self.cross_products
-        dof = cp.n - cp.p if self.reml else cp.n
         return value, theta_gradient(self.layout, logdet_sums, residual_sums, reml_sums, r2, dof)
 
     def deviance_derivatives(self, theta: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -299,19 +305,25 @@ class ProfiledObjective:
         """β, u, b, σ and Var(β) at ``theta`` (called once, after the optimum)."""
         cp = self.cross_products
         theta = np.asarray(theta, dtype=np.float64)
-        schur = self._schur(theta)
-        if schur is None:
-            raise np.linalg.LinAlgError(
-                "Λ'Z'ZΛ + I or the fixed-effects block is not numerically positive definite at this θ"
-            )
-        rzx, lower = schur
-        _, logdet_L, logdet_RX, r2 = self._criterion(lower)
         p = cp.p
-        rx_t = lower[:p, :p]
-        beta = self._beta(lower)
-        u = self.factor.solve_Lt(rzx[:, p] - rzx[:, :p] @ beta)
+        if self.envelope is not None:
+            logdet_L, logdet_RX, r2, coefficients, rx_t = self.envelope.solution(theta)
+            if not r2 > 0.0:
+                raise np.linalg.LinAlgError("Ωθ is not numerically positive definite at this θ")
+            u, beta = coefficients[: cp.q], coefficients[cp.q :].copy()
+        else:
+            schur = self._schur(theta)
+            if schur is None:
+                raise np.linalg.LinAlgError(
+                    "Λ'Z'ZΛ + I or the fixed-effects block is not numerically positive definite at this θ"
+                )
+            rzx, lower = schur
+            _, logdet_L, logdet_RX, r2 = self._criterion(lower)
+            rx_t = lower[:p, :p]
+            beta = self._beta(lower)
+            u = self.factor.solve_Lt(rzx[:, p] - rzx[:, :p] @ beta)
         sigma = float(np.sqrt(r2 / (cp.n - p if self.reml else cp.n)))
-        rx_inv = solve_triangular(rx_t, np.eye(p), lower=True) if p else np.zeros((0, 0))
+        rx_inv = lapack.dtrtri(rx_t, lower=1)[0] if p else np.zeros((0, 0))
         return Solution(
             beta=beta,
             u=u,

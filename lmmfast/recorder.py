@@ -96,7 +96,22 @@ class Recorder:
         was evaluated)."""
         return self._stand_ins.get(np.asarray(x, dtype=np.float64).tobytes(), x)
 
+    def last_with_gradient(self) -> tuple[np.ndarray, float, np.ndarray] | None:
+        """The last (point, value, gradient) :meth:`with_gradient` evaluated, if any."""
+        return self._last
+
+    def evaluate_with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """The value and gradient at ``x``, evaluated and recorded: for optimisers whose line
+        search never asks for points closer than the objective resolves."""
+        assert self.value_and_gradient is not None
+        began = time.perf_counter()
+        value, gradient = self.value_and_gradient(x)
+        self._record(x, float(value), time.perf_counter() - began)
+        return float(value), gradient
+
     def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """The value and gradient at ``x`` for SciPy's L-BFGS-B: recorded, or answered from a
+        known point the objective cannot tell ``x`` from (:func:`_indistinguishable`)."""
         assert self.value_and_gradient is not None
         for known in (self._last, self._best_with_gradient):
             if known is not None and _indistinguishable(x, known):

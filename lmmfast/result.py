@@ -39,6 +39,27 @@ ROW_FIELDS = ("prepared", "scaled_residuals", "fitted_values")
 RESIDUAL_QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def residual_quantiles(residuals: np.ndarray) -> np.ndarray:
+    """The ``RESIDUAL_QUANTILES`` of ``residuals`` as R's and numpy's default (linear
+    interpolation between order statistics), from one sort: ``np.quantile`` costs a small
+    refit's worth of set-up.
+
+    Examples
+    --------
+    >>> values = np.array([3.0, -1.0, 4.0, 1.5, 9.0, 2.0])
+    >>> np.array_equal(residual_quantiles(values), np.quantile(values, RESIDUAL_QUANTILES))
+    True
+    """
+    ordered = np.sort(residuals)
+    position = np.asarray(RESIDUAL_QUANTILES) * (len(ordered) - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, len(ordered) - 1)
+    fraction = position - below
+    low, high = ordered[below], ordered[above]
+    # numpy's lerp: from the nearer end, so that the extremes are exact
+    return np.where(fraction >= 0.5, high - (high - low) * (1.0 - fraction), low + (high - low) * fraction)
+
+
 def data_not_saved() -> DataNotSavedError:
     """The error for a fit loaded without its data that was asked for its rows."""
     return DataNotSavedError(
@@ -322,7 +343,7 @@ class LmmFit(MixedFit):
             if prepared.weights is not None:
                 residuals = residuals * np.sqrt(prepared.weights)
             scaled_residuals = residuals / solution.sigma
-            quantiles = np.quantile(scaled_residuals, RESIDUAL_QUANTILES)
+            quantiles = residual_quantiles(scaled_residuals)
         return cls(
             formula=prepared.formula.text,
             reml=objective.reml,

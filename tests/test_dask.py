@@ -86,4 +86,5 @@ def test_data_read_on_the_cluster_give_the_in_memory_fit(client, tmp_path) -> No
         fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", source, client=client)
         assert fit.objective == pytest.approx(in_memory.objective, rel=1e-10)
         np.testing.assert_allclose(fit.beta, in_memory.beta, rtol=1e-6)
-        np.testing.assert_allclose(fit.theta, in_memory.theta, rtol=1e-6)
+        # θ to 1e-6 of its scale: the small entry (0.015) is the flat direction of the optimum
+        np.testing.assert_allclose(fit.theta, in_memory.theta, rtol=0, atol=1e-6 * np.abs(in_memory.theta).max())

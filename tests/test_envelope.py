@@ -49,6 +49,61 @@ def test_the_compiled_criterion_is_the_factors(case) -> None:
         assert objective(theta) == pytest.approx(_on_the_factor(objective, theta), rel=ROUNDING)
 
 
+def _on_the_factor_with(objective, method: str, *args):
+    compiled, objective.envelope = objective.envelope, None
+    try:
+        return getattr(objective, method)(*args)
+    finally:
+        objective.envelope = compiled
+
+
+def _compiled(case) -> object:
+    """The case's objective with a compiled criterion, built past MAX_WORK where need be."""
+    model = prepare(case["formula"], case_data(case), reml=case["criterion"] == "REML")
+    objective = model.objective
+    if objective.envelope is None:
+        objective = model.objective.fresh()
+        objective.envelope = envelope_criterion(objective.cross_products, objective.layout, max_work=10**12)
+    return objective
+
+
+@pytest.mark.parametrize("case", SMALL, ids=[case["id"] for case in SMALL])
+def test_the_compiled_gradient_is_the_factors(case) -> None:
+    """Takahashi's inverse on the envelope and the rank-one term of the response give the
+    gradient the factor assembles from its selected inverse and solves."""
+    objective = _compiled(case)
+    for theta in _points(objective.layout, np.random.default_rng(5)):
+        value, gradient = objective.value_and_gradient(theta)
+        expected_value, expected = _on_the_factor_with(objective, "value_and_gradient", theta)
+        assert value == pytest.approx(expected_value, rel=ROUNDING)
+        assert value == objective(theta)  # the optimiser compares the two kinds of call
+        np.testing.assert_allclose(gradient, expected, rtol=1e-8, atol=1e-8 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("case", SMALL, ids=[case["id"] for case in SMALL])
+def test_the_compiled_solution_is_the_factors(case) -> None:
+    objective = _compiled(case)
+    theta = _points(objective.layout, np.random.default_rng(3))[1]
+    solution = objective.solve(theta)
+    expected = _on_the_factor_with(objective, "solve", theta)
+    for name in ("beta", "u", "b", "beta_covariance"):
+        got, want = getattr(solution, name), getattr(expected, name)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10 * max(1.0, np.abs(want).max()), err_msg=name)
+    for name in ("sigma", "penalised_rss", "logdet_L", "logdet_RX"):
+        assert getattr(solution, name) == pytest.approx(getattr(expected, name), rel=1e-11, abs=1e-11), name
+
+
+def test_the_compiled_gradient_is_zero_where_the_criterion_is_infeasible() -> None:
+    objective = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy")).objective
+    cp = objective.cross_products
+    singular = replace(cp, XytXy=np.zeros_like(cp.XytXy))  # every pivot of [X y] is zero
+    broken = objective.fresh(cross_products=singular)
+    value, gradient = broken.value_and_gradient(np.array([1.0, 0.0, 1.0]))
+    assert value == INFEASIBLE and gradient.tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(np.linalg.LinAlgError, match="not numerically positive definite"):
+        broken.solve(np.array([1.0, 0.0, 1.0]))
+
+
 def test_weights_and_the_ml_criterion_agree_too() -> None:
     data = lmmfast.datasets.load("sleepstudy")
     data["w"] = np.random.default_rng(2).uniform(0.5, 2.0, len(data))

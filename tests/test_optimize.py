@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 import lmmfast
+from lmmfast.fit import fit_prepared
 from lmmfast.optimize import optimize_theta
 from lmmfast.parameters import ThetaLayout
+from lmmfast.prepare import prepare
 
 
 def test_minimum_inside_the_bounds() -> None:
@@ -140,7 +142,7 @@ def test_models_with_slopes_keep_lme4_start() -> None:
 
 def test_automatic_choice_of_optimizer() -> None:
     sleep = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
-    assert sleep.optsummary.algorithm == "NLOPT_LN_BOBYQA"
+    assert sleep.optsummary.algorithm == "NLOPT_LD_LBFGS"  # a compiled criterion and its gradient
     kb07 = lmmfast.lmm(
         "RTtrunc ~ 1 + S + P + C + (1 + S + P | subj) + (1 + P | item)",
         lmmfast.datasets.load("kb07"),
@@ -161,6 +163,28 @@ def test_lbfgsb_falls_back_to_bobyqa_when_its_line_search_fails() -> None:
     summary = optimize_theta(lambda t: (t[0] - 2.0) ** 2, layout, value_and_gradient=value_and_wrong_gradient)
     assert summary.algorithm == "L-BFGS-B+NLOPT_LN_BOBYQA"
     assert summary.final[0] == pytest.approx(2.0, abs=1e-4) and summary.converged
+
+
+def test_nlopt_lbfgs_falls_back_to_bobyqa_when_it_fails() -> None:
+    layout = ThetaLayout.from_sizes([1])
+
+    def value_and_wrong_gradient(theta):
+        return float((theta[0] - 2.0) ** 2), np.array([1.0])
+
+    summary = optimize_theta(
+        lambda t: (t[0] - 2.0) ** 2, layout, value_and_gradient=value_and_wrong_gradient, cheap=True
+    )
+    assert summary.algorithm == "NLOPT_LD_LBFGS+NLOPT_LN_BOBYQA"
+    assert summary.final[0] == pytest.approx(2.0, abs=1e-4) and summary.converged
+
+
+def test_small_models_run_nlopt_lbfgs_on_the_compiled_gradient() -> None:
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    bobyqa = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"), optimizer="bobyqa")
+    assert fit.optsummary.algorithm == "NLOPT_LD_LBFGS" and fit.converged
+    assert fit.optsummary.n_evals < bobyqa.optsummary.n_evals / 2
+    assert fit.objective <= bobyqa.objective + 1e-10 * bobyqa.objective
+    np.testing.assert_allclose(fit.theta, bobyqa.theta, rtol=1e-4)
 
 
 def test_quasi_newton_check_needs_no_evaluation_and_flags_a_large_step() -> None:
@@ -260,14 +284,18 @@ def test_lbfgsb_first_step_goes_to_the_minimum_of_the_probed_parabola() -> None:
 
 
 def test_lbfgsb_keeps_its_last_point_when_an_earlier_one_is_lower_only_by_rounding() -> None:
-    # penicillin by ML: L-BFGS-B's last point is a hair above an earlier one; taking it keeps
-    # its gradient and curvature, so the convergence check needs no finite differences
-    fit = lmmfast.lmm(
+    # penicillin by ML on the factor (SciPy's L-BFGS-B): its last point is a hair above an
+    # earlier one; taking it keeps its gradient and curvature, so the convergence check needs
+    # no finite differences
+    prepared = prepare(
         "diameter ~ 1 + (1 | plate) + (1 | sample)",
         lmmfast.datasets.load("penicillin"),
         reml=False,
-        optimizer="lbfgsb",
+        control=lmmfast.Control(optimizer="lbfgsb"),
     )
+    prepared.objective.envelope = None
+    fit = fit_prepared(prepared)
+    assert fit.optsummary.algorithm == "L-BFGS-B"
     assert fit.optsummary.gradient is not None
     assert fit.convergence is not None and fit.convergence.ok and fit.convergence.n_evals == 0
     assert fit.objective <= fit.optsummary.trace_objective.min() + 1e-8

@@ -77,7 +77,7 @@ def test_satterthwaite_estimate_leaves_out_a_slow_first_evaluation(fit) -> None:
 def test_verbose_summary_shows_the_engine_and_the_optimiser(fit) -> None:
     lines = fit.summary(verbose=True).splitlines()
     assert lines[3] == f"Engine: {fit.engine}"
-    assert lines[4].startswith(f"Optimizer: NLOPT_LN_BOBYQA, {fit.n_evals} evaluations in ")
+    assert lines[4].startswith(f"Optimizer: NLOPT_LD_LBFGS, {fit.n_evals} evaluations in ")
     assert "Engine:" not in fit.summary()
 
 

@@ -26,6 +26,7 @@ import numba
 import numpy as np
 
 from lmmfast.crossprod import CrossProducts
+from lmmfast.factor.envelope_gradient import column_structure, envelope_gradient, joint_solution
 from lmmfast.factor.pattern import block_coordinates
 from lmmfast.parameters import ThetaLayout
 
@@ -152,6 +153,20 @@ def _envelope_criterion(theta, positions, packed, omega, work, columns, n_z):
     return logdet_z, logdet_x, work[width - 1, width - 1] ** 2
 
 
+@numba.njit(cache=True, nogil=True)
+def _criterion_and_gradient(
+    theta, positions, packed, omega, work, columns, n_z, inverse, pointers, rows, parameters, p, reml, dof, gradient
+):
+    """:func:`_envelope_criterion`, then the gradient into ``gradient`` where r² > 0: one call
+    from Python per evaluation."""
+    logdet_z, logdet_x, r2 = _envelope_criterion(theta, positions, packed, omega, work, columns, n_z)
+    if r2 > 0.0:
+        envelope_gradient(
+            packed, omega, work, inverse, pointers, rows, columns, parameters, n_z, p, reml, dof, gradient
+        )
+    return logdet_z, logdet_x, r2
+
+
 class EnvelopeCriterion:
     """log|L_Z|², log|R_X|² and r² at θ in one compiled call, for a small model.
 
@@ -177,9 +192,16 @@ class EnvelopeCriterion:
         # the structure is shared by copies and never written; the numbers are each copy's own
         self._positions = positions.astype(np.int64)
         self._columns = np.vstack([first, block_start, position, size, template]).astype(np.int64)
+        self._pointers, self._rows = column_structure(first)
+        term = layout.term_of
+        self._parameters = np.vstack(
+            [cp.column_offsets[term], cp.term_sizes[term], cp.term_levels[term], layout.rows, layout.cols]
+        ).astype(np.int64)
         self._q = cp.q
+        self._p = cp.p
         self._omega = augmented_matrix(cp)
         self._work = np.zeros_like(self._omega)
+        self._inverse = np.zeros_like(self._omega)
         self._packed = np.zeros(int(np.sum(sizes * sizes)))
 
     @property
@@ -198,12 +220,71 @@ class EnvelopeCriterion:
             theta, self._positions, self._packed, self._omega, self._work, self._columns, self._q
         )
 
+    def parts_and_gradient(self, theta: np.ndarray, reml: bool, dof: float) -> tuple[float, float, float, np.ndarray]:
+        """(log|L_Z|², log|R_X|², r²) at ``theta`` and the gradient over θ of the criterion
+        log|L_Z|² [+ log|R_X|² for REML] + dof·log r² (:mod:`lmmfast.factor.envelope_gradient`);
+        the gradient is zeros where r² is −1 (Ωθ not positive definite).
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> from lmmfast.prepare import prepare
+        >>> objective = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective
+        >>> criterion = envelope_criterion(objective.cross_products, objective.layout)
+        >>> *_, gradient = criterion.parts_and_gradient(np.array([0.75]), True, 29.0)
+        >>> gradient.round(4).tolist()
+        [-1.6201]
+        """
+        gradient = np.zeros(len(self._positions))
+        logdet_z, logdet_x, r2 = _criterion_and_gradient(
+            theta,
+            self._positions,
+            self._packed,
+            self._omega,
+            self._work,
+            self._columns,
+            self._q,
+            self._inverse,
+            self._pointers,
+            self._rows,
+            self._parameters,
+            self._p,
+            reml,
+            float(dof),
+            gradient,
+        )
+        return logdet_z, logdet_x, r2, gradient
+
+    def solution(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray, np.ndarray]:
+        """(log|L_Z|², log|R_X|², r²) at ``theta`` with the solution [û; β̂] (the spherical
+        modes, then the fixed effects) and R_X' (lower, p × p); r² is −1 and the arrays are
+        empty where Ωθ is not positive definite.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> from lmmfast.prepare import prepare
+        >>> objective = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective
+        >>> criterion = envelope_criterion(objective.cross_products, objective.layout)
+        >>> *_, coefficients, rx_t = criterion.solution(np.array([0.75]))
+        >>> round(float(coefficients[-1]), 2), rx_t.shape
+        (1527.5, (1, 1))
+        """
+        logdet_z, logdet_x, r2 = self.parts(theta)
+        if not r2 > 0.0:
+            return logdet_z, logdet_x, r2, np.zeros(0), np.zeros((0, 0))
+        q, p = self._q, self._p
+        coefficients = np.empty(q + p)
+        joint_solution(self._work, self._pointers, self._rows, coefficients)
+        return logdet_z, logdet_x, r2, coefficients, np.tril(self._work[q : q + p, q : q + p])
+
     def fresh(self, cross_products: CrossProducts | None = None) -> EnvelopeCriterion:
         """A copy with its own work array, optionally for the cross-products of the same Z
         and X with a new response (:meth:`CrossProducts.with_response`): only Ω's [X y]
         rows and columns are taken from them."""
         twin = copy.copy(self)
         twin._work = np.zeros_like(self._work)
+        twin._inverse = np.zeros_like(self._inverse)
         twin._packed = np.zeros_like(self._packed)
         if cross_products is not None:
             q = self._q

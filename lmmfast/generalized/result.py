@@ -44,7 +44,7 @@ from lmmfast.objective import scale_by_lambda
 from lmmfast.optsummary import OptSummary
 from lmmfast.plots import binned_residuals, plot_bootstrap, plot_generalized_residuals, plot_ranef
 from lmmfast.predict import predict as predict_link
-from lmmfast.result import RESIDUAL_QUANTILES, MixedFit, RandomTermResult, data_not_saved
+from lmmfast.result import MixedFit, RandomTermResult, data_not_saved, residual_quantiles
 from lmmfast.summary import (
     fixed_correlation_lines,
     format_column,
@@ -152,7 +152,7 @@ class GlmmResult(MixedFit):
             nobs=len(prepared.response.y),
             dropped_rows=prepared.model_frame.dropped_rows,
             dropped_columns=prepared.fixed.dropped,
-            residual_quantiles=np.quantile(pearson, RESIDUAL_QUANTILES),
+            residual_quantiles=residual_quantiles(pearson),
             newton_gain=solution.newton_gain,
             optsummary=solution.stages[-1],
             stages=solution.stages,

@@ -49,10 +49,17 @@ def test_at_lme4s_theta_the_tables_agree_to_rounding(table_id, fit_id, dataset) 
 
 
 def test_the_adjustment_only_grows_the_covariance_and_keeps_the_estimates(sleep) -> None:
-    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", sleep)
+    # unbalanced (every seventh row dropped): in the balanced design the adjustment is zero
+    unbalanced = sleep.iloc[[i for i in range(len(sleep)) if i % 7 != 3]]
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", unbalanced)
     adjusted = fit.kenward_roger.adjusted
-    assert np.all(np.linalg.eigvalsh(adjusted - fit.beta_covariance) > 0)
+    assert np.all(np.linalg.eigvalsh(adjusted - fit.beta_covariance) > 1e-6 * np.abs(fit.beta_covariance).max())
     assert np.array_equal(fit.fixef_table("kenward-roger").estimate, fit.beta)
+
+
+def test_the_adjustment_vanishes_in_a_balanced_design(sleep) -> None:
+    fit = lmmfast.lmm("Reaction ~ Days + (Days | Subject)", sleep)
+    np.testing.assert_allclose(fit.kenward_roger.adjusted, fit.beta_covariance, rtol=1e-10)
 
 
 def test_constant_weights_change_nothing(sleep) -> None:
