@@ -75,8 +75,8 @@ class CrossProducts:
 
     @property
     def q(self) -> int:
-        """Total number of random effects."""
-        return int(np.sum(self.term_sizes * self.term_levels))
+        """Total number of random effects (Z'[X y]'s rows)."""
+        return self.ZtXy.shape[0]
 
     @property
     def p(self) -> int:

@@ -6,6 +6,7 @@ still gain more than ``SETTLED_DECREASE`` (the convergence check's measure).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ def _first_step_length(recorder: Recorder, x0: np.ndarray, value: float, gradien
     with) and is recorded like any other; the short runs of large designs save about one
     evaluation by it, and long runs reach the same optimum by a slightly different path.
     """
-    norm = float(np.linalg.norm(gradient))
+    norm = math.sqrt(float(gradient @ gradient))
     if not (np.isfinite(norm) and norm > 0.0):
         return 1.0
     probe = FIRST_STEP_PROBE * max(float(np.max(np.abs(x0))), FIRST_STEP_MIN_SCALE)
@@ -63,7 +64,7 @@ def _first_step_length(recorder: Recorder, x0: np.ndarray, value: float, gradien
     curvature = 2.0 * (probe_value - value + probe * norm) / probe**2
     if not (np.isfinite(curvature) and curvature > 0.0):
         return 1.0
-    return float(np.clip(norm / curvature, *FIRST_STEP_RANGE))
+    return min(max(norm / curvature, FIRST_STEP_RANGE[0]), FIRST_STEP_RANGE[1])
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def run_nlopt_lbfgs(recorder: Recorder, x0: np.ndarray, control: Control, layout
             if stalled >= STALLED_EVALUATIONS:
                 opt.force_stop()
         if grad.size:
-            grad[:] = gradient * step
+            np.multiply(gradient, step, out=grad)
         return value
 
     opt = nlopt.opt(nlopt.LD_LBFGS, len(x0))

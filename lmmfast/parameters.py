@@ -133,13 +133,21 @@ class ThetaLayout:
         [1.0, -2.0, 3.0]
         """
         out = np.array(theta, dtype=np.float64, copy=True)
+        for diagonal, in_column in self._template_columns:
+            if out[diagonal] < 0.0:
+                out[in_column] = -out[in_column]
+        return out
+
+    @cached_property
+    def _template_columns(self) -> tuple[tuple[int, np.ndarray], ...]:
+        """Per template column: the θ entry on its diagonal and all its θ entries."""
+        columns = []
         for term, k in enumerate(self.sizes):
             for column in range(k):
                 in_column = (self.term_of == term) & (self.cols == column)
-                diagonal = in_column & (self.rows == column)
-                if out[diagonal][0] < 0.0:
-                    out[in_column] = -out[in_column]
-        return out
+                diagonal = int(np.flatnonzero(in_column & (self.rows == column))[0])
+                columns.append((diagonal, np.flatnonzero(in_column)))
+        return tuple(columns)
 
     def template(self, theta: np.ndarray, term: int) -> np.ndarray:
         """The k×k lower-triangular template of one term."""

@@ -283,9 +283,10 @@ class EnvelopeCriterion:
         and X with a new response (:meth:`CrossProducts.with_response`): only Ω's [X y]
         rows and columns are taken from them."""
         twin = copy.copy(self)
-        twin._work = np.zeros_like(self._work)
-        twin._inverse = np.zeros_like(self._inverse)
-        twin._packed = np.zeros_like(self._packed)
+        # never read before the kernels write them: the envelope's entries, every template
+        twin._work = np.empty_like(self._work)
+        twin._inverse = np.empty_like(self._inverse)
+        twin._packed = np.empty_like(self._packed)
         if cross_products is not None:
             q = self._q
             twin._omega = self._omega.copy()
