@@ -116,6 +116,9 @@ class ProfiledObjective:
         self.factor = factor
         self.reml = reml
         self.envelope = envelope
+        #: the compiled criterion's dof and constant term (:meth:`_value`'s)
+        self._dof = float(cross_products.n - cross_products.p if reml else cross_products.n)
+        self._offset = -float(cross_products.sum_log_weights)
 
     def describe(self) -> FactorPlan:
         """The factor's plan, with the order of the compiled criterion's matrix where there is one."""
@@ -181,10 +184,7 @@ class ProfiledObjective:
     def __call__(self, theta: np.ndarray) -> float:
         theta = np.asarray(theta, dtype=np.float64)
         if self.envelope is not None:
-            logdet_L, logdet_RX, r2 = self.envelope.parts(theta)
-            if not r2 > 0.0:
-                return INFEASIBLE
-            value = self._value(logdet_L, logdet_RX, r2)
+            value = self.envelope.value(theta, self.reml, self._dof, self._offset)
         else:
             schur = self._schur(theta)
             if schur is None:
@@ -212,20 +212,16 @@ class ProfiledObjective:
         (3,)
         """
         theta = np.asarray(theta, dtype=np.float64)
-        cp = self.cross_products
-        dof = cp.n - cp.p if self.reml else cp.n
         if self.envelope is not None:
-            # the same compiled values as a call without the gradient, to the last bit
-            logdet_L, logdet_RX, r2, gradient = self.envelope.parts_and_gradient(theta, self.reml, dof)
-            value = self._value(logdet_L, logdet_RX, r2) if r2 > 0.0 else INFEASIBLE
-            if not math.isfinite(value):
-                return INFEASIBLE, np.zeros(self.layout.size)
-            return value, gradient
+            # the value of a call without the gradient, to the last bit
+            gradient = np.zeros(self.layout.size)
+            value = self.envelope.value_and_gradient(theta, self.reml, self._dof, self._offset, gradient)
+            return (value, gradient) if math.isfinite(value) else (INFEASIBLE, np.zeros(self.layout.size))
         parts = self._gradient_parts(theta)
         if parts is None:
             return INFEASIBLE, np.zeros(self.layout.size)
         value, logdet_sums, residual_sums, reml_sums, r2, _ = parts
-        return value, theta_gradient(self.layout, logdet_sums, residual_sums, reml_sums, r2, dof)
+        return value, theta_gradient(self.layout, logdet_sums, residual_sums, reml_sums, r2, self._dof)
 
     def deviance_derivatives(self, theta: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """For the deviance not profiled over σ (the REML criterion for REML fits), D(θ, σ) =

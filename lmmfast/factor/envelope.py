@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from lmmfast.crossprod import CrossProducts
-from lmmfast.factor.envelope_gradient import column_structure, envelope_gradient, joint_solution
+from lmmfast.factor.envelope_gradient import column_structure, envelope_gradient, solution_and_rx
 from lmmfast.factor.pattern import block_coordinates
 from lmmfast.parameters import ThetaLayout
 
@@ -153,18 +153,33 @@ def _envelope_criterion(theta, positions, packed, omega, work, columns, n_z):
     return logdet_z, logdet_x, work[width - 1, width - 1] ** 2
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _profiled_value(logdet_z, logdet_x, r2, reml, dof, offset):
+    """log|L_Z|² [+ log|R_X|² for REML] + dof (1 + log(2π r²/dof)) + offset; inf where r² is
+    not positive. One expression for both kernels, so that their values agree to the bit."""
+    if not r2 > 0.0:
+        return np.inf
+    value = logdet_z + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof)) + offset
+    return value + logdet_x if reml else value
+
+
 @numba.njit(cache=True, nogil=True)
-def _criterion_and_gradient(
-    theta, positions, packed, omega, work, columns, n_z, inverse, pointers, rows, parameters, p, reml, dof, gradient
+def _criterion_value(theta, positions, packed, omega, work, columns, n_z, reml, dof, offset):
+    """The profiled criterion at θ (:func:`_envelope_criterion`, then :func:`_profiled_value`)."""
+    logdet_z, logdet_x, r2 = _envelope_criterion(theta, positions, packed, omega, work, columns, n_z)
+    return _profiled_value(logdet_z, logdet_x, r2, reml, dof, offset)
+
+
+@numba.njit(cache=True, nogil=True)
+def _criterion_value_and_gradient(
+    theta, positions, packed, omega, work, columns, n_z, inverse, pointers, rows, parameters, p, reml, dof, offset, out
 ):
-    """:func:`_envelope_criterion`, then the gradient into ``gradient`` where r² > 0: one call
-    from Python per evaluation."""
+    """The profiled criterion at θ, and its gradient into ``out`` where it is finite: one
+    call from Python per evaluation."""
     logdet_z, logdet_x, r2 = _envelope_criterion(theta, positions, packed, omega, work, columns, n_z)
     if r2 > 0.0:
-        envelope_gradient(
-            packed, omega, work, inverse, pointers, rows, columns, parameters, n_z, p, reml, dof, gradient
-        )
-    return logdet_z, logdet_x, r2
+        envelope_gradient(packed, omega, work, inverse, pointers, rows, columns, parameters, n_z, p, reml, dof, out)
+    return _profiled_value(logdet_z, logdet_x, r2, reml, dof, offset)
 
 
 class EnvelopeCriterion:
@@ -220,10 +235,9 @@ class EnvelopeCriterion:
             theta, self._positions, self._packed, self._omega, self._work, self._columns, self._q
         )
 
-    def parts_and_gradient(self, theta: np.ndarray, reml: bool, dof: float) -> tuple[float, float, float, np.ndarray]:
-        """(log|L_Z|², log|R_X|², r²) at ``theta`` and the gradient over θ of the criterion
-        log|L_Z|² [+ log|R_X|² for REML] + dof·log r² (:mod:`lmmfast.factor.envelope_gradient`);
-        the gradient is zeros where r² is −1 (Ωθ not positive definite).
+    def value(self, theta: np.ndarray, reml: bool, dof: float, offset: float) -> float:
+        """The profiled criterion log|L_Z|² [+ log|R_X|² for REML] + dof (1 + log(2π r²/dof))
+        + ``offset`` at ``theta`` (inf where Ωθ is not positive definite).
 
         Examples
         --------
@@ -231,12 +245,29 @@ class EnvelopeCriterion:
         >>> from lmmfast.prepare import prepare
         >>> objective = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective
         >>> criterion = envelope_criterion(objective.cross_products, objective.layout)
-        >>> *_, gradient = criterion.parts_and_gradient(np.array([0.75]), True, 29.0)
+        >>> round(criterion.value(np.array([0.75]), True, 29.0, 0.0), 4)
+        319.7299
+        """
+        return _criterion_value(
+            theta, self._positions, self._packed, self._omega, self._work, self._columns, self._q, reml, dof, offset
+        )
+
+    def value_and_gradient(self, theta: np.ndarray, reml: bool, dof: float, offset: float, out: np.ndarray) -> float:
+        """:meth:`value`, and its gradient over θ into ``out`` where the value is finite
+        (:mod:`lmmfast.factor.envelope_gradient`).
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> from lmmfast.prepare import prepare
+        >>> objective = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective
+        >>> criterion = envelope_criterion(objective.cross_products, objective.layout)
+        >>> gradient = np.zeros(1)
+        >>> value = criterion.value_and_gradient(np.array([0.75]), True, 29.0, 0.0, gradient)
         >>> gradient.round(4).tolist()
         [-1.6201]
         """
-        gradient = np.zeros(len(self._positions))
-        logdet_z, logdet_x, r2 = _criterion_and_gradient(
+        return _criterion_value_and_gradient(
             theta,
             self._positions,
             self._packed,
@@ -250,10 +281,10 @@ class EnvelopeCriterion:
             self._parameters,
             self._p,
             reml,
-            float(dof),
-            gradient,
+            dof,
+            offset,
+            out,
         )
-        return logdet_z, logdet_x, r2, gradient
 
     def solution(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray, np.ndarray]:
         """(log|L_Z|², log|R_X|², r²) at ``theta`` with the solution [û; β̂] (the spherical
@@ -273,10 +304,8 @@ class EnvelopeCriterion:
         logdet_z, logdet_x, r2 = self.parts(theta)
         if not r2 > 0.0:
             return logdet_z, logdet_x, r2, np.zeros(0), np.zeros((0, 0))
-        q, p = self._q, self._p
-        coefficients = np.empty(q + p)
-        joint_solution(self._work, self._pointers, self._rows, coefficients)
-        return logdet_z, logdet_x, r2, coefficients, np.tril(self._work[q : q + p, q : q + p])
+        coefficients, rx_t = solution_and_rx(self._work, self._pointers, self._rows, self._q, self._p)
+        return logdet_z, logdet_x, r2, coefficients, rx_t
 
     def fresh(self, cross_products: CrossProducts | None = None) -> EnvelopeCriterion:
         """A copy with its own work array, optionally for the cross-products of the same Z

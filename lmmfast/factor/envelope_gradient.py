@@ -86,6 +86,18 @@ def joint_solution(factor, pointers, rows, out):
         out[i] = total / factor[i, i]
 
 
+@numba.njit(cache=True, nogil=True)
+def solution_and_rx(factor, pointers, rows, n_z, p):
+    """[û; β̂] (:func:`joint_solution`) and a copy of R_X' (lower, p × p) from the factor."""
+    coefficients = np.empty(n_z + p)
+    joint_solution(factor, pointers, rows, coefficients)
+    rx_t = np.zeros((p, p))
+    for i in range(p):
+        for j in range(i + 1):
+            rx_t[i, j] = factor[n_z + i, n_z + j]
+    return coefficients, rx_t
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _scaled_entry(packed, omega, columns, a, b):
     """(Λ̃'Ω)[a, b]: Λ̃'s column a holds its template's column below the diagonal."""
