@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from lmmfast.control import Control
 from lmmfast.convergence import ConvergenceCheck, check_convergence
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ArgumentError, ConvergenceWarning, ModelError, SavedFitError, SingularFitWarning
-from lmmfast.objective import INFEASIBLE, ProfiledObjective
+from lmmfast.objective import INFEASIBLE, ProfiledObjective, Solution
 from lmmfast.optimize import choose_optimizer, optimize_theta
 from lmmfast.optsummary import OptSummary
 from lmmfast.prepare import PreparedModel, with_reml, with_response
@@ -113,30 +113,7 @@ def fit_prepared(
     monitor = FitMonitor(progress, verbose)
     monitor.start(objective.describe())
     with blas_threads_for(objective), contextlib.closing(monitor):
-        value_and_gradient = gradient_for(objective, control.optimizer)
-        if start is None:
-            start = initial_theta(
-                model.layout,
-                model.terms,
-                objective.cross_products,
-                model.engine.blocks,
-                slopes=value_and_gradient is not None,
-            )
-        record = optimize_theta(
-            objective,
-            model.layout,
-            start=start,
-            value_and_gradient=value_and_gradient,
-            control=control,
-            on_evaluation=None if monitor.silent else monitor.evaluation,
-            cheap=objective.envelope is not None,
-        )
-        if record.final_objective >= INFEASIBLE:
-            raise ModelError(
-                "The objective could not be evaluated at any point the optimiser tried (the fixed-effects "
-                "block was never positive definite); check the fixed effects for near-collinear columns "
-                "and the response for extreme values."
-            )
+        record = _optimize(model, start, None if monitor.silent else monitor.evaluation)
         convergence = None
         if record.converged and actions["convergence"] != "ignore":
             quasi_newton = None
@@ -153,6 +130,103 @@ def fit_prepared(
         result = assemble(model, record, convergence, began)
     _report_checks(result, model, record, convergence, actions)
     return result
+
+
+def _optimize(
+    model: PreparedModel,
+    start: np.ndarray | None,
+    on_evaluation: Callable[[np.ndarray, float, float], None] | None,
+) -> OptSummary:
+    """Optimise θ for ``model`` (which owns its objective's copy) from ``start`` (default:
+    :func:`lmmfast.start.initial_theta`): the optimisation every fit runs."""
+    objective, control = model.objective, model.control
+    value_and_gradient = gradient_for(objective, control.optimizer)
+    if start is None:
+        start = initial_theta(
+            model.layout,
+            model.terms,
+            objective.cross_products,
+            model.engine.blocks,
+            slopes=value_and_gradient is not None,
+        )
+    record = optimize_theta(
+        objective,
+        model.layout,
+        start=start,
+        value_and_gradient=value_and_gradient,
+        control=control,
+        on_evaluation=on_evaluation,
+        cheap=objective.envelope is not None,
+    )
+    if record.final_objective >= INFEASIBLE:
+        raise ModelError(
+            "The objective could not be evaluated at any point the optimiser tried (the fixed-effects "
+            "block was never positive definite); check the fixed effects for near-collinear columns "
+            "and the response for extreme values."
+        )
+    return record
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """A fit's estimates without the rest of its result: what bootstrap replicates,
+    simulations and many responses are read for (:func:`fit_estimates`).
+
+    Attributes
+    ----------
+    beta, beta_covariance : numpy.ndarray
+        Fixed effects and their covariance.
+    sigma : float
+    theta : numpy.ndarray
+    objective : float
+        The criterion at the optimum (−2 log-likelihood for ML).
+    n_evals : int
+    converged : bool
+        Whether the optimiser stopped on its tolerances (no finite-difference check is run).
+    singular : bool
+        Some template diagonal is below the control's ``singular_tolerance``.
+    """
+
+    beta: np.ndarray
+    beta_covariance: np.ndarray
+    sigma: float
+    theta: np.ndarray
+    objective: float
+    n_evals: int
+    converged: bool
+    singular: bool
+
+
+def fit_estimates(prepared: PreparedModel, start: np.ndarray | None = None) -> Estimates:
+    """The estimates :func:`fit_prepared` would give, by the same optimisation and solve,
+    without the result around them (fitted values, residuals, the term tables) and without
+    checks or warnings: its callers report failed fits together.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.prepare import prepare
+    >>> model = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> estimates, fit = fit_estimates(model), fit_prepared(model)
+    >>> bool(estimates.objective == fit.objective and np.array_equal(estimates.beta, fit.beta))
+    True
+    """
+    objective = prepared.objective.fresh(prepared.control.threads)
+    model = replace(prepared, objective=objective)
+    with blas_threads_for(objective):
+        record = _optimize(model, start, None)
+        solution = _solve(model, record)
+    theta = record.final
+    return Estimates(
+        beta=solution.beta,
+        beta_covariance=solution.beta_covariance,
+        sigma=solution.sigma,
+        theta=theta,
+        objective=record.final_objective,
+        n_evals=record.n_evals,
+        converged=record.converged,
+        singular=bool(np.any(theta[model.layout.is_diagonal] < model.control.singular_tolerance)),
+    )
 
 
 def _checked_control(control: Control, prepared: PreparedModel) -> Control:
@@ -193,15 +267,18 @@ def assemble(
         When the model cannot be solved at that optimum (redundant random effects, data of
         extreme scale).
     """
+    return LmmFit.from_solution(prepared, record, _solve(prepared, record), convergence, began)
+
+
+def _solve(prepared: PreparedModel, record: OptSummary) -> Solution:
     try:
-        solution = prepared.objective.solve(record.final)
+        return prepared.objective.solve(record.final)
     except np.linalg.LinAlgError as error:
         raise ModelError(
             f"The model cannot be solved at the optimum the optimiser reported ({error}). The random "
             "effects are redundant (the same term twice, or a term that duplicates another) or the data "
             "are of extreme scale; remove the redundant terms or rescale the predictors."
         ) from error
-    return LmmFit.from_solution(prepared, record, solution, convergence, began)
 
 
 #: A restored fit's criterion at the saved θ must match the saved one to this relative

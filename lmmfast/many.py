@@ -23,8 +23,8 @@ from lmmfast.control import Control
 from lmmfast.design.data import as_pandas, build_model_frame
 from lmmfast.design.source import require_in_memory
 from lmmfast.errors import ArgumentError, ConvergenceWarning, DataError
-from lmmfast.fit import fit_prepared
-from lmmfast.inference.bootstrap import REPLICATE_CHECKS, check_client, run_replicates
+from lmmfast.fit import fit_estimates
+from lmmfast.inference.bootstrap import check_client, run_replicates
 from lmmfast.prepare import PreparedModel, prepare, with_response
 from lmmfast.validation import check_bool, check_count
 
@@ -35,14 +35,14 @@ def _fit_response(payload: tuple[PreparedModel, np.ndarray], column: int) -> tup
     """One response's fit, as a row: β, their standard errors, σ, θ, objective, evaluations,
     singular (1/0); and whether it converged."""
     prepared, responses = payload
-    fit = fit_prepared(with_response(prepared, responses[:, column]), checks=REPLICATE_CHECKS, progress=False)
+    fit = fit_estimates(with_response(prepared, responses[:, column]))
     row = np.concatenate(
         [
             fit.beta,
             np.sqrt(np.diag(fit.beta_covariance)),
             [fit.sigma],
             fit.theta,
-            [fit.objective, fit.optsummary.n_evals, float(fit.singular)],
+            [fit.objective, fit.n_evals, float(fit.singular)],
         ]
     )
     return row, fit.converged

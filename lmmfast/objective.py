@@ -303,7 +303,7 @@ class ProfiledObjective:
         theta = np.asarray(theta, dtype=np.float64)
         p = cp.p
         if self.envelope is not None:
-            logdet_L, logdet_RX, r2, coefficients, rx_t = self.envelope.solution(theta)
+            logdet_L, logdet_RX, r2, coefficients, b, rx_t = self.envelope.solution(theta)
             if not r2 > 0.0:
                 raise np.linalg.LinAlgError("Ωθ is not numerically positive definite at this θ")
             u, beta = coefficients[: cp.q], coefficients[cp.q :].copy()
@@ -318,12 +318,13 @@ class ProfiledObjective:
             rx_t = lower[:p, :p]
             beta = self._beta(lower)
             u = self.factor.solve_Lt(rzx[:, p] - rzx[:, :p] @ beta)
+            b = scale_by_lambda(self.layout, cp, theta, u)
         sigma = float(np.sqrt(r2 / (cp.n - p if self.reml else cp.n)))
         rx_inv = lapack.dtrtri(rx_t, lower=1)[0] if p else np.zeros((0, 0))
         return Solution(
             beta=beta,
             u=u,
-            b=scale_by_lambda(self.layout, cp, theta, u),
+            b=b,
             sigma=sigma,
             beta_covariance=sigma**2 * (rx_inv.T @ rx_inv),
             penalised_rss=r2,

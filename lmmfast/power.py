@@ -22,7 +22,7 @@ import pandas as pd
 from lmmfast.design.data import as_pandas
 from lmmfast.distributions import chi2_sf
 from lmmfast.errors import ArgumentError, DataError
-from lmmfast.fit import fit_prepared
+from lmmfast.fit import fit_estimates, fit_prepared
 from lmmfast.fitted import LmmResult
 from lmmfast.formula import parse_formula
 from lmmfast.inference.bootstrap import REPLICATE_CHECKS, check_client, run_replicates, simulate_model
@@ -293,20 +293,19 @@ def _one_test(payload: tuple, seed: np.random.SeedSequence) -> tuple[np.ndarray,
     """One simulation: (p-value,) and whether the refit converged."""
     model, reduced, beta, templates, sigma, columns, method = payload
     y = simulate_model(model, beta, templates, sigma, 1, np.random.default_rng(seed))[:, 0]
-    full = fit_prepared(with_response(model, y), checks=REPLICATE_CHECKS, progress=False)
-    if method == "lr":
-        small = fit_prepared(with_response(reduced, y), checks=REPLICATE_CHECKS, progress=False)
-        statistic = max(small.objective - full.objective, 0.0)
-        p_value = float(chi2_sf(statistic, len(columns)))
-    elif method == "wald":
-        estimate = full.beta[columns]
-        covariance = full.beta_covariance[np.ix_(columns, columns)]
-        statistic = float(estimate @ np.linalg.solve(covariance, estimate))
-        p_value = float(chi2_sf(statistic, len(columns)))
-    else:
-        table = LmmResult.of(full).fixef_table(ddf=method)
-        p_value = float(table["p_value"].iloc[columns[0]])
-    return np.array([p_value]), full.converged
+    if method in ("lr", "wald"):  # the estimates are all these tests read
+        full = fit_estimates(with_response(model, y))
+        if method == "lr":
+            small = fit_estimates(with_response(reduced, y))
+            statistic = max(small.objective - full.objective, 0.0)
+        else:
+            estimate = full.beta[columns]
+            covariance = full.beta_covariance[np.ix_(columns, columns)]
+            statistic = float(estimate @ np.linalg.solve(covariance, estimate))
+        return np.array([float(chi2_sf(statistic, len(columns)))]), full.converged
+    fit = fit_prepared(with_response(model, y), checks=REPLICATE_CHECKS, progress=False)
+    table = LmmResult.of(fit).fixef_table(ddf=method)
+    return np.array([float(table["p_value"].iloc[columns[0]])]), fit.converged
 
 
 def _design_label(model: PreparedModel) -> str:

@@ -286,10 +286,10 @@ class EnvelopeCriterion:
             out,
         )
 
-    def solution(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray, np.ndarray]:
+    def solution(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray, np.ndarray, np.ndarray]:
         """(log|L_Z|², log|R_X|², r²) at ``theta`` with the solution [û; β̂] (the spherical
-        modes, then the fixed effects) and R_X' (lower, p × p); r² is −1 and the arrays are
-        empty where Ωθ is not positive definite.
+        modes, then the fixed effects), the random effects b = Λû and R_X' (lower, p × p); r²
+        is −1 and the arrays are empty where Ωθ is not positive definite.
 
         Examples
         --------
@@ -297,15 +297,17 @@ class EnvelopeCriterion:
         >>> from lmmfast.prepare import prepare
         >>> objective = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective
         >>> criterion = envelope_criterion(objective.cross_products, objective.layout)
-        >>> *_, coefficients, rx_t = criterion.solution(np.array([0.75]))
+        >>> *_, coefficients, effects, rx_t = criterion.solution(np.array([0.75]))
         >>> round(float(coefficients[-1]), 2), rx_t.shape
         (1527.5, (1, 1))
         """
         logdet_z, logdet_x, r2 = self.parts(theta)
         if not r2 > 0.0:
-            return logdet_z, logdet_x, r2, np.zeros(0), np.zeros((0, 0))
-        coefficients, rx_t = solution_and_rx(self._work, self._pointers, self._rows, self._q, self._p)
-        return logdet_z, logdet_x, r2, coefficients, rx_t
+            return logdet_z, logdet_x, r2, np.zeros(0), np.zeros(0), np.zeros((0, 0))
+        coefficients, effects, rx_t = solution_and_rx(
+            self._work, self._pointers, self._rows, self._packed, self._columns, self._q, self._p
+        )
+        return logdet_z, logdet_x, r2, coefficients, effects, rx_t
 
     def fresh(self, cross_products: CrossProducts | None = None) -> EnvelopeCriterion:
         """A copy with its own work array, optionally for the cross-products of the same Z

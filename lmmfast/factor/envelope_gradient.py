@@ -87,15 +87,30 @@ def joint_solution(factor, pointers, rows, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def solution_and_rx(factor, pointers, rows, n_z, p):
-    """[û; β̂] (:func:`joint_solution`) and a copy of R_X' (lower, p × p) from the factor."""
+def solution_and_rx(factor, pointers, rows, packed, columns, n_z, p):
+    """[û; β̂] (:func:`joint_solution`), the random effects b = Λû (``packed``: the
+    templates the factor was made with) and a copy of R_X' (lower, p × p) from the factor."""
     coefficients = np.empty(n_z + p)
     joint_solution(factor, pointers, rows, coefficients)
+    effects = _scaled_modes(packed, columns, coefficients, n_z)
     rx_t = np.zeros((p, p))
     for i in range(p):
         for j in range(i + 1):
             rx_t[i, j] = factor[n_z + i, n_z + j]
-    return coefficients, rx_t
+    return coefficients, effects, rx_t
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scaled_modes(packed, columns, u, n_z):
+    """Λu on Z's columns: Λ's row x holds its template's row below the diagonal."""
+    out = np.empty(n_z)
+    for x in range(n_z):
+        start, position, size, template = columns[1, x], columns[2, x], columns[3, x], columns[4, x]
+        total = 0.0
+        for s in range(position + 1):
+            total += packed[template + position * size + s] * u[start + s]
+        out[x] = total
+    return out
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -125,12 +140,7 @@ def envelope_gradient(packed, omega, factor, inverse, pointers, rows, columns, p
     u[width - 1] = -1.0
     joint_solution(factor, pointers, rows, u)
     v = u.copy()
-    for x in range(n_z):
-        start, position, size, template = columns[1, x], columns[2, x], columns[3, x], columns[4, x]
-        total = 0.0
-        for s in range(position + 1):
-            total += packed[template + position * size + s] * u[start + s]
-        v[x] = total
+    v[:n_z] = _scaled_modes(packed, columns, u, n_z)
     h = np.zeros(n_z)
     for b in range(n_z):
         total = 0.0

@@ -1,10 +1,10 @@
 """Simulation from a fitted model and the parametric bootstrap.
 
-Each replicate is a refit to a simulated response through the one fit path
-(:func:`lmmfast.fit.refit_response`): it keeps everything that depends only on X and Z — the
+Each replicate is a refit to a simulated response by the one fit path's optimisation
+(:func:`lmmfast.fit.fit_estimates`): it keeps everything that depends only on X and Z — the
 Z'Z blocks, the sparsity pattern and the factorisation's symbolic work — recomputes only the
-cross-products that involve y (one pass over the rows), optimises from θ̂ and checks the
-optimum.
+cross-products that involve y (one pass over the rows) and optimises from θ̂; only the
+estimates are read, so no result is built around them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from lmmfast.errors import ArgumentError, ConvergenceWarning
-from lmmfast.fit import assemble, refit_response
+from lmmfast.fit import assemble, fit_estimates
+from lmmfast.prepare import with_response
 from lmmfast.validation import check_count
 
 if TYPE_CHECKING:
@@ -70,13 +71,15 @@ def simulate_model(
 def _replicate_row(fit: LmmFit, seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
     """One replicate: estimates (β, σ, θ, objective) of the refit to a simulated response,
     and whether that refit converged (singular replicates are expected and not reported)."""
-    replicate = refit_response(fit, simulate(fit, 1, seed)[:, 0], checks=REPLICATE_CHECKS, progress=False)
+    model = fit.model
+    replicate = fit_estimates(with_response(model, simulate(fit, 1, seed)[:, 0]), start=fit.theta)
     row = np.concatenate([replicate.beta, [replicate.sigma], replicate.theta, [replicate.objective]])
     return row, replicate.converged
 
 
-#: Each replicate's fit runs the convergence check; the bootstrap reports the replicates
-#: that failed it once, in one warning, instead of one warning per replicate.
+#: The checks of a simulation's full fit (a Satterthwaite or Kenward–Roger test in
+#: :func:`lmmfast.power`): none warns, and the replicates whose optimiser did not converge
+#: are reported once, in one warning, instead of one warning each.
 REPLICATE_CHECKS = {"convergence": "ignore", "singular": "ignore"}
 
 #: What a worker process holds: the payload (a fit) and the function that makes a replicate of it.
