@@ -78,15 +78,20 @@ class ThetaLayout:
         """Length of θ."""
         return len(self.rows)
 
-    @property
+    # read at every fit: worked out once, and read-only as every fit shares them
+    @cached_property
     def is_diagonal(self) -> np.ndarray:
-        """Mask of θ entries on a template's diagonal."""
-        return self.rows == self.cols
+        """Mask of θ entries on a template's diagonal (read-only)."""
+        mask = self.rows == self.cols
+        mask.setflags(write=False)
+        return mask
 
-    @property
+    @cached_property
     def lower_bounds(self) -> np.ndarray:
-        """0 on the diagonal, −∞ elsewhere."""
-        return np.where(self.is_diagonal, 0.0, -np.inf)
+        """0 on the diagonal, −∞ elsewhere (read-only)."""
+        bounds = np.where(self.is_diagonal, 0.0, -np.inf)
+        bounds.setflags(write=False)
+        return bounds
 
     @property
     def start(self) -> np.ndarray:
