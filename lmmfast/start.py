@@ -56,7 +56,9 @@ def _term_template(gram: np.ndarray, cross: np.ndarray, sigma2: float) -> np.nda
         return None
     gram, cross = gram[full_rank], cross[full_rank]
     coefficients = np.linalg.solve(gram, cross[:, :, None])[:, :, 0]
-    covariance = np.atleast_2d(np.cov(coefficients.T, ddof=1)) - sigma2 * np.mean(np.linalg.inv(gram), axis=0)
+    centered = coefficients - coefficients.mean(axis=0)  # np.cov's arithmetic, without its checks
+    spread = (centered.T @ centered) * (1.0 / (len(centered) - 1))
+    covariance = spread - sigma2 * np.mean(np.linalg.inv(gram), axis=0)
     values, vectors = np.linalg.eigh(covariance / sigma2)
     values = np.maximum(values, EIGENVALUE_FLOOR)
     return np.linalg.cholesky((vectors * values) @ vectors.T)
