@@ -1,8 +1,10 @@
 """The one fit path: optimise a prepared model, check the optimum, build the result.
 
 Every fit goes through :func:`fit_prepared` — :func:`lmmfast.lmm`, the ML refits of
-:func:`lmmfast.anova` and of the profile, refits to a new response and every bootstrap
-replicate — so each gets the same convergence check, the same warnings and the same record.
+:func:`lmmfast.anova` and of the profile, refits to a new response — so each gets the same
+convergence check, the same warnings and the same record. Bootstrap replicates, many
+responses and simulations, which read only the estimates, take :func:`fit_estimates`: the
+same optimisation and solve, without the result around them.
 Each fit optimises its own copy of the factor (:meth:`~lmmfast.factor.RandomEffectsFactor.fresh`),
 which its result then owns: no two results share a factor's numbers.
 """
