@@ -158,7 +158,7 @@ def _optimize(
         value_and_gradient=value_and_gradient,
         control=control,
         on_evaluation=on_evaluation,
-        cheap=objective.envelope is not None,
+        gradient_into=objective.gradient_into() if value_and_gradient is not None else None,
     )
     if record.final_objective >= INFEASIBLE:
         raise ModelError(

@@ -7,6 +7,7 @@ still gain more than ``SETTLED_DECREASE`` (the convergence check's measure).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -235,10 +236,18 @@ NLOPT_LBFGS_MEMORY = 10
 STALLED_EVALUATIONS = 5
 
 
-def run_nlopt_lbfgs(recorder: Recorder, x0: np.ndarray, control: Control, layout: ThetaLayout) -> tuple[str, bool]:
-    """NLopt's L-BFGS from ``x0``, unbounded as :func:`run_lbfgsb` (``layout.canonical`` maps
-    its best point into the bounds), for objectives whose evaluation costs microseconds: its
-    callback costs about as much, where SciPy's wrapper costs some fifty.
+def run_nlopt_lbfgs(
+    recorder: Recorder,
+    x0: np.ndarray,
+    control: Control,
+    layout: ThetaLayout,
+    gradient_into: Callable[[np.ndarray, np.ndarray], float],
+) -> tuple[str, bool]:
+    """NLopt's L-BFGS from ``x0`` on a compiled criterion (``gradient_into``: θ, out ↦ value,
+    the gradient written into out), unbounded as :func:`run_lbfgsb` (``layout.canonical``
+    maps its best point into the bounds). Its callback costs about as much as such an
+    evaluation, where SciPy's wrapper costs some fifty microseconds, so each evaluation is
+    one call from it into the compiled code, recorded as it goes.
 
     Where it stalls (``STALLED_EVALUATIONS``) or fails, the best point counts as converged
     when central differences there (:func:`lmmfast.convergence.check_convergence`, 2 per θ)
@@ -258,18 +267,21 @@ def run_nlopt_lbfgs(recorder: Recorder, x0: np.ndarray, control: Control, layout
 
     def objective(phi: np.ndarray, grad: np.ndarray) -> float:
         nonlocal stalled, started
-        if not started:
+        out = grad if grad.size else np.empty(len(phi))
+        if not started:  # NLopt's first call is at the start
             started = True
-            value, gradient = known[1], known[2]  # NLopt's first call is at the start
-        else:
-            before = recorder.best_f
-            value, gradient = recorder.evaluate_with_gradient(phi * step)
-            # no gain beyond lme4's tolerance, and no loss beyond the settled decrease: rounding
-            stalled = stalled + 1 if before - control.ftol_abs <= value <= before + SETTLED_DECREASE else 0
-            if stalled >= STALLED_EVALUATIONS:
-                opt.force_stop()
-        if grad.size:
-            np.multiply(gradient, step, out=grad)
+            np.multiply(known[2], step, out=out)
+            return known[1]
+        theta = phi * step
+        before = recorder.best_f
+        began = time.perf_counter()
+        value = gradient_into(theta, out)
+        recorder.record(theta, value, time.perf_counter() - began)
+        out *= step
+        # no gain beyond lme4's tolerance, and no loss beyond the settled decrease: rounding
+        stalled = stalled + 1 if before - control.ftol_abs <= value <= before + SETTLED_DECREASE else 0
+        if stalled >= STALLED_EVALUATIONS:
+            opt.force_stop()
         return value
 
     opt = nlopt.opt(nlopt.LD_LBFGS, len(x0))

@@ -8,6 +8,7 @@ off log-diagonals; its cost depends on the numbers of levels and fixed effects, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -222,6 +223,34 @@ class ProfiledObjective:
             return INFEASIBLE, np.zeros(self.layout.size)
         value, logdet_sums, residual_sums, reml_sums, r2, _ = parts
         return value, theta_gradient(self.layout, logdet_sums, residual_sums, reml_sums, r2, self._dof)
+
+    def gradient_into(self) -> Callable[[np.ndarray, np.ndarray], float] | None:
+        """θ, out ↦ the criterion, its gradient written into ``out`` (INFEASIBLE and zeros
+        where it cannot be evaluated): the compiled criterion's, for an optimiser that calls
+        it from a callback (None without a compiled criterion). Bound to this copy's arrays.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> from lmmfast.api import prepare
+        >>> model = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        >>> evaluate, gradient = model.objective.gradient_into(), np.zeros(3)
+        >>> value = evaluate(np.array([1.0, 0.0, 1.0]), gradient)
+        >>> bool(value == model.objective.value_and_gradient(np.array([1.0, 0.0, 1.0]))[0])
+        True
+        """
+        if self.envelope is None:
+            return None
+        compiled = self.envelope.gradient_evaluator(self.reml, self._dof, self._offset)
+
+        def evaluate(theta: np.ndarray, out: np.ndarray) -> float:
+            value = compiled(theta, out)
+            if math.isfinite(value):
+                return value
+            out[:] = 0.0
+            return INFEASIBLE
+
+        return evaluate
 
     def deviance_derivatives(self, theta: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """For the deviance not profiled over σ (the REML criterion for REML fits), D(θ, σ) =

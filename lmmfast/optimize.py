@@ -164,18 +164,18 @@ def _quasi_newton(
     initial_value: float,
     control: Control,
     lower: np.ndarray,
-    layout: ThetaLayout | None = None,
     canonical: Callable[[np.ndarray], np.ndarray] = lambda x: x,
+    compiled: tuple[ThetaLayout, Callable[[np.ndarray, np.ndarray], float]] | None = None,
 ) -> tuple[str, bool, tuple[np.ndarray, np.ndarray] | None, str]:
-    """L-BFGS-B (:func:`lmmfast.lbfgsb.run_lbfgsb`, with ``canonical``), or NLopt's L-BFGS
-    where θ's ``layout`` is given for cheap evaluations (:func:`lmmfast.lbfgsb.run_nlopt_lbfgs`),
+    """L-BFGS-B (:func:`lmmfast.lbfgsb.run_lbfgsb`, with ``canonical``), or NLopt's L-BFGS on
+    a ``compiled`` (θ's layout, gradient_into) criterion (:func:`lmmfast.lbfgsb.run_nlopt_lbfgs`),
     then BOBYQA from its best point should it stop unsettled. Returns (return code,
     converged, the gradient and inverse Hessian at the optimum where L-BFGS-B ended there,
     the algorithm's name)."""
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
-    if layout is not None:
+    if compiled is not None:
         algorithm = "NLOPT_LD_LBFGS"
-        return_code, converged = run_nlopt_lbfgs(recorder, x0, control, layout)
+        return_code, converged = run_nlopt_lbfgs(recorder, x0, control, *compiled)
     else:
         algorithm = "L-BFGS-B"
         return_code, converged, quasi_newton = run_lbfgsb(recorder, x0, initial_value, control, canonical)
@@ -203,7 +203,7 @@ def optimize_theta(
     value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None = None,
     control: Control | None = None,
     on_evaluation: Callable[[np.ndarray, float, float], None] | None = None,
-    cheap: bool = False,
+    gradient_into: Callable[[np.ndarray, np.ndarray], float] | None = None,
 ) -> OptSummary:
     """Minimise ``objective`` over θ with lme4's bounds and tolerances: by L-BFGS-B when
     ``value_and_gradient`` is given, else by BOBYQA.
@@ -235,6 +235,11 @@ def optimize_theta(
         (:class:`lmmfast.control.Control`'s defaults: lme4's ``nloptwrap``).
     on_evaluation : callable, optional
         Called after every evaluation with (θ, value, seconds), for progress reports.
+    gradient_into : callable, optional
+        θ, out ↦ criterion, the gradient written into ``out``: a compiled criterion's
+        (:meth:`lmmfast.objective.ProfiledObjective.gradient_into`), whose evaluations cost
+        microseconds; with ``value_and_gradient``, selects NLopt's L-BFGS instead of SciPy's
+        L-BFGS-B.
 
     Returns
     -------
@@ -260,7 +265,13 @@ def optimize_theta(
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     if value_and_gradient is not None:
         return_code, converged, quasi_newton, algorithm = _quasi_newton(
-            recorder, x0, initial_value, control, lower, layout if cheap else None, layout.canonical
+            recorder,
+            x0,
+            initial_value,
+            control,
+            lower,
+            layout.canonical,
+            None if gradient_into is None else (layout, gradient_into),
         )
     else:
         return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)

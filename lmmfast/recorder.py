@@ -43,7 +43,8 @@ class Recorder:
         self._best_with_gradient: tuple[np.ndarray, float, np.ndarray] | None = None
         self._stand_ins: dict[bytes, np.ndarray] = {}
 
-    def _record(self, x: np.ndarray, value: float, seconds: float) -> None:
+    def record(self, x: np.ndarray, value: float, seconds: float) -> None:
+        """Count and keep an evaluation at ``x`` an optimiser made itself (``seconds`` long)."""
         self.count += 1
         self.history.append((np.array(x, copy=True), value))
         self.seconds.append(seconds)
@@ -56,7 +57,7 @@ class Recorder:
     def __call__(self, x: np.ndarray, grad: np.ndarray) -> float:
         began = time.perf_counter()
         value = float(self.objective(x))
-        self._record(x, value, time.perf_counter() - began)
+        self.record(x, value, time.perf_counter() - began)
         return value
 
     def summary(
@@ -106,7 +107,7 @@ class Recorder:
         assert self.value_and_gradient is not None
         began = time.perf_counter()
         value, gradient = self.value_and_gradient(x)
-        self._record(x, float(value), time.perf_counter() - began)
+        self.record(x, float(value), time.perf_counter() - began)
         return float(value), gradient
 
     def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -121,7 +122,7 @@ class Recorder:
                 return known[1], known[2].copy()
         began = time.perf_counter()
         value, gradient = self.value_and_gradient(x)
-        self._record(x, float(value), time.perf_counter() - began)
+        self.record(x, float(value), time.perf_counter() - began)
         self._last = (np.array(x, copy=True), float(value), np.array(gradient, copy=True))
         if self._best_with_gradient is None or value < self._best_with_gradient[1]:
             self._best_with_gradient = self._last

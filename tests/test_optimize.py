@@ -171,8 +171,15 @@ def test_nlopt_lbfgs_falls_back_to_bobyqa_when_it_fails() -> None:
     def value_and_wrong_gradient(theta):
         return float((theta[0] - 2.0) ** 2), np.array([1.0])
 
+    def wrong_gradient_into(theta, out):
+        value, out[:] = value_and_wrong_gradient(theta)
+        return value
+
     summary = optimize_theta(
-        lambda t: (t[0] - 2.0) ** 2, layout, value_and_gradient=value_and_wrong_gradient, cheap=True
+        lambda t: (t[0] - 2.0) ** 2,
+        layout,
+        value_and_gradient=value_and_wrong_gradient,
+        gradient_into=wrong_gradient_into,
     )
     assert summary.algorithm == "NLOPT_LD_LBFGS+NLOPT_LN_BOBYQA"
     assert summary.final[0] == pytest.approx(2.0, abs=1e-4) and summary.converged

@@ -21,6 +21,7 @@ factor of the paths still gives the solution at the optimum and the analytic gra
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -285,6 +286,28 @@ class EnvelopeCriterion:
             offset,
             out,
         )
+
+    def gradient_evaluator(self, reml: bool, dof: float, offset: float) -> Callable[[np.ndarray, np.ndarray], float]:
+        """θ, out ↦ :meth:`value_and_gradient` with these settings, its arrays bound once: the
+        optimiser's call, whose every step from Python costs as much as the arithmetic.
+
+        Examples
+        --------
+        >>> import lmmfast
+        >>> from lmmfast.prepare import prepare
+        >>> objective = prepare("Yield ~ 1 + (1 | Batch)", lmmfast.datasets.load("dyestuff")).objective
+        >>> criterion = envelope_criterion(objective.cross_products, objective.layout)
+        >>> evaluate, gradient = criterion.gradient_evaluator(True, 29.0, 0.0), np.zeros(1)
+        >>> evaluate(np.array([0.75]), gradient) == criterion.value(np.array([0.75]), True, 29.0, 0.0)
+        True
+        """
+        structure = (self._positions, self._packed, self._omega, self._work, self._columns, self._q)
+        gradient_parts = (self._inverse, self._pointers, self._rows, self._parameters, self._p, reml, dof, offset)
+
+        def evaluate(theta: np.ndarray, out: np.ndarray) -> float:
+            return _criterion_value_and_gradient(theta, *structure, *gradient_parts, out)
+
+        return evaluate
 
     def solution(self, theta: np.ndarray) -> tuple[float, float, float, np.ndarray, np.ndarray, np.ndarray]:
         """(log|L_Z|², log|R_X|², r²) at ``theta`` with the solution [û; β̂] (the spherical
