@@ -12,7 +12,8 @@ from helpers import SLEEPSTUDY_SLOPES
 
 import lmmfast
 from lmmfast.factor.rank_update import available_cores
-from lmmfast.fit import fit_prepared, refit_ml, refit_response
+from lmmfast.fit import fit_estimates, fit_prepared, refit_ml, refit_response
+from lmmfast.objective import INFEASIBLE
 from lmmfast.prepare import prepare
 
 F = SLEEPSTUDY_SLOPES
@@ -22,6 +23,48 @@ def test_lmm_is_prepare_then_fit_prepared(sleep, fit) -> None:
     direct = fit_prepared(prepare(F, sleep))
     assert direct.objective == fit.objective and direct.n_evals == fit.n_evals
     np.testing.assert_array_equal(direct.theta, fit.theta)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "formula"),
+    [
+        ("sleepstudy", F),  # a compiled criterion
+        ("pastes", "strength ~ 1 + (1 | batch/cask)"),
+        ("kb07", "RTtrunc ~ S + P + (1 + S | subj) + (1 + P | item)"),  # on the factor
+    ],
+)
+def test_fit_estimates_are_the_fits_own(dataset, formula) -> None:
+    """Bootstrap replicates and many responses read fit_estimates: the same optimisation and
+    solve as fit_prepared, to the bit, without the result around them."""
+    model = prepare(formula, lmmfast.datasets.load(dataset))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
+        fit = fit_prepared(model, checks={"convergence": "ignore"})
+    estimates = fit_estimates(model)
+    assert estimates.objective == fit.objective and estimates.n_evals == fit.n_evals
+    assert estimates.sigma == fit.sigma and estimates.converged == fit.converged
+    assert estimates.singular == fit.singular
+    for name in ("beta", "beta_covariance", "theta"):
+        np.testing.assert_array_equal(getattr(estimates, name), getattr(fit, name), err_msg=name)
+
+
+def test_gradient_into_is_the_compiled_value_and_gradient(sleep) -> None:
+    objective = prepare(F, sleep).objective
+    evaluate = objective.gradient_into()
+    assert evaluate is not None
+    theta = np.array([0.9, 0.05, 0.25])
+    out = np.full(3, np.nan)
+    value = evaluate(theta, out)
+    expected_value, expected = objective.value_and_gradient(theta)
+    assert value == expected_value == objective(theta)
+    np.testing.assert_array_equal(out, expected)
+    # where the criterion cannot be evaluated: INFEASIBLE and no slope
+    cp = objective.cross_products
+    broken = objective.fresh(cross_products=dataclasses.replace(cp, XytXy=np.zeros_like(cp.XytXy)))
+    assert broken.gradient_into()(theta, out) == INFEASIBLE and out.tolist() == [0.0, 0.0, 0.0]
+    on_the_factor = objective.fresh()
+    on_the_factor.envelope = None
+    assert on_the_factor.gradient_into() is None
 
 
 def test_refits_run_the_convergence_check(fit) -> None:

@@ -434,3 +434,60 @@ def test_the_moment_start_from_cross_products_is_the_rows_own(formula) -> None:
         prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks, slopes=True
     )
     np.testing.assert_allclose(start, _moment_start_from_rows(prepared), rtol=1e-8, atol=1e-12)
+
+
+def _pseudo_huber_into(radius: float):
+    """The same function for NLopt's L-BFGS: θ, out ↦ value, the gradient written into out."""
+    value, value_and_gradient = _pseudo_huber_with_gradient_flipped_within(radius)
+
+    def gradient_into(theta, out):
+        result, out[:] = value_and_gradient(theta)
+        return result
+
+    return value, value_and_gradient, gradient_into
+
+
+def test_nlopt_lbfgs_failing_where_nothing_is_left_to_gain_has_converged() -> None:
+    value, value_and_gradient, gradient_into = _pseudo_huber_into(3e-4)
+    summary = optimize_theta(
+        value,
+        ThetaLayout.from_sizes([1, 1]),
+        start=np.array([0.2, 2.5]),
+        value_and_gradient=value_and_gradient,
+        gradient_into=gradient_into,
+    )
+    assert summary.algorithm == "NLOPT_LD_LBFGS" and summary.converged
+    assert "settled" in summary.return_code
+    assert summary.final == pytest.approx([1.0, 1.0], abs=3e-4)
+
+
+def test_nlopt_lbfgs_failing_far_from_the_optimum_hands_over_to_bobyqa() -> None:
+    value, value_and_gradient, gradient_into = _pseudo_huber_into(0.1)
+    summary = optimize_theta(
+        value,
+        ThetaLayout.from_sizes([1, 1]),
+        start=np.array([0.2, 2.5]),
+        value_and_gradient=value_and_gradient,
+        gradient_into=gradient_into,
+    )
+    assert summary.algorithm == "NLOPT_LD_LBFGS+NLOPT_LN_BOBYQA" and summary.converged
+    assert summary.final == pytest.approx([1.0, 1.0], abs=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::lmmfast.SingularFitWarning")
+def test_refits_whose_line_search_stalls_reach_bobyqas_optimum() -> None:
+    """pastes' refits often end with NLopt's line search sampling rounding (a variance at 0,
+    or a flat optimum): stopped after five such evaluations and settled by differences, they
+    end where BOBYQA does."""
+    data = lmmfast.datasets.load("pastes")
+    formula = "strength ~ 1 + (1 | batch/cask)"
+    fit = lmmfast.lmm(formula, data)
+    stalled = 0
+    for seed in range(10):
+        y = fit.simulate(1, seed=seed)[:, 0]
+        refit = fit.refit(y)
+        bobyqa = lmmfast.lmm(formula, data.assign(strength=y), optimizer="bobyqa")
+        stalled += refit.optsummary.return_code.startswith("STALLED (settled")
+        assert refit.converged and refit.optsummary.algorithm == "NLOPT_LD_LBFGS"
+        assert refit.objective <= bobyqa.objective * (1 + 1e-11)
+    assert stalled >= 2
