@@ -51,14 +51,18 @@ def _term_template(gram: np.ndarray, cross: np.ndarray, sigma2: float) -> np.nda
     matrix and residual cross-products; None where the levels cannot support one (fewer
     than two levels with a full-rank fit)."""
     k = gram.shape[1]
-    full_rank = np.linalg.matrix_rank(gram) == k
+    # one eigendecomposition per level gives the rank test (np.linalg.matrix_rank's
+    # tolerance), the inverse and the least-squares fit
+    values, vectors = np.linalg.eigh(gram)
+    full_rank = values[:, 0] > values[:, -1] * k * np.finfo(np.float64).eps
     if np.count_nonzero(full_rank) < 2:
         return None
-    gram, cross = gram[full_rank], cross[full_rank]
-    coefficients = np.linalg.solve(gram, cross[:, :, None])[:, :, 0]
+    values, vectors, cross = values[full_rank], vectors[full_rank], cross[full_rank]
+    inverse = (vectors / values[:, None, :]) @ vectors.transpose(0, 2, 1)
+    coefficients = (inverse @ cross[:, :, None])[:, :, 0]
     centered = coefficients - coefficients.mean(axis=0)  # np.cov's arithmetic, without its checks
     spread = (centered.T @ centered) * (1.0 / (len(centered) - 1))
-    covariance = spread - sigma2 * np.mean(np.linalg.inv(gram), axis=0)
+    covariance = spread - sigma2 * inverse.mean(axis=0)
     values, vectors = np.linalg.eigh(covariance / sigma2)
     values = np.maximum(values, EIGENVALUE_FLOOR)
     return np.linalg.cholesky((vectors * values) @ vectors.T)
