@@ -93,7 +93,8 @@ class ProfiledObjective:
     reml : bool
     envelope : EnvelopeCriterion, optional
         The whole criterion in one compiled call (:mod:`lmmfast.factor.envelope`), for small
-        models: evaluations use it, while the solution and the gradient come from the factor.
+        models: evaluations, gradients and the solution use it; the factor serves what
+        follows the fit (conditional variances, Satterthwaite's derivatives).
 
     Examples
     --------

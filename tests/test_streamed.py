@@ -45,8 +45,10 @@ def _quiet_fit(formula: str, data: object, **options) -> lmmfast.LmmResult:
 def _assert_same_fit(streamed: lmmfast.LmmResult, in_memory: lmmfast.LmmResult) -> None:
     assert streamed.objective == pytest.approx(in_memory.objective, rel=1e-10)
     np.testing.assert_allclose(streamed.beta, in_memory.beta, rtol=1e-6, atol=1e-6 * np.max(in_memory.stderr))
-    np.testing.assert_allclose(streamed.theta, in_memory.theta, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(streamed.stderr, in_memory.stderr, rtol=1e-6)
+    # θ and what follows from it to 1e-5: on a flat optimum (machines' factor slopes) sums in
+    # another order end 3e-6 of θ away at 5e-11 of the criterion, where BOBYQA ends 4e-5 away
+    np.testing.assert_allclose(streamed.theta, in_memory.theta, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(streamed.stderr, in_memory.stderr, rtol=1e-5)
     assert streamed.fixef_names == in_memory.fixef_names
     assert streamed.nobs == in_memory.nobs
     assert streamed.ngrps == in_memory.ngrps

@@ -13,9 +13,10 @@ work is Σ wᵢ² / 2 for rows of width wᵢ: a few microseconds for the designs
 everything (MixedModels.jl's "blocked" view of the same matrix): log|L_Z|², log|R_X|², and
 r² = L[-1, -1]².
 
-The criterion is built only where its estimated work is small (:data:`MAX_WORK`); larger
-models keep the factorisation paths, whose per-call overhead is then negligible. The
-factor of the paths still gives the solution at the optimum and the analytic gradient.
+The same factor gives the gradient (:mod:`lmmfast.factor.envelope_gradient`, in the same
+call) and, at the optimum, the solution [û; β̂], b = Λû and R_X. The criterion is built only
+where its estimated work is small (:data:`MAX_WORK`); larger models keep the factorisation
+paths, whose per-call overhead is then negligible.
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ def _criterion_value_and_gradient(
 
 
 class EnvelopeCriterion:
-    """log|L_Z|², log|R_X|² and r² at θ in one compiled call, for a small model.
+    """The profiled criterion of a small model, its gradient and its solution, each in one
+    compiled call.
 
     Built by :func:`envelope_criterion`; each copy has its own work array (:meth:`fresh`),
     so copies can run in different threads.
