@@ -118,7 +118,7 @@ class ProfiledObjective:
         self.factor = factor
         self.reml = reml
         self.envelope = envelope
-        #: the compiled criterion's dof and constant term (:meth:`_value`'s)
+        #: the criterion's degrees of freedom and constant term (:meth:`_value`'s)
         self._dof = float(cross_products.n - cross_products.p if reml else cross_products.n)
         self._offset = -float(cross_products.sum_log_weights)
 
@@ -176,11 +176,10 @@ class ProfiledObjective:
 
     def _value(self, logdet_L: float, logdet_RX: float, r2: float) -> float:
         """log|L|² + dof (1 + log(2π r²/dof)) − Σ log w [+ log|R_X|² for REML]."""
-        cp = self.cross_products
-        dof = cp.n - cp.p if self.reml else cp.n
         if not r2 > 0.0:  # a perfect fit, or r² underflowed
             return math.inf
-        value = logdet_L + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof)) - cp.sum_log_weights
+        dof = self._dof
+        value = logdet_L + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof)) + self._offset
         return value + logdet_RX if self.reml else value
 
     def __call__(self, theta: np.ndarray) -> float:
