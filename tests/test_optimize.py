@@ -436,40 +436,32 @@ def test_the_moment_start_from_cross_products_is_the_rows_own(formula) -> None:
     np.testing.assert_allclose(start, _moment_start_from_rows(prepared), rtol=1e-8, atol=1e-12)
 
 
-def _pseudo_huber_into(radius: float):
-    """The same function for NLopt's L-BFGS: θ, out ↦ value, the gradient written into out."""
+def _nlopt_on_pseudo_huber(radius: float):
+    """NLopt's L-BFGS (a ``gradient_into``) on the same function, from (0.2, 2.5)."""
     value, value_and_gradient = _pseudo_huber_with_gradient_flipped_within(radius)
 
     def gradient_into(theta, out):
         result, out[:] = value_and_gradient(theta)
         return result
 
-    return value, value_and_gradient, gradient_into
-
-
-def test_nlopt_lbfgs_failing_where_nothing_is_left_to_gain_has_converged() -> None:
-    value, value_and_gradient, gradient_into = _pseudo_huber_into(3e-4)
-    summary = optimize_theta(
+    return optimize_theta(
         value,
         ThetaLayout.from_sizes([1, 1]),
         start=np.array([0.2, 2.5]),
         value_and_gradient=value_and_gradient,
         gradient_into=gradient_into,
     )
+
+
+def test_nlopt_lbfgs_failing_where_nothing_is_left_to_gain_has_converged() -> None:
+    summary = _nlopt_on_pseudo_huber(3e-4)
     assert summary.algorithm == "NLOPT_LD_LBFGS" and summary.converged
     assert "settled" in summary.return_code
     assert summary.final == pytest.approx([1.0, 1.0], abs=3e-4)
 
 
 def test_nlopt_lbfgs_failing_far_from_the_optimum_hands_over_to_bobyqa() -> None:
-    value, value_and_gradient, gradient_into = _pseudo_huber_into(0.1)
-    summary = optimize_theta(
-        value,
-        ThetaLayout.from_sizes([1, 1]),
-        start=np.array([0.2, 2.5]),
-        value_and_gradient=value_and_gradient,
-        gradient_into=gradient_into,
-    )
+    summary = _nlopt_on_pseudo_huber(0.1)
     assert summary.algorithm == "NLOPT_LD_LBFGS+NLOPT_LN_BOBYQA" and summary.converged
     assert summary.final == pytest.approx([1.0, 1.0], abs=1e-4)
 
