@@ -16,6 +16,7 @@ import numpy as np
 
 from lmmfast.control import Control
 from lmmfast.convergence import check_convergence
+from lmmfast.objective import INFEASIBLE
 from lmmfast.parameters import ThetaLayout
 from lmmfast.recorder import Recorder
 
@@ -308,6 +309,9 @@ def run_nlopt_lbfgs(
         return_code = NLOPT_RESULT_NAMES.get(code, str(code))
     assert recorder.best_x is not None
     recorder.best_x = layout.canonical(recorder.best_x)
+    if recorder.best_f >= INFEASIBLE:
+        # flat at INFEASIBLE, with no slope to follow, is not an optimum: BOBYQA searches on
+        return return_code, False
     if not converged and control.max_evaluations - recorder.count >= 2 * len(x0):
         check = check_convergence(
             lambda theta: recorder(theta, np.empty(0)), layout, recorder.best_x, recorder.best_f, None, SETTLED_DECREASE

@@ -483,3 +483,27 @@ def test_refits_whose_line_search_stalls_reach_bobyqas_optimum() -> None:
         assert refit.converged and refit.optsummary.algorithm == "NLOPT_LD_LBFGS"
         assert refit.objective <= bobyqa.objective * (1 + 1e-11)
     assert stalled >= 2
+
+
+def test_nlopt_lbfgs_hands_an_infeasible_start_to_bobyqa() -> None:
+    """Where nothing near the start can be evaluated the slope is 0, which NLopt's L-BFGS
+    would take for an optimum; BOBYQA searches on instead."""
+    from lmmfast.objective import INFEASIBLE
+
+    def value_and_gradient(theta):
+        if theta[0] > 5.0:
+            return INFEASIBLE, np.zeros(1)
+        return float((theta[0] - 1.0) ** 2), np.array([2.0 * (theta[0] - 1.0)])
+
+    def gradient_into(theta, out):
+        result, out[:] = value_and_gradient(theta)
+        return result
+
+    summary = optimize_theta(
+        lambda t: value_and_gradient(t)[0],
+        ThetaLayout.from_sizes([1]),
+        start=np.array([8.0]),
+        value_and_gradient=value_and_gradient,
+        gradient_into=gradient_into,
+    )
+    assert summary.algorithm == "NLOPT_LD_LBFGS+NLOPT_LN_BOBYQA"
