@@ -25,12 +25,13 @@ class Control:
     Parameters
     ----------
     optimizer : {"auto", "bobyqa", "lbfgsb"}
-        BOBYQA (derivative-free, as lme4), L-BFGS-B with the analytic gradient, or chosen
-        from the model's size (linear models) or whether the deviance has a gradient
-        (generalized models: canonical links with ``nagq`` 0 or 1).
+        BOBYQA (derivative-free, as lme4), a quasi-Newton method with the analytic gradient
+        (SciPy's L-BFGS-B; NLopt's L-BFGS where the criterion is compiled), or chosen from
+        the model (linear models: a compiled criterion or the model's size) or from whether
+        the deviance has a gradient (generalized models: canonical links with ``nagq`` 0 or 1).
     ftol_abs, ftol_rel, xtol_abs : float
         NLopt's stopping rules for BOBYQA (lme4's ``nloptwrap`` defaults); ``ftol_abs`` also
-        stops L-BFGS-B, together with a relative floor for large objectives.
+        stops the quasi-Newton methods, together with a relative floor for large objectives.
     max_evaluations : int
         The most evaluations of the objective one fit may use.
     restarts : int
