@@ -225,8 +225,8 @@ NLOPT_RESULT_NAMES = {
     nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",
 }
 
-#: Corrections NLopt's L-BFGS keeps. Its default heuristic made every run of a 3-parameter
-#: problem about three times as long (about 220 µs against 60–100 µs for ten evaluations).
+#: Corrections NLopt's L-BFGS keeps: set, because its default heuristic costs more than a
+#: small model's whole run.
 NLOPT_LBFGS_MEMORY = 10
 
 
@@ -249,8 +249,8 @@ def run_nlopt_lbfgs(
     """NLopt's L-BFGS from ``x0`` on a compiled criterion (``gradient_into``: θ, out ↦ value,
     the gradient written into out), unbounded as :func:`run_lbfgsb` (``layout.canonical``
     maps its best point into the bounds). Its callback costs about as much as such an
-    evaluation, where SciPy's wrapper costs some fifty microseconds, so each evaluation is
-    one call from it into the compiled code, recorded as it goes.
+    evaluation, where SciPy's wrapper costs about ten of them, so each evaluation is one
+    call from it into the compiled code, recorded as it goes.
 
     Where it stalls (``STALLED_EVALUATIONS``) or fails, the best point counts as converged
     when central differences there (:func:`lmmfast.convergence.check_convergence`, 2 per θ)

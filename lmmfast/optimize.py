@@ -6,7 +6,7 @@ L-BFGS on a compiled criterion, whose evaluations cost less than SciPy's wrapper
 :func:`choose_optimizer` picks the quasi-Newton method when the criterion is compiled or
 the model has many variance parameters, many random effects or an expensive factorisation,
 where it needs a fraction of BOBYQA's evaluations (kb07 with 20 θ: 50 evaluations against
-930; InstEval: 11 against 83; sleepstudy: about 15 against 60).
+930; InstEval: 11 against 83; sleepstudy: 22 against 63).
 """
 
 from __future__ import annotations
