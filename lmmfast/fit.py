@@ -72,6 +72,7 @@ def fit_prepared(
     *,
     progress: bool | None = None,
     verbose: bool = False,
+    curvature: np.ndarray | None = None,
 ) -> LmmFit:
     """Fit a prepared model: optimise θ, check the optimum, and build the result.
 
@@ -93,6 +94,9 @@ def fit_prepared(
         A progress bar: always (True), never (False), or once the fit turns out slow (None).
     verbose : bool, default False
         Print the engine plan and every evaluation (lme4's ``verbose``).
+    curvature : numpy.ndarray, optional
+        The diagonal curvature at a nearby optimum, from the convergence check of the fit a
+        refit starts from (:func:`optimize_theta`'s).
 
     Returns
     -------
@@ -115,7 +119,7 @@ def fit_prepared(
     monitor = FitMonitor(progress, verbose)
     monitor.start(objective.describe())
     with blas_threads_for(objective), contextlib.closing(monitor):
-        record = _optimize(model, start, None if monitor.silent else monitor.evaluation)
+        record = _optimize(model, start, None if monitor.silent else monitor.evaluation, curvature)
         convergence = None
         if record.converged and actions["convergence"] != "ignore":
             quasi_newton = None
@@ -138,9 +142,11 @@ def _optimize(
     model: PreparedModel,
     start: np.ndarray | None,
     on_evaluation: Callable[[np.ndarray, float, float], None] | None,
+    curvature: np.ndarray | None = None,
 ) -> OptSummary:
     """Optimise θ for ``model`` (which owns its objective's copy) from ``start`` (default:
-    :func:`lmmfast.start.initial_theta`): the optimisation every fit runs."""
+    :func:`lmmfast.start.initial_theta`; ``curvature``: a nearby optimum's, as
+    :func:`lmmfast.optimize.optimize_theta` takes it): the optimisation every fit runs."""
     objective, control = model.objective, model.control
     value_and_gradient = gradient_for(objective, control.optimizer)
     if start is None:
@@ -159,6 +165,7 @@ def _optimize(
         control=control,
         on_evaluation=on_evaluation,
         gradient_into=objective.gradient_into() if value_and_gradient is not None else None,
+        curvature=curvature,
     )
     if record.final_objective >= INFEASIBLE:
         raise ModelError(
@@ -199,7 +206,9 @@ class Estimates:
     singular: bool
 
 
-def fit_estimates(prepared: PreparedModel, start: np.ndarray | None = None) -> Estimates:
+def fit_estimates(
+    prepared: PreparedModel, start: np.ndarray | None = None, curvature: np.ndarray | None = None
+) -> Estimates:
     """The estimates :func:`fit_prepared` would give, by the same optimisation and solve,
     without the result around them (fitted values, residuals, the term tables) and without
     checks or warnings: its callers report failed fits together.
@@ -216,7 +225,7 @@ def fit_estimates(prepared: PreparedModel, start: np.ndarray | None = None) -> E
     objective = prepared.objective.fresh(prepared.control.threads)
     model = replace(prepared, objective=objective)
     with blas_threads_for(objective):
-        record = _optimize(model, start, None)
+        record = _optimize(model, start, None, curvature)
         solution = _solve(model, record)
     theta = record.final
     return Estimates(
@@ -386,4 +395,13 @@ def refit_response(
     >>> abs(refit_response(fit, fit.model.fixed.y).objective - fit.objective) < 1e-6
     True
     """
-    return fit_prepared(with_response(fit.model, y), start=fit.theta, checks=checks, progress=progress)
+    return fit_prepared(
+        with_response(fit.model, y), start=fit.theta, checks=checks, progress=progress, curvature=curvature_of(fit)
+    )
+
+
+def curvature_of(fit: LmmFit) -> np.ndarray | None:
+    """The diagonal curvature the fit's convergence check measured at its optimum (None
+    where the check took L-BFGS-B's curvature instead, or did not run): how a refit from its
+    θ̂ scales θ."""
+    return None if fit.convergence is None else fit.convergence.curvature

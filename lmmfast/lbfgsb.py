@@ -239,12 +239,38 @@ NLOPT_LBFGS_MEMORY = 10
 STALLED_EVALUATIONS = 5
 
 
+def curvature_steps(curvature: np.ndarray | None) -> np.ndarray | None:
+    """Per-θ scales for a quasi-Newton run from a nearby optimum's diagonal curvature (the
+    convergence check's central differences at the fit a refit starts from): 1/√c, so that
+    the run's unit first step is that diagonal's Newton step. Each step, scale² = 1/c, is
+    kept within ``FIRST_STEP_RANGE`` as the probe's is; entries the check did not measure (a
+    θ on the boundary) take the others' geometric mean. None where nothing was measured.
+
+    Examples
+    --------
+    >>> curvature_steps(np.array([4.0, np.nan, 1e6])).round(4).tolist()
+    [0.5, 0.1257, 0.0316]
+    >>> curvature_steps(np.array([np.nan])) is None
+    True
+    """
+    if curvature is None:
+        return None
+    curvature = np.asarray(curvature, dtype=np.float64)
+    measured = np.isfinite(curvature) & (curvature > 0.0)
+    if not measured.any():
+        return None
+    steps = np.clip(1.0 / np.where(measured, curvature, 1.0), *FIRST_STEP_RANGE)
+    steps[~measured] = np.exp(np.mean(np.log(steps[measured])))
+    return np.sqrt(steps)
+
+
 def run_nlopt_lbfgs(
     recorder: Recorder,
     x0: np.ndarray,
     control: Control,
     layout: ThetaLayout,
     gradient_into: Callable[[np.ndarray, np.ndarray], float],
+    scale: np.ndarray | None = None,
 ) -> tuple[str, bool]:
     """NLopt's L-BFGS from ``x0`` on a compiled criterion (``gradient_into``: θ, out ↦ value,
     the gradient written into out), unbounded as :func:`run_lbfgsb` (``layout.canonical``
@@ -262,8 +288,10 @@ def run_nlopt_lbfgs(
     assert known is not None and np.array_equal(known[0], x0)
     # NLopt's first step, like L-BFGS-B's, is a unit step down the gradient: in φ = θ / step it
     # is as long as the probe says (the first step from sleepstudy's moment start otherwise
-    # overshoots to θ ≈ 50 and takes six evaluations to come back)
-    step = _first_step_length(recorder, x0, known[1], known[2])
+    # overshoots to θ ≈ 50 and takes six evaluations to come back) or, given a nearby
+    # optimum's ``scale`` (:func:`curvature_steps`), its diagonal Newton step, which also
+    # evens out θ's scales for the quasi-Newton updates
+    step = _first_step_length(recorder, x0, known[1], known[2]) if scale is None else scale
     phi0 = x0 / step
     stalled = 0
     started = False

@@ -19,7 +19,7 @@ import numpy as np
 
 from lmmfast.control import Control
 from lmmfast.factor.base import MAX_GRADIENT_COST
-from lmmfast.lbfgsb import NLOPT_RESULT_NAMES, run_lbfgsb, run_nlopt_lbfgs
+from lmmfast.lbfgsb import NLOPT_RESULT_NAMES, curvature_steps, run_lbfgsb, run_nlopt_lbfgs
 from lmmfast.optsummary import OptSummary
 from lmmfast.parameters import ThetaLayout
 from lmmfast.recorder import Recorder
@@ -165,13 +165,13 @@ def _quasi_newton(
     control: Control,
     lower: np.ndarray,
     canonical: Callable[[np.ndarray], np.ndarray] = lambda x: x,
-    compiled: tuple[ThetaLayout, Callable[[np.ndarray, np.ndarray], float]] | None = None,
+    compiled: tuple[ThetaLayout, Callable[[np.ndarray, np.ndarray], float], np.ndarray | None] | None = None,
 ) -> tuple[str, bool, tuple[np.ndarray, np.ndarray] | None, str]:
     """L-BFGS-B (:func:`lmmfast.lbfgsb.run_lbfgsb`, with ``canonical``), or NLopt's L-BFGS on
-    a ``compiled`` (θ's layout, gradient_into) criterion (:func:`lmmfast.lbfgsb.run_nlopt_lbfgs`),
-    then BOBYQA from its best point should it stop unsettled. Returns (return code,
-    converged, the gradient and inverse Hessian at the optimum where L-BFGS-B ended there,
-    the algorithm's name)."""
+    a ``compiled`` (θ's layout, gradient_into, per-θ scales or None) criterion
+    (:func:`lmmfast.lbfgsb.run_nlopt_lbfgs`), then BOBYQA from its best point should it
+    stop unsettled. Returns (return code, converged, the gradient and inverse Hessian at the
+    optimum where L-BFGS-B ended there, the algorithm's name)."""
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     if compiled is not None:
         algorithm = "NLOPT_LD_LBFGS"
@@ -204,6 +204,7 @@ def optimize_theta(
     control: Control | None = None,
     on_evaluation: Callable[[np.ndarray, float, float], None] | None = None,
     gradient_into: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    curvature: np.ndarray | None = None,
 ) -> OptSummary:
     """Minimise ``objective`` over θ with lme4's bounds and tolerances: by L-BFGS-B when
     ``value_and_gradient`` is given, else by BOBYQA.
@@ -240,6 +241,10 @@ def optimize_theta(
         (:meth:`lmmfast.objective.ProfiledObjective.gradient_into`), whose evaluations cost
         microseconds; with ``value_and_gradient``, selects NLopt's L-BFGS instead of SciPy's
         L-BFGS-B.
+    curvature : numpy.ndarray, optional
+        The diagonal curvature of a nearby optimum (the convergence check of the fit a refit
+        starts from): NLopt's L-BFGS then scales θ by it (:func:`lmmfast.lbfgsb.curvature_steps`)
+        instead of probing for its first step.
 
     Returns
     -------
@@ -271,7 +276,7 @@ def optimize_theta(
             control,
             lower,
             layout.canonical,
-            None if gradient_into is None else (layout, gradient_into),
+            None if gradient_into is None else (layout, gradient_into, curvature_steps(curvature)),
         )
     else:
         return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)

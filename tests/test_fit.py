@@ -158,3 +158,35 @@ def test_a_fit_cannot_change_how_the_model_was_prepared(sleep) -> None:
         fit_prepared(prepared, control=lmmfast.Control(factorization="cholmod"))
     tighter = fit_prepared(prepared, control=lmmfast.Control(ftol_abs=1e-10))
     assert tighter.optsummary.control.ftol_abs == 1e-10
+
+
+def test_refits_scale_theta_by_the_fits_own_curvature(sleep, fit) -> None:
+    """A refit starts at θ̂ with θ scaled by the curvature the fit's convergence check
+    measured there: the same optimum as an unscaled run, in fewer evaluations."""
+    assert fit.convergence is not None and np.all(fit.convergence.curvature > 0)
+    scaled_evals = unscaled_evals = 0
+    for seed in range(10):
+        y = fit.simulate(1, seed=seed)[:, 0]
+        scaled = refit_response(fit, y)
+        unscaled = fit_prepared(prepare(F, sleep.assign(Reaction=y)), start=fit.theta)
+        assert scaled.objective == pytest.approx(unscaled.objective, rel=1e-10)
+        np.testing.assert_allclose(scaled.theta, unscaled.theta, rtol=0, atol=1e-5 * np.abs(unscaled.theta).max())
+        scaled_evals += scaled.n_evals
+        unscaled_evals += unscaled.n_evals
+    assert scaled_evals < 0.8 * unscaled_evals
+
+
+def test_curvature_of_a_fit_without_a_measured_one_is_none(sleep) -> None:
+    from lmmfast.fit import curvature_of
+    from lmmfast.lbfgsb import curvature_steps
+
+    unchecked = lmmfast.lmm(F, sleep, checks={"convergence": "ignore"})
+    assert curvature_of(unchecked) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
+        on_the_factor = lmmfast.lmm(
+            "RTtrunc ~ S + P + (1 + S | subj) + (1 + P | item)", lmmfast.datasets.load("kb07"), optimizer="lbfgsb"
+        )
+    assert on_the_factor.engine.envelope_size == 0 and on_the_factor.optsummary.algorithm == "L-BFGS-B"
+    curvature = curvature_of(on_the_factor)  # L-BFGS-B's own curvature served the check: none measured
+    assert curvature is not None and curvature_steps(curvature) is None

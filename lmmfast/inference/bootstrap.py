@@ -22,7 +22,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from lmmfast.errors import ArgumentError, ConvergenceWarning
-from lmmfast.fit import assemble, fit_estimates
+from lmmfast.fit import assemble, curvature_of, fit_estimates
 from lmmfast.prepare import with_response
 from lmmfast.validation import check_count
 
@@ -74,7 +74,7 @@ def _replicate_row(fit: LmmFit, seed: np.random.SeedSequence) -> tuple[np.ndarra
     """One replicate: estimates (β, σ, θ, objective) of the refit to a simulated response,
     and whether that refit converged (singular replicates are expected and not reported)."""
     model = fit.model
-    replicate = fit_estimates(with_response(model, simulate(fit, 1, seed)[:, 0]), start=fit.theta)
+    replicate = fit_estimates(with_response(model, simulate(fit, 1, seed)[:, 0]), fit.theta, curvature_of(fit))
     row = np.concatenate([replicate.beta, [replicate.sigma], replicate.theta, [replicate.objective]])
     return row, replicate.converged
 
@@ -232,11 +232,16 @@ def report_failed_replicates(results: list[tuple[np.ndarray, bool]], what: str, 
 
 def _single_threaded(fit: LmmFit) -> LmmFit:
     """The fit with its model prepared for one thread everywhere, re-assembled at θ̂ under
-    one BLAS thread: the numbers then cannot depend on how many processes share the work."""
+    one BLAS thread: the numbers then cannot depend on how many processes share the work.
+    Its convergence check stays, whose curvature scales the replicates' runs."""
     model = fit.model
     control = replace(model.control, threads=1)
     objective = model.objective.fresh(control.threads)
-    return assemble(replace(model, control=control, objective=objective), replace(fit.optsummary, control=control))
+    return assemble(
+        replace(model, control=control, objective=objective),
+        replace(fit.optsummary, control=control),
+        fit.convergence,
+    )
 
 
 def bootstrap(
