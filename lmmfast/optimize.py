@@ -52,7 +52,7 @@ def choose_optimizer(
     """``"lbfgsb"`` where the gradient exists and pays for itself, else ``"bobyqa"``.
 
     A compiled criterion (:mod:`lmmfast.factor.envelope`) has a compiled gradient, which
-    costs about two evaluations and saves four fifths of them. On the factor, small models
+    costs about two evaluations and saves most of them. On the factor, small models
     are as fast by BOBYQA, lme4's own optimiser: their evaluations cost less than the
     fixed overhead of a gradient. Nor does a gradient that costs more than
     ``MAX_GRADIENT_COST`` evaluations pay: L-BFGS-B needs about a sixth of BOBYQA's

@@ -101,15 +101,6 @@ class Recorder:
         """The last (point, value, gradient) :meth:`with_gradient` evaluated, if any."""
         return self._last
 
-    def evaluate_with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """The value and gradient at ``x``, evaluated and recorded: for optimisers whose line
-        search never asks for points closer than the objective resolves."""
-        assert self.value_and_gradient is not None
-        began = time.perf_counter()
-        value, gradient = self.value_and_gradient(x)
-        self.record(x, float(value), time.perf_counter() - began)
-        return float(value), gradient
-
     def with_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """The value and gradient at ``x`` for SciPy's L-BFGS-B: recorded, or answered from a
         known point the objective cannot tell ``x`` from (:func:`_indistinguishable`)."""

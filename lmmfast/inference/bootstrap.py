@@ -73,8 +73,7 @@ def simulate_model(
 def _replicate_row(fit: LmmFit, seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
     """One replicate: estimates (β, σ, θ, objective) of the refit to a simulated response,
     and whether that refit converged (singular replicates are expected and not reported)."""
-    model = fit.model
-    replicate = fit_estimates(with_response(model, simulate(fit, 1, seed)[:, 0]), fit.theta, curvature_of(fit))
+    replicate = fit_estimates(with_response(fit.model, simulate(fit, 1, seed)[:, 0]), fit.theta, curvature_of(fit))
     row = np.concatenate([replicate.beta, [replicate.sigma], replicate.theta, [replicate.objective]])
     return row, replicate.converged
 
@@ -105,11 +104,10 @@ def collector_sparing() -> Iterator[None]:
     collections while the block runs (:func:`gc.freeze`), and hand them back after it.
 
     A full collection scans every object the process holds — numba's, SciPy's and pandas'
-    modules are about half a million, 0.2 s to scan — and the many short-lived objects of a
-    loop of small fits, promoted by the young collections they outlive, trigger one every
-    thousand fits or so: a sixth of a bootstrap's time. The loop's own objects are still
-    collected. A process that froze objects itself is left as it is (unfreezing would undo
-    its freeze).
+    modules are about half a million — and the many short-lived objects of a loop of small
+    fits, promoted by the young collections they outlive, trigger one every few thousand
+    fits, each as long as some hundreds of them. The loop's own objects are still collected.
+    A process that froze objects itself is left as it is (unfreezing would undo its freeze).
 
     Examples
     --------
