@@ -368,7 +368,8 @@ def _report_checks(
 
 
 def refit_ml(fit: LmmFit, checks: Mapping[str, str] | None = None) -> LmmFit:
-    """The fit's model by maximum likelihood (the fit itself if it already is), from its θ̂.
+    """The fit's model by maximum likelihood (the fit itself if it already is), from its θ̂
+    scaled by its curvature there (:func:`curvature_of`: REML's and ML's barely differ).
 
     Examples
     --------
@@ -379,7 +380,7 @@ def refit_ml(fit: LmmFit, checks: Mapping[str, str] | None = None) -> LmmFit:
     """
     if not fit.reml:
         return fit
-    return fit_prepared(with_reml(fit.model, False), start=fit.theta, checks=checks)
+    return fit_prepared(with_reml(fit.model, False), start=fit.theta, checks=checks, curvature=curvature_of(fit))
 
 
 def refit_response(
