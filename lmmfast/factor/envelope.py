@@ -184,6 +184,14 @@ def _criterion_value_and_gradient(
     return _profiled_value(logdet_z, logdet_x, r2, reml, dof, offset)
 
 
+#: What :func:`_criterion_value_and_gradient` takes after θ and before the settings: positions,
+#: packed templates, Ω, the factor's work array, the columns' structure, q, the inverse's work
+#: array, the envelope by columns (pointers, rows), θ's parameters, p.
+_KernelArrays = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int
+]
+
+
 class EnvelopeCriterion:
     """The profiled criterion of a small model, its gradient and its solution, each in one
     compiled call.
@@ -270,8 +278,12 @@ class EnvelopeCriterion:
         >>> gradient.round(4).tolist()
         [-1.6201]
         """
-        return _criterion_value_and_gradient(
-            theta,
+        return _criterion_value_and_gradient(theta, *self._kernel_arrays(), reml, dof, offset, out)
+
+    def _kernel_arrays(self) -> _KernelArrays:
+        """This copy's arrays in the order :func:`_criterion_value_and_gradient` takes them
+        after θ (the structure, the numbers, the gradient's work space)."""
+        return (
             self._positions,
             self._packed,
             self._omega,
@@ -283,10 +295,6 @@ class EnvelopeCriterion:
             self._rows,
             self._parameters,
             self._p,
-            reml,
-            dof,
-            offset,
-            out,
         )
 
     def gradient_evaluator(self, reml: bool, dof: float, offset: float) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -303,11 +311,10 @@ class EnvelopeCriterion:
         >>> evaluate(np.array([0.75]), gradient) == criterion.value(np.array([0.75]), True, 29.0, 0.0)
         True
         """
-        structure = (self._positions, self._packed, self._omega, self._work, self._columns, self._q)
-        gradient_parts = (self._inverse, self._pointers, self._rows, self._parameters, self._p, reml, dof, offset)
+        arguments = (*self._kernel_arrays(), reml, dof, offset)
 
         def evaluate(theta: np.ndarray, out: np.ndarray) -> float:
-            return _criterion_value_and_gradient(theta, *structure, *gradient_parts, out)
+            return _criterion_value_and_gradient(theta, *arguments, out)
 
         return evaluate
 
