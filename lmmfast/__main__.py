@@ -1,3 +1,3 @@
-from lmmfast.cli import main
+from lmmfast.cli import command
 
-raise SystemExit(main())
+command()

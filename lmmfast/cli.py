@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import json
 import sys
 import warnings
@@ -408,5 +409,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def command() -> None:
+    """The installed ``lmmfast`` command: :func:`main`, then the process's exit.
+
+    The objects left at exit (about half a million, most of them the imported libraries') are
+    moved out of the collector's reach first: Python's final collection would otherwise scan
+    them all, which took a fifth of a small fit's whole run (0.3 s of 1.6 s). The output is
+    flushed before, and nothing of lmmfast's needs collecting at exit.
+    """
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.freeze()
+    raise SystemExit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    command()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import lmmfast
-from lmmfast.cli import main
+from lmmfast.cli import command, main
 
 
 def test_summary_for_a_bundled_dataset(capsys) -> None:
@@ -18,6 +20,25 @@ def test_summary_for_a_bundled_dataset(capsys) -> None:
     out = capsys.readouterr().out
     assert "REML criterion at convergence: 1743.6" in out
     assert "Number of obs: 180, groups:  Subject, 18" in out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "status"),
+    [(["fit", "sleepstudy", "Reaction ~ Days + (1 | Subject)"], 0), (["fit", "nosuch", "y ~ x"], 2)],
+)
+def test_the_installed_command_exits_with_the_status_of_main(monkeypatch, capsys, arguments, status) -> None:
+    monkeypatch.setattr(sys, "argv", ["lmmfast", *arguments])
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            command()
+        # what is left is out of the final collection's reach
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert exit_.value.code == status
+    captured = capsys.readouterr()
+    assert ("REML criterion at convergence" in captured.out) == (status == 0)
+    assert ("is neither a file nor a bundled dataset" in captured.err) == (status == 2)
 
 
 def test_json_has_the_contract_fields(capsys) -> None:

@@ -22,6 +22,10 @@ RANK_TOLERANCE = 1e-7
 #: keeps every column more than 1e-6 away from the span of the earlier ones.
 GRAM_RANK_TOLERANCE = 1e-12
 
+#: formulaic builds model matrices as numpy arrays: a pandas frame of them would cost a third
+#: of a small model's matrix time, and the column names are in the model spec anyway.
+MATRIX_OUTPUT = "numpy"
+
 
 @dataclass(frozen=True)
 class FixedDesign:
@@ -126,7 +130,7 @@ def _non_numeric_response_message(response: str, column: pd.Series) -> str:
     )
 
 
-def _response(frame: pd.DataFrame, response: str, lhs: pd.DataFrame | None) -> np.ndarray:
+def _response(frame: pd.DataFrame, response: str, lhs: np.ndarray | pd.DataFrame | None) -> np.ndarray:
     if response in frame.columns:
         column = frame[response]
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
@@ -205,7 +209,7 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str, *, whole:
     """
     try:
         with np.errstate(all="ignore"):  # inf·0 in a product column is reported below, in words
-            matrices = model_matrix(parsed(f"{response} ~ {fixed}"), frame, na_action="raise")
+            matrices = model_matrix(parsed(f"{response} ~ {fixed}"), frame, na_action="raise", output=MATRIX_OUTPUT)
     except Exception as exc:  # formulaic raises many types; the cause is always the formula
         raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
     lhs, rhs = matrices.lhs, matrices.rhs
@@ -213,7 +217,7 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str, *, whole:
     if whole:
         check_not_constant(response, float(np.min(y)), float(np.max(y)))
     X = np.asarray(rhs, dtype=np.float64)
-    names = tuple(plain_name(str(c)) for c in rhs.columns)
+    names = tuple(plain_name(str(c)) for c in rhs.model_spec.column_names)
     finite = np.isfinite(X).all(axis=0)
     if not finite.all():
         bad = names[int(np.flatnonzero(~finite)[0])]

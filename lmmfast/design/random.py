@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from formulaic import model_matrix
 
 from lmmfast.design.encoding import TermEncoding, level_labels
+from lmmfast.design.fixed import MATRIX_OUTPUT
 from lmmfast.errors import DataError, FormulaError, ModelError
 from lmmfast.formula import RandomTermSpec
 from lmmfast.formula.cache import parsed
@@ -157,13 +158,14 @@ def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarr
 def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray, tuple[str, ...], object]:
     try:
         with np.errstate(all="ignore"):  # non-finite columns are reported below, in words
-            matrix = model_matrix(parsed(spec.expr), frame, na_action="raise")
+            matrix = model_matrix(parsed(spec.expr), frame, na_action="raise", output=MATRIX_OUTPUT)
     except Exception as exc:
         raise FormulaError(f"The random term {spec.source} could not be built from {spec.expr!r}: {exc}") from exc
     values = np.asarray(matrix, dtype=np.float64)
     if values.shape[1] == 0:
         raise FormulaError(f"The random term {spec.source} has no columns; write (1 | g) for an intercept.")
-    names = tuple("(Intercept)" if str(c) == "Intercept" else plain_name(str(c)) for c in matrix.columns)
+    columns = matrix.model_spec.column_names
+    names = tuple("(Intercept)" if str(c) == "Intercept" else plain_name(str(c)) for c in columns)
     finite = np.isfinite(values).all(axis=0)
     if not finite.all():
         bad = names[int(np.flatnonzero(~finite)[0])]
