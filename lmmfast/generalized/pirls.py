@@ -135,6 +135,9 @@ class Pirls:
         self._no_columns = np.empty((len(response.y), 0))
         #: the modes of the last evaluation, where the next one starts (None: from u = 0)
         self.last_u: np.ndarray | None = None
+        #: the last solve's question and answer, while the buffers and the factor still hold
+        #: its state (:meth:`evaluate_rows` forgets it)
+        self._last_solve: tuple[bytes, Mode] | None = None
 
     def fresh(self, max_threads: int | None = None) -> Pirls:
         """The same PIRLS with a factor and buffers of its own (another thread or fit)."""
@@ -163,6 +166,7 @@ class Pirls:
 
     def evaluate_rows(self, eta: np.ndarray) -> tuple[float, float]:
         """Fill the buffers for ``eta``; return (−2 Σ log p, Σ deviance residuals)."""
+        self._last_solve = None
         deviance = reweight(eta, self.response, self.family, self.saturated, self.buffers)
         return deviance + self.loglik_offset, deviance
 
@@ -181,12 +185,20 @@ class Pirls:
         ``eta`` gives the first iteration's working weights instead (R's ``mustart``; the
         first step is then taken whole, as lme4 does).
 
+        Asked again what the last call solved (the same θ, and the same β where it is fixed;
+        no ``eta``), it returns that call's modes, which the buffers and the factor still hold:
+        the optimiser's first evaluation repeats the start's, and the fit's final modes are
+        mostly its last evaluation's.
+
         Raises
         ------
         ModelError
             When the iterations do not converge (separation drives η to infinity, mostly).
         """
         theta = np.asarray(theta, dtype=np.float64)
+        question = theta.tobytes() + (b"free" if free_beta else np.asarray(beta, dtype=np.float64).tobytes())
+        if eta is None and self._last_solve is not None and self._last_solve[0] == question:
+            return self._last_solve[1]
         if u is None:
             u = self.last_u if self.last_u is not None else np.zeros(self.q)
         try:
@@ -196,6 +208,7 @@ class Pirls:
                 raise
             mode = self._iterate(theta, np.array(beta, dtype=np.float64), np.zeros(self.q), free_beta, eta)
         self.last_u = mode.u
+        self._last_solve = (question, mode)
         return mode
 
     def _iterate(

@@ -1,0 +1,41 @@
+"""PIRLS: a repeated question answered from the last solve, and only while its state holds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import lmmfast
+from lmmfast.generalized.family import Family
+from lmmfast.generalized.prepare import prepare_glmm
+
+
+def _pirls():
+    model = prepare_glmm(
+        "prop ~ period + (1 | herd)", lmmfast.datasets.load("cbpp"), Family("binomial"), weights="size"
+    )
+    return model.deviance.fresh().pirls
+
+
+def test_the_same_question_returns_the_last_solve_without_iterating() -> None:
+    pirls = _pirls()
+    p = pirls.X.shape[1]
+    theta, beta = np.array([0.6]), np.zeros(p)
+    first = pirls.solve(theta, beta, free_beta=True)
+    # β's start does not matter where β is free
+    assert pirls.solve(theta.copy(), np.ones(p), free_beta=True) is first
+    fixed = pirls.solve(theta, first.beta, free_beta=False)
+    assert fixed is not first
+    assert pirls.solve(theta, first.beta, free_beta=False) is fixed
+    assert pirls.solve(theta, first.beta + 0.1, free_beta=False) is not fixed
+
+
+def test_a_pass_over_the_rows_in_between_forgets_the_last_solve() -> None:
+    pirls = _pirls()
+    theta, beta = np.array([0.6]), np.zeros(pirls.X.shape[1])
+    first = pirls.solve(theta, beta, free_beta=True)
+    pirls.evaluate_rows(np.zeros(len(pirls.response.y)))
+    again = pirls.solve(theta, beta, free_beta=True)
+    assert again is not first
+    # solved again from the last modes, it is the same solution to PIRLS's tolerance
+    assert abs(again.laplace - first.laplace) < 1e-9 * first.laplace
+    np.testing.assert_allclose(pirls.buffers.mu, 1 / (1 + np.exp(-pirls.buffers.eta)), rtol=1e-12)
