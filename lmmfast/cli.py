@@ -414,7 +414,7 @@ def command() -> None:
 
     The objects left at exit (about half a million, most of them the imported libraries') are
     moved out of the collector's reach first: Python's final collection would otherwise scan
-    them all, which took a fifth of a small fit's whole run (0.3 s of 1.6 s). The output is
+    them all, a sizeable part of a short command's run (docs/performance.md). The output is
     flushed before, and nothing of lmmfast's needs collecting at exit.
     """
     status = main()

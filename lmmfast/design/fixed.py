@@ -22,8 +22,8 @@ RANK_TOLERANCE = 1e-7
 #: keeps every column more than 1e-6 away from the span of the earlier ones.
 GRAM_RANK_TOLERANCE = 1e-12
 
-#: formulaic builds model matrices as numpy arrays: a pandas frame of them would cost a third
-#: of a small model's matrix time, and the column names are in the model spec anyway.
+#: formulaic builds model matrices as numpy arrays, not as pandas frames, which are slower to
+#: build and which nothing here needs: the column names are in the model spec.
 MATRIX_OUTPUT = "numpy"
 
 
