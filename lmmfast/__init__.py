@@ -17,7 +17,7 @@ _request_short_idle_spin(_os.environ, _sys.modules)
 
 from lmmfast import datasets
 from lmmfast._version import __version__
-from lmmfast.api import glmm, lmm
+from lmmfast.api import LinearMixedModel, glmm, lmm
 from lmmfast.control import Control
 from lmmfast.errors import (
     ArgumentError,
@@ -59,6 +59,7 @@ __all__ = [
     "Family",
     "FormulaError",
     "GlmmResult",
+    "LinearMixedModel",
     "LmmResult",
     "LmmfastError",
     "LmmfastWarning",

@@ -28,7 +28,7 @@ from lmmfast.design import (
 from lmmfast.design.amalgamate import EngineTerms, amalgamate
 from lmmfast.design.coding import resolve_codings
 from lmmfast.design.data import column_names, data_name
-from lmmfast.design.encoding import DesignEncoding, encode_design
+from lmmfast.design.encoding import DesignEncoding, encode_design, spec_fits
 from lmmfast.design.source import ChunkedData, require_in_memory
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
@@ -134,9 +134,15 @@ def prepare(
     factorization: str | None = None,
     memory_budget: float | None = None,
     contrasts: Mapping[str, Any] | None = None,
+    like: DesignEncoding | None = None,
 ) -> PreparedModel:
     """Parse, build the design and the cross-products, and set up the objective — all of a
     fit but the optimisation. Arguments as for :func:`lmmfast.lmm`.
+
+    ``like``, the encoding of a model of the same formula prepared from other data, saves
+    learning the design's encoding again: when each of its formulaic specs fits these data
+    (:func:`lmmfast.design.encoding.spec_fits`), they build the columns and its codings are
+    kept; otherwise everything is learnt from these data. The model is the same either way.
 
     Examples
     --------
@@ -151,15 +157,23 @@ def prepare(
     if weights is not None and not isinstance(weights, (str, Sequence, np.ndarray, pd.Series)):
         raise ArgumentError(f"weights must be a column name or an array, got {type(weights).__name__}.")
     model = parse_linear(formula)
+    if like is not None and like.formula.text != model.text:
+        raise ArgumentError(f"like= is the encoding of {like.formula.text!r}, not of {model.text!r}.")
     columns = required_columns(model, column_names(data))
     if isinstance(weights, str) and weights not in columns:
         columns.append(weights)
     frame_info = build_model_frame(data, columns)
-    model = with_contrasts(model, resolve_codings(contrasts, model, frame_info.frame))
+    frame = frame_info.frame
+    fixed_spec, term_specs = None, {}
+    if like is not None and every_spec_fits(like, frame):
+        fixed_spec, term_specs = like.fixed_spec, {term.expr: term.spec for term in like.terms}
+        model = like.formula
+    else:
+        model = with_contrasts(model, resolve_codings(contrasts, model, frame))
     weight_values, weights_name = prior_weights(weights, frame_info)
-    fixed = build_fixed_design(frame_info.frame, model.response, model.fixed)
+    fixed = build_fixed_design(frame, model.response, model.fixed, spec=fixed_spec)
     check_enough_rows(*fixed.X.shape)
-    terms = build_random_terms(frame_info.frame, model.random)
+    terms = build_random_terms(frame, model.random, model_specs=term_specs)
     engine = amalgamate(terms, merge=control.merge_terms)
     cross_products = form_cross_products(engine.terms, fixed.X, fixed.y, weight_values)
     return assemble(
@@ -174,6 +188,17 @@ def prepare(
         weights=(weight_values, weights_name),
         data_name=data_name(data),
         encoding=encode_design(model, fixed, terms, frame_info.frame),
+    )
+
+
+def every_spec_fits(like: DesignEncoding, frame: pd.DataFrame) -> bool:
+    """Whether every formulaic spec of ``like`` (its fixed part's and its random terms')
+    fits the model frame ``frame`` (:func:`lmmfast.design.encoding.spec_fits`): then its
+    codings, which differ only with the predictors' kinds and levels, fit too."""
+    kinds = like.column_kinds
+    specs = {id(term.spec): term for term in like.terms}.values()
+    return spec_fits(like.fixed_spec, kinds, frame) and all(
+        term.expr and spec_fits(term.spec, kinds, frame) for term in specs
     )
 
 

@@ -31,8 +31,10 @@ class ManyResponses:
 
 
 class SmallFits:
-    """Small models warm, one process: the set-up and fit of ``lmm``, a refit to a new
-    response from θ̂, and parametric bootstrap replicates (sleepstudy; penicillin, dyestuff)."""
+    """Small models warm, one process: the set-up and fit of ``lmm``, the fit of a prepared
+    model (:class:`lmmfast.LinearMixedModel`) to other data of the same columns, a refit to
+    a new response from θ̂, and parametric bootstrap replicates (sleepstudy; penicillin,
+    dyestuff)."""
 
     params = ["sleepstudy", "penicillin", "dyestuff"]
     param_names = ["case"]
@@ -48,9 +50,14 @@ class SmallFits:
         self.fit = lmmfast.lmm(self.formula, self.data, checks={"singular": "ignore"})
         self.y = self.fit.simulate(1, seed=1)[:, 0]
         self.fit.refit(self.y)
+        self.model = lmmfast.LinearMixedModel(self.formula, self.data)
+        self.other_data = self.data.copy()
 
     def time_lmm(self, case: str) -> None:
         lmmfast.lmm(self.formula, self.data, checks={"singular": "ignore"})
+
+    def time_prepared_model_fit(self, case: str) -> None:
+        self.model.fit(self.other_data, checks={"singular": "ignore"})
 
     def time_refit(self, case: str) -> None:
         self.fit.refit(self.y)

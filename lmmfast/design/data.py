@@ -18,6 +18,11 @@ import pandas as pd
 from lmmfast.design.source import is_chunked
 from lmmfast.errors import DataError
 
+#: Up to this many columns, the model frame is built from a copy of each column's values; a
+#: frame of more (a model of many responses has thousands) is one selection of all of them.
+#: The first is the faster on a few columns, the second on thousands.
+FEW_COLUMNS = 64
+
 
 @dataclass(frozen=True)
 class ModelFrame:
@@ -164,9 +169,11 @@ def complete_cases(frame: pd.DataFrame, wanted: list[str]) -> tuple[pd.DataFrame
     (1, [1])
     """
     label_of = {str(label): label for label in frame.columns}
-    # one selection for all the columns (a model of many responses has thousands)
-    selected = frame.loc[:, [label_of[name] for name in wanted]].reset_index(drop=True).copy(deep=True)
-    selected.columns = pd.Index(wanted)
+    if len(wanted) <= FEW_COLUMNS:
+        selected = pd.DataFrame({name: frame[label_of[name]].array.copy() for name in wanted}, copy=False)
+    else:
+        selected = frame.loc[:, [label_of[name] for name in wanted]].reset_index(drop=True).copy(deep=True)
+        selected.columns = pd.Index(wanted)
     for name, dtype in zip(wanted, selected.dtypes):
         kind = dtype.kind
         if kind in "mM":

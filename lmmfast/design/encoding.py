@@ -33,6 +33,8 @@ class TermEncoding:
         How the term's columns are built from the data.
     column_index : tuple of int
         Which of ``spec``'s columns this term holds.
+    expr : str
+        The expression ``spec`` was learnt from (empty in fits saved before it was kept).
     """
 
     group: str
@@ -41,6 +43,7 @@ class TermEncoding:
     factors: tuple[str, ...]
     spec: object
     column_index: tuple[int, ...]
+    expr: str = ""
 
     def codes_for(self, frame: pd.DataFrame) -> np.ndarray:
         """Level index of each row of new data; −1 for levels the fit has not seen."""
@@ -91,14 +94,28 @@ class DesignEncoding:
         return np.asarray(matrix, dtype=np.float64)[:, list(self.kept)]
 
 
+def dtype_kind(dtype: object) -> str:
+    """``"boolean"``, ``"numeric"`` or ``"text or categorical"``: what a column of this dtype
+    holds to a formula.
+
+    Examples
+    --------
+    >>> dtype_kind(np.dtype("int64")), dtype_kind(pd.BooleanDtype()), dtype_kind(pd.CategoricalDtype())
+    ('numeric', 'boolean', 'text or categorical')
+    """
+    if isinstance(dtype, np.dtype):  # numpy's own: its kind says it, and pandas' tests cost 10 µs each
+        return "boolean" if dtype.kind == "b" else "numeric" if dtype.kind in "iufc" else "text or categorical"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "numeric"
+    return "text or categorical"
+
+
 def column_kind(column: pd.Series) -> str:
     """``"boolean"``, ``"numeric"`` or ``"text or categorical"``: what a column's values are
     to a formula."""
-    if pd.api.types.is_bool_dtype(column):
-        return "boolean"
-    if pd.api.types.is_numeric_dtype(column):
-        return "numeric"
-    return "text or categorical"
+    return dtype_kind(column.dtype)
 
 
 def column_kinds(frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
@@ -109,7 +126,7 @@ def column_kinds(frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
     >>> column_kinds(pd.DataFrame({"x": [1.0], "g": ["a"], "b": [True]}))["x"]
     ('numeric', 'float64')
     """
-    return {str(name): (column_kind(frame[name]), str(frame[name].dtype)) for name in frame.columns}
+    return {str(name): (dtype_kind(dtype), str(dtype)) for name, dtype in frame.dtypes.items()}
 
 
 def level_labels(uniques: object) -> np.ndarray:
@@ -135,6 +152,63 @@ def level_labels(uniques: object) -> np.ndarray:
     return np.asarray(labels, dtype=object)
 
 
+def _categories(column: pd.Series) -> list[object]:
+    """The levels formulaic finds in a column it encodes as categories: a categorical
+    column's categories, else the sorted distinct values."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return list(column.cat.categories)
+    return list(column.astype("category").cat.categories)
+
+
+def _plain_column(factor: str, columns: Sequence[str]) -> str | None:
+    """The data column a categorical factor encodes when it is the column itself or
+    ``C(column, ...)`` (lmmfast's codings), else None."""
+    if factor in columns:
+        return factor
+    for name in columns:
+        if factor == f"C({name})" or factor.startswith(f"C({name}, "):
+            return name
+    return None
+
+
+def spec_fits(spec: object, kinds: Mapping[str, tuple[str, str]], frame: pd.DataFrame) -> bool:
+    """Whether formulaic's model ``spec``, learnt from data whose columns had the ``kinds``
+    (:func:`column_kinds`), builds for ``frame`` the matrix a spec learnt from ``frame``
+    would (so the formula need not be evaluated afresh).
+
+    It does when the spec holds no state of stateful transforms (``scale(x)``'s mean and
+    deviation, ``poly``'s coefficients: the new data's differ), every column it reads has
+    its kind in ``frame``, and every categorical factor is a column, or ``C(column, ...)``,
+    whose levels in ``frame`` are the spec's. Anything else is learnt again, which costs
+    time, never an answer.
+
+    Examples
+    --------
+    >>> from formulaic import model_matrix
+    >>> frame = pd.DataFrame({"x": [0.0, 1.0, 2.0], "f": ["a", "b", "a"]})
+    >>> spec, kinds = model_matrix("x + f", frame).model_spec, column_kinds(frame)
+    >>> spec_fits(spec, kinds, frame.iloc[::-1]), spec_fits(spec, kinds, frame.iloc[[0, 2]])
+    (True, False)
+    >>> spec_fits(spec, kinds, frame.assign(x=["0", "1", "2"]))
+    False
+    >>> spec_fits(model_matrix("scale(x)", frame).model_spec, kinds, frame)
+    False
+    """
+    if spec is None or spec.transform_state:  # type: ignore[attr-defined]
+        return False
+    columns = [str(name) for name in frame.columns]
+    for name in spec.variables_by_source.get("data", ()):  # type: ignore[attr-defined]
+        if name not in kinds or name not in frame.columns or dtype_kind(frame[name].dtype) != kinds[name][0]:
+            return False
+    for factor, (kind, state) in spec.encoder_state.items():  # type: ignore[attr-defined]
+        if getattr(kind, "value", kind) != "categorical":
+            continue
+        column = _plain_column(str(factor), columns)
+        if column is None or _categories(frame[column]) != list(state.get("categories", ())):
+            return False
+    return True
+
+
 def encode_design(formula: ModelFormula, fixed: object, terms: Sequence[object], frame: pd.DataFrame) -> DesignEncoding:
     """The encoding of a prepared model's design: its formula, its fixed design's spec and
     kept columns (:class:`lmmfast.design.FixedDesign`), its terms'
@@ -147,5 +221,9 @@ def encode_design(formula: ModelFormula, fixed: object, terms: Sequence[object],
         kept=fixed.kept,  # type: ignore[attr-defined]
         terms=tuple(term.encoding for term in terms),  # type: ignore[attr-defined]
         column_kinds=kinds,
-        numeric_means={name: float(frame[name].mean()) for name, (kind, _) in kinds.items() if kind == "numeric"},
+        numeric_means={
+            name: float(np.mean(frame[name].to_numpy(dtype=np.float64)))
+            for name, (kind, _) in kinds.items()
+            if kind == "numeric"
+        },
     )

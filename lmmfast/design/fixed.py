@@ -180,12 +180,16 @@ def is_binary(y: np.ndarray) -> bool:
     return bool(np.all((y == 0.0) | (y == 1.0)))
 
 
-def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str, *, whole: bool = True) -> FixedDesign:
+def build_fixed_design(
+    frame: pd.DataFrame, response: str, fixed: str, *, whole: bool = True, spec: object = None
+) -> FixedDesign:
     """Build y and X for ``response ~ fixed`` on complete-case data.
 
     ``whole=False`` builds them for one chunk of data streamed in chunks: every column is
     kept, and the checks that need all the rows (a constant response, aliased columns) are
-    the caller's.
+    the caller's. ``spec``, formulaic's model spec of ``fixed`` learnt from other data (a
+    :class:`FixedDesign`'s), builds X without learning it again; the caller has checked
+    that it fits these data (:func:`lmmfast.design.encoding.spec_fits`).
 
     Parameters
     ----------
@@ -209,11 +213,14 @@ def build_fixed_design(frame: pd.DataFrame, response: str, fixed: str, *, whole:
     """
     try:
         with np.errstate(all="ignore"):  # inf·0 in a product column is reported below, in words
-            matrices = model_matrix(parsed(f"{response} ~ {fixed}"), frame, na_action="raise", output=MATRIX_OUTPUT)
+            if spec is None:
+                matrices = model_matrix(parsed(f"{response} ~ {fixed}"), frame, na_action="raise", output=MATRIX_OUTPUT)
+                lhs, rhs = matrices.lhs, matrices.rhs
+            else:
+                rhs = spec.get_model_matrix(frame, na_action="raise", output=MATRIX_OUTPUT)  # type: ignore[attr-defined]
     except Exception as exc:  # formulaic raises many types; the cause is always the formula
         raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
-    lhs, rhs = matrices.lhs, matrices.rhs
-    y = _response(frame, response, lhs)
+    y = _response(frame, response, lhs) if spec is None else response_values(frame, response)
     if whole:
         check_not_constant(response, float(np.min(y)), float(np.max(y)))
     X = np.asarray(rhs, dtype=np.float64)

@@ -45,6 +45,8 @@ class RandomTerm:
         How the term's columns were built, to build them again for new data.
     column_index : tuple of int
         Which of ``spec``'s columns this term holds (a ``||`` term holds one).
+    expr : str
+        The expression ``spec`` was learnt from (the left of the term's bar).
     """
 
     group: str
@@ -55,6 +57,7 @@ class RandomTerm:
     factors: tuple[str, ...] = ()
     spec: object = None
     column_index: tuple[int, ...] = ()
+    expr: str = ""
 
     @property
     def k(self) -> int:
@@ -69,7 +72,9 @@ class RandomTerm:
     @property
     def encoding(self) -> TermEncoding:
         """How the term is built from data, without its rows (for new data and saved fits)."""
-        return TermEncoding(self.group, self.columns, self.levels, self.factors, self.spec, self.column_index)
+        return TermEncoding(
+            self.group, self.columns, self.levels, self.factors, self.spec, self.column_index, self.expr
+        )
 
     def z_block(self) -> sp.csc_matrix:
         """This term's block of Z as a sparse CSC matrix of shape (n, n_levels·k)."""
@@ -155,10 +160,15 @@ def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarr
     return codes.reshape(-1).astype(np.int64), labels
 
 
-def _term_columns(frame: pd.DataFrame, spec: RandomTermSpec) -> tuple[np.ndarray, tuple[str, ...], object]:
+def _term_columns(
+    frame: pd.DataFrame, spec: RandomTermSpec, model_spec: object = None
+) -> tuple[np.ndarray, tuple[str, ...], object]:
     try:
         with np.errstate(all="ignore"):  # non-finite columns are reported below, in words
-            matrix = model_matrix(parsed(spec.expr), frame, na_action="raise", output=MATRIX_OUTPUT)
+            if model_spec is None:
+                matrix = model_matrix(parsed(spec.expr), frame, na_action="raise", output=MATRIX_OUTPUT)
+            else:
+                matrix = model_spec.get_model_matrix(frame, na_action="raise", output=MATRIX_OUTPUT)  # type: ignore[attr-defined]
     except Exception as exc:
         raise FormulaError(f"The random term {spec.source} could not be built from {spec.expr!r}: {exc}") from exc
     values = np.asarray(matrix, dtype=np.float64)
@@ -193,6 +203,7 @@ def build_random_terms(
     *,
     observation_level: bool = False,
     groupings: Mapping[tuple[str, ...], Grouping] | None = None,
+    model_specs: Mapping[str, object] | None = None,
 ) -> list[RandomTerm]:
     """Build the random-effects terms in lme4's order (decreasing number of levels, stable).
 
@@ -206,6 +217,11 @@ def build_random_terms(
     ``groupings`` gives the levels of the grouping factors where they are known beyond
     ``frame`` (one chunk of streamed data): the terms take those levels, and the checks of
     their sizes are the caller's (:func:`check_term_sizes`, with the whole data's count).
+
+    ``model_specs`` maps a term's expression to formulaic's model spec of it learnt from
+    other data (a :class:`RandomTerm`'s), checked by the caller to fit these data
+    (:func:`lmmfast.design.encoding.spec_fits`): its columns are built without learning it
+    again.
 
     Examples
     --------
@@ -228,7 +244,7 @@ def build_random_terms(
                 factor_cache[spec.factors] = grouping.codes(frame), grouping.labels
         codes, levels = factor_cache[spec.factors]
         if spec.expr not in column_cache:
-            column_cache[spec.expr] = _term_columns(frame, spec)
+            column_cache[spec.expr] = _term_columns(frame, spec, (model_specs or {}).get(spec.expr))
         values, names, model_spec = column_cache[spec.expr]
         pieces: list[tuple[tuple[int, ...], tuple[str, ...]]]
         if spec.independent:
@@ -246,6 +262,7 @@ def build_random_terms(
                     factors=spec.factors,
                     spec=model_spec,
                     column_index=index,
+                    expr=spec.expr,
                 )
             )
     terms.sort(key=lambda t: -t.n_levels)  # list.sort is stable, as R's order()
