@@ -39,3 +39,27 @@ def test_a_pass_over_the_rows_in_between_forgets_the_last_solve() -> None:
     # solved again from the last modes, it is the same solution to PIRLS's tolerance
     assert abs(again.laplace - first.laplace) < 1e-9 * first.laplace
     np.testing.assert_allclose(pirls.buffers.mu, 1 / (1 + np.exp(-pirls.buffers.eta)), rtol=1e-12)
+
+
+def test_a_small_whole_newton_step_over_u_and_beta_ends_pirls_at_the_confirmed_modes(monkeypatch) -> None:
+    """Over (u, β) a whole Newton step below NEWTON_TOLERANCE ends PIRLS one iteration before
+    the step below STEP_TOLERANCE that would confirm it; both reach the same modes. Over u
+    alone the confirming iteration stays."""
+    import lmmfast.generalized.pirls as pirls_module
+
+    theta = np.array([0.6])
+    warm = np.array([0.5999])  # near enough that the second whole step is below NEWTON_TOLERANCE
+
+    def solved(tolerance: float, free_beta: bool):
+        monkeypatch.setattr(pirls_module, "NEWTON_TOLERANCE", tolerance)
+        pirls = _pirls()
+        beta = pirls.solve(theta, np.zeros(pirls.X.shape[1]), free_beta=True).beta
+        start = pirls.solve(warm, beta, free_beta=free_beta)
+        return pirls.solve(theta, beta, free_beta=free_beta, u=start.u)
+
+    sooner, confirmed = solved(pirls_module.NEWTON_TOLERANCE, True), solved(0.0, True)
+    assert sooner.iterations == confirmed.iterations - 1
+    assert abs(sooner.laplace - confirmed.laplace) < 1e-10 * confirmed.laplace
+    np.testing.assert_allclose(sooner.beta, confirmed.beta, rtol=1e-9)
+    np.testing.assert_allclose(sooner.u, confirmed.u, rtol=1e-9, atol=1e-12)
+    assert solved(pirls_module.NEWTON_TOLERANCE, False).iterations == solved(0.0, False).iterations
