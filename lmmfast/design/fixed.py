@@ -213,14 +213,15 @@ def build_fixed_design(
     """
     try:
         with np.errstate(all="ignore"):  # inf·0 in a product column is reported below, in words
+            # the right-hand side alone: a response that is a column is read from the frame,
+            # where formulaic would build a matrix of it at about the cost of X
             if spec is None:
-                matrices = model_matrix(parsed(f"{response} ~ {fixed}"), frame, na_action="raise", output=MATRIX_OUTPUT)
-                lhs, rhs = matrices.lhs, matrices.rhs
+                rhs = model_matrix(parsed(fixed), frame, na_action="raise", output=MATRIX_OUTPUT)
             else:
                 rhs = spec.get_model_matrix(frame, na_action="raise", output=MATRIX_OUTPUT)  # type: ignore[attr-defined]
     except Exception as exc:  # formulaic raises many types; the cause is always the formula
         raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
-    y = _response(frame, response, lhs) if spec is None else response_values(frame, response)
+    y = response_values(frame, response)
     if whole:
         check_not_constant(response, float(np.min(y)), float(np.max(y)))
     X = np.asarray(rhs, dtype=np.float64)
