@@ -17,7 +17,7 @@ _request_short_idle_spin(_os.environ, _sys.modules)
 
 from lmmfast import datasets
 from lmmfast._version import __version__
-from lmmfast.api import LinearMixedModel, glmm, lmm
+from lmmfast.api import glmm, lmm
 from lmmfast.control import Control
 from lmmfast.errors import (
     ArgumentError,
@@ -44,6 +44,7 @@ from lmmfast.generalized.family import Family
 from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
 from lmmfast.many import lmm_many
+from lmmfast.models import GeneralizedLinearMixedModel, LinearMixedModel
 from lmmfast.options import get_options, set_options
 from lmmfast.power import extend_levels, model_spec, power, power_curve
 from lmmfast.saved import load
@@ -58,6 +59,7 @@ __all__ = [
     "DataNotSavedError",
     "Family",
     "FormulaError",
+    "GeneralizedLinearMixedModel",
     "GlmmResult",
     "LinearMixedModel",
     "LmmResult",

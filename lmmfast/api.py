@@ -19,14 +19,14 @@ from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
 from lmmfast.generalized.family import Family, family_for
 from lmmfast.generalized.fit import fit_glmm
-from lmmfast.generalized.prepare import prepare_glmm
+from lmmfast.generalized.prepare import PreparedGlmm, prepare_glmm
 from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference.bootstrap import check_client
 from lmmfast.prepare import PreparedModel, prepare
 from lmmfast.streamed import prepare_streamed
 from lmmfast.validation import check_bool, check_count
 
-__all__ = ["LinearMixedModel", "glmm", "lmm", "prepare", "report_design"]
+__all__ = ["fit_and_report", "fit_and_report_glmm", "glmm", "glmm_settings", "lmm", "prepare", "report_design"]
 
 #: lme4's largest number of quadrature nodes.
 MAX_NAGQ = 25
@@ -173,143 +173,21 @@ def lmm(
                 "a cluster; these data are in memory. Drop client=."
             )
         prepared = prepare(formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts)
-    return _fit(prepared, actions, start, progress, verbose)
+    return fit_and_report(prepared, actions, start, progress, verbose)
 
 
-def _fit(
+def fit_and_report(
     prepared: PreparedModel,
     actions: Mapping[str, str],
     start: np.ndarray | Sequence[float] | None,
     progress: bool | None,
     verbose: bool,
 ) -> LmmResult:
-    """The design's warnings, then the one fit path."""
+    """The design's warnings (:func:`report_design`), then the one fit path: what
+    :func:`lmm` and :class:`lmmfast.models.LinearMixedModel` do with a prepared model."""
     report_design(prepared, actions)
     verbose = check_bool("verbose", verbose)
     return LmmResult.of(fit_prepared(prepared, start=start, checks=actions, progress=progress, verbose=verbose))
-
-
-class LinearMixedModel:
-    """A linear mixed model prepared once, then fitted to its data or to other data of the
-    same columns — each fit :func:`lmm`'s, without learning the design's encoding again
-    where the predictors have the kinds and the categorical ones the levels they had here
-    (statsmodels' ``MixedLM``, MixedModels.jl's ``LinearMixedModel``).
-
-    For loops over many data sets of one shape: bootstrap resamples of subjects,
-    cross-validation folds, a tool's repeated calls. A new response on the same rows is
-    cheaper still: :meth:`LmmResult.refit`.
-
-    Parameters
-    ----------
-    formula, data, reml, weights, contrasts, factorization, memory_budget, optimizer, control
-        As for :func:`lmm`; ``data`` must be in memory. Weights given as an array belong to
-        ``data`` alone: to fit other data with weights, name their column instead. The
-        codings of categorical predictors are fixed here (``contrasts``, else the
-        package-wide default at this call).
-
-    Attributes
-    ----------
-    formula : str
-    reml : bool
-    prepared : PreparedModel
-        The model of ``data``, ready to optimise (:func:`lmmfast.prepare.prepare`'s).
-
-    Raises
-    ------
-    As :func:`lmm`.
-
-    Examples
-    --------
-    >>> import lmmfast
-    >>> sleepstudy = lmmfast.datasets.load("sleepstudy")
-    >>> model = lmmfast.LinearMixedModel("Reaction ~ Days + (Days | Subject)", sleepstudy)
-    >>> round(model.fit().objective, 3)
-    1743.628
-    >>> first_week = sleepstudy[sleepstudy["Days"] < 7]
-    >>> fit = model.fit(first_week)
-    >>> fit.nobs, round(fit.objective, 3) == round(lmmfast.lmm(model.formula, first_week).objective, 3)
-    (126, True)
-    """
-
-    def __init__(
-        self,
-        formula: str,
-        data: object,
-        *,
-        reml: bool = True,
-        weights: str | Sequence[float] | np.ndarray | None = None,
-        contrasts: Mapping[str, Any] | None = None,
-        factorization: str | None = None,
-        memory_budget: float | None = None,
-        optimizer: str | None = None,
-        control: Control | None = None,
-    ) -> None:
-        require_in_memory(data, "lmmfast.LinearMixedModel")
-        control = control_with(control, optimizer=optimizer, factorization=factorization, memory_budget=memory_budget)
-        self.prepared = prepare(formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts)
-        self.formula = formula
-        self.reml = self.prepared.reml
-        self._weights = weights
-        self._contrasts = contrasts
-
-    def __repr__(self) -> str:
-        criterion = "REML" if self.reml else "ML"
-        return f"LinearMixedModel({self.formula!r}, {criterion}, prepared from {len(self.prepared.fixed.y)} rows)"
-
-    def fit(
-        self,
-        data: object = None,
-        *,
-        start: np.ndarray | Sequence[float] | None = None,
-        checks: Mapping[str, str] | None = None,
-        progress: bool | None = None,
-        verbose: bool = False,
-    ) -> LmmResult:
-        """Fit the model to the data it was prepared from, or to ``data``.
-
-        Parameters
-        ----------
-        data : DataFrame, pyarrow Table or dict of arrays, optional
-            Data in memory with the columns the model uses; never modified. The grouping
-            factors' levels may differ freely; where a predictor's kind or a categorical
-            predictor's levels differ, the encoding is learnt from ``data``, as :func:`lmm`
-            would.
-        start, checks, progress, verbose
-            As for :func:`lmm`.
-
-        Returns
-        -------
-        LmmResult
-            The fit :func:`lmm` gives for the same formula, data and settings.
-
-        Raises
-        ------
-        DataError
-            As :func:`lmm`, for unusable data.
-        ArgumentError
-            For other data, when the weights were given as an array.
-        """
-        actions = resolve_checks(checks)
-        if progress is not None:
-            progress = check_bool("progress", progress)
-        if data is None:
-            return _fit(self.prepared, actions, start, progress, verbose)
-        require_in_memory(data, "LinearMixedModel.fit")
-        if self._weights is not None and not isinstance(self._weights, str):
-            raise ArgumentError(
-                "The model's weights were given as an array, which belongs to the data it was prepared from; "
-                "to fit other data with weights, prepare the model with weights= naming their column."
-            )
-        prepared = prepare(
-            self.formula,
-            data,
-            reml=self.reml,
-            weights=self._weights,
-            control=self.prepared.control,
-            contrasts=self._contrasts,
-            like=self.prepared.encoding,
-        )
-        return _fit(prepared, actions, start, progress, verbose)
 
 
 def report_design(prepared: PreparedModel, actions: Mapping[str, str]) -> None:
@@ -401,22 +279,8 @@ def glmm(
     >>> round(fit.objective, 2)
     186.57
     """
-    if nAGQ is not None:
-        if nagq != 1 and nagq != nAGQ:
-            raise ArgumentError(f"nagq={nagq!r} and nAGQ={nAGQ!r} disagree; give one of them (nagq is lmmfast's name).")
-        nagq = nAGQ
-    nagq = check_count("nagq", nagq, minimum=0)
-    if nagq > MAX_NAGQ:
-        raise ArgumentError(f"nagq must be at most {MAX_NAGQ} (lme4's limit), got {nagq}.")
-    chosen = family_for(family, link)
+    nagq, chosen, control = glmm_settings(family, link, nagq, nAGQ, control, factorization, memory_budget)
     actions = resolve_checks(checks)
-    control = control_with(control, factorization=factorization, memory_budget=memory_budget)
-    if control.optimizer == "lbfgsb" and not (nagq <= 1 and chosen.canonical):
-        raise ArgumentError(
-            f"optimizer='lbfgsb' needs the analytic gradient of the deviance, which exists for nagq=0 or 1 with a "
-            f"canonical link (logit, log); this model has nagq={nagq} and the {chosen.link} link. Use "
-            "optimizer='auto' or 'bobyqa'."
-        )
     if progress is not None:
         progress = check_bool("progress", progress)
     verbose = check_bool("verbose", verbose)
@@ -425,6 +289,50 @@ def glmm(
     prepared = prepare_glmm(
         formula, data, chosen, nagq=nagq, weights=weights, offset=offset, control=control, contrasts=contrasts
     )
+    return fit_and_report_glmm(prepared, actions, start, progress, verbose, began)
+
+
+def glmm_settings(
+    family: str | Family,
+    link: str | None,
+    nagq: int,
+    nAGQ: int | None,
+    control: Control | None,
+    factorization: str | None,
+    memory_budget: float | None,
+) -> tuple[int, Family, Control]:
+    """A generalized model's nAGQ, family and control (with its shortcuts), validated as
+    :func:`glmm` validates them."""
+    if nAGQ is not None:
+        if nagq != 1 and nagq != nAGQ:
+            raise ArgumentError(f"nagq={nagq!r} and nAGQ={nAGQ!r} disagree; give one of them (nagq is lmmfast's name).")
+        nagq = nAGQ
+    nagq = check_count("nagq", nagq, minimum=0)
+    if nagq > MAX_NAGQ:
+        raise ArgumentError(f"nagq must be at most {MAX_NAGQ} (lme4's limit), got {nagq}.")
+    chosen = family_for(family, link)
+    control = control_with(control, factorization=factorization, memory_budget=memory_budget)
+    if control.optimizer == "lbfgsb" and not (nagq <= 1 and chosen.canonical):
+        raise ArgumentError(
+            f"optimizer='lbfgsb' needs the analytic gradient of the deviance, which exists for nagq=0 or 1 with a "
+            f"canonical link (logit, log); this model has nagq={nagq} and the {chosen.link} link. Use "
+            "optimizer='auto' or 'bobyqa'."
+        )
+    return nagq, chosen, control
+
+
+def fit_and_report_glmm(
+    prepared: PreparedGlmm,
+    actions: Mapping[str, str],
+    start: np.ndarray | Sequence[float] | None,
+    progress: bool | None,
+    verbose: bool,
+    began: float,
+) -> GlmmResult:
+    """The design's warning (aliased columns dropped), then the generalized fit path: what
+    :func:`glmm` and :class:`lmmfast.models.GeneralizedLinearMixedModel` do with a prepared
+    model; ``began`` is when the fit's time starts."""
+    verbose = check_bool("verbose", verbose)
     if prepared.fixed.dropped:
         report(
             actions["rank_deficiency"],

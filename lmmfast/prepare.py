@@ -28,7 +28,7 @@ from lmmfast.design import (
 from lmmfast.design.amalgamate import EngineTerms, amalgamate
 from lmmfast.design.coding import resolve_codings
 from lmmfast.design.data import column_names, data_name
-from lmmfast.design.encoding import DesignEncoding, encode_design, spec_fits
+from lmmfast.design.encoding import DesignEncoding, encode_design, every_spec_fits
 from lmmfast.design.source import ChunkedData, require_in_memory
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
@@ -141,8 +141,8 @@ def prepare(
 
     ``like``, the encoding of a model of the same formula prepared from other data, saves
     learning the design's encoding again: when each of its formulaic specs fits these data
-    (:func:`lmmfast.design.encoding.spec_fits`), they build the columns and its codings are
-    kept; otherwise everything is learnt from these data. The model is the same either way.
+    (:func:`lmmfast.design.encoding.every_spec_fits`), they build the columns and its codings
+    are kept; otherwise everything is learnt from these data. The model is the same either way.
 
     Examples
     --------
@@ -188,17 +188,6 @@ def prepare(
         weights=(weight_values, weights_name),
         data_name=data_name(data),
         encoding=encode_design(model, fixed, terms, frame_info.frame),
-    )
-
-
-def every_spec_fits(like: DesignEncoding, frame: pd.DataFrame) -> bool:
-    """Whether every formulaic spec of ``like`` (its fixed part's and its random terms')
-    fits the model frame ``frame`` (:func:`lmmfast.design.encoding.spec_fits`): then its
-    codings, which differ only with the predictors' kinds and levels, fit too."""
-    kinds = like.column_kinds
-    specs = {id(term.spec): term for term in like.terms}.values()
-    return spec_fits(like.fixed_spec, kinds, frame) and all(
-        term.expr and spec_fits(term.spec, kinds, frame) for term in specs
     )
 
 

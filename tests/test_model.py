@@ -172,3 +172,67 @@ def test_like_must_encode_the_same_formula(sleep) -> None:
 def test_repr_names_the_model(sleep) -> None:
     model = lmmfast.LinearMixedModel(SLEEPSTUDY_SLOPES, sleep, reml=False)
     assert repr(model) == "LinearMixedModel('Reaction ~ Days + (Days | Subject)', ML, prepared from 180 rows)"
+
+
+# --- GeneralizedLinearMixedModel ------------------------------------------------------------
+
+
+def assert_same_glmm_fit(a: lmmfast.GlmmResult, b: lmmfast.GlmmResult) -> None:
+    assert a.objective == b.objective
+    np.testing.assert_array_equal(a.theta, b.theta)
+    np.testing.assert_array_equal(a.beta, b.beta)
+    np.testing.assert_array_equal(a.beta_covariance, b.beta_covariance)
+    assert a.fixef_names == b.fixef_names
+    assert a.nobs == b.nobs
+
+
+@pytest.fixture(scope="module")
+def cbpp() -> pd.DataFrame:
+    return lmmfast.datasets.load("cbpp")
+
+
+def test_a_generalized_model_fits_its_own_data_and_others_as_glmm(cbpp, monkeypatch) -> None:
+    """Binomial proportions with trials by a weights column: the fit of the model's own data
+    and of a subset of herds are glmm's, the subset's with the encoding reused (period keeps
+    its four levels: the codings are not resolved again)."""
+    formula = "incidence / size ~ period + (1 | herd)"
+    model = lmmfast.GeneralizedLinearMixedModel(formula, cbpp, weights="size")
+    assert_same_glmm_fit(model.fit(), lmmfast.glmm(formula, cbpp, weights="size"))
+    herds = cbpp[cbpp["herd"].astype(int) <= 10]
+    expected = lmmfast.glmm(formula, herds, weights="size")
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("the codings were resolved again")
+
+    monkeypatch.setattr("lmmfast.generalized.prepare.resolve_codings", not_again)
+    assert_same_glmm_fit(model.fit(herds), expected)
+
+
+def test_a_poisson_model_with_an_offset_column_and_nagq_zero(cbpp) -> None:
+    formula = "incidence ~ period + offset(np.log(size)) + (1 | herd)"
+    model = lmmfast.GeneralizedLinearMixedModel(formula, cbpp, "poisson", nAGQ=0)
+    assert repr(model) == (
+        "GeneralizedLinearMixedModel('incidence ~ period + offset(np.log(size)) + (1 | herd)', poisson (log), "
+        "nagq=0, prepared from 56 rows)"
+    )
+    part = cbpp.iloc[::-1].iloc[:40]
+    assert_same_glmm_fit(model.fit(part), lmmfast.glmm(formula, part, "poisson", nagq=0))
+
+
+def test_a_generalized_models_arrays_do_not_carry_to_other_data(cbpp) -> None:
+    formula = "incidence / size ~ period + (1 | herd)"
+    model = lmmfast.GeneralizedLinearMixedModel(formula, cbpp, weights=cbpp["size"].to_numpy())
+    model.fit()
+    with pytest.raises(ArgumentError) as raised:
+        model.fit(cbpp)
+    assert str(raised.value) == (
+        "The model's weights were given as an array, which belongs to the data it was prepared from; to fit other "
+        "data with weights, prepare the model with weights= naming their column."
+    )
+
+
+def test_a_generalized_models_settings_are_validated_up_front(cbpp) -> None:
+    with pytest.raises(ArgumentError, match=r"^nagq must be at most 25 \(lme4.s limit\), got 26\.$"):
+        lmmfast.GeneralizedLinearMixedModel("incidence ~ period + (1 | herd)", cbpp, "poisson", nagq=26)
+    with pytest.raises(DataError, match=re.escape("lmmfast.GeneralizedLinearMixedModel needs its data in memory")):
+        lmmfast.GeneralizedLinearMixedModel("incidence ~ period + (1 | herd)", "cbpp.parquet", "poisson")

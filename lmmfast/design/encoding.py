@@ -209,6 +209,17 @@ def spec_fits(spec: object, kinds: Mapping[str, tuple[str, str]], frame: pd.Data
     return True
 
 
+def every_spec_fits(encoding: DesignEncoding, frame: pd.DataFrame) -> bool:
+    """Whether every formulaic spec of ``encoding`` (its fixed part's and its random terms')
+    fits the model frame ``frame`` (:func:`spec_fits`): then its codings, which differ only
+    with the predictors' kinds and levels, fit too."""
+    kinds = encoding.column_kinds
+    specs = {id(term.spec): term for term in encoding.terms}.values()
+    return spec_fits(encoding.fixed_spec, kinds, frame) and all(
+        bool(term.expr) and spec_fits(term.spec, kinds, frame) for term in specs
+    )
+
+
 def encode_design(formula: ModelFormula, fixed: object, terms: Sequence[object], frame: pd.DataFrame) -> DesignEncoding:
     """The encoding of a prepared model's design: its formula, its fixed design's spec and
     kept columns (:class:`lmmfast.design.FixedDesign`), its terms'

@@ -28,7 +28,7 @@ from lmmfast.design import (
 from lmmfast.design.amalgamate import EngineTerms, amalgamate
 from lmmfast.design.coding import resolve_codings
 from lmmfast.design.data import column_names, data_name
-from lmmfast.design.encoding import DesignEncoding, encode_design
+from lmmfast.design.encoding import DesignEncoding, encode_design, every_spec_fits
 from lmmfast.design.variables import required_columns
 from lmmfast.design.weights import prior_weights
 from lmmfast.errors import ArgumentError, DataError, ModelError
@@ -168,9 +168,11 @@ def prepare_glmm(
     offset: str | Sequence[float] | np.ndarray | None = None,
     control: Control | None = None,
     contrasts: Mapping[str, Any] | None = None,
+    like: DesignEncoding | None = None,
 ) -> PreparedGlmm:
     """Parse, check the response, build the design and the PIRLS — all of a generalized fit
-    but the optimisation. Arguments as for :func:`lmmfast.glmm`.
+    but the optimisation. Arguments as for :func:`lmmfast.glmm`; ``like`` as for
+    :func:`lmmfast.prepare.prepare`.
 
     Examples
     --------
@@ -184,6 +186,8 @@ def prepare_glmm(
     control = Control() if control is None else control
     model = parse_formula(formula)
     check_string_codings(model)
+    if like is not None and like.formula.text != model.text:
+        raise ArgumentError(f"like= is the encoding of {like.formula.text!r}, not of {model.text!r}.")
     available = column_names(data)
     columns = required_columns(_proxy_formula(model), available)
     if isinstance(offset, str) and offset not in columns:
@@ -191,7 +195,12 @@ def prepare_glmm(
     if isinstance(weights, str) and weights not in columns:
         columns.append(weights)
     frame_info = build_model_frame(data, columns)
-    model = with_contrasts(model, resolve_codings(contrasts, model, frame_info.frame))
+    fixed_spec, term_specs = None, {}
+    if like is not None and every_spec_fits(like, frame_info.frame):
+        fixed_spec, term_specs = like.fixed_spec, {term.expr: term.spec for term in like.terms}
+        model = like.formula
+    else:
+        model = with_contrasts(model, resolve_codings(contrasts, model, frame_info.frame))
     weight_values, weights_name = prior_weights(weights, frame_info)
     offset_values, offset_name = _offset_values(model, offset, frame_info)
     given_offset = (
@@ -199,13 +208,13 @@ def prepare_glmm(
     )
     response = build_response(family, frame_info.frame, model.response, weight_values, offset_values)
     frame = frame_info.frame.assign(**{RESPONSE_COLUMN: response.y})
-    fixed = build_fixed_design(frame, RESPONSE_COLUMN, model.fixed)
+    fixed = build_fixed_design(frame, RESPONSE_COLUMN, model.fixed, spec=fixed_spec)
     n, p = fixed.X.shape
     if n <= p:
         raise ModelError(
             f"{n} complete observations for {p} fixed-effect columns; simplify the fixed part or supply more data."
         )
-    terms = build_random_terms(frame, model.random, observation_level=True)
+    terms = build_random_terms(frame, model.random, observation_level=True, model_specs=term_specs)
     if nagq > 1 and (len(terms) != 1 or terms[0].k != 1):
         raise ModelError(
             f"nagq={nagq} (adaptive Gauss–Hermite quadrature) needs a single scalar random-effects term, as in "
