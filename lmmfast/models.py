@@ -26,6 +26,28 @@ from lmmfast.validation import check_bool
 __all__ = ["GeneralizedLinearMixedModel", "LinearMixedModel"]
 
 
+def _fit_settings(
+    checks: Mapping[str, str] | None, progress: bool | None, verbose: bool
+) -> tuple[dict[str, str], bool | None, bool]:
+    """A fit's ``checks``, ``progress`` and ``verbose``, validated before any work."""
+    return (
+        resolve_checks(checks),
+        None if progress is None else check_bool("progress", progress),
+        check_bool("verbose", verbose),
+    )
+
+
+def _require_columns(**given: object) -> None:
+    """Raise an :class:`ArgumentError` for a per-row argument (weights, offset) that was
+    given as an array: it belongs to the data the model was prepared from, not to others."""
+    for name, value in given.items():
+        if value is not None and not isinstance(value, str):
+            raise ArgumentError(
+                f"The model's {name} were given as an array, which belongs to the data it was prepared from; "
+                f"to fit other data with {name}, prepare the model with {name}= naming their column."
+            )
+
+
 class LinearMixedModel:
     """A linear mixed model prepared once, then fitted to its data or to other data of the
     same columns — each fit :func:`lmmfast.lmm`'s, without learning the design's encoding again
@@ -126,17 +148,11 @@ class LinearMixedModel:
         ArgumentError
             For other data, when the weights were given as an array.
         """
-        actions = resolve_checks(checks)
-        if progress is not None:
-            progress = check_bool("progress", progress)
+        actions, progress, verbose = _fit_settings(checks, progress, verbose)
         if data is None:
             return fit_and_report(self.prepared, actions, start, progress, verbose)
         require_in_memory(data, "LinearMixedModel.fit")
-        if self._weights is not None and not isinstance(self._weights, str):
-            raise ArgumentError(
-                "The model's weights were given as an array, which belongs to the data it was prepared from; "
-                "to fit other data with weights, prepare the model with weights= naming their column."
-            )
+        _require_columns(weights=self._weights)
         prepared = prepare(
             self.formula,
             data,
@@ -243,20 +259,12 @@ class GeneralizedLinearMixedModel:
         ArgumentError
             For other data, when the weights or the offset were given as an array.
         """
-        actions = resolve_checks(checks)
-        if progress is not None:
-            progress = check_bool("progress", progress)
-        verbose = check_bool("verbose", verbose)
+        actions, progress, verbose = _fit_settings(checks, progress, verbose)
         began = time.perf_counter()
         if data is None:
             return fit_and_report_glmm(self.prepared, actions, start, progress, verbose, began)
         require_in_memory(data, "GeneralizedLinearMixedModel.fit")
-        for name, given in (("weights", self._weights), ("offset", self._offset)):
-            if given is not None and not isinstance(given, str):
-                raise ArgumentError(
-                    f"The model's {name} were given as an array, which belongs to the data it was prepared from; "
-                    f"to fit other data with {name}, prepare the model with {name}= naming their column."
-                )
+        _require_columns(weights=self._weights, offset=self._offset)
         prepared = prepare_glmm(
             self.formula,
             data,
