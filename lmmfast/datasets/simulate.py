@@ -17,6 +17,66 @@ EFFECTS = {
 }
 
 
+#: Designs of up to this many subject × item pairs draw each subject's items by a key per
+#: pair (:func:`keyed_draws`); larger ones — whose keys would take minutes to draw — one item
+#: at a time (:func:`successive_draws`), where a subject sees at most ``SUCCESSIVE_ITEMS``.
+#: Both draw from the same distribution, from different streams of random numbers.
+KEYED_PAIRS = 10**9
+SUCCESSIVE_ITEMS = 64
+
+
+def keyed_draws(
+    rng: np.random.Generator, n_subjects: int, n_items: int, weights: np.ndarray | None, k: int
+) -> np.ndarray:
+    """Each subject's ``k`` distinct items (one row each) from a random key per subject ×
+    item pair: the items of the k smallest keys, uniform (every item alike) or Exp(1) / wⱼ
+    (item j by weight wⱼ: Efraimidis–Spirakis). The work is a key per pair.
+
+    Examples
+    --------
+    >>> items = keyed_draws(np.random.default_rng(1), 4, 10, None, 3)
+    >>> items.shape, all(len(set(row)) == 3 for row in items.tolist())
+    ((4, 3), True)
+    """
+    items = np.empty((n_subjects, k), dtype=np.int64)
+    chunk = max(1, 4_000_000 // n_items)
+    for start in range(0, n_subjects, chunk):
+        stop = min(n_subjects, start + chunk)
+        keys = rng.random((stop - start, n_items))
+        if weights is not None:
+            keys = -np.log1p(-keys) / weights
+        items[start:stop] = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    return items
+
+
+def successive_draws(rng: np.random.Generator, n_subjects: int, probabilities: np.ndarray, k: int) -> np.ndarray:
+    """Each subject's ``k`` distinct items (one row each), drawn one at a time: item j with
+    probability pⱼ, drawn again while it repeats one of the row's earlier items — which
+    makes each draw one by weight among the items not yet drawn, the distribution of
+    :func:`keyed_draws`. The work grows with the draws, not with the items.
+
+    Examples
+    --------
+    >>> items = successive_draws(np.random.default_rng(1), 4, np.full(10, 0.1), 3)
+    >>> items.shape, all(len(set(row)) == 3 for row in items.tolist())
+    ((4, 3), True)
+    """
+    cumulative = np.cumsum(probabilities)
+    cumulative /= cumulative[-1]
+
+    def draw(count: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(cumulative, rng.random(count), side="right"), len(cumulative) - 1)
+
+    items = np.empty((n_subjects, k), dtype=np.int64)
+    for column in range(k):
+        rows = np.arange(n_subjects)
+        while len(rows):
+            items[rows, column] = draw(len(rows))
+            repeated = np.any(items[rows, :column] == items[rows, column, None], axis=1)
+            rows = rows[repeated]
+    return items
+
+
 def simulate_crossed(
     n_subjects: int,
     n_items: int,
@@ -32,7 +92,9 @@ def simulate_crossed(
 
     Each subject sees ``items_per_subject`` distinct items drawn at random — uniformly, or,
     with ``popularity`` a > 0, item j (from 0) with weight (j + 1)^−a, as words by frequency
-    or films by ratings (Zipf's law: a ≈ 1) — each ``trials_per_item`` times; the condition
+    or films by ratings (Zipf's law: a ≈ 1) — each ``trials_per_item`` times (designs of more
+    than ``KEYED_PAIRS`` subject × item pairs draw them one at a time: the same distribution,
+    another stream of random numbers for a seed, seconds instead of minutes); the condition
     ``cond`` (±0.5) is drawn per trial, the item covariate ``freq`` is standard normal per
     item. The response is
 
@@ -79,16 +141,11 @@ def simulate_crossed(
     if isinstance(popularity, bool) or not isinstance(popularity, (int, float)) or not 0 <= popularity < 10:
         raise ArgumentError(f"popularity must be a number from 0 (uniform) to below 10, got {popularity!r}.")
     rng = np.random.default_rng(seed)
-    items = np.empty((n_subjects, items_per_subject), dtype=np.int64)
-    chunk = max(1, 4_000_000 // n_items)
     weights = np.arange(1, n_items + 1, dtype=np.float64) ** -float(popularity)
-    for start in range(0, n_subjects, chunk):
-        stop = min(n_subjects, start + chunk)
-        keys = rng.random((stop - start, n_items))
-        if popularity:
-            # sampling without replacement by weight: the smallest of Exp(1) / w (Efraimidis–Spirakis)
-            keys = -np.log1p(-keys) / weights
-        items[start:stop] = np.argpartition(keys, items_per_subject - 1, axis=1)[:, :items_per_subject]
+    if n_subjects * n_items > KEYED_PAIRS and items_per_subject <= SUCCESSIVE_ITEMS:
+        items = successive_draws(rng, n_subjects, weights / weights.sum(), items_per_subject)
+    else:
+        items = keyed_draws(rng, n_subjects, n_items, weights if popularity else None, items_per_subject)
     subj = np.repeat(np.arange(n_subjects), items_per_subject * trials_per_item)
     item = np.repeat(items.ravel(), trials_per_item)
     n = len(subj)

@@ -71,3 +71,31 @@ def test_popular_items_are_seen_as_a_power_law_says() -> None:
 def test_bad_popularity_is_refused(popularity) -> None:
     with pytest.raises(lmmfast.ArgumentError, match="popularity must be a number from 0"):
         simulate_crossed(10, 10, 3, popularity=popularity)
+
+
+@pytest.mark.parametrize("popularity", [0.0, 1.0])
+def test_item_draws_one_at_a_time_follow_the_keyed_draws_distribution(popularity) -> None:
+    """Large designs draw each subject's items one at a time; each item's share of subjects
+    agrees with the keyed draws' within five standard errors (a subject's items distinct)."""
+    from lmmfast.datasets.simulate import keyed_draws, successive_draws
+
+    subjects, n_items, k = 40_000, 30, 3
+    weights = np.arange(1, n_items + 1, dtype=np.float64) ** -popularity
+    keyed = keyed_draws(np.random.default_rng(1), subjects, n_items, weights if popularity else None, k)
+    successive = successive_draws(np.random.default_rng(2), subjects, weights / weights.sum(), k)
+    assert all(len(set(row)) == k for row in successive[:2000].tolist())
+    assert (np.sort(successive, axis=1)[:, 1:] != np.sort(successive, axis=1)[:, :-1]).all()
+    shares = [np.bincount(items.ravel(), minlength=n_items) / subjects for items in (keyed, successive)]
+    standard_error = np.sqrt(2 * shares[0] * (1 - shares[0]) / subjects)
+    assert np.all(np.abs(shares[0] - shares[1]) < 5 * standard_error)
+
+
+def test_a_large_design_draws_its_items_one_at_a_time(monkeypatch) -> None:
+    import lmmfast.datasets.simulate as simulate
+
+    small = simulate_crossed(300, 50, 4, popularity=1.0, seed=4)
+    monkeypatch.setattr(simulate, "KEYED_PAIRS", 100)
+    data = simulate_crossed(300, 50, 4, popularity=1.0, seed=4)
+    assert not data.equals(small)  # another stream of random numbers
+    assert (data.groupby(["subj", "item"]).size() == 1).all()
+    assert data.groupby("subj").item.nunique().eq(4).all()
