@@ -21,7 +21,13 @@ from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.base import MAX_GRADIENT_COST
 from lmmfast.factor.pattern import build_lower_pattern, fill_scaled, full_matrix
 from lmmfast.factor.plan import FactorPlan
-from lmmfast.factor.selected_inverse import read_block, read_pattern, selected_inverse, trace_sums
+from lmmfast.factor.selected_inverse import (
+    dense_tail_of_counts,
+    read_block,
+    read_pattern,
+    selected_inverse,
+    trace_sums,
+)
 from lmmfast.factor.symbolic import factor_column_counts, factorization_work, supernodal_storage
 from lmmfast.parameters import ThetaLayout
 
@@ -36,10 +42,11 @@ SUPERNODAL_SWITCH = 40.0
 SUPERNODAL_SECONDS = (2e-11, 5e-6)
 SIMPLICIAL_SECONDS = (1e-9, 2e-8)
 
-#: The selected inverse's seconds per multiply-add of the factorisation's work (scalar numba;
-#: 2.3–2.4e-9 measured on InstEval and on 200,000 × 20,000 crossed intercepts with power-law
-#: item popularity, where a gradient costs 52 evaluations).
+#: The selected inverse's seconds per multiply-add of the factorisation's work: in scalar
+#: numba for the columns before the factor's dense last block, by LAPACK (as the
+#: factorisation's BLAS) for that block (:func:`lmmfast.factor.selected_inverse.selected_inverse`).
 SELECTED_INVERSE_SECONDS_PER_MADD = 2.5e-9
+DENSE_INVERSE_SECONDS_PER_MADD = SUPERNODAL_SECONDS[0]
 
 
 class CholmodFactor:
@@ -79,10 +86,17 @@ class CholmodFactor:
         self.factor_work = factorization_work(counts)
         self._supernodal_storage = supernodal_storage(counts)
         self._estimated_seconds = self._seconds()
-        # Takahashi's recurrence does about the factorisation's work, in scalar loops where a
-        # supernodal factorisation runs BLAS: many times an evaluation on factors with dense parts
+        #: the factor's dense last block, which the selected inverse hands to LAPACK
+        self.dense_tail = dense_tail_of_counts(counts)
+        tail_work = factorization_work(counts[len(counts) - self.dense_tail :]) if self.dense_tail else 0.0
+        # Takahashi's recurrence does about the factorisation's work: in scalar loops where a
+        # supernodal factorisation runs BLAS, but for the dense last block, in LAPACK as it
         self.gradient_cost = 1.0 + (
-            SELECTED_INVERSE_SECONDS_PER_MADD * self.factor_work / self._estimated_seconds
+            (
+                SELECTED_INVERSE_SECONDS_PER_MADD * (self.factor_work - tail_work)
+                + DENSE_INVERSE_SECONDS_PER_MADD * tail_work
+            )
+            / self._estimated_seconds
             if self.supernodal and self._estimated_seconds > 0.0
             else 2.0
         )
@@ -109,8 +123,9 @@ class CholmodFactor:
         solves = 8.0 * 3 * cp.q * (cp.p + 1)
         gradient = 0.0
         if self.gradient_cost <= MAX_GRADIENT_COST:  # the fit will take gradients (L-BFGS-B)
-            # a copy of the factor, it as a simplicial L (values and row indices), M⁻¹ on its pattern
-            gradient = factor + 20.0 * self.factor_nonzeros
+            # a copy of the factor, it as a simplicial L (values and row indices), M⁻¹ on its
+            # pattern, and the dense last block as a square for LAPACK
+            gradient = factor + 20.0 * self.factor_nonzeros + 8.0 * self.dense_tail**2
         return int(factor + matrix + solves + gradient)
 
     def _seconds(self) -> float:

@@ -17,18 +17,96 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from scipy.linalg import lapack
 
 from lmmfast.factor.inverse_blocks import add_block_traces
 
+#: Trailing columns of L that are full below the diagonal (a dense last supernode) are
+#: inverted together by LAPACK when there are at least this many: their part of the
+#: recurrence is a dense inverse, of the order of tail³/3 multiply-adds, which BLAS runs many
+#: times faster than scalar loops.
+DENSE_TAIL_MIN = 32
+
+
+def dense_tail_of_counts(counts: np.ndarray) -> int:
+    """How many of the last columns of a lower-triangular factor with these column counts
+    are full below the diagonal, where at least ``DENSE_TAIL_MIN`` are (else 0).
+
+    Examples
+    --------
+    >>> dense_tail_of_counts(np.array([2, 2, 2, 1]))  # n = 4: the last two are full
+    0
+    >>> dense_tail_of_counts(np.r_[np.full(5, 2), np.arange(40, 0, -1)])
+    40
+    """
+    n = len(counts)
+    full = np.asarray(counts) == n - np.arange(n)
+    tail = n - int(np.flatnonzero(~full)[-1]) - 1 if not full.all() else n
+    return tail if tail >= DENSE_TAIL_MIN else 0
+
+
+def dense_tail(indptr: np.ndarray) -> int:
+    """:func:`dense_tail_of_counts` of a lower CSC factor (rows sorted, the diagonal first).
+
+    Examples
+    --------
+    >>> dense_tail(np.r_[0, np.cumsum(np.arange(40, 0, -1))])  # a dense factor of 40 columns
+    40
+    """
+    return dense_tail_of_counts(np.diff(indptr))
+
+
+def selected_inverse(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """M⁻¹ on the pattern of L (lower CSC, rows sorted, the diagonal first in each column),
+    for M = LL'; returned as values on that pattern.
+
+    The trailing columns that are full below the diagonal (``dense_tail``), at least
+    ``DENSE_TAIL_MIN`` of them, are M⁻¹'s trailing block, the inverse of their own LL' — one
+    LAPACK call (``dpotri``); the recurrence then runs over the columns before them, reading
+    that block's entries by their position.
+    """
+    n = len(indptr) - 1
+    Z = np.zeros_like(data)
+    tail = dense_tail(indptr)
+    start = n
+    if tail:
+        start = n - tail
+        block = np.zeros((tail, tail), order="F")
+        _unpack_tail(indptr, data, start, block)
+        inverse, info = lapack.dpotri(block, lower=1, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dpotri failed on the factor's dense last {tail} columns (info {info})")
+        _pack_tail(indptr, inverse, start, Z)
+    _sparse_columns(indptr, indices, data, start, Z)
+    return Z
+
 
 @numba.njit(cache=True, nogil=True)
-def selected_inverse(indptr, indices, data):
-    """M⁻¹ on the pattern of L (lower CSC, rows sorted, the diagonal first in each column),
-    for M = LL'; returned as values on that pattern."""
+def _unpack_tail(indptr, data, start, block):
+    """Columns ``start``.. of L (each full below its diagonal) into the lower triangle of ``block``."""
+    for c in range(block.shape[0]):
+        first = indptr[start + c]
+        for r in range(c, block.shape[0]):
+            block[r, c] = data[first + r - c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _pack_tail(indptr, block, start, Z):
+    """The lower triangle of ``block`` into Z's columns ``start``.. (the layout of _unpack_tail)."""
+    for c in range(block.shape[0]):
+        first = indptr[start + c]
+        for r in range(c, block.shape[0]):
+            Z[first + r - c] = block[r, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sparse_columns(indptr, indices, data, start, Z):
+    """Takahashi's recurrence for the columns before ``start``, from the last; Z holds M⁻¹ on
+    the columns from ``start`` on, each full below its diagonal (an entry (r, k) of them at
+    position indptr[k] + r − k)."""
     n = indptr.shape[0] - 1
-    Z = np.zeros_like(data)
     position = np.full(n, -1, dtype=np.int64)
-    for j in range(n - 1, -1, -1):
+    for j in range(start - 1, -1, -1):
         first, last = indptr[j], indptr[j + 1]
         diagonal = data[first]
         width = last - first - 1
@@ -38,6 +116,16 @@ def selected_inverse(indptr, indices, data):
         for a in range(width):
             k = indices[first + 1 + a]
             l_k = data[first + 1 + a]
+            if k >= start:
+                # column k is full below its diagonal: the rows of column j's set at or below k
+                # (the later entries of the set, sorted) are read where they sit
+                base = indptr[k] - k
+                acc[a] += Z[indptr[k]] * l_k
+                for m in range(a + 1, width):
+                    z = Z[base + indices[first + 1 + m]]
+                    acc[m] += z * l_k
+                    acc[a] += z * data[first + 1 + m]
+                continue
             for p in range(indptr[k], indptr[k + 1]):
                 r = indices[p]
                 if r == k:
@@ -55,7 +143,6 @@ def selected_inverse(indptr, indices, data):
         Z[first] = 1.0 / (diagonal * diagonal) - total / diagonal
         for m in range(width):
             position[indices[first + 1 + m]] = -1
-    return Z
 
 
 @numba.njit(cache=True, nogil=True)

@@ -80,3 +80,39 @@ def test_a_refilled_cholmod_factor_multiplies_by_its_new_products() -> None:
     before = factor.zz_times(V)
     factor.refill(replace(cp, block_values=2.0 * cp.block_values))
     np.testing.assert_allclose(factor.zz_times(V), 2.0 * before)
+
+
+@pytest.mark.parametrize("tail_min", [1, 32, 10**9])
+def test_a_dense_last_block_is_inverted_by_lapack_and_the_rest_by_the_recurrence(tail_min, monkeypatch) -> None:
+    """A crossed design's factor ends in a dense block (the items every subject couples):
+    inverted by LAPACK (any DENSE_TAIL_MIN up to its size) or by the recurrence throughout,
+    M⁻¹ on L's pattern is the dense inverse's."""
+    import lmmfast.factor.selected_inverse as selected
+
+    monkeypatch.setattr(selected, "DENSE_TAIL_MIN", tail_min)
+    rng = np.random.default_rng(7)
+    subjects, items = 300, 60
+    rows = np.repeat(np.arange(subjects), 4)  # four trials a subject, each an item at random
+    cols = subjects + rng.integers(0, items, len(rows))
+    incidence = sp.csc_matrix(
+        (np.ones(2 * len(rows)), (np.r_[np.arange(len(rows)), np.arange(len(rows))], np.r_[rows, cols])),
+        shape=(len(rows), subjects + items),
+    )
+    matrix = sp.csc_matrix(0.7 * (incidence.T @ incidence) + sp.eye(subjects + items))
+    factor = cholesky(matrix, mode="simplicial")
+    L = factor.L().tocsc()
+    L.sort_indices()
+    counts = np.diff(L.indptr)
+    assert np.all(counts[-32:] == np.arange(32, 0, -1))  # the factor ends in a dense block
+    values = selected.selected_inverse(L.indptr, L.indices, L.data)
+    inverse_permutation = np.empty(matrix.shape[0], dtype=np.int64)
+    inverse_permutation[factor.P()] = np.arange(matrix.shape[0])
+    dense = np.linalg.inv(matrix.toarray())
+    r, c = matrix.nonzero()
+    got = np.array([entry(L.indptr, L.indices, values, inverse_permutation, i, j) for i, j in zip(r, c)])
+    np.testing.assert_allclose(got, dense[r, c], rtol=1e-9, atol=1e-12)
+    # and every entry on L's pattern, not only Z'Z's: L's pattern mapped back to M's order
+    perm = factor.P()
+    lrows = L.indices
+    lcols = np.repeat(np.arange(L.shape[0]), np.diff(L.indptr))
+    np.testing.assert_allclose(values, dense[perm[lrows], perm[lcols]], rtol=1e-9, atol=1e-12)
