@@ -128,7 +128,7 @@ def make_factor(
         return BlockedFactor(cp, layout, max_threads, route, needed, merged_terms, varying_weights)
     # the symbolic analysis first (memory of the order of the stored products): it gives the
     # factor's size exactly, and only then is the budget checked
-    factor = CholmodFactor(cp, layout, merged_terms)
+    factor = CholmodFactor(cp, layout, merged_terms, budget)
     if factor.estimated_bytes > budget:
         raise MemoryBudgetError(
             _over_budget(factor.estimated_bytes, "cholmod", budget, shape[0], factor.factor_nonzeros)

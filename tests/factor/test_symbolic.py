@@ -62,3 +62,25 @@ def test_a_cholmod_fit_over_budget_is_refused_with_its_factors_size() -> None:
         lmmfast.lmm(INSTEVAL, data, reml=False, factorization="cholmod", memory_budget=needed - 1)
     fit = lmmfast.lmm(INSTEVAL, data, reml=False, factorization="cholmod", memory_budget=needed)
     assert fit.engine.estimated_bytes == needed
+
+
+def test_a_budget_that_holds_the_factor_but_not_the_gradients_copies_takes_no_gradients() -> None:
+    """Where the gradient's working copies would exceed the memory budget and the factor alone
+    would not, the fit takes no gradients (BOBYQA) instead of being refused; below the
+    factor's own need it is refused."""
+    rng = np.random.default_rng(4)
+    students = np.repeat(np.arange(900), 3)
+    teachers = (students // 30) * 5 + rng.integers(0, 5, len(students))
+    y = rng.normal(size=len(students)) + rng.normal(size=900)[students] + rng.normal(size=teachers.max() + 1)[teachers]
+    data = {"y": y, "s": students.astype(str), "t": teachers.astype(str)}
+    formula = "y ~ 1 + (1 | s) + (1 | t)"
+    with_gradients = prepare(formula, data, factorization="cholmod").objective.factor
+    assert with_gradients.gradient_cost <= 6
+    within = with_gradients.estimated_bytes - 1
+    without_gradients = prepare(formula, data, factorization="cholmod", memory_budget=within).objective.factor
+    assert without_gradients.gradient_cost == np.inf
+    assert without_gradients.estimated_bytes < within
+    fit = lmmfast.lmm(formula, data, factorization="cholmod", memory_budget=within, checks={"singular": "ignore"})
+    assert fit.optsummary.algorithm == "NLOPT_LN_BOBYQA"
+    with pytest.raises(lmmfast.MemoryBudgetError):
+        lmmfast.lmm(formula, data, factorization="cholmod", memory_budget=without_gradients.estimated_bytes - 1)
