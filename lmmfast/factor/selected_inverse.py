@@ -21,22 +21,23 @@ from scipy.linalg import lapack
 
 from lmmfast.factor.inverse_blocks import add_block_traces
 
-#: Trailing columns of L that are full below the diagonal (a dense last supernode) are
-#: inverted together by LAPACK when there are at least this many: their part of the
-#: recurrence is a dense inverse, of the order of tail³/3 multiply-adds, which BLAS runs many
-#: times faster than scalar loops.
+#: The factor's last columns that are full below the diagonal (its dense last supernode, the
+#: items every subject couples) are inverted as one block by LAPACK where there are at least
+#: this many: their part of the recurrence is a dense inverse, which BLAS runs many times
+#: faster than scalar loops.
 DENSE_TAIL_MIN = 32
 
 
 def dense_tail_of_counts(counts: np.ndarray) -> int:
     """How many of the last columns of a lower-triangular factor with these column counts
-    are full below the diagonal, where at least ``DENSE_TAIL_MIN`` are (else 0).
+    (nnz per column, the diagonal included) are full below the diagonal, where at least
+    ``DENSE_TAIL_MIN`` are (else 0).
 
     Examples
     --------
-    >>> dense_tail_of_counts(np.array([2, 2, 2, 1]))  # n = 4: the last two are full
+    >>> dense_tail_of_counts(np.array([2, 2, 2, 1]))
     0
-    >>> dense_tail_of_counts(np.r_[np.full(5, 2), np.arange(40, 0, -1)])
+    >>> dense_tail_of_counts(np.r_[np.full(5, 2), np.arange(40, 0, -1)])  # a dense last 40
     40
     """
     n = len(counts)
@@ -60,50 +61,47 @@ def selected_inverse(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) 
     """M⁻¹ on the pattern of L (lower CSC, rows sorted, the diagonal first in each column),
     for M = LL'; returned as values on that pattern.
 
-    The trailing columns that are full below the diagonal (``dense_tail``), at least
-    ``DENSE_TAIL_MIN`` of them, are M⁻¹'s trailing block, the inverse of their own LL' — one
-    LAPACK call (``dpotri``); the recurrence then runs over the columns before them, reading
-    that block's entries by their position.
+    The last columns that are full below the diagonal (:func:`dense_tail`) are inverted as
+    one block by LAPACK (``dpotri`` on L's block: it factors the Schur complement of the
+    columns before it, whose inverse is M⁻¹'s trailing block); the recurrence runs over the
+    columns before them, reading that block's entries from the dense inverse.
     """
     n = len(indptr) - 1
     Z = np.zeros_like(data)
     tail = dense_tail(indptr)
-    start = n
+    start = n - tail
+    block = np.zeros((tail, tail), order="F")
     if tail:
-        start = n - tail
-        block = np.zeros((tail, tail), order="F")
-        _unpack_tail(indptr, data, start, block)
-        inverse, info = lapack.dpotri(block, lower=1, overwrite_c=1)
+        _unpack_tail(indptr, indices, data, start, block)
+        block, info = lapack.dpotri(block, lower=1, overwrite_c=1)
         if info != 0:
-            raise np.linalg.LinAlgError(f"dpotri failed on the factor's dense last {tail} columns (info {info})")
-        _pack_tail(indptr, inverse, start, Z)
-    _sparse_columns(indptr, indices, data, start, Z)
+            raise np.linalg.LinAlgError(f"dpotri failed on the factor's last {tail} columns (info {info})")
+        _pack_tail(indptr, indices, block, start, Z)
+    _sparse_columns(indptr, indices, data, start, block, Z)
     return Z
 
 
 @numba.njit(cache=True, nogil=True)
-def _unpack_tail(indptr, data, start, block):
-    """Columns ``start``.. of L (each full below its diagonal) into the lower triangle of ``block``."""
+def _unpack_tail(indptr, indices, data, start, block):
+    """Columns ``start``.. of L into the lower triangle of ``block``."""
     for c in range(block.shape[0]):
-        first = indptr[start + c]
-        for r in range(c, block.shape[0]):
-            block[r, c] = data[first + r - c]
+        for p in range(indptr[start + c], indptr[start + c + 1]):
+            block[indices[p] - start, c] = data[p]
 
 
 @numba.njit(cache=True, nogil=True)
-def _pack_tail(indptr, block, start, Z):
-    """The lower triangle of ``block`` into Z's columns ``start``.. (the layout of _unpack_tail)."""
+def _pack_tail(indptr, indices, block, start, Z):
+    """The lower triangle of ``block`` into Z on L's pattern of columns ``start``.."""
     for c in range(block.shape[0]):
-        first = indptr[start + c]
-        for r in range(c, block.shape[0]):
-            Z[first + r - c] = block[r, c]
+        for p in range(indptr[start + c], indptr[start + c + 1]):
+            Z[p] = block[indices[p] - start, c]
 
 
 @numba.njit(cache=True, nogil=True)
-def _sparse_columns(indptr, indices, data, start, Z):
-    """Takahashi's recurrence for the columns before ``start``, from the last; Z holds M⁻¹ on
-    the columns from ``start`` on, each full below its diagonal (an entry (r, k) of them at
-    position indptr[k] + r − k)."""
+def _sparse_columns(indptr, indices, data, start, block, Z):
+    """Takahashi's recurrence for the columns before ``start``, from the last; ``block`` is
+    M⁻¹'s trailing block from ``start`` on (lower triangle), read where the recurrence needs
+    an entry of it."""
     n = indptr.shape[0] - 1
     position = np.full(n, -1, dtype=np.int64)
     for j in range(start - 1, -1, -1):
@@ -117,12 +115,11 @@ def _sparse_columns(indptr, indices, data, start, Z):
             k = indices[first + 1 + a]
             l_k = data[first + 1 + a]
             if k >= start:
-                # column k is full below its diagonal: the rows of column j's set at or below k
-                # (the later entries of the set, sorted) are read where they sit
-                base = indptr[k] - k
-                acc[a] += Z[indptr[k]] * l_k
+                # both rows in the dense block: the entries of column j's set at or below k (the
+                # later entries of the set, sorted) are read from its inverse
+                acc[a] += block[k - start, k - start] * l_k
                 for m in range(a + 1, width):
-                    z = Z[base + indices[first + 1 + m]]
+                    z = block[indices[first + 1 + m] - start, k - start]
                     acc[m] += z * l_k
                     acc[a] += z * data[first + 1 + m]
                 continue
