@@ -227,3 +227,15 @@ def test_a_generalized_models_settings_are_validated_up_front(cbpp) -> None:
         lmmfast.GeneralizedLinearMixedModel("incidence ~ period + (1 | herd)", cbpp, "poisson", nagq=26)
     with pytest.raises(DataError, match=re.escape("lmmfast.GeneralizedLinearMixedModel needs its data in memory")):
         lmmfast.GeneralizedLinearMixedModel("incidence ~ period + (1 | herd)", "cbpp.parquet", "poisson")
+
+
+def test_prepared_models_travel_to_other_processes(sleep, cbpp) -> None:
+    """A pickled model (as a process pool or a Dask worker receives it) fits as the original."""
+    import pickle
+
+    model = lmmfast.LinearMixedModel(SLEEPSTUDY_SLOPES, sleep)
+    model.fit()  # a factor that has been used travels too
+    part = sleep.iloc[:120]
+    assert_same_fit(pickle.loads(pickle.dumps(model)).fit(part), model.fit(part))
+    generalized = lmmfast.GeneralizedLinearMixedModel("incidence / size ~ period + (1 | herd)", cbpp, weights="size")
+    assert_same_fit(pickle.loads(pickle.dumps(generalized)).fit(), generalized.fit())
