@@ -244,17 +244,16 @@ class Pirls:
                 # the step is measured where it acts, in η and u: β's own steps stay at its
                 # rounding (1e-10 of an intercept of 43 next to a predictor near 96) while η
                 # has long stopped moving
-                small = _small(self.buffers.eta - previous_eta, previous_eta) and _small(fraction * step_u, u)
+                eta_step = self.buffers.eta - previous_eta
+                small = _small(eta_step, previous_eta) and _small(fraction * step_u, u)
                 if trial_penalised <= penalised * (1.0 + 1e-14) + 1e-300 or small:
                     break
                 fraction /= 2.0
             else:
                 raise PirlsNotConvergedError(iteration)
-            u, beta, aic, deviance, penalised = trial_u, trial_beta, trial_aic, trial_deviance, trial_penalised
             if free_beta and fraction == 1.0 and not small:
-                small = _small(self.buffers.eta - previous_eta, previous_eta, NEWTON_TOLERANCE) and _small(
-                    step_u, u, NEWTON_TOLERANCE
-                )
+                small = _small(eta_step, previous_eta, NEWTON_TOLERANCE) and _small(step_u, u, NEWTON_TOLERANCE)
+            u, beta, aic, deviance, penalised = trial_u, trial_beta, trial_aic, trial_deviance, trial_penalised
             if small:
                 return Mode(u, beta, aic, deviance, logdet, iteration, cross_products, rx_inverse)
         raise PirlsNotConvergedError(MAX_ITERATIONS)
