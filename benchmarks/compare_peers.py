@@ -1,7 +1,9 @@
 """Small models side by side with the Python peers installed next to lmmfast.
 
-Times ``lmm`` (set-up and fit), a prepared model's fit to other data of the same columns
-(``lmmfast.LinearMixedModel(...).fit(data)``), ``fit.refit(y)`` and a bootstrap replicate against mixedlm's
+Times ``lmm`` (set-up and fit) called again on the same data (it reuses the model it
+prepared) and preparing anew (``lmm new``: the store of recent models off), a prepared
+model's fit to other data of the same columns (``lmmfast.LinearMixedModel(...).fit(data)``),
+``fit.refit(y)`` and a bootstrap replicate against mixedlm's
 and lme_python's ``lmer`` on the small reference designs, warm, one process, medians of
 ``--repeat`` calls, all in one run (this machine is shared and noisy: compare within a run).
 Peers that are not importable are skipped with a note. Objectives are printed beside the
@@ -71,6 +73,11 @@ def main() -> None:
             row.append(f"{1e3 * median_seconds(partial(module.lmer, peer_formula, data), arguments.repeat):10.2f}")
             objectives.append(_objective(result))
         print(f"{case:<11} lmm        {'  '.join(row)}  {' '.join(objectives)}")
+        previous = lmmfast.set_options(model_cache=0)
+        print(
+            f"{case:<11} lmm new    {1e3 * median_seconds(partial(lmmfast.lmm, formula, data), arguments.repeat):10.2f}"
+        )
+        lmmfast.set_options(**previous)
         model, other_data = lmmfast.LinearMixedModel(formula, data), data.copy()
         print(f"{case:<11} model.fit  {1e3 * median_seconds(partial(model.fit, other_data), arguments.repeat):10.2f}")
         y = fit.simulate(1, seed=1)[:, 0]

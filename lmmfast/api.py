@@ -5,24 +5,29 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
 from lmmfast.control import Control, control_with
+from lmmfast.design.data import data_name
+from lmmfast.design.fingerprint import frame_fingerprint
 from lmmfast.design.fixed import is_binary
 from lmmfast.design.source import is_chunked, require_in_memory
 from lmmfast.diagnostics import report, resolve_checks
-from lmmfast.errors import ArgumentError, BinaryResponseWarning, RankDeficiencyWarning
+from lmmfast.errors import ArgumentError, BinaryResponseWarning, LmmfastError, RankDeficiencyWarning
 from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
+from lmmfast.formula import parse_formula
 from lmmfast.generalized.family import Family, family_for
 from lmmfast.generalized.fit import fit_glmm
-from lmmfast.generalized.prepare import PreparedGlmm, prepare_glmm
+from lmmfast.generalized.prepare import PreparedGlmm, glmm_columns, prepare_glmm
 from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference.bootstrap import check_client
-from lmmfast.prepare import PreparedModel, prepare
+from lmmfast.options import get_options
+from lmmfast.prepare import PreparedModel, model_columns, parse_linear, prepare
+from lmmfast.recent import RECENT_MODELS
 from lmmfast.streamed import prepare_streamed
 from lmmfast.validation import check_bool, check_count
 
@@ -30,6 +35,8 @@ __all__ = ["fit_and_report", "fit_and_report_glmm", "glmm", "glmm_settings", "lm
 
 #: lme4's largest number of quadrature nodes.
 MAX_NAGQ = 25
+
+Prepared = TypeVar("Prepared", PreparedModel, PreparedGlmm)
 
 
 def lmm(
@@ -138,6 +145,14 @@ def lmm(
     -----
     ConvergenceWarning, SingularFitWarning, RankDeficiencyWarning, BinaryResponseWarning
 
+    Notes
+    -----
+    A call with the formula, settings and column values of one of the last 8 calls, on a
+    pandas DataFrame of at most 10,000 rows, fits the model that call prepared instead of
+    preparing it again: the same fit, several times sooner on small data
+    (``set_options(model_cache=...)`` sets how many are kept; 0 turns this off). To fit one
+    model to many data sets, prepare it once: :class:`lmmfast.LinearMixedModel`.
+
     Examples
     --------
     >>> import lmmfast
@@ -172,8 +187,58 @@ def lmm(
                 "client= spreads the reading of data read in chunks (Parquet, Arrow datasets, Dask DataFrames) over "
                 "a cluster; these data are in memory. Drop client=."
             )
-        prepared = prepare(formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts)
+        prepared = recently_prepared(
+            lambda: prepare(formula, data, reml=reml, weights=weights, control=control, contrasts=contrasts),
+            ("lmm", formula, reml, weights, control),
+            data,
+            contrasts,
+            lambda: model_columns(parse_linear(formula), data, weights),
+        )
     return fit_and_report(prepared, actions, start, progress, verbose)
+
+
+def recently_prepared(
+    build: Callable[[], Prepared],
+    settings: tuple[object, ...],
+    data: object,
+    contrasts: Mapping[str, Any] | None,
+    columns: Callable[[], list[str]],
+) -> Prepared:
+    """The model a recent call prepared from the same ``settings``, ``contrasts`` and values of
+    the ``columns`` it reads (:mod:`lmmfast.recent`), else ``build()``'s, kept for the calls
+    to come. Where the data or the settings cannot be fingerprinted it is ``build()``'s."""
+    key = _recent_key(settings, data, contrasts, columns)
+    if key is None:
+        return build()
+    model = RECENT_MODELS.get(key)
+    if model is None:
+        model = build()
+        RECENT_MODELS.put(key, model)
+    return model  # type: ignore[return-value]  # stored under a key that names its kind
+
+
+def _recent_key(
+    settings: tuple[object, ...], data: object, contrasts: Mapping[str, Any] | None, columns: Callable[[], list[str]]
+) -> tuple[object, ...] | None:
+    """What a prepared model depends on, or None where some of it cannot be told by value
+    (arrays of weights, matrices of contrasts, large or unusual data) or is invalid (the
+    preparation then raises the error)."""
+    if RECENT_MODELS.size == 0 or not isinstance(settings[1], str):
+        return None
+    if contrasts is None:
+        codings: tuple[tuple[str, str], ...] | None = None
+    elif isinstance(contrasts, Mapping) and all(isinstance(v, str) for v in contrasts.values()):
+        codings = tuple(sorted((str(k), v) for k, v in contrasts.items()))
+    else:
+        return None
+    try:
+        hash(settings)
+        fingerprint = frame_fingerprint(data, columns())
+    except (TypeError, LmmfastError):
+        return None
+    if fingerprint is None:
+        return None
+    return (*settings, codings, get_options()["contrasts"], data_name(data), fingerprint)
 
 
 def fit_and_report(
@@ -272,6 +337,10 @@ def glmm(
         (three outcomes, proportions without trials, negative or fractional counts, all
         successes).
 
+    Notes
+    -----
+    Repeated calls on the same small data reuse the prepared model, as :func:`lmm`'s do.
+
     Examples
     --------
     >>> import lmmfast
@@ -286,8 +355,14 @@ def glmm(
     verbose = check_bool("verbose", verbose)
     began = time.perf_counter()
     require_in_memory(data, "lmmfast.glmm")
-    prepared = prepare_glmm(
-        formula, data, chosen, nagq=nagq, weights=weights, offset=offset, control=control, contrasts=contrasts
+    prepared = recently_prepared(
+        lambda: prepare_glmm(
+            formula, data, chosen, nagq=nagq, weights=weights, offset=offset, control=control, contrasts=contrasts
+        ),
+        ("glmm", formula, chosen, nagq, weights, offset, control),
+        data,
+        contrasts,
+        lambda: glmm_columns(parse_formula(formula), data, weights, offset),
     )
     return fit_and_report_glmm(prepared, actions, start, progress, verbose, began)
 

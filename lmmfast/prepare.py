@@ -159,10 +159,7 @@ def prepare(
     model = parse_linear(formula)
     if like is not None and like.formula.text != model.text:
         raise ArgumentError(f"like= is the encoding of {like.formula.text!r}, not of {model.text!r}.")
-    columns = required_columns(model, column_names(data))
-    if isinstance(weights, str) and weights not in columns:
-        columns.append(weights)
-    frame_info = build_model_frame(data, columns)
+    frame_info = build_model_frame(data, model_columns(model, data, weights))
     frame = frame_info.frame
     fixed_spec, term_specs = None, {}
     if like is not None and every_spec_fits(like, frame):
@@ -189,6 +186,15 @@ def prepare(
         data_name=data_name(data),
         encoding=encode_design(model, fixed, terms, frame_info.frame),
     )
+
+
+def model_columns(model: ModelFormula, data: object, weights: object) -> list[str]:
+    """The columns of ``data`` that ``model`` reads, the weights' column among them when
+    ``weights`` names one."""
+    columns = required_columns(model, column_names(data))
+    if isinstance(weights, str) and weights not in columns:
+        columns.append(weights)
+    return columns
 
 
 def parse_linear(formula: str) -> ModelFormula:

@@ -1,4 +1,5 @@
-"""Fixtures shared across the test modules: sleepstudy and lme4's slopes model of it."""
+"""Fixtures shared across the test modules: sleepstudy and lme4's slopes model of it, and an
+empty store of recently prepared models for each test."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import pytest
 from helpers import SLEEPSTUDY_SLOPES
 
 import lmmfast
+from lmmfast.recent import RECENT_MODELS
+
+
+@pytest.fixture(autouse=True)
+def _no_recent_models() -> None:
+    """Each test prepares its own models: none carried over from an earlier test's calls
+    (a test that patches the preparation must see it run)."""
+    RECENT_MODELS.clear()
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ class ManyResponses:
 
 
 class SmallFits:
-    """Small models warm, one process: the set-up and fit of ``lmm``, the fit of a prepared
+    """Small models warm, one process: ``lmm`` called again on the same data (reusing the model
+    it prepared) and preparing anew (the store of recent models off), the fit of a prepared
     model (:class:`lmmfast.LinearMixedModel`) to other data of the same columns, a refit to
     a new response from θ̂, and parametric bootstrap replicates (sleepstudy; penicillin,
     dyestuff)."""
@@ -55,6 +56,11 @@ class SmallFits:
 
     def time_lmm(self, case: str) -> None:
         lmmfast.lmm(self.formula, self.data, checks={"singular": "ignore"})
+
+    def time_lmm_preparing_anew(self, case: str) -> None:
+        previous = lmmfast.set_options(model_cache=0)
+        lmmfast.lmm(self.formula, self.data, checks={"singular": "ignore"})
+        lmmfast.set_options(**previous)
 
     def time_prepared_model_fit(self, case: str) -> None:
         self.model.fit(self.other_data, checks={"singular": "ignore"})

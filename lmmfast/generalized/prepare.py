@@ -158,6 +158,16 @@ def _proxy_formula(model: ModelFormula) -> ModelFormula:
     return replace(model, response=response)
 
 
+def glmm_columns(model: ModelFormula, data: object, weights: object, offset: object) -> list[str]:
+    """The columns of ``data`` that ``model`` reads, those of the offset and the weights among
+    them when ``offset`` and ``weights`` name them."""
+    columns = required_columns(_proxy_formula(model), column_names(data))
+    for name in (offset, weights):
+        if isinstance(name, str) and name not in columns:
+            columns.append(name)
+    return columns
+
+
 def prepare_glmm(
     formula: str,
     data: object,
@@ -188,13 +198,7 @@ def prepare_glmm(
     check_string_codings(model)
     if like is not None and like.formula.text != model.text:
         raise ArgumentError(f"like= is the encoding of {like.formula.text!r}, not of {model.text!r}.")
-    available = column_names(data)
-    columns = required_columns(_proxy_formula(model), available)
-    if isinstance(offset, str) and offset not in columns:
-        columns.append(offset)
-    if isinstance(weights, str) and weights not in columns:
-        columns.append(weights)
-    frame_info = build_model_frame(data, columns)
+    frame_info = build_model_frame(data, glmm_columns(model, data, weights, offset))
     fixed_spec, term_specs = None, {}
     if like is not None and every_spec_fits(like, frame_info.frame):
         fixed_spec, term_specs = like.fixed_spec, {term.expr: term.spec for term in like.terms}

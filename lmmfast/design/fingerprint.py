@@ -1,0 +1,78 @@
+"""A fingerprint of the values a model reads from a small pandas DataFrame.
+
+Two frames with equal fingerprints for a model's columns give that model the same design
+(up to the chance, about 2⁻⁶⁴ per pair, that two strings share pandas' 64-bit hash): the
+fingerprint covers the frame's length and column names, and of each column read its
+name, dtype, categories (with their order) and every value, so a change to any of them —
+in place or in a new frame — changes it. It is a 256-bit BLAKE2 digest of those bytes
+(strings enter as pandas' 64-bit hashes of each value). Where this would be slow or
+uncertain it declines (None): more than :data:`FINGERPRINT_MAX_ROWS` rows, containers
+other than pandas DataFrames, columns of mixed Python objects, extension dtypes other
+than strings and categories.
+
+Examples
+--------
+>>> import pandas as pd
+>>> frame = pd.DataFrame({"y": [1.0, 2.0], "g": ["a", "b"]})
+>>> frame_fingerprint(frame, ["y", "g"]) == frame_fingerprint(frame.copy(), ["y", "g"])
+True
+>>> frame_fingerprint(frame, ["y", "g"]) == frame_fingerprint(frame.assign(g=["a", "a"]), ["y", "g"])
+False
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Frames of more rows are not fingerprinted: their models are kept by the user
+#: (:class:`lmmfast.LinearMixedModel`), not by a store of recent calls, and preparing them is
+#: a small part of their fit.
+FINGERPRINT_MAX_ROWS = 10_000
+
+
+def frame_fingerprint(data: object, columns: Sequence[str]) -> bytes | None:
+    """The fingerprint of ``columns`` of ``data`` (a pandas DataFrame of at most
+    :data:`FINGERPRINT_MAX_ROWS` rows), or None where it declines."""
+    if not isinstance(data, pd.DataFrame) or len(data) > FINGERPRINT_MAX_ROWS:
+        return None
+    names = [str(label) for label in data.columns]
+    label_of = dict(zip(names, data.columns))
+    if len(label_of) != len(names):
+        return None  # two labels with one name: the model frame refuses these data
+    digest = hashlib.blake2b(digest_size=32)
+    digest.update(repr((len(data), names)).encode())
+    for name in columns:
+        if name not in label_of or not _add_column(digest, name, data[label_of[name]]):
+            return None
+    return digest.digest()
+
+
+def _add_column(digest: hashlib.blake2b, name: str, column: pd.Series) -> bool:
+    dtype = column.dtype
+    digest.update(repr((name, str(dtype))).encode())
+    if isinstance(dtype, pd.CategoricalDtype):
+        digest.update(b"ordered" if dtype.ordered else b"unordered")
+        digest.update(column.cat.codes.to_numpy().tobytes())
+        return _add_values(digest, dtype.categories.to_numpy())
+    if isinstance(dtype, pd.StringDtype):
+        return _add_values(digest, column.to_numpy(dtype=object))
+    if isinstance(dtype, np.dtype):
+        return _add_values(digest, column.to_numpy())
+    return False
+
+
+def _add_values(digest: hashlib.blake2b, values: np.ndarray) -> bool:
+    if values.dtype.kind in "biuf":
+        digest.update(str(values.dtype).encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+        return True
+    if values.dtype.kind == "O" and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        # every value a str or missing: the missing ones by position, the others by their hashes
+        digest.update(np.packbits(pd.isna(values)).tobytes())
+        digest.update(pd.util.hash_array(values, categorize=False).tobytes())
+        return True
+    return False
