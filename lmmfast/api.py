@@ -99,9 +99,11 @@ def lmm(
         (default), ``"raise"`` (raise an :class:`LmmfastError` with the warning's message) or
         ``"ignore"`` (``"convergence": "ignore"`` also skips that check).
     memory_budget : float, optional
-        Shortcut for ``Control(memory_budget=...)``. Bytes the factorisation may use
-        (default: 80% of physical memory). Models that would need more are refused up front
-        with a :class:`MemoryBudgetError`.
+        Shortcut for ``Control(memory_budget=...)``. Bytes the fit may use beyond the data —
+        the design's arrays, the cross-products and the factor with its working copies
+        (default: 80% of physical memory). Models whose estimate (``fit.engine``'s
+        ``estimated_bytes``) is larger are refused before the factor's numbers are
+        allocated, with a :class:`MemoryBudgetError`.
     optimizer : {"auto", "bobyqa", "lbfgsb"}, optional
         Shortcut for ``Control(optimizer=...)``. BOBYQA (derivative-free, as lme4) or L-BFGS-B
         with the analytic gradient; ``"auto"`` (default) takes L-BFGS-B for models with many

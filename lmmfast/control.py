@@ -56,7 +56,8 @@ class Control:
         with a block-diagonal template (:mod:`lmmfast.design.amalgamate`); the same numbers
         either way, and far cheaper where they would otherwise land in the dense block.
     memory_budget : float, optional
-        Bytes the factorisation may use (default: 80% of physical memory).
+        Bytes the fit may use beyond the data: the design's arrays, the cross-products and
+        the factor with its working copies (default: 80% of physical memory).
     threads : int, optional
         The most threads the factorisation's sparse passes and BLAS may use (default: chosen
         from the model's size and the machine's cores).

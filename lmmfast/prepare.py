@@ -246,6 +246,9 @@ def assemble(
         control.threads,
         control.coupling,
         engine.merged,
+        design_bytes=design_bytes(
+            frame_info.frame, [fixed.X, fixed.y, weights[0], *terms_arrays(terms)], cross_products
+        ),
     )
     objective = ProfiledObjective(
         cross_products, engine_layout, factor, reml=reml, envelope=envelope_criterion(cross_products, engine_layout)
@@ -265,6 +268,21 @@ def assemble(
         encoding=encoding,
         streamed=streamed,
     )
+
+
+def design_bytes(frame: pd.DataFrame, arrays: Sequence[np.ndarray | None], cross_products: CrossProducts) -> int:
+    """Bytes a model's design holds beyond the user's data: its model frame (eight bytes a
+    value, which numbers take and Arrow strings about do), ``arrays`` (the rows' matrices and
+    codes) and the cross-products' arrays. The factor's estimate adds them
+    (:func:`lmmfast.factor.make_factor`)."""
+    held = 8 * frame.shape[0] * frame.shape[1]
+    held += sum(a.nbytes for a in arrays if a is not None)
+    return held + sum(a.nbytes for a in vars(cross_products).values() if isinstance(a, np.ndarray))
+
+
+def terms_arrays(terms: Sequence[RandomTerm]) -> list[np.ndarray]:
+    """The per-row arrays of the random terms: each term's level codes and values."""
+    return [a for term in terms for a in (term.codes, term.values)]
 
 
 def with_reml(prepared: PreparedModel, reml: bool) -> PreparedModel:

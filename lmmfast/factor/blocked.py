@@ -297,7 +297,6 @@ class BlockedFactor:
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
         #: the θ the factor holds (None before the first update and after a failed one)
         self._theta: np.ndarray | None = None
-        self._estimated_bytes = estimated_bytes
         #: the coupling's patterns without its values, for :meth:`refill`
         self._entries = replace(entries, values=np.empty(0))
         #: the coupling's route (:mod:`lmmfast.factor.routes`); sparse where there is no dense block
@@ -305,6 +304,7 @@ class BlockedFactor:
             self._choose_route(route, q2, entries, varying_weights) or "sparse", entries, self._first_values
         )
         sparse = self._route.name == "sparse"
+        self._estimated_bytes = estimated_bytes + self.route_bytes
         # one evaluation: ``potrf`` of the dense block and the route's update
         self._estimated_seconds = FACTOR_SECONDS_PER_MADD * q2**3 / 3 + self._route.update_seconds(
             self._q1, q2, self.threads
@@ -339,6 +339,19 @@ class BlockedFactor:
         self._S = self._L22 = np.empty((0, 0), order="F")
         self._L11 = np.empty((0, self._k1, self._k1))
         self._L21 = np.empty(0)
+
+    @property
+    def route_bytes(self) -> int:
+        """Bytes the coupling route holds beyond :func:`lmmfast.factor.choose.blocked_bytes`:
+        on the dense route, Z₂'Z₁, T₁'Z₁'Z₂ and L21 as dense arrays, and the gradient's W, Y
+        and Z₁'Z₂Λ₂ for a moment (:mod:`lmmfast.factor.dense_coupling`)."""
+        return 6 * 8 * self._q1 * self.dense_size if self._route.name == "dense" else 0
+
+    @property
+    def estimated_bytes(self) -> int:
+        """The fit's memory beyond the data, as :func:`lmmfast.factor.make_factor` estimated it
+        (the design's arrays and this factor's), with the route's copies."""
+        return self._estimated_bytes
 
     def _choose_route(self, asked: str, q2: int, entries: CouplingEntries, varying_weights: bool) -> str | None:
         """The coupling route: the one asked for, or the one estimated cheapest (None where

@@ -55,7 +55,9 @@ class CholmodFactor:
 
     The matrix handed to CHOLMOD is the lower triangle (scikit-sparse 0.4 reads only that
     triangle); its pattern is fixed, so each :meth:`update` only rewrites the values and calls
-    ``cholesky_inplace``, which reuses the one symbolic analysis.
+    ``cholesky_inplace``, which reuses the one symbolic analysis. ``memory_budget`` decides
+    whether the gradients' working copies fit; ``design_bytes``, what the model's design
+    already holds, is counted in :attr:`estimated_bytes` and against the budget.
 
     Examples
     --------
@@ -75,8 +77,10 @@ class CholmodFactor:
         layout: ThetaLayout,
         merged_terms: bool = False,
         memory_budget: float | None = None,
+        design_bytes: int = 0,
     ) -> None:
         self._merged_terms = merged_terms
+        self._design_bytes = design_bytes
         self._cp = cross_products
         self._layout = layout
         self._template_offsets = layout.template_offsets
@@ -120,7 +124,8 @@ class CholmodFactor:
         return self.factor_work >= SUPERNODAL_SWITCH * self.factor_nonzeros
 
     def _memory(self, cp: CrossProducts, gradients: bool) -> int:
-        """Bytes the path holds: the factor (supernodal: its supernodes' rectangles and the
+        """Bytes the fit holds beyond the data: the design's arrays (``design_bytes``), and on
+        this path the factor (supernodal: its supernodes' rectangles and the
         largest update block; simplicial: values and row indices), the matrix handed to
         CHOLMOD (values, indices, positions of the stored blocks), the dense right-hand sides
         of the solves, and, where the fit will take ``gradients``, their working copies. On
@@ -139,7 +144,7 @@ class CholmodFactor:
             # a copy of the factor, it as a simplicial L (values and row indices), M⁻¹ on its
             # pattern, and the dense last block as a square for LAPACK
             gradient = factor + 20.0 * self.factor_nonzeros + 8.0 * self.dense_tail**2
-        return int(factor + matrix + solves + gradient)
+        return int(self._design_bytes + factor + matrix + solves + gradient)
 
     def _seconds(self) -> float:
         per_madd, per_piece = SUPERNODAL_SECONDS if self.supernodal else SIMPLICIAL_SECONDS

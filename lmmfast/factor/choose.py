@@ -73,19 +73,41 @@ def default_memory_budget() -> int:
 
 
 def blocked_bytes(cp: CrossProducts, shape: tuple[int, float] | None = None) -> int:
-    """Memory the blocked path needs, estimated before anything is allocated.
+    """Memory the blocked path's factor needs, estimated before anything is allocated.
 
     It holds the later terms' dense block up to three times (its factor, the inverse for the
-    analytic gradient, and the per-count sums of balanced designs or LAPACK's working copies)
-    and the first term's factor and coupling (at most as many values as the stored Z'Z). Not
-    counted: the dense coupling block where the path multiplies it with BLAS
-    (:mod:`lmmfast.factor.dense_coupling`), at most six arrays of 64 MiB at the gradient's
-    peak. ``shape`` is :func:`dense_block_density` of ``cp`` where already known. (The
-    CHOLMOD path's estimate comes from its symbolic analysis, exact in the factor's size:
+    analytic gradient, and the per-count sums of balanced designs or LAPACK's working
+    copies); the first term's blocks and their factor; the coupling between the first term
+    and the later ones three times (its values, where they come from, and L21) with its
+    pattern (per first-term level and row of the dense block: an index of its level, its
+    row, and where the level's entries start and end; per stored block: its row, term and
+    offset); and the dense block's stored blocks with their positions. The dense
+    coupling route's BLAS copies are added by the factor once it has chosen that route
+    (:attr:`lmmfast.factor.blocked.BlockedFactor.route_bytes`). ``shape`` is
+    :func:`dense_block_density` of ``cp`` where already known. (The CHOLMOD path's estimate
+    comes from its symbolic analysis, exact in the factor's size:
     :attr:`lmmfast.factor.CholmodFactor.estimated_bytes`.)
     """
     q2, _ = dense_block_density(cp) if shape is None else shape
-    return int(3 * q2 * q2 * 8 + 8 * len(cp.block_values))
+    sizes = cp.term_sizes
+    k1, n1 = int(sizes[0]), int(cp.term_levels[0])
+    cross = (cp.slot_term_b == 0) & (cp.slot_term_a > 0)
+    coupling_blocks = int(np.count_nonzero(cross))
+    coupling_rows = int(np.sum(sizes[cp.slot_term_a[cross]]))  # (first-term level, row of S) pairs
+    coupling_values = k1 * coupling_rows
+    later = cp.slot_term_b > 0
+    dense_blocks = int(np.count_nonzero(later))
+    dense_values = int(np.sum(sizes[cp.slot_term_a[later]] * sizes[cp.slot_term_b[later]]))
+    values = (
+        3 * q2 * q2
+        + 2 * n1 * k1 * k1
+        + 3 * coupling_values
+        + 5 * coupling_rows
+        + 3 * coupling_blocks
+        + 2 * dense_values
+        + 5 * dense_blocks
+    )
+    return int(8 * values)
 
 
 def make_factor(
@@ -97,9 +119,13 @@ def make_factor(
     route: str = "auto",
     merged_terms: bool = False,
     varying_weights: bool = False,
+    design_bytes: int = 0,
 ) -> RandomEffectsFactor:
     """Build the factorisation path ``method`` (``"auto"`` picks by :func:`choose_method`),
-    refusing up front when it would need more than ``memory_budget`` bytes.
+    refusing up front when it would need more than ``memory_budget`` bytes with the
+    ``design_bytes`` that the model's design already holds (its rows' arrays and the
+    cross-products): the factor's estimate (its :meth:`describe`'s ``estimated_bytes``)
+    counts both, the fit's memory beyond the data.
 
     ``max_threads`` caps the threads of the blocked path's sparse passes and of BLAS
     (default: the machine's cores); ``route`` forces the blocked path's coupling route
@@ -119,30 +145,36 @@ def make_factor(
     shape = dense_block_density(cp)
     if method == "auto":
         method = choose_method(cp, shape)
-        if method == "blocked" and blocked_bytes(cp, shape) > budget:
+        if method == "blocked" and design_bytes + blocked_bytes(cp, shape) > budget:
             method = "cholmod"
     if method == "blocked":
-        needed = blocked_bytes(cp, shape)
+        needed = design_bytes + blocked_bytes(cp, shape)
         if needed > budget:
-            raise MemoryBudgetError(_over_budget(needed, "blocked", budget, shape[0]))
-        return BlockedFactor(cp, layout, max_threads, route, needed, merged_terms, varying_weights)
+            raise MemoryBudgetError(_over_budget(needed, design_bytes, "blocked", budget, shape[0]))
+        # the factor's patterns are of the order of the stored products; its numbers (the
+        # dense block, the route's copies) are made by its first update, after this check
+        blocked = BlockedFactor(cp, layout, max_threads, route, needed, merged_terms, varying_weights)
+        if blocked.estimated_bytes > budget:
+            raise MemoryBudgetError(_over_budget(blocked.estimated_bytes, design_bytes, "blocked", budget, shape[0]))
+        return blocked
     # the symbolic analysis first (memory of the order of the stored products): it gives the
     # factor's size exactly, and only then is the budget checked
-    factor = CholmodFactor(cp, layout, merged_terms, budget)
+    factor = CholmodFactor(cp, layout, merged_terms, budget, design_bytes)
     if factor.estimated_bytes > budget:
         raise MemoryBudgetError(
-            _over_budget(factor.estimated_bytes, "cholmod", budget, shape[0], factor.factor_nonzeros)
+            _over_budget(factor.estimated_bytes, design_bytes, "cholmod", budget, shape[0], factor.factor_nonzeros)
         )
     return factor
 
 
-def _over_budget(needed: int, method: str, budget: float, q2: int, factor_nonzeros: int = 0) -> str:
+def _over_budget(needed: int, design_bytes: int, method: str, budget: float, q2: int, factor_nonzeros: int = 0) -> str:
     if method == "blocked":
         what = f"the random effects after the first term form a {q2} × {q2} block that is dense after elimination"
     else:
         what = f"its sparse Cholesky factor has {factor_nonzeros:,} non-zeros after CHOLMOD's fill-reducing ordering"
     return (
-        f"Factoring this model needs about {format_bytes(needed)} ({method} path; {what}), more than the memory "
+        f"Fitting this model needs about {format_bytes(needed)} beyond the data ({format_bytes(design_bytes)} for "
+        f"the design's arrays, the rest to factor it on the {method} path; {what}), more than the memory "
         f"budget of {format_bytes(budget)}. Simplify the random effects of the terms with many levels "
         "(fewer slopes, or fewer levels by pooling rare ones), or raise memory_budget if the machine has "
         "the memory."

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lmmfast.control import Control
-from lmmfast.crossprod import CrossProducts, RowPattern, form_cross_products, pair_pattern
+from lmmfast.crossprod import CrossProducts, PairPattern, RowPattern, form_cross_products, pair_pattern
 from lmmfast.design import (
     FixedDesign,
     ModelFrame,
@@ -40,6 +40,7 @@ from lmmfast.generalized.family import Family
 from lmmfast.generalized.pirls import Pirls
 from lmmfast.generalized.response import Response, build_response, cbind_parts, evaluate, whole_numbers
 from lmmfast.parameters import ThetaLayout
+from lmmfast.prepare import design_bytes, terms_arrays
 
 #: The response's column in the model frame once it is in R's form (a proportion or counts).
 RESPONSE_COLUMN = "_lmmfast_response_"
@@ -158,6 +159,20 @@ def _proxy_formula(model: ModelFormula) -> ModelFormula:
     return replace(model, response=response)
 
 
+#: Per-row vectors that PIRLS holds (its five buffers, the previous η, the saturated
+#: deviance terms) or makes within an iteration (the working response, a trial's u-part of
+#: η, the step in η and their temporaries).
+PIRLS_ROW_VECTORS = 12
+
+
+def pirls_bytes(n: int, p: int, engine_terms: Sequence[RandomTerm], pairs: PairPattern) -> int:
+    """Bytes PIRLS's rows take, made after the factor: the rows laid out for its weighted
+    cross-products (:class:`lmmfast.crossprod.RowPattern`: each engine term's codes and
+    values, each pair's slots), a C-ordered copy of X, and ``PIRLS_ROW_VECTORS``."""
+    values = sum(term.k for term in engine_terms)
+    return 8 * n * (len(engine_terms) + values + len(pairs) + p + PIRLS_ROW_VECTORS)
+
+
 def glmm_columns(model: ModelFormula, data: object, weights: object, offset: object) -> list[str]:
     """The columns of ``data`` that ``model`` reads, those of the offset and the weights among
     them when ``offset`` and ``weights`` name them."""
@@ -235,6 +250,7 @@ def prepare_glmm(
     shape = form_cross_products(engine_terms, fixed.X, start_eta - response.offset, response.weights, pairs)
     layout = ThetaLayout.from_sizes([t.k for t in terms])
     engine_layout = layout.merged(engine.blocks, engine.sizes) if engine.merged else layout
+    rows = [fixed.X, start_eta, *(a for a in vars(response).values() if isinstance(a, np.ndarray))]
     factor = make_factor(
         shape,
         engine_layout,
@@ -244,6 +260,8 @@ def prepare_glmm(
         control.coupling,
         engine.merged,
         varying_weights=True,
+        design_bytes=design_bytes(frame_info.frame, [*rows, *terms_arrays(terms)], shape)
+        + pirls_bytes(len(response.y), fixed.X.shape[1], engine_terms, pairs),
     )
     pattern = RowPattern.of(engine_terms, pairs, shape)
     pirls = Pirls(engine_terms, pattern, fixed.X, response, family, engine_layout, factor, control.threads)
