@@ -124,27 +124,31 @@ class CholmodFactor:
         return self.factor_work >= SUPERNODAL_SWITCH * self.factor_nonzeros
 
     def _memory(self, cp: CrossProducts, gradients: bool) -> int:
-        """Bytes the fit holds beyond the data: the design's arrays (``design_bytes``), and on
-        this path the factor (supernodal: its supernodes' rectangles and the
-        largest update block; simplicial: values and row indices), the matrix handed to
-        CHOLMOD (values, indices, positions of the stored blocks), the dense right-hand sides
-        of the solves, and, where the fit will take ``gradients``, their working copies. On
-        200,000 × 20,000 crossed intercepts: 3.9 GiB estimated, 3.6 GiB measured without
-        gradients; with power-law item popularity, 0.82 GiB estimated, 0.90 GiB measured with
-        them (peak RSS over the data's)."""
+        """Bytes the fit holds beyond the data: the design's arrays (``design_bytes``), the
+        matrix handed to CHOLMOD (values, indices, positions of the stored blocks), the dense
+        right-hand sides of the solves, and the larger of two phases. Factoring: the factor
+        (supernodal: its supernodes' rectangles, and the largest update block while CHOLMOD
+        works in it; simplicial: values and row indices). Where the fit takes ``gradients``,
+        reading L beside the factor: our copy of the factor, scikit-sparse's copy of that,
+        turned simplicial and handed over as SciPy's; then inverting: L as that matrix, M⁻¹
+        on its pattern and the dense last block as a square for LAPACK. Peak RSS over the
+        data's against this estimate, 200,000 × 20,000 crossed intercepts: 7.97 GiB against
+        8.3 GiB with items drawn uniformly (prepare, an evaluation and a gradient), 871 MiB
+        against 688 MiB with power-law item popularity (the whole fit)."""
+        simplicial = 12.0 * self.factor_nonzeros
         if self.supernodal:
             stored, update = self._supernodal_storage
-            factor = 8.0 * (stored + update)
+            factor, factoring = 8.0 * stored, 8.0 * (stored + update)
         else:
-            factor = 12.0 * self.factor_nonzeros
+            factor = factoring = simplicial
+        peak = factoring
+        if gradients:
+            reading = factor + max(factor + simplicial, 2.0 * simplicial)
+            inverting = simplicial + 8.0 * self.factor_nonzeros + 8.0 * self.dense_tail**2
+            peak = max(peak, factor + max(reading, inverting))
         matrix = 12.0 * self._pattern.nnz + 8.0 * len(cp.block_values)
         solves = 8.0 * 3 * cp.q * (cp.p + 1)
-        gradient = 0.0
-        if gradients:
-            # a copy of the factor, it as a simplicial L (values and row indices), M⁻¹ on its
-            # pattern, and the dense last block as a square for LAPACK
-            gradient = factor + 20.0 * self.factor_nonzeros + 8.0 * self.dense_tail**2
-        return int(self._design_bytes + factor + matrix + solves + gradient)
+        return int(self._design_bytes + matrix + solves + peak)
 
     def _seconds(self) -> float:
         per_madd, per_piece = SUPERNODAL_SECONDS if self.supernodal else SIMPLICIAL_SECONDS
