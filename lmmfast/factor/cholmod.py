@@ -126,29 +126,26 @@ class CholmodFactor:
     def _memory(self, cp: CrossProducts, gradients: bool) -> int:
         """Bytes the fit holds beyond the data: the design's arrays (``design_bytes``), the
         matrix handed to CHOLMOD (values, indices, positions of the stored blocks), the dense
-        right-hand sides of the solves, and the larger of two phases. Factoring: the factor
-        (supernodal: its supernodes' rectangles, and the largest update block while CHOLMOD
-        works in it; simplicial: values and row indices). Where the fit takes ``gradients``,
-        reading L beside the factor: our copy of the factor, scikit-sparse's copy of that,
-        turned simplicial and handed over as SciPy's; then inverting: L as that matrix, M⁻¹
-        on its pattern and the dense last block as a square for LAPACK. Peak RSS over the
-        data's against this estimate, 200,000 × 20,000 crossed intercepts: 7.97 GiB against
-        8.3 GiB with items drawn uniformly (prepare, an evaluation and a gradient), 871 MiB
-        against 688 MiB with power-law item popularity (the whole fit)."""
+        right-hand sides of the solves, the factor (supernodal: its supernodes' rectangles
+        and the largest update block, CHOLMOD's workspace, which measurements find held
+        after the factorisation too; simplicial: values and row indices), and where the fit
+        takes ``gradients`` the larger of two phases beside it: reading L (scikit-sparse's
+        copy of the factor, turned simplicial and handed over as SciPy's), then inverting (L
+        as that matrix, M⁻¹ on its pattern and the dense last block as a square for LAPACK)."""
         simplicial = 12.0 * self.factor_nonzeros
         if self.supernodal:
             stored, update = self._supernodal_storage
-            factor, factoring = 8.0 * stored, 8.0 * (stored + update)
+            copy, factor = 8.0 * stored, 8.0 * (stored + update)
         else:
-            factor = factoring = simplicial
-        peak = factoring
+            copy = factor = simplicial
+        gradient = 0.0
         if gradients:
-            reading = factor + max(factor + simplicial, 2.0 * simplicial)
+            reading = max(copy + simplicial, 2.0 * simplicial)
             inverting = simplicial + 8.0 * self.factor_nonzeros + 8.0 * self.dense_tail**2
-            peak = max(peak, factor + max(reading, inverting))
+            gradient = max(reading, inverting)
         matrix = 12.0 * self._pattern.nnz + 8.0 * len(cp.block_values)
         solves = 8.0 * 3 * cp.q * (cp.p + 1)
-        return int(self._design_bytes + matrix + solves + peak)
+        return int(self._design_bytes + matrix + solves + factor + gradient)
 
     def _seconds(self) -> float:
         per_madd, per_piece = SUPERNODAL_SECONDS if self.supernodal else SIMPLICIAL_SECONDS
@@ -207,9 +204,9 @@ class CholmodFactor:
 
     def _selected_inverse(self) -> tuple[Any, np.ndarray, np.ndarray]:
         """L (simplicial, CSC) at the last update, M⁻¹ on its pattern, and the inverse
-        permutation. L is read from a copy: reading it from the factor itself would turn the
-        factor simplicial for every later update."""
-        L = self._factor.copy().L().tocsc()
+        permutation. scikit-sparse reads L from a copy of the factor that it turns
+        simplicial, so the factor keeps its own mode for the later updates."""
+        L = self._factor.L().tocsc()
         L.sort_indices()
         inverse_permutation = np.empty(self._cp.q, dtype=np.int64)
         inverse_permutation[self._factor.P()] = np.arange(self._cp.q, dtype=np.int64)
