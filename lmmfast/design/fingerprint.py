@@ -1,11 +1,12 @@
 """A fingerprint of the values a model reads from a small pandas DataFrame.
 
 Two frames with equal fingerprints for a model's columns give that model the same design
-(up to the chance, about 2⁻⁶⁴ per pair, that two strings share pandas' 64-bit hash): the
-fingerprint covers the frame's length and column names, and of each column read its
-name, dtype, categories (with their order) and every value, so a change to any of them —
-in place or in a new frame — changes it. It is a 256-bit BLAKE2 digest of those bytes
-(strings enter as pandas' 64-bit hashes of each value). Where this would be slow or
+(up to the chance, about 2⁻⁶⁴ per pair, that two strings of a NumPy object column share
+pandas' 64-bit hash): the fingerprint covers the frame's length and column names, and of
+each column read its name, dtype, categories (with their order) and every value, so a
+change to any of them — in place or in a new frame — changes it. It is a 256-bit BLAKE2
+digest of those bytes (Arrow-backed strings enter as their buffers, strings in object
+columns as pandas' 64-bit hashes of each value). Where this would be slow or
 uncertain it declines (None): more than :data:`FINGERPRINT_MAX_ROWS` rows, containers
 other than pandas DataFrames, columns of mixed Python objects, extension dtypes other
 than strings and categories.
@@ -59,10 +60,27 @@ def _add_column(digest: hashlib.blake2b, name: str, column: pd.Series) -> bool:
         digest.update(column.cat.codes.to_numpy().tobytes())
         return _add_values(digest, dtype.categories.to_numpy())
     if isinstance(dtype, pd.StringDtype):
+        if dtype.storage == "pyarrow":
+            return _add_arrow(digest, column.array.__arrow_array__())
         return _add_values(digest, column.to_numpy(dtype=object))
     if isinstance(dtype, np.dtype):
         return _add_values(digest, column.to_numpy())
     return False
+
+
+def _add_arrow(digest: hashlib.blake2b, array: object) -> bool:
+    """Arrow strings by their buffers as they are (validity, offsets, characters), with each
+    chunk's offset and length: equal bytes are equal strings; equal strings stored apart
+    (other chunks or slices) only miss."""
+    for chunk in getattr(array, "chunks", [array]):
+        digest.update(repr((chunk.offset, len(chunk), str(chunk.type))).encode())
+        for buffer in chunk.buffers():
+            if buffer is None:
+                digest.update(b"\x00")
+            else:
+                digest.update(b"\x01" + len(buffer).to_bytes(8, "little"))
+                digest.update(memoryview(buffer))
+    return True
 
 
 def _add_values(digest: hashlib.blake2b, values: np.ndarray) -> bool:

@@ -2,10 +2,10 @@
 
 Parsing is a third of the set-up of a small model (about 0.3 ms an expression, and a model
 has three to six), and simulation studies and benchmark suites fit the same formula
-thousands of times. The cache is the one piece of state lmmfast keeps between calls: a pure
-function of the expression's text, bounded to ``PARSED_EXPRESSIONS`` entries (least recently
-used out), holding formulaic's immutable parse — never data. ``parsed.cache_clear()``
-empties it.
+thousands of times. The cache is one of the two pieces of state lmmfast keeps between calls
+(the other, the models of recent calls, is :mod:`lmmfast.recent`): a pure function of the
+expression's text, bounded to ``PARSED_EXPRESSIONS`` entries (least recently used out),
+holding formulaic's immutable parse — never data. ``parsed.cache_clear()`` empties it.
 """
 
 from __future__ import annotations

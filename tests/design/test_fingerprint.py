@@ -14,7 +14,9 @@ FRAME = pd.DataFrame(
         "y": [1.0, 2.0, np.nan],
         "n": [1, 2, 3],
         "s": ["a", None, "c"],
-        "t": pd.array(["a", "b", None], dtype="string"),
+        "t": pd.array(["a", "b", None], dtype=pd.StringDtype("pyarrow")),
+        "u": pd.array(["a", "b", None], dtype=pd.StringDtype("python")),
+        "v": pd.Series(["a", "b", "c"], dtype="str"),
         "c": pd.Categorical(["x", "y", "x"]),
     }
 )
@@ -35,17 +37,44 @@ def test_equal_frames_have_equal_fingerprints() -> None:
         lambda f: f.assign(y=[1.0, 2.5, np.nan]),
         lambda f: f.assign(n=[1.0, 2.0, 3.0]),
         lambda f: f.assign(s=["a", "None", "c"]),  # a missing value against the string "None"
-        lambda f: f.assign(t=pd.array(["a", "b", "None"], dtype="string")),
+        lambda f: f.assign(t=pd.array(["a", "b", "None"], dtype=pd.StringDtype("pyarrow"))),
+        lambda f: f.assign(t=pd.array(["a", "c", None], dtype=pd.StringDtype("pyarrow"))),
+        lambda f: f.assign(u=pd.array(["a", "b", "None"], dtype=pd.StringDtype("python"))),
+        lambda f: f.assign(v=pd.Series(["a", "b", "d"], dtype="str")),
+        lambda f: f.assign(v=pd.Series(["a", "b", "c"], dtype=pd.StringDtype("pyarrow"))),
         lambda f: f.assign(c=pd.Categorical(["x", "y", "x"], categories=["y", "x"])),
         lambda f: f.assign(c=pd.Categorical(["x", "y", "x"], ordered=True)),
         lambda f: f.assign(c=["x", "y", "x"]),
         lambda f: f.rename(columns={"y": "z"}),
     ],
-    ids=["float", "dtype", "missing-string", "string-dtype", "category-order", "ordered", "not-categorical", "name"],
+    ids=[
+        "float",
+        "dtype",
+        "missing-string",
+        "arrow-missing",
+        "arrow-value",
+        "python-string",
+        "str-value",
+        "str-na-kind",
+        "category-order",
+        "ordered",
+        "not-categorical",
+        "name",
+    ],
 )
 def test_any_change_a_model_could_see_changes_it(change) -> None:
     changed = change(FRAME)
     assert fingerprint(changed) not in (None, fingerprint(FRAME))
+
+
+def test_arrow_strings_stored_apart_give_the_same_or_another_fingerprint_never_a_wrong_match() -> None:
+    whole = pd.DataFrame({"s": pd.Series(["x", "y", "z", "w"], dtype="str")})
+    sliced = pd.DataFrame({"s": pd.Series(["q", "x", "y", "z", "w"], dtype="str").iloc[1:].reset_index(drop=True)})
+    assert sliced["s"].tolist() == whole["s"].tolist()
+    assert frame_fingerprint(whole, ["s"]) == frame_fingerprint(whole.copy(), ["s"])
+    assert frame_fingerprint(sliced, ["s"]) is not None
+    shifted = pd.DataFrame({"s": pd.Series(["q", "x", "y", "z", "w"], dtype="str").iloc[:-1].reset_index(drop=True)})
+    assert frame_fingerprint(shifted, ["s"]) != frame_fingerprint(sliced, ["s"])
 
 
 def test_only_the_named_columns_count() -> None:
