@@ -10,7 +10,6 @@ choice is kept. Supernodal on a factor of short columns is many times slower tha
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -24,8 +23,8 @@ from lmmfast.factor.pattern import build_lower_pattern, fill_scaled, full_matrix
 from lmmfast.factor.plan import FactorPlan
 from lmmfast.factor.selected_inverse import (
     dense_tail_of_counts,
+    pattern_positions,
     read_block,
-    read_pattern,
     selected_inverse,
     trace_sums,
 )
@@ -91,6 +90,9 @@ class CholmodFactor:
         self._matrix = sp.csc_matrix((data, self._pattern.indices, self._pattern.indptr), shape=(q, q))
         self._factor = analyze(self._matrix, mode="auto")
         self._zz: sp.csr_matrix | None = None
+        #: L's pattern (indptr, indices) and where Z'Z's blocks sit on it, once a gradient has
+        #: read them (:meth:`_inverse_at_slots`)
+        self._slot_positions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         counts = factor_column_counts(self._pattern.indptr, self._pattern.indices, self._factor.P())
         #: nnz(L), exactly, and the multiply-adds of one factorisation
         self.factor_nonzeros = int(np.sum(counts))
@@ -166,7 +168,9 @@ class CholmodFactor:
         """A copy with its own values and numeric factor; the pattern and the symbolic
         analysis are CHOLMOD's copy of this one's (no new analysis). CHOLMOD's threads are
         BLAS's, so ``max_threads`` caps those."""
-        twin = copy.copy(self)
+        # not copy.copy: it would go through __setstate__, which analyses the pattern again
+        twin = object.__new__(CholmodFactor)
+        twin.__dict__.update(self.__dict__)
         if max_threads is not None:
             twin.blas_threads = max_threads
         twin._matrix = self._matrix.copy()
@@ -212,22 +216,21 @@ class CholmodFactor:
         inverse_permutation[self._factor.P()] = np.arange(self._cp.q, dtype=np.int64)
         return L, selected_inverse(L.indptr, L.indices, L.data), inverse_permutation
 
-    def _inverse_at_slots(self) -> tuple[np.ndarray, ...]:
-        """The selected inverse (L's pattern, M⁻¹ on it, the inverse permutation) and where
-        Z'Z's blocks sit: the arguments the kernels that read it at the blocks begin with."""
+    def _inverse_at_slots(self) -> np.ndarray:
+        """M⁻¹ at every stored block of Z'Z, laid out as the cross-products' block values,
+        gathered from the selected inverse at positions found once for L's pattern (which
+        the symbolic analysis fixes) and found again should the pattern differ."""
         cp = self._cp
         L, inverse, inverse_permutation = self._selected_inverse()
-        return (
-            L.indptr,
-            L.indices,
-            inverse,
-            inverse_permutation,
-            cp.slot_term_a,
-            cp.slot_term_b,
-            cp.slot_level_a,
-            cp.slot_level_b,
-            cp.slot_offsets,
-        )
+        known = self._slot_positions
+        if known is None or not (np.array_equal(known[0], L.indptr) and np.array_equal(known[1], L.indices)):
+            positions = np.empty(len(cp.block_values), dtype=np.int64)
+            pattern_positions(
+                L.indptr, L.indices, inverse_permutation, cp.slot_term_a, cp.slot_term_b, cp.slot_level_a,
+                cp.slot_level_b, cp.slot_offsets, cp.term_sizes, cp.column_offsets, positions,
+            )  # fmt: skip
+            known = self._slot_positions = (L.indptr, L.indices, positions)
+        return inverse[known[2]]
 
     def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:
         """For each term t, G_t = Σ over its levels of the k×k diagonal blocks of M⁻¹Λ'Z'Z,
@@ -236,8 +239,10 @@ class CholmodFactor:
         cp = self._cp
         templates = self._layout.packed_templates(theta)
         out = np.zeros_like(templates)
-        sums = (cp.block_values, cp.term_sizes, cp.column_offsets, templates, self._template_offsets, out)
-        trace_sums(*(self._inverse_at_slots() + sums))
+        trace_sums(
+            self._inverse_at_slots(), cp.slot_term_a, cp.slot_term_b, cp.slot_level_a, cp.slot_level_b,
+            cp.block_values, cp.term_sizes, cp.slot_offsets, templates, self._template_offsets, out,
+        )  # fmt: skip
         return [out[o : o + k * k].reshape(k, k) for o, k in zip(self._template_offsets, cp.term_sizes)]
 
     def inverse_diagonal_blocks(self) -> list[np.ndarray] | None:
@@ -257,11 +262,7 @@ class CholmodFactor:
     def inverse_on_pattern(self) -> np.ndarray | None:
         """M⁻¹ at every stored block of Z'Z, laid out as the cross-products' ``block_values``,
         at the last update (from the selected inverse on L's pattern, which holds Z'Z's)."""
-        cp = self._cp
-        out = np.empty_like(cp.block_values)
-        arguments = (*self._inverse_at_slots(), cp.term_sizes, cp.column_offsets, out)
-        read_pattern(*arguments)
-        return out
+        return self._inverse_at_slots()
 
     def zz_times(self, V: np.ndarray) -> np.ndarray:
         """Z'Z V (the stored blocks as one sparse matrix, formed on first use)."""

@@ -143,8 +143,8 @@ def _sparse_columns(indptr, indices, data, start, block, Z):
 
 
 @numba.njit(cache=True, nogil=True)
-def entry(indptr, indices, Z, inverse_permutation, row, col):
-    """M⁻¹[row, col] (original order) from the selected inverse on L's pattern."""
+def entry_position(indptr, indices, inverse_permutation, row, col):
+    """Where M⁻¹[row, col] (original order) sits on L's pattern."""
     r = inverse_permutation[row]
     c = inverse_permutation[col]
     if r < c:
@@ -156,7 +156,7 @@ def entry(indptr, indices, Z, inverse_permutation, row, col):
             lo = mid + 1
         else:
             hi = mid
-    return Z[lo]
+    return lo
 
 
 @numba.njit(cache=True, nogil=True)
@@ -164,56 +164,44 @@ def read_block(indptr, indices, Z, inverse_permutation, row0, col0, ka, kb, out)
     """``out[:ka, :kb]`` ← the block of M⁻¹ at rows ``row0``…, columns ``col0``…"""
     for i in range(ka):
         for j in range(kb):
-            out[i, j] = entry(indptr, indices, Z, inverse_permutation, row0 + i, col0 + j)
+            out[i, j] = Z[entry_position(indptr, indices, inverse_permutation, row0 + i, col0 + j)]
 
 
 @numba.njit(cache=True, nogil=True)
-def read_pattern(
-    indptr, indices, Z, inverse_permutation, slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets,
+def pattern_positions(
+    indptr, indices, inverse_permutation, slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets,
     sizes, column_offsets, out,
 ):  # fmt: skip
-    """``out`` (laid out as the cross-products' block values) ← M⁻¹ at every stored block of Z'Z."""
-    most = 1
-    for t in range(sizes.shape[0]):
-        most = max(most, sizes[t])
-    block = np.empty((most, most))
+    """``out`` (laid out as the cross-products' block values) ← where M⁻¹ at every stored
+    block of Z'Z sits on L's pattern: fixed with the pattern, so found once per fit and
+    gathered from the selected inverse at each gradient."""
     for s in range(slot_term_a.shape[0]):
         ta, tb = slot_term_a[s], slot_term_b[s]
         ka, kb = sizes[ta], sizes[tb]
         row0 = column_offsets[ta] + slot_level_a[s] * ka
         col0 = column_offsets[tb] + slot_level_b[s] * kb
-        read_block(indptr, indices, Z, inverse_permutation, row0, col0, ka, kb, block)
         base = slot_offsets[s]
         for i in range(ka):
             for j in range(kb):
-                out[base + i * kb + j] = block[i, j]
+                out[base + i * kb + j] = entry_position(indptr, indices, inverse_permutation, row0 + i, col0 + j)
 
 
 @numba.njit(cache=True, nogil=True)
 def trace_sums(
-    indptr,
-    indices,
-    Z,
-    inverse_permutation,
+    inverse,
     slot_term_a,
     slot_term_b,
     slot_level_a,
     slot_level_b,
-    slot_offsets,
     block_values,
     sizes,
-    column_offsets,
+    slot_offsets,
     templates,
     template_offsets,
     out,
 ):
     """``out`` (packed like the templates) += Σₗ [M⁻¹Λ'Z'Z]ₗₗ per term, over every stored
-    block of Z'Z, from the selected inverse."""
-    inverse = np.empty_like(block_values)
-    read_pattern(
-        indptr, indices, Z, inverse_permutation, slot_term_a, slot_term_b, slot_level_a, slot_level_b, slot_offsets,
-        sizes, column_offsets, inverse,
-    )  # fmt: skip
+    block of Z'Z, from ``inverse``: M⁻¹ at those blocks, laid out as their values."""
     for s in range(slot_term_a.shape[0]):
         ta, tb = slot_term_a[s], slot_term_b[s]
         ka, kb = sizes[ta], sizes[tb]

@@ -12,7 +12,11 @@ from lmmfast.api import prepare
 
 @pytest.fixture(scope="module")
 def prepared():
-    return prepare("Reaction ~ Days + (Days | Subject) + (1 | Days)", lmmfast.datasets.load("sleepstudy"))
+    model = prepare(
+        "Reaction ~ Days + (Days | Subject) + (1 | Days)", lmmfast.datasets.load("sleepstudy"), factorization="cholmod"
+    )
+    assert model.objective.describe().path == "cholmod"
+    return model
 
 
 def _dense_system(prepared, theta):
@@ -49,3 +53,33 @@ def test_factor_is_refreshed_not_reused(prepared) -> None:
     second = factor.logdet()
     assert first != second
     assert second == pytest.approx(np.linalg.slogdet(_dense_system(prepared, np.array([2.0, 0.5, 0.3, 0.1])))[1])
+
+
+def test_a_fresh_copy_is_not_analysed_again(prepared, monkeypatch) -> None:
+    import lmmfast.factor.cholmod as cholmod
+
+    calls = []
+    monkeypatch.setattr(cholmod, "analyze", lambda *a, **k: calls.append(1))
+    twin = prepared.objective.factor.fresh()
+    assert calls == []
+    twin.update(np.array([1.0, 0.2, 0.5, 0.3]))
+    assert twin.logdet() == pytest.approx(np.linalg.slogdet(_dense_system(prepared, np.array([1.0, 0.2, 0.5, 0.3])))[1])
+
+
+def test_the_inverse_is_read_at_positions_found_once_per_pattern(prepared) -> None:
+    factor = prepared.objective.factor.fresh()
+    for theta in (np.array([1.0, 0.2, 0.5, 0.3]), np.array([0.7, -0.1, 0.4, 0.9])):
+        factor.update(theta)
+        found = factor._slot_positions
+        inverse = np.linalg.inv(_dense_system(prepared, theta))
+        at_slots = factor.inverse_on_pattern()
+        cp = prepared.objective.cross_products
+        for s in range(len(cp.slot_term_a)):  # every stored block of Z'Z, against the dense inverse
+            ka, kb = cp.term_sizes[cp.slot_term_a[s]], cp.term_sizes[cp.slot_term_b[s]]
+            row = cp.column_offsets[cp.slot_term_a[s]] + cp.slot_level_a[s] * ka
+            col = cp.column_offsets[cp.slot_term_b[s]] + cp.slot_level_b[s] * kb
+            block = at_slots[cp.slot_offsets[s] : cp.slot_offsets[s] + ka * kb].reshape(ka, kb)
+            np.testing.assert_allclose(block, inverse[row : row + ka, col : col + kb], rtol=1e-9, atol=1e-12)
+        if found is not None:
+            assert factor._slot_positions is found  # the second θ reuses the first's positions
+    assert factor._slot_positions is not None
