@@ -150,7 +150,8 @@ def lmm(
     Notes
     -----
     A call with the formula, settings and column values of one of the last 8 calls, on a
-    pandas DataFrame of at most 10,000 rows, fits the model that call prepared instead of
+    pandas or polars DataFrame or a pyarrow Table of at most 10,000 rows, fits the model
+    that call prepared instead of
     preparing it again: the same fit, several times sooner on small data
     (``set_options(model_cache=...)`` sets how many are kept; 0 turns this off). To fit one
     model to many data sets, prepare it once: :class:`lmmfast.LinearMixedModel`.

@@ -43,7 +43,8 @@ def set_options(*, contrasts: str | None = None, model_cache: int | None = None)
     model_cache : int, optional
         How many prepared models :func:`lmmfast.lmm` and :func:`lmmfast.glmm` keep (default
         8): a call with the formula, settings and column values of a recent call, on data of
-        at most 10,000 rows in a pandas DataFrame, fits the model that call prepared instead
+        at most 10,000 rows in a pandas or polars DataFrame or a pyarrow Table, fits the
+        model that call prepared instead
         of preparing it again — the same fit, several times sooner on small data. 0 turns
         this off and empties the store. For many fits of one model on data that change, see
         :class:`lmmfast.LinearMixedModel`.

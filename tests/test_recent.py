@@ -109,6 +109,20 @@ def test_what_cannot_be_told_by_value_is_prepared_each_time(sleep) -> None:
     assert len(RECENT_MODELS) == 0
 
 
+def test_polars_and_arrow_data_are_kept_too(sleep) -> None:
+    import polars as pl
+
+    polars = pl.from_pandas(sleep)
+    first = lmmfast.lmm(SLEEPSTUDY_SLOPES, polars)
+    assert same_model(lmmfast.lmm(SLEEPSTUDY_SLOPES, polars.clone()), first)
+    assert not same_model(lmmfast.lmm(SLEEPSTUDY_SLOPES, polars.with_columns(pl.col("Reaction") + 1.0)), first)
+    arrow = polars.to_arrow()
+    from_arrow = lmmfast.lmm(SLEEPSTUDY_SLOPES, arrow)
+    assert same_model(lmmfast.lmm(SLEEPSTUDY_SLOPES, arrow), from_arrow)
+    assert not same_model(from_arrow, first)  # another container is another key
+    assert_same_fit(from_arrow, first)
+
+
 def test_large_data_are_not_kept() -> None:
     rng = np.random.default_rng(3)
     n = FINGERPRINT_MAX_ROWS + 1

@@ -1,15 +1,16 @@
-"""A fingerprint of the values a model reads from a small pandas DataFrame.
+"""A fingerprint of the values a model reads from a small data frame.
 
 Two frames with equal fingerprints for a model's columns give that model the same design
 (up to the chance, about 2⁻⁶⁴ per pair, that two strings of a NumPy object column share
-pandas' 64-bit hash): the fingerprint covers the frame's length and column names, and of
-each column read its name, dtype, categories (with their order) and every value, so a
-change to any of them — in place or in a new frame — changes it. It is a 256-bit BLAKE2
-digest of those bytes (Arrow-backed strings enter as their buffers, strings in object
-columns as pandas' 64-bit hashes of each value). Where this would be slow or
-uncertain it declines (None): more than :data:`FINGERPRINT_MAX_ROWS` rows, containers
-other than pandas DataFrames, columns of mixed Python objects, extension dtypes other
-than strings and categories.
+pandas' 64-bit hash): the fingerprint covers the container's kind, the frame's length and
+column names, and of each column read its name, dtype, categories (with their order) and
+every value, so a change to any of them — in place or in a new frame — changes it. It is a
+256-bit BLAKE2 digest of those bytes: numbers as they are stored, Arrow data (polars
+DataFrames, pyarrow Tables, pandas' Arrow-backed strings) as its buffers, strings in
+object columns as pandas' 64-bit hashes of each value. Where this would be slow or
+uncertain it declines (None): more than :data:`FINGERPRINT_MAX_ROWS` rows, other
+containers (dicts, polars LazyFrames), columns of mixed Python objects, pandas extension
+dtypes other than strings and categories.
 
 Examples
 --------
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,8 +38,11 @@ FINGERPRINT_MAX_ROWS = 10_000
 
 
 def frame_fingerprint(data: object, columns: Sequence[str]) -> bytes | None:
-    """The fingerprint of ``columns`` of ``data`` (a pandas DataFrame of at most
-    :data:`FINGERPRINT_MAX_ROWS` rows), or None where it declines."""
+    """The fingerprint of ``columns`` of ``data`` (a pandas or polars DataFrame or a pyarrow
+    Table of at most :data:`FINGERPRINT_MAX_ROWS` rows), or None where it declines."""
+    kind = (type(data).__module__.split(".")[0], type(data).__name__)
+    if kind in (("polars", "DataFrame"), ("pyarrow", "Table")):
+        return _arrow_fingerprint(data, columns, kind[0])
     if not isinstance(data, pd.DataFrame) or len(data) > FINGERPRINT_MAX_ROWS:
         return None
     names = [str(label) for label in data.columns]
@@ -49,6 +54,25 @@ def frame_fingerprint(data: object, columns: Sequence[str]) -> bytes | None:
     for name in columns:
         if name not in label_of or not _add_column(digest, name, data[label_of[name]]):
             return None
+    return digest.digest()
+
+
+def _arrow_fingerprint(data: Any, columns: Sequence[str], kind: str) -> bytes | None:
+    """:func:`frame_fingerprint` of a polars DataFrame or a pyarrow Table: each column by its
+    Arrow buffers (polars hands them over without a copy)."""
+    rows = data.num_rows if kind == "pyarrow" else data.height
+    if rows > FINGERPRINT_MAX_ROWS:
+        return None
+    names = [str(name) for name in (data.column_names if kind == "pyarrow" else data.columns)]
+    if len(set(names)) != len(names):
+        return None
+    digest = hashlib.blake2b(digest_size=32)
+    digest.update(repr((kind, rows, names)).encode())
+    for name in columns:
+        if name not in names:
+            return None
+        digest.update(repr(name).encode())
+        _add_arrow(digest, data.column(name) if kind == "pyarrow" else data.get_column(name).to_arrow())
     return digest.digest()
 
 
@@ -68,10 +92,10 @@ def _add_column(digest: hashlib.blake2b, name: str, column: pd.Series) -> bool:
     return False
 
 
-def _add_arrow(digest: hashlib.blake2b, array: object) -> bool:
-    """Arrow strings by their buffers as they are (validity, offsets, characters), with each
-    chunk's offset and length: equal bytes are equal strings; equal strings stored apart
-    (other chunks or slices) only miss."""
+def _add_arrow(digest: hashlib.blake2b, array: Any) -> bool:
+    """An Arrow array by its buffers as they are (validity, offsets, values; a dictionary's
+    too), with each chunk's type, offset and length: equal bytes are equal values; equal
+    values stored apart (other chunks or slices) only miss."""
     for chunk in getattr(array, "chunks", [array]):
         digest.update(repr((chunk.offset, len(chunk), str(chunk.type))).encode())
         for buffer in chunk.buffers():
@@ -80,6 +104,9 @@ def _add_arrow(digest: hashlib.blake2b, array: object) -> bool:
             else:
                 digest.update(b"\x01" + len(buffer).to_bytes(8, "little"))
                 digest.update(memoryview(buffer))
+        dictionary = getattr(chunk, "dictionary", None)
+        if dictionary is not None:  # categories: the codes above, the levels here
+            _add_arrow(digest, dictionary)
     return True
 
 

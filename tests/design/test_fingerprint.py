@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 
 from lmmfast.design.fingerprint import FINGERPRINT_MAX_ROWS, frame_fingerprint
@@ -77,6 +79,43 @@ def test_arrow_strings_stored_apart_give_the_same_or_another_fingerprint_never_a
     assert frame_fingerprint(shifted, ["s"]) != frame_fingerprint(sliced, ["s"])
 
 
+POLARS = pl.DataFrame(
+    {
+        "y": [1.0, None, 3.0],
+        "n": [1, 2, 3],
+        "g": ["a", None, "c"],
+        "c": pl.Series(["x", "y", "x"], dtype=pl.Enum(["x", "y"])),
+    }
+)
+
+
+@pytest.mark.parametrize("convert", [lambda f: f, lambda f: f.to_arrow()], ids=["polars", "pyarrow"])
+def test_polars_and_arrow_frames_are_fingerprinted_by_their_buffers(convert) -> None:
+    columns = list(POLARS.columns)
+    frame = convert(POLARS)
+    assert frame_fingerprint(frame, columns) is not None
+    assert frame_fingerprint(frame, columns) == frame_fingerprint(convert(POLARS.clone()), columns)
+    changes = [
+        POLARS.with_columns(y=pl.Series([1.0, None, 3.5])),
+        POLARS.with_columns(n=pl.Series([1.0, 2.0, 3.0])),
+        POLARS.with_columns(g=pl.Series(["a", "None", "c"])),
+        POLARS.with_columns(c=pl.Series(["x", "y", "x"], dtype=pl.Enum(["y", "x"]))),  # the levels' order
+        POLARS.rename({"y": "z"}).with_columns(y=pl.Series([1.0, None, 3.0])),
+    ]
+    for changed in changes:
+        assert frame_fingerprint(convert(changed), columns) not in (None, frame_fingerprint(frame, columns))
+    assert frame_fingerprint(frame, ["absent"]) is None
+
+
+def test_the_kind_of_container_is_part_of_the_fingerprint() -> None:
+    frame = pl.DataFrame({"y": [1.0, 2.0]})
+    assert frame_fingerprint(frame, ["y"]) != frame_fingerprint(frame.to_arrow(), ["y"])
+    assert frame_fingerprint(frame, ["y"]) != frame_fingerprint(frame.to_pandas(), ["y"])
+    assert frame_fingerprint(frame.lazy(), ["y"]) is None
+    assert frame_fingerprint(pl.DataFrame({"y": np.zeros(FINGERPRINT_MAX_ROWS + 1)}), ["y"]) is None
+    assert frame_fingerprint(pa.table([[1.0], [2.0]], names=["y", "y"]), ["y"]) is None
+
+
 def test_only_the_named_columns_count() -> None:
     assert frame_fingerprint(FRAME, ["y"]) == frame_fingerprint(FRAME.assign(n=[7, 8, 9]), ["y"])
 
@@ -87,7 +126,7 @@ def test_only_the_named_columns_count() -> None:
         (pd.DataFrame({"m": [1, "1", 2.0]}), ["m"]),  # mixed Python objects
         (pd.DataFrame({"b": pd.array([True, None, False], dtype="boolean")}), ["b"]),  # another extension dtype
         (pd.DataFrame({"y": np.zeros(FINGERPRINT_MAX_ROWS + 1)}), ["y"]),  # too many rows
-        ({"y": [1.0, 2.0]}, ["y"]),  # not a pandas DataFrame
+        ({"y": [1.0, 2.0]}, ["y"]),  # a dict of columns
         (pd.DataFrame([[1.0, 2.0]], columns=["y", "y"]), ["y"]),  # one name twice
         (FRAME, ["absent"]),
     ],
