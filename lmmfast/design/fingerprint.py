@@ -6,7 +6,7 @@ pandas' 64-bit hash): the fingerprint covers the container's kind, the frame's l
 column names, and of each column read its name, dtype, categories (with their order) and
 every value, so a change to any of them — in place or in a new frame — changes it. It is a
 256-bit BLAKE2 digest of those bytes: numbers as they are stored, Arrow data (polars
-DataFrames, pyarrow Tables, pandas' Arrow-backed strings) as its buffers, strings in
+DataFrames, pyarrow Tables, pandas' Arrow-backed columns) as its buffers, strings in
 object columns as pandas' 64-bit hashes of each value. Where this would be slow or
 uncertain it declines (None): more than :data:`FINGERPRINT_MAX_ROWS` rows, other
 containers (dicts, polars LazyFrames), columns of mixed Python objects, pandas extension
@@ -83,9 +83,9 @@ def _add_column(digest: hashlib.blake2b, name: str, column: pd.Series) -> bool:
         digest.update(b"ordered" if dtype.ordered else b"unordered")
         digest.update(column.cat.codes.to_numpy().tobytes())
         return _add_values(digest, dtype.categories.to_numpy())
+    if isinstance(dtype, pd.ArrowDtype) or (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return _add_arrow(digest, column.array.__arrow_array__())
     if isinstance(dtype, pd.StringDtype):
-        if dtype.storage == "pyarrow":
-            return _add_arrow(digest, column.array.__arrow_array__())
         return _add_values(digest, column.to_numpy(dtype=object))
     if isinstance(dtype, np.dtype):
         return _add_values(digest, column.to_numpy())

@@ -107,6 +107,14 @@ def test_polars_and_arrow_frames_are_fingerprinted_by_their_buffers(convert) -> 
     assert frame_fingerprint(frame, ["absent"]) is None
 
 
+def test_pandas_columns_backed_by_arrow_are_fingerprinted_by_their_buffers() -> None:
+    frame = pd.DataFrame({"y": [1.5, 2.0, 3.0], "g": ["a", "b", "a"]}).convert_dtypes(dtype_backend="pyarrow")
+    assert isinstance(frame["y"].dtype, pd.ArrowDtype)
+    assert frame_fingerprint(frame, ["y", "g"]) == frame_fingerprint(frame.copy(), ["y", "g"]) is not None
+    changed = frame.assign(y=pd.array([1.5, 2.0, 3.5], dtype=frame["y"].dtype))
+    assert frame_fingerprint(changed, ["y", "g"]) != frame_fingerprint(frame, ["y", "g"])
+
+
 def test_the_kind_of_container_is_part_of_the_fingerprint() -> None:
     frame = pl.DataFrame({"y": [1.0, 2.0]})
     assert frame_fingerprint(frame, ["y"]) != frame_fingerprint(frame.to_arrow(), ["y"])
