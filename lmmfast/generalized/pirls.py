@@ -17,6 +17,7 @@ whole Newton step below ``NEWTON_TOLERANCE`` ends them a step sooner.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,17 +148,17 @@ class Pirls:
         self._last_solve: tuple[bytes, Mode] | None = None
 
     def fresh(self, max_threads: int | None = None) -> Pirls:
-        """The same PIRLS with a factor and buffers of its own (another thread or fit)."""
-        return Pirls(
-            self.terms,
-            self.pattern,
-            self.X,
-            self.response,
-            self.family,
-            self.layout,
-            self.factor,
-            max_threads,
-        )
+        """The same PIRLS with a factor and buffers of its own (another thread or fit); what
+        depends on the rows alone (the saturated deviance terms and the log-likelihood's
+        constant, the rows' pattern, X) is shared, never written to."""
+        twin = copy.copy(self)
+        twin.factor = self.factor.fresh(max_threads)
+        twin.buffers = RowBuffers.of(len(self.response.y))
+        twin._previous_eta = np.empty(len(self.response.y))
+        twin._fixed_part = None
+        twin.last_u = None
+        twin._last_solve = None
+        return twin
 
     # -- one pass over the rows ---------------------------------------------------------------
     def linear_predictor(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray) -> np.ndarray:

@@ -70,6 +70,8 @@ class PreparedGlmm:
         R's starting linear predictor, g(mustart).
     data_name, weights_name, offset_name : str or None
     control : Control
+    encoding : DesignEncoding
+        How the design was built from the data, without the rows (for new data).
     """
 
     formula: ModelFormula
@@ -87,15 +89,11 @@ class PreparedGlmm:
     weights_name: str | None
     offset_name: str | None
     control: Control
+    encoding: DesignEncoding
     #: The ``weights=`` and ``offset=`` arguments as given: a column name, or the values of
     #: the rows used (to prepare the model again from its rows, as a saved fit does).
     given_weights: str | np.ndarray | None = None
     given_offset: str | np.ndarray | None = None
-
-    @property
-    def encoding(self) -> DesignEncoding:
-        """How the design was built from the data, without the rows (for new data)."""
-        return encode_design(self.formula, self.fixed, self.terms, self.model_frame.frame)
 
     @property
     def has_rows(self) -> bool:
@@ -281,6 +279,7 @@ def prepare_glmm(
         weights_name=weights_name,
         offset_name=offset_name,
         control=control,
+        encoding=encode_design(model, fixed, terms, frame_info.frame),
         given_weights=weights if weights is None or isinstance(weights, str) else weight_values,
         given_offset=given_offset,
     )

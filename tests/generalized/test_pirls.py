@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import lmmfast
 from lmmfast.generalized.family import Family
@@ -27,6 +28,22 @@ def test_the_same_question_returns_the_last_solve_without_iterating() -> None:
     assert fixed is not first
     assert pirls.solve(theta, first.beta, free_beta=False) is fixed
     assert pirls.solve(theta, first.beta + 0.1, free_beta=False) is not fixed
+
+
+def test_a_fresh_copy_shares_the_rows_constants_and_nothing_it_writes() -> None:
+    pirls = _pirls()
+    theta, beta = np.array([0.6]), np.zeros(pirls.X.shape[1])
+    first = pirls.solve(theta, beta, free_beta=True)
+    mu = pirls.buffers.mu.copy()
+    twin = pirls.fresh()
+    assert twin.saturated is pirls.saturated and twin.loglik_offset == pirls.loglik_offset
+    assert twin.buffers is not pirls.buffers and twin.factor is not pirls.factor
+    assert twin.last_u is None  # it starts from u = 0, not from the original's modes
+    again = twin.solve(np.array([1.2]), beta, free_beta=True)
+    np.testing.assert_array_equal(pirls.buffers.mu, mu)  # the original's rows are untouched
+    assert pirls.solve(theta, beta, free_beta=True) is first
+    assert twin.solve(theta, beta, free_beta=True).laplace == pytest.approx(first.laplace, rel=1e-9)
+    assert again.laplace != first.laplace
 
 
 def test_a_pass_over_the_rows_in_between_forgets_the_last_solve() -> None:
