@@ -63,7 +63,8 @@ def test_the_blocked_paths_estimate_is_within_a_quarter_of_what_the_fit_allocate
             return lmmfast.lmm(formula, data, checks=QUIET)
         return lmmfast.glmm(formula, data, family, nagq=0, checks=QUIET)
 
-    fit_model(30, 60, 12)  # the kernels' first use loads them, which is no part of a fit's memory
+    # the same fit first: compiling or loading the kernels it uses is no part of a fit's memory
+    fit_model(300, 600, 120)
     fit, peak = _traced_peak(partial(fit_model, 300, 600, 120))
     estimate = fit.engine.estimated_bytes
     assert fit.engine.path == "blocked"
