@@ -226,7 +226,7 @@ def _recent_key(
     """What a prepared model depends on, or None where some of it cannot be told by value
     (arrays of weights, matrices of contrasts, large or unusual data) or is invalid (the
     preparation then raises the error)."""
-    if RECENT_MODELS.size == 0 or not isinstance(settings[1], str):
+    if RECENT_MODELS.size == 0:
         return None
     if contrasts is None:
         codings: tuple[tuple[str, str], ...] | None = None
