@@ -385,34 +385,55 @@ def _accumulate_weighted(
     return total
 
 
+#: Rows per block of :func:`_accumulate_weighted_scalar`: [X y]'W[X y] is summed a block at a
+#: time, in registers, not row by row in memory.
+ROW_BLOCK = 64
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _add_gram(columns, rows, out):
+    """``out[a, c] += Σ_{i < rows} columns[a, i] columns[c, i]`` for c ≤ a (sums reassociated:
+    vectorised)."""
+    for a in range(columns.shape[0]):
+        for c in range(a + 1):
+            total = 0.0
+            for i in range(rows):
+                total += columns[a, i] * columns[c, i]
+            out[a, c] += total
+
+
 @numba.njit(cache=True, nogil=True)
 def _accumulate_weighted_scalar(
-    codes, values, column_offsets, slots, pair_terms, pair_starts, X, y, root, ZtXy, blocks
+    codes, values, column_offsets, slots, pair_terms, pair_starts, X, y, root, ZtXy, blocks, XytXy
 ):
     """:func:`_accumulate_weighted` where every term has one column (random intercepts: the
-    common case, written out), Z'W[X y] included; returns y'Wy."""
+    common case, written out), Z'W[X y] and [X y]'W[X y] included."""
     n = y.shape[0]
     p = X.shape[1]
     terms = codes.shape[0]
     pairs = pair_terms.shape[0]
     scaled = np.empty(terms)
-    xy = np.empty(p + 1)
-    total = 0.0
-    for i in range(n):
-        r = root[i]
-        for c in range(p):
-            xy[c] = X[i, c] * r
-        xy[p] = y[i] * r
-        total += xy[p] * xy[p]
-        for t in range(terms):
-            z = values[i, t] * r
-            scaled[t] = z
-            row = column_offsets[t] + codes[t, i]
-            for c in range(p + 1):
-                ZtXy[row, c] += z * xy[c]
-        for pair in range(pairs):
-            blocks[pair_starts[pair] + slots[pair, i]] += scaled[pair_terms[pair, 0]] * scaled[pair_terms[pair, 1]]
-    return total
+    xy = np.empty((p + 1, ROW_BLOCK))  # a block's rows of √w [X y], column-major
+    for start in range(0, n, ROW_BLOCK):
+        rows = min(ROW_BLOCK, n - start)
+        for local in range(rows):
+            i = start + local
+            r = root[i]
+            for c in range(p):
+                xy[c, local] = X[i, c] * r
+            xy[p, local] = y[i] * r
+            for t in range(terms):
+                z = values[i, t] * r
+                scaled[t] = z
+                row = column_offsets[t] + codes[t, i]
+                for c in range(p + 1):
+                    ZtXy[row, c] += z * xy[c, local]
+            for pair in range(pairs):
+                blocks[pair_starts[pair] + slots[pair, i]] += scaled[pair_terms[pair, 0]] * scaled[pair_terms[pair, 1]]
+        _add_gram(xy, rows, XytXy)
+    for a in range(p + 1):
+        for c in range(a):
+            XytXy[c, a] = XytXy[a, c]
 
 
 def form_weighted_cross_products(
@@ -438,10 +459,10 @@ def form_weighted_cross_products(
     y = np.ascontiguousarray(y, dtype=np.float64)
     ZtXy = np.zeros((shape.q, p + 1))
     blocks = np.zeros_like(shape.block_values)
-    Zty = np.zeros(shape.q)
+    XytXy = np.zeros((p + 1, p + 1))
     scalar = pattern.all_scalar
     if scalar:
-        yty = _accumulate_weighted_scalar(
+        _accumulate_weighted_scalar(
             pattern.codes,
             pattern.values,
             shape.column_offsets,
@@ -453,8 +474,10 @@ def form_weighted_cross_products(
             root_weights,
             ZtXy,
             blocks,
+            XytXy,
         )
     else:
+        Zty = np.zeros(shape.q)
         yty = _accumulate_weighted(
             pattern.codes,
             pattern.values,
@@ -469,12 +492,10 @@ def form_weighted_cross_products(
             Zty,
             blocks,
         )
-    XytXy = np.empty((p + 1, p + 1))
-    XytXy[p, p] = yty
-    if p:
-        # X'WX by BLAS; Z'WX in the pass where the terms are scalar, else one term at a time
-        Xw = X * root_weights[:, None]
-        if not scalar:
+        XytXy[p, p] = yty
+        if p:
+            # X'WX by BLAS; Z'WX one term at a time
+            Xw = X * root_weights[:, None]
             ZtX = np.zeros((shape.q, p))
             for t in range(len(shape.term_sizes)):
                 k, start = int(shape.term_sizes[t]), int(shape.column_offsets[t])
@@ -483,9 +504,8 @@ def form_weighted_cross_products(
                 values = pattern.values[:, first : first + k] * root_weights[:, None]
                 accumulate_outer(pattern.codes[t], values, Xw, view)
             ZtXy[:, :p] = ZtX
-        XytXy[:p, :p] = Xw.T @ Xw
-        XytXy[:p, p] = XytXy[p, :p] = Xw.T @ (y * root_weights)
-    if not scalar:
+            XytXy[:p, :p] = Xw.T @ Xw
+            XytXy[:p, p] = XytXy[p, :p] = Xw.T @ (y * root_weights)
         ZtXy[:, p] = Zty
     # the constructor, not dataclasses.replace: this runs once per PIRLS iteration
     return CrossProducts(

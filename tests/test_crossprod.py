@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 import lmmfast
 from lmmfast.api import prepare
+from lmmfast.crossprod import RowPattern, form_cross_products, form_weighted_cross_products, pair_pattern
 from lmmfast.factor.pattern import build_lower_pattern
 
 
@@ -45,3 +47,27 @@ def test_pattern_is_lower_triangular_with_sorted_rows_and_full_diagonal() -> Non
         rows = pattern.indices[pattern.indptr[j] : pattern.indptr[j + 1]]
         assert np.all(np.diff(rows) > 0)
     assert len(pattern.diagonal) == cp.q
+
+
+@pytest.mark.parametrize(
+    ("formula", "rows"),
+    [
+        ("Reaction ~ Days + (1 | Subject) + (1 | Days)", 180),  # scalar terms: the blocked row pass
+        ("Reaction ~ Days + (1 | Subject)", 37),  # fewer rows than one block
+        ("Reaction ~ Days + (Days | Subject) + (1 | Days)", 180),  # a vector-valued term
+    ],
+)
+def test_weighted_cross_products_equal_those_formed_with_the_weights(formula, rows) -> None:
+    data = lmmfast.datasets.load("sleepstudy").iloc[:rows]
+    prepared = prepare(formula, data)
+    terms, X, y = prepared.terms, prepared.fixed.X, prepared.fixed.y
+    weights = np.random.default_rng(rows).uniform(0.1, 3.0, len(y))
+    pairs = pair_pattern(terms)
+    expected = form_cross_products(terms, X, y, weights, pairs)
+    pattern = RowPattern.of(terms, pairs, expected)
+    assert pattern.all_scalar == ("Days |" not in formula)
+    got = form_weighted_cross_products(pattern, X, y, np.sqrt(weights))
+    np.testing.assert_allclose(got.block_values, expected.block_values, rtol=1e-12)
+    np.testing.assert_allclose(got.ZtXy, expected.ZtXy, rtol=1e-12)
+    np.testing.assert_allclose(got.XytXy, expected.XytXy, rtol=1e-12)
+    np.testing.assert_array_equal(got.XytXy, got.XytXy.T)

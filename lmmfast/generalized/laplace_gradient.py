@@ -187,10 +187,11 @@ class _ModeTerms:
     explicit: np.ndarray  # 2 tr(M⁻¹Λ'Z'WZΛⱼ) per θⱼ
 
 
-def _mode_terms(pirls: Pirls, theta: np.ndarray, u: np.ndarray) -> _ModeTerms | None:
+def _mode_terms(pirls: Pirls, theta: np.ndarray, u: np.ndarray, ZWX: np.ndarray | None = None) -> _ModeTerms | None:
     """The rows' pass and the products with Z' at the mode with spherical modes ``u``, from
     PIRLS's factor and row buffers (the mode's); None where there is no selected inverse or
-    the link is not canonical."""
+    the link is not canonical. ``ZWX``, Z'WX where the caller has it (the mode's
+    cross-products, at the weights of the factor), spares the pass its X columns."""
     family = pirls.family
     if not family.canonical:
         return None
@@ -237,13 +238,16 @@ def _mode_terms(pirls: Pirls, theta: np.ndarray, u: np.ndarray) -> _ModeTerms | 
             K,
         )
     v = weight_slope * h
+    if ZWX is not None:
+        X = X[:, :0]
     Zt = np.zeros((shape.q, X.shape[1] + 2))
     _mode_products(
         pattern.codes, pattern.values, pattern.first_column, shape.term_sizes, shape.column_offsets, X, w, slope, v, Zt
     )
     D, transposed = lambda_derivatives(layout, shape.term_sizes, shape.term_levels, shape.column_offsets, u)
     positions = layout.template_offsets[layout.term_of] + layout.rows * shape.term_sizes[layout.term_of] + layout.cols
-    return _ModeTerms(slope, v, Zt[:, 0], Zt[:, 1], Zt[:, 2:], D, transposed, 2.0 * K[positions])
+    ZWX = Zt[:, 2:] if ZWX is None else ZWX
+    return _ModeTerms(slope, v, Zt[:, 0], Zt[:, 1], ZWX, D, transposed, 2.0 * K[positions])
 
 
 @dataclass(frozen=True)
@@ -324,11 +328,12 @@ def fast_gradient(pirls: Pirls, theta: np.ndarray, mode: Mode) -> ModeDerivative
     >>> fast_gradient(deviance.pirls, theta, mode).gradient.round(3).tolist()
     [-4.395]
     """
-    terms = _mode_terms(pirls, theta, mode.u)
+    p = pirls.X.shape[1]
+    terms = _mode_terms(pirls, theta, mode.u, mode.cross_products.ZtXy[:, :p])
     if terms is None:
         return None
     factor, layout, shape = pirls.factor, pirls.layout, pirls.shape
-    D, p = terms.D, pirls.X.shape[1]
+    D = terms.D
     rhs_u = -(scale_by_lambda_t(layout, shape, theta, factor.zz_times(D)) + 0.5 * terms.transposed(terms.Zs))
     rhs_beta = -(terms.ZWX.T @ D)
     y = factor.solve_L(rhs_u)

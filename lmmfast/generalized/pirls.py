@@ -20,15 +20,23 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from lmmfast.crossprod import CrossProducts, RowPattern, form_weighted_cross_products
 from lmmfast.design.random import RandomTerm
 from lmmfast.errors import ModelError
 from lmmfast.factor.base import RandomEffectsFactor
+from lmmfast.factor.scalar_terms import ScalarTermsSolver
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.response import Response
-from lmmfast.generalized.reweight import RowBuffers, add_random_part, loglik_offset, reweight, saturated_terms
+from lmmfast.generalized.reweight import (
+    RowBuffers,
+    add_random_part,
+    loglik_offset,
+    reweight,
+    saturated_terms,
+)
 from lmmfast.objective import ProfiledObjective, scale_by_lambda, scale_by_lambda_t
 from lmmfast.parameters import ThetaLayout
 
@@ -129,16 +137,22 @@ class Pirls:
         self.response = response
         self.family = family
         self.layout = layout
-        self.factor = factor.fresh(max_threads)
+        self._factor = factor.fresh(max_threads)
+        #: where every term is scalar and the system small, the Newton points over (u, β) in
+        #: one compiled call (:mod:`lmmfast.factor.scalar_terms`), the factor left behind
+        self._scalar_solver = ScalarTermsSolver.of(pattern.shape, layout)
+        #: the (cross-products, θ) the factor has yet to take: the compiled call's last
+        #: Newton point, which the factor gets only when it is read (:attr:`factor`)
+        self._factor_behind: tuple[CrossProducts, np.ndarray] | None = None
         self.shape = pattern.shape
         self.q = pattern.shape.q
-        #: offset + Xβ for the β of the last call (constant while PIRLS runs over u alone)
-        self._fixed_part: tuple[np.ndarray, np.ndarray] | None = None
         #: per row, the part of the deviance residual without μ
         self.saturated = saturated_terms(response.y, family)
         #: −2 Σ log p(y | μ) − Σ dᵢ(μ), the same for every μ (:func:`loglik_offset`)
         self.loglik_offset = loglik_offset(response, family, self.saturated)
         self.buffers = RowBuffers.of(len(response.y))
+        #: offset + Xβ for the β of the last call (constant while PIRLS runs over u alone)
+        self._fixed_part: tuple[np.ndarray, np.ndarray] | None = None
         self._previous_eta = np.empty(len(response.y))
         self._no_columns = np.empty((len(response.y), 0))
         #: the modes of the last evaluation, where the next one starts (None: from u = 0)
@@ -152,13 +166,25 @@ class Pirls:
         depends on the rows alone (the saturated deviance terms and the log-likelihood's
         constant, the rows' pattern, X) is shared, never written to."""
         twin = copy.copy(self)
-        twin.factor = self.factor.fresh(max_threads)
+        twin._factor = self._factor.fresh(max_threads)
+        twin._factor_behind = None
         twin.buffers = RowBuffers.of(len(self.response.y))
         twin._previous_eta = np.empty(len(self.response.y))
         twin._fixed_part = None
         twin.last_u = None
         twin._last_solve = None
         return twin
+
+    @property
+    def factor(self) -> RandomEffectsFactor:
+        """The factor at the last Newton point (its weights' cross-products, its θ): what the
+        gradients and conditional variances read after :meth:`solve`."""
+        if self._factor_behind is not None:
+            cross_products, theta = self._factor_behind
+            self._factor_behind = None
+            self._factor.refill(cross_products)
+            self._factor.update(theta)
+        return self._factor
 
     # -- one pass over the rows ---------------------------------------------------------------
     def linear_predictor(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -233,8 +259,7 @@ class Pirls:
             penalised = np.inf
         previous_eta = self._previous_eta
         for iteration in range(1, MAX_ITERATIONS + 1):
-            cross_products, new_u, new_beta, rx_inverse = self._newton_point(theta, u, beta, free_beta)
-            logdet = self.factor.logdet()
+            cross_products, new_u, new_beta, rx_inverse, logdet = self._newton_point(theta, u, beta, free_beta)
             step_u, step_beta = new_u - u, new_beta - beta
             previous_eta[:] = self.buffers.eta
             fraction = 1.0
@@ -245,15 +270,17 @@ class Pirls:
                 # the step is measured where it acts, in η and u: β's own steps stay at its
                 # rounding (1e-10 of an intercept of 43 next to a predictor near 96) while η
                 # has long stopped moving
-                eta_step = self.buffers.eta - previous_eta
-                small = _small(eta_step, previous_eta) and _small(fraction * step_u, u)
+                eta = self.buffers.eta
+                small = _small_change(eta, previous_eta, STEP_TOLERANCE) and _small(
+                    fraction * step_u, u, STEP_TOLERANCE
+                )
                 if trial_penalised <= penalised * (1.0 + 1e-14) + 1e-300 or small:
                     break
                 fraction /= 2.0
             else:
                 raise PirlsNotConvergedError(iteration)
             if free_beta and fraction == 1.0 and not small:
-                small = _small(eta_step, previous_eta, NEWTON_TOLERANCE) and _small(step_u, u, NEWTON_TOLERANCE)
+                small = _small_change(eta, previous_eta, NEWTON_TOLERANCE) and _small(step_u, u, NEWTON_TOLERANCE)
             u, beta, aic, deviance, penalised = trial_u, trial_beta, trial_aic, trial_deviance, trial_penalised
             if small:
                 return Mode(u, beta, aic, deviance, logdet, iteration, cross_products, rx_inverse)
@@ -261,9 +288,9 @@ class Pirls:
 
     def _newton_point(
         self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray, free_beta: bool
-    ) -> tuple[CrossProducts, np.ndarray, np.ndarray, np.ndarray | None]:
+    ) -> tuple[CrossProducts, np.ndarray, np.ndarray, np.ndarray | None, float]:
         """The penalised weighted least-squares solution at the buffers' working weights:
-        the next (u, β) of a full Newton step."""
+        the next (u, β) of a full Newton step, with log|L|² at those weights."""
         b = self.buffers
         # the working response less the offset (free β) or less offset and Xβ (fixed β)
         target = b.eta - self.response.offset + b.working_residuals
@@ -271,21 +298,26 @@ class Pirls:
             target = target - self.X @ beta
         X = self.X if free_beta else self._no_columns
         cross_products = form_weighted_cross_products(self.pattern, X, target, b.root_weights)
-        self.factor.refill(cross_products)
-        if free_beta:
-            objective = ProfiledObjective(cross_products, self.layout, self.factor, reml=False)
-            try:
-                solution = objective.solve(theta)
-            except np.linalg.LinAlgError as error:
-                raise ModelError(
-                    f"The fixed effects cannot be estimated at this θ ({error}); the fixed-effects columns are "
-                    "(nearly) collinear given the random effects."
-                ) from error
-            rx_inverse = solution.beta_covariance / solution.sigma**2 if solution.sigma > 0 else None
-            return cross_products, solution.u, solution.beta, rx_inverse
-        self.factor.update(theta)
+        self._factor_behind = None
+        try:
+            if free_beta and self._scalar_solver is not None:
+                new_u, new_beta, logdet, covariance = self._scalar_solver.solve(theta, cross_products)
+                self._factor_behind = (cross_products, theta.copy())
+                return cross_products, new_u, new_beta, covariance, logdet
+            factor = self._factor
+            factor.refill(cross_products)
+            if free_beta:
+                solution = ProfiledObjective(cross_products, self.layout, factor, reml=False).solve(theta)
+                rx_inverse = solution.beta_covariance / solution.sigma**2 if solution.sigma > 0 else None
+                return cross_products, solution.u, solution.beta, rx_inverse, solution.logdet_L
+        except np.linalg.LinAlgError as error:
+            raise ModelError(
+                f"The fixed effects cannot be estimated at this θ ({error}); the fixed-effects columns are "
+                "(nearly) collinear given the random effects."
+            ) from error
+        factor.update(theta)
         rhs = scale_by_lambda_t(self.layout, cross_products, theta, cross_products.ZtXy[:, -1:])[:, 0]
-        return cross_products, self.factor.solve_Lt(self.factor.solve_L(rhs)), beta, None
+        return cross_products, factor.solve_Lt(factor.solve_L(rhs)), beta, None, factor.logdet()
 
 
 class PirlsNotConvergedError(ModelError):
@@ -299,5 +331,19 @@ class PirlsNotConvergedError(ModelError):
         )
 
 
-def _small(step: np.ndarray, value: np.ndarray, tolerance: float = STEP_TOLERANCE) -> bool:
-    return bool(np.all(np.abs(step) <= tolerance * np.maximum(1.0, np.abs(value))))
+@numba.njit(cache=True, nogil=True)
+def _small(step: np.ndarray, value: np.ndarray, tolerance: float) -> bool:
+    """Whether no |step| exceeds ``tolerance`` × max(1, |value|)."""
+    for i in range(step.shape[0]):  # noqa: SIM110 - a loop numba compiles, with no temporaries
+        if not abs(step[i]) <= tolerance * max(1.0, abs(value[i])):
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _small_change(new: np.ndarray, old: np.ndarray, tolerance: float) -> bool:
+    """:func:`_small` of the step from ``old`` to ``new``, without forming it."""
+    for i in range(new.shape[0]):  # noqa: SIM110 - as in _small
+        if not abs(new[i] - old[i]) <= tolerance * max(1.0, abs(old[i])):
+            return False
+    return True
