@@ -157,7 +157,6 @@ class ScalarTermsSolver:
     layout: ThetaLayout
     n1: int
     q2: int
-    p: int
     first_positions: np.ndarray
     coupling_ptr: np.ndarray
     coupling_columns: np.ndarray
@@ -200,7 +199,6 @@ class ScalarTermsSolver:
             layout=layout,
             n1=n1,
             q2=q2,
-            p=p,
             first_positions=shape.slot_offsets[first].astype(np.int64),
             coupling_ptr=ptr,
             coupling_columns=columns,
@@ -216,7 +214,9 @@ class ScalarTermsSolver:
         )
 
     def solve(self, theta: np.ndarray, cp: CrossProducts) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-        """û, β̂, log|L|² and (R_X'R_X)⁻¹ at ``theta`` for the cross-products ``cp``.
+        """û, β̂, log|L|² and (R_X'R_X)⁻¹ at ``theta`` for the cross-products ``cp``: those
+        of the model's shape, with X's columns or without them (û for a fixed β, from the
+        cross-products of y − Xβ).
 
         Raises
         ------
@@ -239,10 +239,11 @@ class ScalarTermsSolver:
         """
         templates = self.layout.packed_templates(theta)
         scales = templates[self.layout.template_offsets]
-        m = self.q2 + self.p + 1
+        q2, p = self.q2, cp.p
+        m = q2 + p + 1
         S = np.empty((m, m))
-        u = np.empty(self.n1 + self.q2)
-        beta = np.empty(self.p)
+        u = np.empty(self.n1 + q2)
+        beta = np.empty(p)
         logdet = _solve_scalar_terms(
             scales,
             scales[self.column_terms],
@@ -267,7 +268,6 @@ class ScalarTermsSolver:
         )
         if not np.isfinite(logdet):
             raise np.linalg.LinAlgError("the fixed-effects block is not numerically positive definite at this θ")
-        q2, p = self.q2, self.p
         if not p:
             return u, beta, float(logdet), np.zeros((0, 0))
         rx_inverse = solve_triangular(S[q2 : q2 + p, q2 : q2 + p], np.eye(p), lower=True)

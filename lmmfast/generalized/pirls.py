@@ -138,8 +138,8 @@ class Pirls:
         self.family = family
         self.layout = layout
         self._factor = factor.fresh(max_threads)
-        #: where every term is scalar and the system small, the Newton points over (u, β) in
-        #: one compiled call (:mod:`lmmfast.factor.scalar_terms`), the factor left behind
+        #: where every term is scalar and the system small, the Newton points in one compiled
+        #: call (:mod:`lmmfast.factor.scalar_terms`), the factor left behind
         self._scalar_solver = ScalarTermsSolver.of(pattern.shape, layout)
         #: the (cross-products, θ) the factor has yet to take: the compiled call's last
         #: Newton point, which the factor gets only when it is read (:attr:`factor`)
@@ -300,10 +300,13 @@ class Pirls:
         cross_products = form_weighted_cross_products(self.pattern, X, target, b.root_weights)
         self._factor_behind = None
         try:
-            if free_beta and self._scalar_solver is not None:
+            if self._scalar_solver is not None:
+                # with β fixed, the cross-products have no X columns: the solver gives û alone
                 new_u, new_beta, logdet, covariance = self._scalar_solver.solve(theta, cross_products)
                 self._factor_behind = (cross_products, theta.copy())
-                return cross_products, new_u, new_beta, covariance, logdet
+                if free_beta:
+                    return cross_products, new_u, new_beta, covariance, logdet
+                return cross_products, new_u, beta, None, logdet
             factor = self._factor
             factor.refill(cross_products)
             if free_beta:

@@ -126,3 +126,10 @@ def test_pirls_through_the_solver_finds_the_factor_paths_modes(data, formula, fa
     # the factor catches up when read: at the last Newton point, as the factor path leaves it
     assert compiled.factor.logdet() == pytest.approx(ours.logdet_L, rel=1e-12)
     assert compiled.factor.logdet() == pytest.approx(general.factor.logdet(), rel=1e-12)
+    # with β fixed (the Laplace deviance's PIRLS over u alone), û and log|L|² alike
+    beta = ours.beta + 0.05
+    ours, theirs = compiled.solve(theta, beta, free_beta=False), general.solve(theta, beta, free_beta=False)
+    assert ours.laplace == pytest.approx(theirs.laplace, rel=1e-12)
+    np.testing.assert_allclose(ours.u, theirs.u, rtol=1e-8, atol=1e-10)
+    assert ours.rx_inverse is None and theirs.rx_inverse is None
+    assert compiled.factor.logdet() == pytest.approx(ours.logdet_L, rel=1e-12)
