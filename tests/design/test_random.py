@@ -72,3 +72,20 @@ def test_as_many_levels_as_observations_is_not_identifiable(frame) -> None:
 def test_more_random_effects_than_observations_is_not_identifiable(frame) -> None:
     with pytest.raises(ModelError, match="random effects"):
         build_random_terms(frame.assign(a=np.arange(24) // 2), parse_formula("y ~ (x | a)").random)
+
+
+def test_a_random_intercept_is_formulaics_intercept_without_a_pass(frame) -> None:
+    # built without formulaic (the common term), its columns and spec are formulaic's own
+    from formulaic import model_matrix
+
+    (term,) = build_random_terms(frame, parse_formula("y ~ (1 | f)").random)
+    expected = model_matrix("1", frame, output="numpy")
+    np.testing.assert_array_equal(term.values, np.asarray(expected))
+    assert term.columns == ("(Intercept)",)
+    assert term.spec.column_names == expected.model_spec.column_names
+    np.testing.assert_array_equal(
+        np.asarray(term.spec.get_model_matrix(frame.iloc[:3], output="numpy")), np.ones((3, 1))
+    )
+    # a slope's term still goes through formulaic
+    (slope,) = build_random_terms(frame, parse_formula("y ~ (1 + x | f)").random)
+    np.testing.assert_array_equal(slope.values[:, 1], frame["x"].to_numpy())
