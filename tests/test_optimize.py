@@ -131,6 +131,61 @@ def test_intercept_only_models_start_from_moment_estimates_and_reach_the_same_op
     assert fit.objective == pytest.approx(from_identity.final_objective, rel=1e-10)
 
 
+@pytest.mark.parametrize(
+    ("data", "formula"),
+    [("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"), ("pastes", "strength ~ 1 + (1 | batch/cask)")],
+    ids=["crossed", "nested"],
+)
+def test_balanced_intercepts_start_at_the_reml_estimates(data, formula) -> None:
+    # the joint moment equations are the balanced analysis of variance, whose estimates are
+    # REML's where positive: the optimiser starts at its optimum
+    from lmmfast.api import prepare
+    from lmmfast.start import initial_theta
+
+    prepared = prepare(formula, lmmfast.datasets.load(data))
+    start = initial_theta(prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks)
+    fit = lmmfast.lmm(formula, lmmfast.datasets.load(data))
+    np.testing.assert_allclose(start, fit.theta, rtol=1e-5)
+    assert fit.n_evals <= 3
+
+
+def test_unbalanced_crossed_intercepts_start_near_the_optimum() -> None:
+    # each of 300 subjects sees 12 of 80 items: the joint estimates start within a few
+    # percent, where one analysis per factor counted the other factor's variance as residual
+    from lmmfast.api import prepare
+    from lmmfast.start import _intercept_ratio, initial_theta
+
+    data = lmmfast.datasets.simulate_crossed(300, 80, 12, slopes=False, seed=4)
+    formula = "y ~ cond + freq + (1 | subj) + (1 | item)"
+    prepared = prepare(formula, data, reml=False)
+    cp = prepared.objective.cross_products
+    start = initial_theta(prepared.layout, prepared.terms, cp, prepared.engine.blocks)
+    fit = lmmfast.lmm(formula, data, reml=False)
+    np.testing.assert_allclose(start, fit.theta, rtol=0.05)
+    # the one-way estimate of the items' sd is several times further off
+    p = cp.p
+    beta = np.linalg.solve(cp.XytXy[:p, :p], cp.XytXy[:p, p])
+    residual_ss = float(cp.XytXy[p, p] - beta @ cp.XytXy[:p, p])
+    item = int(np.flatnonzero(cp.term_levels == 80)[0])
+    rows = slice(int(cp.column_offsets[item]), int(cp.column_offsets[item]) + 80)
+    counts = np.bincount(prepared.terms[item].codes, minlength=80).astype(float)
+    one_way = _intercept_ratio(counts, cp.ZtXy[rows, p] - cp.ZtXy[rows, :p] @ beta, residual_ss, cp.n)
+    assert abs(one_way - fit.theta[item]) > 3 * abs(start[item] - fit.theta[item])
+
+
+def test_confounded_intercepts_fall_back_to_one_way_estimates() -> None:
+    # two grouping columns with the same levels under other names: the joint equations are
+    # singular, and each term gets its own one-way estimate
+    from lmmfast.api import prepare
+    from lmmfast.start import START_RANGE, initial_theta
+
+    data = lmmfast.datasets.load("dyestuff").assign(Copy=lambda d: "c" + d["Batch"].astype(str))
+    prepared = prepare("Yield ~ 1 + (1 | Batch) + (1 | Copy)", data)
+    start = initial_theta(prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks)
+    assert start[0] == start[1]
+    assert START_RANGE[0] <= start[0] <= START_RANGE[1]
+
+
 def test_models_with_slopes_keep_lme4_start() -> None:
     from lmmfast.api import prepare
     from lmmfast.start import initial_theta

@@ -33,7 +33,7 @@ def moment_theta(prepared: PreparedGlmm, deviance: GlmmDeviance) -> np.ndarray:
     >>> model = prepare_glmm("r2 ~ Anger + btype + (1 | id) + (1 | item)", lmmfast.datasets.load("verbagg"),
     ...                      Family("binomial"))
     >>> moment_theta(model, model.deviance.fresh()).round(2).tolist()
-    [1.17, 0.59]
+    [1.23, 0.7]
     """
     pirls = deviance.pirls
     rows = pirls.buffers
@@ -64,7 +64,7 @@ def first_stage_start(prepared: PreparedGlmm, deviance: GlmmDeviance) -> np.ndar
     >>> model = prepare_glmm("r2 ~ Anger + btype + (1 | id) + (1 | item)", lmmfast.datasets.load("verbagg"),
     ...                      Family("binomial"))
     >>> first_stage_start(model, model.deviance.fresh()).round(2).tolist()
-    [1.17, 0.59]
+    [1.23, 0.7]
     """
     layout = prepared.layout
     moments = moment_theta(prepared, deviance)
