@@ -69,43 +69,44 @@ def _joint_intercept_ratios(
     terms = len(engines)
     p = cp.p
     G = cp.XytXy[:p, :p]
-    counts, columns, solved = [], [], []
+    counts, columns, solved, sums = [], [], [], []
     for engine in engines:
-        offset, levels = int(cp.column_offsets[engine]), int(cp.term_levels[engine])
+        rows = slice(int(cp.column_offsets[engine]), int(cp.column_offsets[engine] + cp.term_levels[engine]))
         counts.append(level_blocks(cp, engine)[:, 0, 0])
-        F = cp.ZtXy[offset : offset + levels, :p].T  # X'Z_t, p × L_t
-        columns.append(F)
-        solved.append(_least_squares(G, F) if p else F)  # G⁻¹F_t
+        columns.append(cp.ZtXy[rows, :p].T)  # F_t = X'Z_t, p × L_t
+        solved.append(_least_squares(G, columns[-1]) if p else columns[-1])  # G⁻¹F_t
+        sums.append(residual_sums[rows])
+    cores = [solved[t] @ (columns[t] / counts[t]).T for t in range(terms)]  # G⁻¹F_t D_t⁻¹F_t'
+    outers = [solved[t] @ columns[t].T for t in range(terms)]  # G⁻¹F_t F_t'
     system = np.zeros((terms + 1, terms + 1))
     target = np.zeros(terms + 1)
-    for t, engine in enumerate(engines):
-        offset, levels = int(cp.column_offsets[engine]), int(cp.term_levels[engine])
-        sums, n_t = residual_sums[offset : offset + levels], counts[t]
-        target[t] = float(np.sum(sums * sums / n_t))
-        # G⁻¹ F_t D_t⁻¹ F_t', the p × p core of every ‖F_s'G⁻¹F_t D_t^{-1/2}‖²
-        core = solved[t] @ (columns[t] / n_t).T
-        system[t, terms] = levels - float(np.trace(core))
-        for s, other in enumerate(engines):
-            outer = solved[s] @ columns[s].T  # G⁻¹ F_s F_s'
-            if s == t:
-                shared_ss = float(np.sum(n_t))  # Σⱼ nⱼ² / nⱼ
-                mixed = float(np.trace(solved[t] @ columns[t].T))  # tr(D⁻¹ D F'G⁻¹F) = tr(G⁻¹FF')
-            else:
-                pair = ((cp.slot_term_a == engine) & (cp.slot_term_b == other)) | (
-                    (cp.slot_term_a == other) & (cp.slot_term_b == engine)
+    for t in range(terms):
+        target[t] = float(np.sum(sums[t] * sums[t] / counts[t]))
+        system[t, terms] = len(counts[t]) - float(np.trace(cores[t]))
+        # s = t: Σⱼ nⱼ²/nⱼ − 2 tr(G⁻¹F F') + tr(core outer)
+        system[t, t] = (
+            float(np.sum(counts[t])) - 2.0 * float(np.trace(outers[t])) + float(np.sum(cores[t] * outers[t].T))
+        )
+        system[terms, t] = float(np.sum(counts[t])) - float(np.trace(outers[t]))
+    for t in range(terms):
+        for s in range(t + 1, terms):
+            a, b = engines[t], engines[s]
+            slots = np.flatnonzero(
+                ((cp.slot_term_a == a) & (cp.slot_term_b == b)) | ((cp.slot_term_a == b) & (cp.slot_term_b == a))
+            )
+            first = cp.slot_term_a[slots] == a
+            level = {t: np.where(first, cp.slot_level_a[slots], cp.slot_level_b[slots])}
+            level[s] = np.where(first, cp.slot_level_b[slots], cp.slot_level_a[slots])
+            shared = cp.block_values[cp.slot_offsets[slots]]
+            # f_s' G⁻¹ f_t at each pair of levels the two terms share
+            products = np.sum(columns[s][:, level[s]] * solved[t][:, level[t]], axis=0)
+            for one, other in ((t, s), (s, t)):
+                share = shared / counts[one][level[one]]
+                system[one, other] = (
+                    float(np.sum(shared * share))
+                    - 2.0 * float(np.sum(share * products))
+                    + float(np.sum(cores[one] * outers[other].T))
                 )
-                slots = np.flatnonzero(pair)
-                own = cp.slot_term_a[slots] == engine
-                level_t = np.where(own, cp.slot_level_a[slots], cp.slot_level_b[slots])
-                level_s = np.where(own, cp.slot_level_b[slots], cp.slot_level_a[slots])
-                shared = cp.block_values[cp.slot_offsets[slots]]
-                shared_ss = float(np.sum(shared * shared / n_t[level_t]))
-                # Σ over shared pairs of n_sj/n_tj · f_s' G⁻¹ f_t
-                mixed = float(
-                    np.sum(shared / n_t[level_t] * np.sum(columns[s][:, level_s] * solved[t][:, level_t], axis=0))
-                )
-            system[t, s] = shared_ss - 2.0 * mixed + float(np.sum(core * outer.T))
-        system[terms, t] = float(np.sum(n_t)) - float(np.trace(solved[t] @ columns[t].T))
     system[terms, terms] = cp.n - p
     target[terms] = residual_ss
     try:
