@@ -23,9 +23,9 @@ from lmmfast.control import Control
 from lmmfast.design.data import as_pandas, build_model_frame
 from lmmfast.design.source import require_in_memory
 from lmmfast.errors import ArgumentError, ConvergenceWarning, DataError
-from lmmfast.fit import fit_estimates
+from lmmfast.fit import response_estimates
 from lmmfast.inference.bootstrap import check_client, run_replicates
-from lmmfast.prepare import PreparedModel, prepare, with_response
+from lmmfast.prepare import PreparedModel, prepare
 from lmmfast.validation import check_bool, check_count
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
@@ -35,7 +35,7 @@ def _fit_response(payload: tuple[PreparedModel, np.ndarray], column: int) -> tup
     """One response's fit, as a row: β, their standard errors, σ, θ, objective, evaluations,
     singular (1/0); and whether it converged."""
     prepared, responses = payload
-    fit = fit_estimates(with_response(prepared, responses[:, column]))
+    fit = response_estimates(prepared, responses[:, column])
     row = np.concatenate(
         [
             fit.beta,

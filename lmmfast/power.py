@@ -22,7 +22,7 @@ import pandas as pd
 from lmmfast.design.data import as_pandas
 from lmmfast.distributions import chi2_sf
 from lmmfast.errors import ArgumentError, DataError
-from lmmfast.fit import fit_estimates, fit_prepared
+from lmmfast.fit import fit_prepared, response_estimates
 from lmmfast.fitted import LmmResult
 from lmmfast.formula import parse_formula
 from lmmfast.inference.bootstrap import REPLICATE_CHECKS, check_client, run_replicates, simulate_model
@@ -294,9 +294,9 @@ def _one_test(payload: tuple, seed: np.random.SeedSequence) -> tuple[np.ndarray,
     model, reduced, beta, templates, sigma, columns, method = payload
     y = simulate_model(model, beta, templates, sigma, 1, np.random.default_rng(seed))[:, 0]
     if method in ("lr", "wald"):  # the estimates are all these tests read
-        full = fit_estimates(with_response(model, y))
+        full = response_estimates(model, y)
         if method == "lr":
-            small = fit_estimates(with_response(reduced, y))
+            small = response_estimates(reduced, y)
             statistic = max(small.objective - full.objective, 0.0)
         else:
             estimate = full.beta[columns]

@@ -329,7 +329,7 @@ def with_response(prepared: PreparedModel, y: np.ndarray) -> PreparedModel:
     cross_products = prepared.objective.cross_products.with_response(
         prepared.engine.terms, prepared.fixed.X, y, prepared.weights
     )
-    objective = prepared.objective.fresh(cross_products=cross_products)
+    objective = prepared.objective.fresh(prepared.control.threads, cross_products=cross_products)
     return replace(prepared, fixed=replace(prepared.fixed, y=y), objective=objective)
 
 

@@ -1,7 +1,7 @@
 """Simulation from a fitted model and the parametric bootstrap.
 
 Each replicate is a refit to a simulated response by the one fit path's optimisation
-(:func:`lmmfast.fit.fit_estimates`): it keeps everything that depends only on X and Z — the
+(:func:`lmmfast.fit.response_estimates`): it keeps everything that depends only on X and Z — the
 Z'Z blocks, the sparsity pattern and the factorisation's symbolic work — recomputes only the
 cross-products that involve y (one pass over the rows) and optimises from θ̂; only the
 estimates are read, so no result is built around them.
@@ -22,8 +22,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from lmmfast.errors import ArgumentError, ConvergenceWarning
-from lmmfast.fit import assemble, curvature_of, fit_estimates
-from lmmfast.prepare import with_response
+from lmmfast.fit import assemble, curvature_of, response_estimates
 from lmmfast.validation import check_count
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ def simulate_model(
 def _replicate_row(fit: LmmFit, seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
     """One replicate: estimates (β, σ, θ, objective) of the refit to a simulated response,
     and whether that refit converged (singular replicates are expected and not reported)."""
-    replicate = fit_estimates(with_response(fit.model, simulate(fit, 1, seed)[:, 0]), fit.theta, curvature_of(fit))
+    replicate = response_estimates(fit.model, simulate(fit, 1, seed)[:, 0], fit.theta, curvature_of(fit))
     row = np.concatenate([replicate.beta, [replicate.sigma], replicate.theta, [replicate.objective]])
     return row, replicate.converged
 
