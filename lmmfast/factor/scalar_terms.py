@@ -49,7 +49,7 @@ def _solve_scalar_terms(
     dense_positions,
     dense_term_a,
     dense_term_b,
-    dense,
+    fully_coupled,
     C,
     S,
     u,
@@ -57,7 +57,7 @@ def _solve_scalar_terms(
 ):
     """Fill ``S`` with Lₛ (lower), ``u`` and ``beta`` with û and β̂; return log|L|², or NaN
     where a pivot of L is not positive (R_X's: the fixed-effects columns are collinear).
-    ``dense``: every level of the first term is coupled to every later column."""
+    ``fully_coupled``: every level of the first term is coupled to every later column."""
     n1 = first_positions.shape[0]
     m = S.shape[0]
     p = XytXy.shape[0] - 1
@@ -85,7 +85,7 @@ def _solve_scalar_terms(
         roots[j] = np.sqrt(pivot)
         scale = s1 / roots[j]
         row = C[j]
-        if not dense:
+        if not fully_coupled:
             row[:] = 0.0
         count = 0
         for e in range(coupling_ptr[j], coupling_ptr[j + 1]):
@@ -97,13 +97,13 @@ def _solve_scalar_terms(
             row[q2 + c] = scale * ZtXy[j, c]
             nonzero[count] = q2 + c
             count += 1
-        if not dense:
+        if not fully_coupled:
             for x in range(count):
                 a = nonzero[x]
                 ra = row[a]
                 for y in range(x + 1):
                     S[a, nonzero[y]] -= ra * row[nonzero[y]]
-    if dense:  # every level coupled to every later column: C'C by BLAS
+    if fully_coupled:  # C'C by BLAS
         gram = C.T @ C
         for a in range(m):
             for b in range(a + 1):
@@ -168,7 +168,7 @@ class ScalarTermsSolver:
     dense_term_a: np.ndarray
     dense_term_b: np.ndarray
     column_terms: np.ndarray
-    dense: bool
+    fully_coupled: bool
 
     @classmethod
     def of(cls, shape: CrossProducts, layout: ThetaLayout) -> ScalarTermsSolver | None:
@@ -210,7 +210,7 @@ class ScalarTermsSolver:
             dense_term_a=a[dense].astype(np.int64),
             dense_term_b=b[dense].astype(np.int64),
             column_terms=column_terms,
-            dense=bool(np.all(widths == m)),
+            fully_coupled=bool(np.all(widths == m)),
         )
 
     def solve(self, theta: np.ndarray, cp: CrossProducts) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
@@ -260,7 +260,7 @@ class ScalarTermsSolver:
             self.dense_positions,
             self.dense_term_a,
             self.dense_term_b,
-            self.dense,
+            self.fully_coupled,
             np.empty((self.n1, m)),
             S,
             u,

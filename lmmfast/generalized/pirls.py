@@ -30,13 +30,7 @@ from lmmfast.factor.base import RandomEffectsFactor
 from lmmfast.factor.scalar_terms import ScalarTermsSolver
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.response import Response
-from lmmfast.generalized.reweight import (
-    RowBuffers,
-    add_random_part,
-    loglik_offset,
-    reweight,
-    saturated_terms,
-)
+from lmmfast.generalized.reweight import RowBuffers, add_random_part, loglik_offset, reweight, saturated_terms
 from lmmfast.objective import ProfiledObjective, scale_by_lambda, scale_by_lambda_t
 from lmmfast.parameters import ThetaLayout
 
@@ -146,13 +140,13 @@ class Pirls:
         self._factor_behind: tuple[CrossProducts, np.ndarray] | None = None
         self.shape = pattern.shape
         self.q = pattern.shape.q
+        #: offset + Xβ for the β of the last call (constant while PIRLS runs over u alone)
+        self._fixed_part: tuple[np.ndarray, np.ndarray] | None = None
         #: per row, the part of the deviance residual without μ
         self.saturated = saturated_terms(response.y, family)
         #: −2 Σ log p(y | μ) − Σ dᵢ(μ), the same for every μ (:func:`loglik_offset`)
         self.loglik_offset = loglik_offset(response, family, self.saturated)
         self.buffers = RowBuffers.of(len(response.y))
-        #: offset + Xβ for the β of the last call (constant while PIRLS runs over u alone)
-        self._fixed_part: tuple[np.ndarray, np.ndarray] | None = None
         self._previous_eta = np.empty(len(response.y))
         self._no_columns = np.empty((len(response.y), 0))
         #: the modes of the last evaluation, where the next one starts (None: from u = 0)
@@ -299,28 +293,31 @@ class Pirls:
         X = self.X if free_beta else self._no_columns
         cross_products = form_weighted_cross_products(self.pattern, X, target, b.root_weights)
         self._factor_behind = None
-        try:
-            if self._scalar_solver is not None:
-                # with β fixed, the cross-products have no X columns: the solver gives û alone
-                new_u, new_beta, logdet, covariance = self._scalar_solver.solve(theta, cross_products)
+        solver = self._scalar_solver
+        if not free_beta:
+            if solver is not None:  # the cross-products have no X columns: the solver gives û alone
+                new_u, _, logdet, _ = solver.solve(theta, cross_products)
                 self._factor_behind = (cross_products, theta.copy())
-                if free_beta:
-                    return cross_products, new_u, new_beta, covariance, logdet
                 return cross_products, new_u, beta, None, logdet
             factor = self._factor
             factor.refill(cross_products)
-            if free_beta:
-                solution = ProfiledObjective(cross_products, self.layout, factor, reml=False).solve(theta)
-                rx_inverse = solution.beta_covariance / solution.sigma**2 if solution.sigma > 0 else None
-                return cross_products, solution.u, solution.beta, rx_inverse, solution.logdet_L
+            factor.update(theta)
+            rhs = scale_by_lambda_t(self.layout, cross_products, theta, cross_products.ZtXy[:, -1:])[:, 0]
+            return cross_products, factor.solve_Lt(factor.solve_L(rhs)), beta, None, factor.logdet()
+        try:
+            if solver is not None:
+                new_u, new_beta, logdet, covariance = solver.solve(theta, cross_products)
+                self._factor_behind = (cross_products, theta.copy())
+                return cross_products, new_u, new_beta, covariance, logdet
+            self._factor.refill(cross_products)
+            solution = ProfiledObjective(cross_products, self.layout, self._factor, reml=False).solve(theta)
         except np.linalg.LinAlgError as error:
             raise ModelError(
                 f"The fixed effects cannot be estimated at this θ ({error}); the fixed-effects columns are "
                 "(nearly) collinear given the random effects."
             ) from error
-        factor.update(theta)
-        rhs = scale_by_lambda_t(self.layout, cross_products, theta, cross_products.ZtXy[:, -1:])[:, 0]
-        return cross_products, factor.solve_Lt(factor.solve_L(rhs)), beta, None, factor.logdet()
+        rx_inverse = solution.beta_covariance / solution.sigma**2 if solution.sigma > 0 else None
+        return cross_products, solution.u, solution.beta, rx_inverse, solution.logdet_L
 
 
 class PirlsNotConvergedError(ModelError):

@@ -66,7 +66,7 @@ def test_the_solver_gives_the_dense_solution(levels, p, every_pair) -> None:
     layout = ThetaLayout.from_sizes([1] * len(terms))
     solver = ScalarTermsSolver.of(cp, layout)
     assert solver is not None
-    assert solver.dense == every_pair
+    assert solver.fully_coupled == every_pair
     theta = rng.uniform(0.3, 1.5, len(terms)) * np.where(np.arange(len(terms)) % 2, -1.0, 1.0)  # a sign flipped
     u, beta, logdet, rx_inverse = solver.solve(theta, cp)
     expected = _dense_solution(terms, X, y, weights, theta)
