@@ -84,6 +84,39 @@ class SyntheticCrossed:
         lmmfast.lmm("y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)", self.data, reml=False)
 
 
+class CrossedIntercepts:
+    """``y ~ cond + freq + (1 | subj) + (1 | item)`` by ML where both factors are large:
+    200,000 subjects with 3 items each, of 2,000 items (the blocked path); of 20,000 items,
+    drawn uniformly or with power-law popularity (the CHOLMOD path), only with
+    ``LMMFAST_BENCH_LARGE=1``."""
+
+    params = ["2k items", "20k items", "20k items, power law"]
+    param_names = ["design"]
+    timeout = 3600
+    number = 1
+    repeat = 1
+
+    def setup(self, design: str) -> None:
+        if design != "2k items" and os.environ.get("LMMFAST_BENCH_LARGE") != "1":
+            raise NotImplementedError("set LMMFAST_BENCH_LARGE=1 to run the 20,000-item designs")
+        items = 2_000 if design == "2k items" else 20_000
+        popularity = 1.0 if "power law" in design else 0.0
+        self.data = lmmfast.datasets.simulate_crossed(200_000, items, 3, slopes=False, popularity=popularity, seed=1)
+        self.fit()  # numba's kernels load from the cache outside the timings
+
+    def fit(self) -> lmmfast.LmmResult:
+        return lmmfast.lmm("y ~ cond + freq + (1 | subj) + (1 | item)", self.data, reml=False)
+
+    def time_fit(self, design: str) -> None:
+        self.fit()
+
+    def peakmem_fit(self, design: str) -> None:
+        self.fit()
+
+    def track_evaluations(self, design: str) -> int:
+        return self.fit().n_evals
+
+
 class EvaluationCost:
     """One objective evaluation for a fixed set of levels: constant in the number of rows."""
 
