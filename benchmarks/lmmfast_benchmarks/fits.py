@@ -7,10 +7,10 @@ so that numba's cache is warm. Synthetic designs above 1M rows run only when
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import lmmfast
+from lmmfast_benchmarks import only_if_large
 
 warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
 
@@ -73,8 +73,7 @@ class SyntheticCrossed:
     repeat = 1
 
     def setup(self, rows: str) -> None:
-        if rows != "100k" and os.environ.get("LMMFAST_BENCH_LARGE") != "1":
-            raise NotImplementedError("set LMMFAST_BENCH_LARGE=1 to run the million-row designs")
+        only_if_large(rows != "100k", "the million-row designs")
         self.data = lmmfast.datasets.simulate_crossed(*SYNTHETIC[rows], seed=1)
 
     def time_fit(self, rows: str) -> None:
@@ -97,8 +96,7 @@ class CrossedIntercepts:
     repeat = 1
 
     def setup(self, design: str) -> None:
-        if design != "2k items" and os.environ.get("LMMFAST_BENCH_LARGE") != "1":
-            raise NotImplementedError("set LMMFAST_BENCH_LARGE=1 to run the 20,000-item designs")
+        only_if_large(design != "2k items", "the 20,000-item designs")
         items = 2_000 if design == "2k items" else 20_000
         popularity = 1.0 if "power law" in design else 0.0
         self.data = lmmfast.datasets.simulate_crossed(200_000, items, 3, slopes=False, popularity=popularity, seed=1)

@@ -4,13 +4,13 @@ generalized-models issue only with ``LMMFAST_BENCH_LARGE=1``."""
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 
 import lmmfast
 from lmmfast.recent import DEFAULT_SIZE
+from lmmfast_benchmarks import only_if_large
 
 warnings.simplefilter("ignore", lmmfast.LmmfastWarning)
 
@@ -95,8 +95,7 @@ class CrossedBernoulli:
     repeat = 1
 
     def setup(self, rows: str) -> None:
-        if rows != "100k" and os.environ.get("LMMFAST_BENCH_LARGE") != "1":
-            raise NotImplementedError("set LMMFAST_BENCH_LARGE=1 to run the million-row design")
+        only_if_large(rows != "100k", "the million-row design")
         subjects = 500 if rows == "100k" else 5000
         self.data = lmmfast.datasets.simulate_crossed(subjects, 2000, 200, family="binomial", seed=1)
 
