@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,6 +181,13 @@ def is_binary(y: np.ndarray) -> bool:
     return bool(np.all((y == 0.0) | (y == 1.0)))
 
 
+@functools.cache
+def intercept_spec() -> object:
+    """formulaic's model spec of ``1``: it reads no data, so one serves every model (an
+    intercept-only fixed part, random intercepts)."""
+    return model_matrix("1", pd.DataFrame(index=range(1)), output=MATRIX_OUTPUT).model_spec
+
+
 def build_fixed_design(
     frame: pd.DataFrame, response: str, fixed: str, *, whole: bool = True, spec: object = None
 ) -> FixedDesign:
@@ -211,21 +219,24 @@ def build_fixed_design(
     >>> d.names
     ('Intercept', 'x')
     """
-    try:
-        with np.errstate(all="ignore"):  # inf·0 in a product column is reported below, in words
-            # the right-hand side alone: a response that is a column is read from the frame,
-            # where formulaic would build a matrix of it at about the cost of X
-            if spec is None:
-                rhs = model_matrix(parsed(fixed), frame, na_action="raise", output=MATRIX_OUTPUT)
-            else:
-                rhs = spec.get_model_matrix(frame, na_action="raise", output=MATRIX_OUTPUT)  # type: ignore[attr-defined]
-    except Exception as exc:  # formulaic raises many types; the cause is always the formula
-        raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
+    if spec is None and fixed == "1":  # an intercept alone, the common case: no formulaic pass
+        X, model_spec = np.ones((len(frame), 1)), intercept_spec()
+    else:
+        try:
+            with np.errstate(all="ignore"):  # inf·0 in a product column is reported below, in words
+                # the right-hand side alone: a response that is a column is read from the frame,
+                # where formulaic would build a matrix of it at about the cost of X
+                if spec is None:
+                    rhs = model_matrix(parsed(fixed), frame, na_action="raise", output=MATRIX_OUTPUT)
+                else:
+                    rhs = spec.get_model_matrix(frame, na_action="raise", output=MATRIX_OUTPUT)  # type: ignore[attr-defined]
+        except Exception as exc:  # formulaic raises many types; the cause is always the formula
+            raise FormulaError(f"The fixed-effects part '{response} ~ {fixed}' could not be built: {exc}") from exc
+        X, model_spec = np.asarray(rhs, dtype=np.float64), rhs.model_spec
     y = response_values(frame, response)
     if whole:
         check_not_constant(response, float(np.min(y)), float(np.max(y)))
-    X = np.asarray(rhs, dtype=np.float64)
-    names = tuple(plain_name(str(c)) for c in rhs.model_spec.column_names)
+    names = tuple(plain_name(str(c)) for c in model_spec.column_names)  # type: ignore[attr-defined]
     finite = np.isfinite(X).all(axis=0)
     if not finite.all():
         bad = names[int(np.flatnonzero(~finite)[0])]
@@ -234,10 +245,10 @@ def build_fixed_design(
             "inf·0 in a product); remove or recode those rows."
         )
     if not whole:
-        return FixedDesign(y=y, X=X, names=names, dropped=(), spec=rhs.model_spec, kept=tuple(range(X.shape[1])))
+        return FixedDesign(y=y, X=X, names=names, dropped=(), spec=model_spec, kept=tuple(range(X.shape[1])))
     kept = _independent_columns(X)
     dropped = tuple(name for j, name in enumerate(names) if j not in set(kept.tolist()))
     if dropped:
         X = np.ascontiguousarray(X[:, kept])
         names = tuple(names[j] for j in kept)
-    return FixedDesign(y=y, X=X, names=names, dropped=dropped, spec=rhs.model_spec, kept=tuple(int(j) for j in kept))
+    return FixedDesign(y=y, X=X, names=names, dropped=dropped, spec=model_spec, kept=tuple(int(j) for j in kept))

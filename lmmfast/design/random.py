@@ -7,7 +7,6 @@ term's columns; together they *are* the sparse CSC block of Z (column ``level·k
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ import scipy.sparse as sp
 from formulaic import model_matrix
 
 from lmmfast.design.encoding import TermEncoding, level_labels
-from lmmfast.design.fixed import MATRIX_OUTPUT
+from lmmfast.design.fixed import MATRIX_OUTPUT, intercept_spec
 from lmmfast.errors import DataError, FormulaError, ModelError
 from lmmfast.formula import RandomTermSpec
 from lmmfast.formula.cache import parsed
@@ -161,17 +160,11 @@ def _factor_codes(frame: pd.DataFrame, factors: Sequence[str]) -> tuple[np.ndarr
     return codes.reshape(-1).astype(np.int64), labels
 
 
-@functools.cache
-def _intercept_spec() -> object:
-    """formulaic's model spec of ``1``: it reads no data, so one serves every term."""
-    return model_matrix("1", pd.DataFrame(index=range(1)), output=MATRIX_OUTPUT).model_spec
-
-
 def _term_columns(
     frame: pd.DataFrame, spec: RandomTermSpec, model_spec: object = None
 ) -> tuple[np.ndarray, tuple[str, ...], object]:
     if spec.expr == "1" and model_spec is None:  # a random intercept, the common term: no formulaic pass
-        return np.ones((len(frame), 1)), ("(Intercept)",), _intercept_spec()
+        return np.ones((len(frame), 1)), ("(Intercept)",), intercept_spec()
     try:
         with np.errstate(all="ignore"):  # non-finite columns are reported below, in words
             if model_spec is None:

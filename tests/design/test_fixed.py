@@ -54,3 +54,20 @@ def test_badly_scaled_predictors_give_the_rescaled_answer() -> None:
 def test_logical_response_is_numeric() -> None:
     frame = pd.DataFrame({"y": [True, False, True, True], "x": [1.0, 2, 3, 4]})
     assert build_fixed_design(frame, "y", "x").y.tolist() == [1.0, 0.0, 1.0, 1.0]
+
+
+def test_an_intercept_alone_is_formulaics_intercept_without_a_pass() -> None:
+    # built without formulaic (dyestuff's, penicillin's fixed part), its matrix, names and
+    # spec are formulaic's own, and the spec builds the same matrix for other rows
+    from formulaic import model_matrix
+
+    frame = pd.DataFrame({"y": [1.0, 2.0, 4.0], "x": [0.5, 1.5, 2.5]})
+    design = build_fixed_design(frame, "y", "1")
+    expected = model_matrix("1", frame, output="numpy")
+    np.testing.assert_array_equal(design.X, np.asarray(expected))
+    assert design.names == ("Intercept",)
+    assert design.spec.column_names == expected.model_spec.column_names
+    np.testing.assert_array_equal(
+        np.asarray(design.spec.get_model_matrix(frame.iloc[:2], output="numpy")), np.ones((2, 1))
+    )
+    assert build_fixed_design(frame, "y", "1 + x").X.shape == (3, 2)  # anything more goes through formulaic
