@@ -116,12 +116,15 @@ def _sparse_columns(indptr, indices, data, start, block, Z):
             l_k = data[first + 1 + a]
             if k >= start:
                 # both rows in the dense block: the entries of column j's set at or below k (the
-                # later entries of the set, sorted) are read from its inverse
-                acc[a] += block[k - start, k - start] * l_k
+                # later entries of the set, sorted) are read from its inverse's column, and
+                # acc[a] is summed in a register, in the same order
+                column = block[:, k - start]
+                total = acc[a] + column[k - start] * l_k
                 for m in range(a + 1, width):
-                    z = block[indices[first + 1 + m] - start, k - start]
+                    z = column[indices[first + 1 + m] - start]
                     acc[m] += z * l_k
-                    acc[a] += z * data[first + 1 + m]
+                    total += z * data[first + 1 + m]
+                acc[a] = total
                 continue
             for p in range(indptr[k], indptr[k + 1]):
                 r = indices[p]
