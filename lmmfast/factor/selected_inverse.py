@@ -97,6 +97,44 @@ def _pack_tail(indptr, indices, block, start, Z):
             Z[p] = block[indices[p] - start, c]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _dense_rows(indices, data, offset, width, tail_from, start, block, acc):
+    """The recurrence's terms of the set's rows ``tail_from``.. (those in the dense block),
+    whose entries of Z are read from the block's inverse, a column per row: two rows at a
+    time, each pass over the later rows serving both (the additions to every entry of
+    ``acc`` in the order one row at a time makes them, so the sums are the same to the bit),
+    each row's own sum in a register."""
+    a = tail_from
+    while a < width:
+        k = indices[offset + a] - start
+        l_k = data[offset + a]
+        column = block[:, k]
+        total = acc[a] + column[k] * l_k
+        if a + 1 == width:
+            acc[a] = total
+            break
+        b = a + 1
+        kb = indices[offset + b] - start
+        l_b = data[offset + b]
+        other = block[:, kb]
+        z = column[kb]
+        acc[b] += z * l_k
+        total += z * l_b
+        total_b = acc[b] + other[kb] * l_b
+        for m in range(b + 1, width):
+            r = indices[offset + m] - start
+            d = data[offset + m]
+            z = column[r]
+            w = other[r]
+            acc[m] = acc[m] + z * l_k
+            acc[m] = acc[m] + w * l_b
+            total += z * d
+            total_b += w * d
+        acc[a] = total
+        acc[b] = total_b
+        a += 2
+
+
 @numba.njit(cache=True, nogil=True)
 def _sparse_columns(indptr, indices, data, start, block, Z):
     """Takahashi's recurrence for the columns before ``start``, from the last; ``block`` is
@@ -111,21 +149,16 @@ def _sparse_columns(indptr, indices, data, start, block, Z):
         for m in range(width):
             position[indices[first + 1 + m]] = m
         acc = np.zeros(width)
+        # the set's rows in the dense block come last (rows are sorted): before them, each row's
+        # column of Z is walked; from them on, the block's inverse is read
+        tail_from = width
         for a in range(width):
+            if indices[first + 1 + a] >= start:
+                tail_from = a
+                break
+        for a in range(tail_from):
             k = indices[first + 1 + a]
             l_k = data[first + 1 + a]
-            if k >= start:
-                # both rows in the dense block: the entries of column j's set at or below k (the
-                # later entries of the set, sorted) are read from its inverse's column, and
-                # acc[a] is summed in a register, in the same order
-                column = block[:, k - start]
-                total = acc[a] + column[k - start] * l_k
-                for m in range(a + 1, width):
-                    z = column[indices[first + 1 + m] - start]
-                    acc[m] += z * l_k
-                    total += z * data[first + 1 + m]
-                acc[a] = total
-                continue
             for p in range(indptr[k], indptr[k + 1]):
                 r = indices[p]
                 if r == k:
@@ -135,6 +168,7 @@ def _sparse_columns(indptr, indices, data, start, block, Z):
                     if m >= 0:  # Z(r, k) and its mirror Z(k, r), both rows of column j's set
                         acc[m] += Z[p] * l_k
                         acc[a] += Z[p] * data[first + 1 + m]
+        _dense_rows(indices, data, first + 1, width, tail_from, start, block, acc)
         total = 0.0
         for m in range(width):
             value = -acc[m] / diagonal
