@@ -171,7 +171,7 @@ def fit_glmm(
     deviance = prepared.deviance.fresh(control.threads)
     layout = prepared.layout
     monitor = FitMonitor(progress, verbose)
-    monitor.start(deviance.pirls.factor.describe())
+    monitor.start(deviance.pirls.plan())
     with limit_blas_threads(deviance.pirls.factor.blas_threads), contextlib.closing(monitor):
         # PIRLS starts from the GLM's fit at the first θ, here, and warm ever after
         if start is None:

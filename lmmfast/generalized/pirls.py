@@ -27,6 +27,7 @@ from lmmfast.crossprod import CrossProducts, RowPattern, form_weighted_cross_pro
 from lmmfast.design.random import RandomTerm
 from lmmfast.errors import ModelError
 from lmmfast.factor.base import RandomEffectsFactor
+from lmmfast.factor.plan import FactorPlan
 from lmmfast.factor.scalar_terms import ScalarTermsSolver
 from lmmfast.generalized.family import Family
 from lmmfast.generalized.response import Response
@@ -179,6 +180,11 @@ class Pirls:
             self._factor.refill(cross_products)
             self._factor.update(theta)
         return self._factor
+
+    def plan(self) -> FactorPlan:
+        """The factor's plan (path, route, threads, memory), which its values do not change:
+        read without bringing the factor up to the last Newton point."""
+        return self._factor.describe()
 
     # -- one pass over the rows ---------------------------------------------------------------
     def linear_predictor(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray) -> np.ndarray:

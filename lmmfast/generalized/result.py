@@ -158,7 +158,7 @@ class GlmmResult(MixedFit):
             stages=solution.stages,
             fit_seconds=time.perf_counter() - began if began is not None else solution.seconds,
             version=__version__,
-            plan=solution.deviance.pirls.factor.describe(),
+            plan=solution.deviance.pirls.plan(),
             encoding=prepared.encoding,
             prepared=prepared,
             fitted_solution=solution,
