@@ -301,9 +301,11 @@ def test_gradient_path_starts_from_moment_covariances_closer_to_the_optimum() ->
     start = initial_theta(
         prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks, slopes=True
     )
-    # the simulated subject template is [0.667, 0.075, 0.238] (sd 40 and 15, correlation 0.3, σ 60):
-    # moments of per-subject fits land near it, the identity does not
-    np.testing.assert_allclose(start[:3], [0.667, 0.075, 0.238], rtol=0.5)
+    # the simulated templates are [0.667, 0.075, 0.238] for subjects (sd 40 and 15, correlation
+    # 0.3, σ 60) and [0.417, -0.033, 0.163] for items (sd 25 and 10, correlation -0.2): moments
+    # of per-level fits land near them once the other factor's variance is taken out of σ²
+    # (the OLS residuals' variance, 5,900 against σ² = 3,600, would start at 0.50 and 0.30)
+    np.testing.assert_allclose(start, [0.667, 0.075, 0.238, 0.417, -0.033, 0.163], atol=0.05)
     assert prepared.objective(start) < prepared.objective(prepared.layout.start) - 100.0
     fit = lmmfast.lmm(formula, data, reml=False)
     np.testing.assert_array_equal(fit.optsummary.initial, start)
@@ -449,23 +451,42 @@ def test_lbfgsb_goes_on_where_its_relative_tolerance_stops_it_short_of_the_optim
 
 
 def _moment_start_from_rows(prepared) -> np.ndarray:
-    """The moment start as the rows give it: per level, the least-squares fit of the OLS
-    residuals on the term's columns; their covariance less the mean sampling covariance."""
+    """The moment start as the rows give it: per level of each grouping factor, the
+    least-squares fit of the OLS residuals on all the factor's columns; their covariance less
+    the mean sampling covariance at the pooled within-level residual variance; templates
+    relative to the OLS residual variance less every term's average share of it."""
     X, y = prepared.fixed.X, prepared.fixed.y
+    n = len(y)
     residuals = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
-    sigma2 = residuals @ residuals / (len(y) - X.shape[1])
+    sigma2 = residuals @ residuals / (n - X.shape[1])
+    by_group = {}
+    for index, term in enumerate(prepared.terms):
+        by_group.setdefault(term.group, []).append(index)
+    covariances, shares = {}, []
+    for indices in by_group.values():
+        terms = [prepared.terms[i] for i in indices]
+        Z = np.hstack([term.values for term in terms])
+        fits, inverses, explained = [], [], 0.0
+        for level in range(terms[0].n_levels):
+            rows = terms[0].codes == level
+            gram = Z[rows].T @ Z[rows]
+            fit = np.linalg.solve(gram, Z[rows].T @ residuals[rows])
+            fits.append(fit)
+            inverses.append(np.linalg.inv(gram))
+            explained += fit @ (Z[rows].T @ residuals[rows])
+        within = (residuals @ residuals - explained) / (n - len(fits) * Z.shape[1])
+        covariance = np.atleast_2d(np.cov(np.array(fits).T, ddof=1)) - within * np.mean(inverses, axis=0)
+        first = 0
+        for i, term in zip(indices, terms):
+            own = slice(first, first + term.k)
+            covariances[i] = covariance[own, own]
+            shares.append(np.sum(covariances[i] * (term.values.T @ term.values)) / n)
+            first += term.k
+    residual = sigma2 - sum(shares)
     layout = prepared.layout
     start = layout.start
-    for index, term in enumerate(prepared.terms):
-        fits, inverses = [], []
-        for level in range(term.n_levels):
-            rows = term.codes == level
-            Z = term.values[rows]
-            gram = Z.T @ Z
-            fits.append(np.linalg.solve(gram, Z.T @ residuals[rows]))
-            inverses.append(np.linalg.inv(gram))
-        covariance = np.atleast_2d(np.cov(np.array(fits).T, ddof=1)) - sigma2 * np.mean(inverses, axis=0)
-        values, vectors = np.linalg.eigh(covariance / sigma2)
+    for index in range(len(prepared.terms)):
+        values, vectors = np.linalg.eigh(covariances[index] / residual)
         template = np.linalg.cholesky((vectors * np.maximum(values, 1e-4)) @ vectors.T)
         mask = layout.term_of == index
         start[mask] = template[layout.rows[mask], layout.cols[mask]]
