@@ -1,7 +1,7 @@
 """L-BFGS-B runs for the optimiser (:mod:`lmmfast.optimize`): SciPy's L-BFGS-B on the
 analytic gradient, with a first step sized by one probe, its relative tolerance kept above the
 objective's rounding, and further runs from its last point while a quasi-Newton step would
-still gain more than ``SETTLED_DECREASE`` (the convergence check's measure).
+still gain more than :func:`settled_decrease` (the convergence check's measure).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from lmmfast.control import Control
 from lmmfast.convergence import check_convergence
 from lmmfast.objective import INFEASIBLE
 from lmmfast.parameters import ThetaLayout
-from lmmfast.recorder import Recorder
+from lmmfast.recorder import OBJECTIVE_ROUNDING, Recorder
 
 #: L-BFGS-B stops when an iteration lowers the objective by less than this fraction of it
 #: (or by lme4's absolute tolerance, whichever is larger: only objectives above 10,000 are
@@ -134,8 +134,27 @@ def _lbfgsb(recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int
 #: decrease of 1.2e-7, and BOBYQA took 50 more evaluations to find nothing lower).
 SETTLED_DECREASE = 1e-6
 
+#: On large criteria the floor of what counts as settled is this many times the objective's
+#: own rounding (``OBJECTIVE_ROUNDING`` of its size): the 1M-row crossed design with slopes
+#: (a deviance of 1.1e7, rounding 1.1e-6) stopped where a step would gain 1.9e-6, and another
+#: run of three evaluations gained 4e-8.
+SETTLED_ROUNDINGS = 10.0
 
-#: Runs of L-BFGS-B after its first, while a step would still gain over ``SETTLED_DECREASE``.
+
+def settled_decrease(value: float) -> float:
+    """The predicted decrease below which a quasi-Newton run at objective ``value`` is
+    settled: ``SETTLED_DECREASE``, or ``SETTLED_ROUNDINGS`` times the objective's rounding
+    where that is larger (deviances above 1e6).
+
+    Examples
+    --------
+    >>> settled_decrease(1743.6), settled_decrease(1.1e7)
+    (1e-06, 1.1e-05)
+    """
+    return max(SETTLED_DECREASE, SETTLED_ROUNDINGS * OBJECTIVE_ROUNDING * abs(value))
+
+
+#: Runs of L-BFGS-B after its first, while a step would still gain over :func:`settled_decrease`.
 LBFGSB_RESTARTS = 4
 
 
@@ -150,12 +169,12 @@ def _lbfgsb_settled(
     recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float
 ) -> _QuasiNewtonResult:
     """L-BFGS-B, run again from its last point while a quasi-Newton step would still gain
-    more than ``SETTLED_DECREASE`` (the convergence check's measure): its relative tolerance
+    more than :func:`settled_decrease` (the convergence check's measure): its relative tolerance
     (``RELATIVE_FTOL_FLOOR``) alone can stop short of the optimum on large criteria."""
     result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval, scale=scale)
     for _ in range(LBFGSB_RESTARTS):
         remaining = maxeval - recorder.count
-        if not result.success or remaining <= 0 or _predicted_decrease(result) <= SETTLED_DECREASE:
+        if not result.success or remaining <= 0 or _settled(result):
             break
         again = _lbfgsb(recorder, result.x, ftol_abs=ftol_abs, maxeval=remaining, scale=scale)
         if not again.value < result.value:
@@ -165,7 +184,8 @@ def _lbfgsb_settled(
 
 
 def _settled(result: _QuasiNewtonResult) -> bool:
-    """Whether L-BFGS-B stopped (a failed line search) where nothing is left to gain.
+    """Whether L-BFGS-B's last point leaves nothing to gain: a quasi-Newton step would lower
+    the objective by no more than :func:`settled_decrease`.
 
     Examples
     --------
@@ -174,7 +194,7 @@ def _settled(result: _QuasiNewtonResult) -> bool:
     >>> _settled(stopped(1e-4)), _settled(stopped(1.0))
     (True, False)
     """
-    return _predicted_decrease(result) <= SETTLED_DECREASE
+    return _predicted_decrease(result) <= settled_decrease(result.value)
 
 
 def run_lbfgsb(
@@ -199,7 +219,7 @@ def run_lbfgsb(
         converged = True
         return_code = (
             f"{result.message} (settled: a quasi-Newton step would lower the objective by less than "
-            f"{SETTLED_DECREASE:g})"
+            f"{settled_decrease(result.value):g})"
         )
     assert recorder.best_x is not None
     if converged and result.value <= recorder.best_f + ftol_abs:

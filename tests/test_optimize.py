@@ -425,8 +425,9 @@ def test_steps_below_the_objectives_resolution_are_answered_without_evaluating()
 def test_lbfgsb_goes_on_where_its_relative_tolerance_stops_it_short_of_the_optimum() -> None:
     """A criterion of 10⁷ in a narrow valley: L-BFGS-B's relative tolerance (an iteration
     gaining under 1e-11 of it, 1e-4) stopped it 0.013 above the minimum, where a Newton step
-    still promised 0.0014; run again until that promise is under 1e-6, it ends within 1e-6."""
-    from lmmfast.lbfgsb import SETTLED_DECREASE
+    still promised 0.0014; run again until that promise is at the objective's rounding
+    (``settled_decrease``: 1e-5 at this size), it ends within 1e-6."""
+    from lmmfast.lbfgsb import settled_decrease
 
     layout = ThetaLayout.from_sizes([2])
     valley = 50.0 * np.array([[1.0, 0.999, 0.0], [0.999, 1.0, 0.0], [0.0, 0.0, 1.0]])
@@ -447,7 +448,8 @@ def test_lbfgsb_goes_on_where_its_relative_tolerance_stops_it_short_of_the_optim
     assert summary.converged
     assert summary.final_objective - 1e7 < 1e-6
     gradient, inverse = summary.gradient, summary.inverse_hessian
-    assert 0.5 * gradient @ inverse @ gradient <= SETTLED_DECREASE
+    assert settled_decrease(summary.final_objective) == pytest.approx(1e-5)
+    assert 0.5 * gradient @ inverse @ gradient <= settled_decrease(summary.final_objective)
 
 
 def _moment_start_from_rows(prepared) -> np.ndarray:
