@@ -30,7 +30,7 @@ from lmmfast.optsummary import OptSummary
 from lmmfast.prepare import PreparedModel, with_reml, with_response
 from lmmfast.progress import FitMonitor
 from lmmfast.result import LmmFit
-from lmmfast.start import initial_theta
+from lmmfast.start import initial_theta, start_curvature
 
 
 def blas_threads_for(objective: ProfiledObjective) -> contextlib.AbstractContextManager:
@@ -149,14 +149,11 @@ def _optimize(
     :func:`lmmfast.optimize.optimize_theta` takes it): the optimisation every fit runs."""
     objective, control = model.objective, model.control
     value_and_gradient = gradient_for(objective, control.optimizer)
+    cp, blocks = objective.cross_products, model.engine.blocks
     if start is None:
-        start = initial_theta(
-            model.layout,
-            model.terms,
-            objective.cross_products,
-            model.engine.blocks,
-            slopes=value_and_gradient is not None,
-        )
+        start = initial_theta(model.layout, model.terms, cp, blocks, slopes=value_and_gradient is not None)
+    if curvature is None and value_and_gradient is not None:
+        curvature = start_curvature(model.layout, model.terms, cp, blocks, start)
     record = optimize_theta(
         objective,
         model.layout,

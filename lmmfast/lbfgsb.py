@@ -36,6 +36,10 @@ FIRST_STEP_MIN_SCALE = 0.1
 #: L-BFGS-B's first step is kept within these lengths.
 FIRST_STEP_RANGE = (1e-3, 1.0)
 
+#: The squared per-θ scales from a curvature (1/c) are kept within these: below 1, as the
+#: probe's step is, and above a curvature of 1e12 (about 1e11 rows per level).
+CURVATURE_STEP_RANGE = (1e-12, 1.0)
+
 #: L-BFGS-B also stops when its projected gradient (in θ) falls below this.
 PROJECTED_GRADIENT_TOLERANCE = 1e-6
 
@@ -81,7 +85,15 @@ class _QuasiNewtonResult:
     message: str
 
 
-def _lbfgsb(recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float) -> _QuasiNewtonResult:
+def _lbfgsb(
+    recorder: Recorder,
+    x0: np.ndarray,
+    *,
+    ftol_abs: float,
+    maxeval: int,
+    scale: float,
+    steps: np.ndarray | None = None,
+) -> _QuasiNewtonResult:
     # Unbounded: the objective is even in every template column, so a negative diagonal is as
     # good as its mirror image (ThetaLayout.canonical maps it back). With lme4's bound at 0
     # instead, a scalar term's variance that reaches 0 would stay there, as the objective's
@@ -89,10 +101,11 @@ def _lbfgsb(recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int
     from scipy.optimize import minimize  # here: scipy.optimize costs a new process 0.1 s to import
 
     value, gradient = recorder.with_gradient(x0)
-    step = _first_step_length(recorder, x0, value, gradient)
-
-    # L-BFGS-B works on φ = θ / step, where its first step of length 1 is ``step`` long in θ;
-    # the quasi-Newton updates make the scale irrelevant after that
+    # L-BFGS-B works on φ = θ / step: given per-θ ``steps`` (1/√ of the diagonal curvature),
+    # φ has unit curvature in every direction, so its first step of length 1 is about a
+    # Newton step's and its quasi-Newton updates start from a well-scaled problem; else one
+    # probe sizes a single step, whose scale the updates make irrelevant after the first step
+    step = _first_step_length(recorder, x0, value, gradient) if steps is None else steps
     phi0 = x0 / step
 
     def to_theta(phi: np.ndarray) -> np.ndarray:
@@ -111,18 +124,19 @@ def _lbfgsb(recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int
         # applies to φ's gradient, step times θ's
         options={
             "ftol": max(ftol_abs / max(1.0, abs(scale)), RELATIVE_FTOL_FLOOR),
-            "gtol": PROJECTED_GRADIENT_TOLERANCE * step,
+            "gtol": PROJECTED_GRADIENT_TOLERANCE * float(np.min(step)),
             "maxcor": LBFGSB_MEMORY,
             "maxfun": max(1, maxeval),
             "maxiter": max(1, maxeval),
         },
     )
+    scales = np.broadcast_to(step, x0.shape)
     return _QuasiNewtonResult(
         # where L-BFGS-B stopped at a point answered for by one evaluated next to it, that one
         x=recorder.evaluated_point(to_theta(result.x)).copy(),
         value=float(result.fun),
         gradient=result.jac / step,
-        inverse_hessian=result.hess_inv.todense() * step**2,
+        inverse_hessian=result.hess_inv.todense() * np.outer(scales, scales),
         success=bool(result.success),
         message=str(result.message),
     )
@@ -166,17 +180,17 @@ def _predicted_decrease(result: _QuasiNewtonResult) -> float:
 
 
 def _lbfgsb_settled(
-    recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float
+    recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float, steps: np.ndarray | None
 ) -> _QuasiNewtonResult:
     """L-BFGS-B, run again from its last point while a quasi-Newton step would still gain
     more than :func:`settled_decrease` (the convergence check's measure): its relative tolerance
     (``RELATIVE_FTOL_FLOOR``) alone can stop short of the optimum on large criteria."""
-    result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval, scale=scale)
+    result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval, scale=scale, steps=steps)
     for _ in range(LBFGSB_RESTARTS):
         remaining = maxeval - recorder.count
         if not result.success or remaining <= 0 or _settled(result):
             break
-        again = _lbfgsb(recorder, result.x, ftol_abs=ftol_abs, maxeval=remaining, scale=scale)
+        again = _lbfgsb(recorder, result.x, ftol_abs=ftol_abs, maxeval=remaining, scale=scale, steps=steps)
         if not again.value < result.value:
             break
         result = again
@@ -203,16 +217,23 @@ def run_lbfgsb(
     initial_value: float,
     control: Control,
     canonical: Callable[[np.ndarray], np.ndarray],
+    steps: np.ndarray | None = None,
 ) -> tuple[str, bool, tuple[np.ndarray, np.ndarray] | None]:
     """L-BFGS-B from ``x0`` (unbounded: ``canonical`` maps its point into the bounds, the
     objective being even in each template column), run again while a step would still gain
-    (:func:`_lbfgsb_settled`). Returns (return code, converged, the gradient and inverse
+    (:func:`_lbfgsb_settled`), on θ scaled by ``steps`` (:func:`curvature_steps`) where
+    given, else by one probe. Returns (return code, converged, the gradient and inverse
     Hessian at the optimum where L-BFGS-B ended there); the recorder's best point is the
     optimum, in canonical coordinates."""
     ftol_abs = control.ftol_abs
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     result = _lbfgsb_settled(
-        recorder, x0, ftol_abs=ftol_abs, maxeval=control.max_evaluations - LBFGSB_SETUP_EVALUATIONS, scale=initial_value
+        recorder,
+        x0,
+        ftol_abs=ftol_abs,
+        maxeval=control.max_evaluations - LBFGSB_SETUP_EVALUATIONS,
+        scale=initial_value,
+        steps=steps,
     )
     return_code, converged = result.message, result.success
     if not converged and _settled(result):
@@ -260,16 +281,17 @@ STALLED_EVALUATIONS = 5
 
 
 def curvature_steps(curvature: np.ndarray | None) -> np.ndarray | None:
-    """Per-θ scales for a quasi-Newton run from a nearby optimum's diagonal curvature (the
-    convergence check's central differences at the fit a refit starts from): 1/√c, so that
-    the run's unit first step is that diagonal's Newton step. Each step, scale² = 1/c, is
-    kept within ``FIRST_STEP_RANGE`` as the probe's is; entries the check did not measure (a
+    """Per-θ scales for a quasi-Newton run from the objective's diagonal curvature near its
+    start (the convergence check's central differences at the fit a refit starts from, or
+    :func:`lmmfast.start.start_curvature`): 1/√c, so that the run's unit first step is that
+    diagonal's Newton step and its quasi-Newton updates start from a problem of even scales.
+    Each step, scale² = 1/c, is kept within ``CURVATURE_STEP_RANGE``; entries not measured (a
     θ on the boundary) take the others' geometric mean. None where nothing was measured.
 
     Examples
     --------
     >>> curvature_steps(np.array([4.0, np.nan, 1e6])).round(4).tolist()
-    [0.5, 0.1257, 0.0316]
+    [0.5, 0.0224, 0.001]
     >>> curvature_steps(np.array([np.nan])) is None
     True
     """
@@ -279,7 +301,7 @@ def curvature_steps(curvature: np.ndarray | None) -> np.ndarray | None:
     measured = np.isfinite(curvature) & (curvature > 0.0)
     if not measured.any():
         return None
-    steps = np.clip(1.0 / np.where(measured, curvature, 1.0), *FIRST_STEP_RANGE)
+    steps = np.clip(1.0 / np.where(measured, curvature, 1.0), *CURVATURE_STEP_RANGE)
     steps[~measured] = np.exp(np.mean(np.log(steps[measured])))
     return np.sqrt(steps)
 
@@ -308,8 +330,8 @@ def run_nlopt_lbfgs(
     assert known is not None and np.array_equal(known[0], x0)
     # NLopt's first step, like L-BFGS-B's, is a unit step down the gradient: in φ = θ / step it
     # is as long as the probe says (the first step from sleepstudy's moment start otherwise
-    # overshoots to θ ≈ 50 and takes six evaluations to come back) or, given a nearby
-    # optimum's ``scale`` (:func:`curvature_steps`), its diagonal Newton step, which also
+    # overshoots to θ ≈ 50 and takes six evaluations to come back) or, given per-θ ``scale``
+    # from the curvature (:func:`curvature_steps`), its diagonal Newton step, which also
     # evens out θ's scales for the quasi-Newton updates
     step = _first_step_length(recorder, x0, known[1], known[2]) if scale is None else scale
     phi0 = x0 / step

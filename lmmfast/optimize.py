@@ -165,20 +165,21 @@ def _quasi_newton(
     control: Control,
     lower: np.ndarray,
     canonical: Callable[[np.ndarray], np.ndarray] = lambda x: x,
-    compiled: tuple[ThetaLayout, Callable[[np.ndarray, np.ndarray], float], np.ndarray | None] | None = None,
+    compiled: tuple[ThetaLayout, Callable[[np.ndarray, np.ndarray], float]] | None = None,
+    steps: np.ndarray | None = None,
 ) -> tuple[str, bool, tuple[np.ndarray, np.ndarray] | None, str]:
     """L-BFGS-B (:func:`lmmfast.lbfgsb.run_lbfgsb`, with ``canonical``), or NLopt's L-BFGS on
-    a ``compiled`` (θ's layout, gradient_into, per-θ scales or None) criterion
-    (:func:`lmmfast.lbfgsb.run_nlopt_lbfgs`), then BOBYQA from its best point should it
+    a ``compiled`` (θ's layout, gradient_into) criterion (:func:`lmmfast.lbfgsb.run_nlopt_lbfgs`),
+    either on θ scaled by ``steps`` where given, then BOBYQA from its best point should it
     stop unsettled. Returns (return code, converged, the gradient and inverse Hessian at the
     optimum where L-BFGS-B ended there, the algorithm's name)."""
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     if compiled is not None:
         algorithm = "NLOPT_LD_LBFGS"
-        return_code, converged = run_nlopt_lbfgs(recorder, x0, control, *compiled)
+        return_code, converged = run_nlopt_lbfgs(recorder, x0, control, *compiled, steps)
     else:
         algorithm = "L-BFGS-B"
-        return_code, converged, quasi_newton = run_lbfgsb(recorder, x0, initial_value, control, canonical)
+        return_code, converged, quasi_newton = run_lbfgsb(recorder, x0, initial_value, control, canonical, steps)
     if not converged and control.max_evaluations - recorder.count > _bobyqa_model_size(len(x0)):
         assert recorder.best_x is not None
         algorithm += "+NLOPT_LN_BOBYQA"
@@ -242,9 +243,10 @@ def optimize_theta(
         microseconds; with ``value_and_gradient``, selects NLopt's L-BFGS instead of SciPy's
         L-BFGS-B.
     curvature : numpy.ndarray, optional
-        The diagonal curvature of a nearby optimum (the convergence check of the fit a refit
-        starts from): NLopt's L-BFGS then scales θ by it (:func:`lmmfast.lbfgsb.curvature_steps`)
-        instead of probing for its first step.
+        The objective's diagonal curvature near the start (the convergence check of the fit a
+        refit starts from, or :func:`lmmfast.start.start_curvature`): either L-BFGS then
+        scales θ by it (:func:`lmmfast.lbfgsb.curvature_steps`) instead of probing for its
+        first step.
 
     Returns
     -------
@@ -276,7 +278,8 @@ def optimize_theta(
             control,
             lower,
             layout.canonical,
-            None if gradient_into is None else (layout, gradient_into, curvature_steps(curvature)),
+            None if gradient_into is None else (layout, gradient_into),
+            curvature_steps(curvature),
         )
     else:
         return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)

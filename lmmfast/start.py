@@ -249,3 +249,50 @@ def _level_sums(cp: CrossProducts, engine: int, residual_sums: np.ndarray) -> tu
     k, levels = int(cp.term_sizes[engine]), int(cp.term_levels[engine])
     offset = int(cp.column_offsets[engine])
     return level_blocks(cp, engine), residual_sums[offset : offset + levels * k].reshape(levels, k)
+
+
+def start_curvature(
+    layout: ThetaLayout,
+    terms: Sequence[RandomTerm],
+    cross_products: CrossProducts,
+    blocks: Sequence[tuple[int, int]],
+    theta: np.ndarray,
+) -> np.ndarray:
+    """The diagonal of the deviance's Hessian in θ, approximated at ``theta`` from each
+    level's Gram matrix: what the quasi-Newton optimiser scales θ by instead of probing for
+    its first step.
+
+    Each level's own least-squares coefficients would vary, over σ², with covariance
+    Ωⱼ = TT' + Gⱼ⁻¹ (T the term's template, Gⱼ the level's block of Z'Z), and their Fisher
+    information about θᵢ is ½ tr(Ωⱼ⁻¹ Dᵢ Ωⱼ⁻¹ Dᵢ), Dᵢ = ∂(TT')/∂θᵢ; the deviance's curvature
+    is twice its sum over levels. The Hessian of crossed designs is nearly diagonal and this
+    its diagonal to a few per cent (a 100,000-row design with slopes on both factors: within
+    3% at the start and at the optimum). Ωⱼ⁻¹ is taken as Gⱼ − GⱼT(I + T'GⱼT)⁻¹T'Gⱼ, which
+    holds where a level cannot estimate its own coefficients (Gⱼ singular) too.
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.api import prepare
+    >>> p = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> theta = np.array([0.967, 0.015, 0.231])  # REML's optimum, where the Hessian's is (37, 416, 790)
+    >>> start_curvature(p.layout, p.terms, p.objective.cross_products, p.engine.blocks, theta).round(0).tolist()
+    [44.0, 443.0, 925.0]
+    """
+    curvature = np.zeros(len(theta))
+    for index, (term, (engine, first)) in enumerate(zip(terms, blocks)):
+        own = slice(first, first + term.k)
+        gram = level_blocks(cross_products, engine)[:, own, own]
+        mask = layout.term_of == index
+        template = np.zeros((term.k, term.k))
+        template[layout.rows[mask], layout.cols[mask]] = theta[mask]
+        projected = gram @ template  # GⱼT
+        inner = np.eye(term.k) + template.T @ projected  # I + T'GⱼT
+        precision = gram - projected @ np.linalg.solve(inner, projected.transpose(0, 2, 1))  # Ωⱼ⁻¹
+        for i in np.flatnonzero(mask):
+            unit = np.zeros((term.k, term.k))
+            unit[layout.rows[i], layout.cols[i]] = 1.0
+            derivative = unit @ template.T + template @ unit.T
+            product = precision @ derivative
+            curvature[i] = float(np.einsum("jab,jba->", product, product))
+    return curvature

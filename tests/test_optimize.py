@@ -585,3 +585,58 @@ def test_nlopt_lbfgs_hands_an_infeasible_start_to_bobyqa() -> None:
         gradient_into=gradient_into,
     )
     assert summary.algorithm == "NLOPT_LD_LBFGS+NLOPT_LN_BOBYQA"
+
+
+def _hessian_diagonal(objective, theta: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    """The objective's Hessian diagonal by central differences of its analytic gradient."""
+    diagonal = np.empty(len(theta))
+    for i in range(len(theta)):
+        step = np.zeros(len(theta))
+        step[i] = h
+        up, down = objective.value_and_gradient(theta + step)[1], objective.value_and_gradient(theta - step)[1]
+        diagonal[i] = (up[i] - down[i]) / (2 * h)
+    return diagonal
+
+
+@pytest.mark.parametrize(
+    ("dataset", "formula", "rtol"),
+    [
+        # crossed, slopes on both factors: many levels, the per-level information is close
+        ("crossed", "y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)", 0.05),
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)", 0.2),
+        ("kb07", "RTtrunc ~ 1 + S + P + C + (1 | subj) + (1 + P | item)", 0.1),
+    ],
+)
+def test_start_curvature_is_the_hessian_diagonal_near_the_optimum(dataset, formula, rtol) -> None:
+    from lmmfast.api import prepare
+    from lmmfast.start import start_curvature
+
+    data = (
+        lmmfast.datasets.simulate_crossed(300, 200, 60, seed=2)
+        if dataset == "crossed"
+        else lmmfast.datasets.load(dataset)
+    )
+    prepared = prepare(formula, data, reml=False)
+    theta = lmmfast.lmm(formula, data, reml=False).theta
+    approximate = start_curvature(
+        prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks, theta
+    )
+    np.testing.assert_allclose(approximate, _hessian_diagonal(prepared.objective, theta), rtol=rtol)
+
+
+def test_the_start_curvature_scales_lbfgsb_for_fewer_evaluations_than_a_probe() -> None:
+    from lmmfast.api import prepare
+
+    data = lmmfast.datasets.simulate_crossed(300, 200, 60, seed=2)
+    formula = "y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)"
+    fit = lmmfast.lmm(formula, data, reml=False)
+    assert fit.optsummary.algorithm == "L-BFGS-B"
+    prepared = prepare(formula, data, reml=False)
+    probed = optimize_theta(
+        prepared.objective,
+        prepared.layout,
+        start=fit.optsummary.initial,
+        value_and_gradient=prepared.objective.value_and_gradient,
+    )
+    assert fit.objective == pytest.approx(probed.final_objective, rel=1e-11)
+    assert fit.n_evals <= probed.n_evals - 3
