@@ -40,6 +40,9 @@ FIRST_STEP_RANGE = (1e-3, 1.0)
 #: probe's step is, and above a curvature of 1e12 (about 1e11 rows per level).
 CURVATURE_STEP_RANGE = (1e-12, 1.0)
 
+#: The first step's length in θ scaled by its curvature is kept within these.
+NEWTON_LENGTH_RANGE = (1e-3, 1e3)
+
 #: L-BFGS-B also stops when its projected gradient (in θ) falls below this.
 PROJECTED_GRADIENT_TOLERANCE = 1e-6
 
@@ -73,6 +76,21 @@ def _first_step_length(recorder: Recorder, x0: np.ndarray, value: float, gradien
     return min(max(norm / curvature, FIRST_STEP_RANGE[0]), FIRST_STEP_RANGE[1])
 
 
+def _newton_length(scaled_gradient: np.ndarray) -> float:
+    """The length of the Newton step where the curvature is the identity: the gradient's,
+    kept within ``NEWTON_LENGTH_RANGE``.
+
+    Examples
+    --------
+    >>> _newton_length(np.array([3.0, 4.0])), _newton_length(np.zeros(2))
+    (5.0, 0.001)
+    """
+    norm = math.sqrt(float(scaled_gradient @ scaled_gradient))
+    if not np.isfinite(norm):
+        return 1.0
+    return min(max(norm, NEWTON_LENGTH_RANGE[0]), NEWTON_LENGTH_RANGE[1])
+
+
 @dataclass(frozen=True)
 class _QuasiNewtonResult:
     """What :func:`_lbfgsb` found, in θ's own coordinates."""
@@ -101,11 +119,16 @@ def _lbfgsb(
     from scipy.optimize import minimize  # here: scipy.optimize costs a new process 0.1 s to import
 
     value, gradient = recorder.with_gradient(x0)
-    # L-BFGS-B works on φ = θ / step: given per-θ ``steps`` (1/√ of the diagonal curvature),
-    # φ has unit curvature in every direction, so its first step of length 1 is about a
-    # Newton step's and its quasi-Newton updates start from a well-scaled problem; else one
-    # probe sizes a single step, whose scale the updates make irrelevant after the first step
-    step = _first_step_length(recorder, x0, value, gradient) if steps is None else steps
+    # L-BFGS-B works on φ = θ / step, where its first step (down the gradient, of length 1)
+    # is ``step`` long in θ. Given per-θ ``steps`` (1/√ of the diagonal curvature), θ / steps
+    # has unit curvature in every direction, where the diagonal's Newton step is the gradient
+    # itself: φ is scaled by the gradient's length on top, so that the first step is that
+    # Newton step. Else one probe sizes a single step; the quasi-Newton updates make the
+    # scale irrelevant after the first step, but start from a problem of even scales
+    if steps is None:
+        step = _first_step_length(recorder, x0, value, gradient)
+    else:
+        step = steps * _newton_length(gradient * steps)
     phi0 = x0 / step
 
     def to_theta(phi: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ EIGENVALUE_FLOOR = 1e-4
 RESIDUAL_SHARE = 0.05
 
 #: Moment estimates are clipped into this range: they are starts, not estimates.
-START_RANGE = (0.1, 10.0)
+START_RANGE = (0.01, 10.0)
 
 
 def _intercept_ratio(counts: np.ndarray, sums: np.ndarray, residual_ss: float, n: int) -> float:
