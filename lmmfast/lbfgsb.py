@@ -125,6 +125,7 @@ def _lbfgsb(
     # itself: φ is scaled by the gradient's length on top, so that the first step is that
     # Newton step. Else one probe sizes a single step; the quasi-Newton updates make the
     # scale irrelevant after the first step, but start from a problem of even scales
+    step: float | np.ndarray
     if steps is None:
         step = _first_step_length(recorder, x0, value, gradient)
     else:
