@@ -152,8 +152,13 @@ def _optimize(
     cp, blocks = objective.cross_products, model.engine.blocks
     if start is None:
         start = initial_theta(model.layout, model.terms, cp, blocks, slopes=value_and_gradient is not None)
-    if curvature is None and value_and_gradient is not None:
-        curvature = start_curvature(model.layout, model.terms, cp, blocks, start)
+    if value_and_gradient is not None and (curvature is None or not np.all(np.isfinite(curvature) & (curvature > 0))):
+        # where a nearby optimum's curvature was not measured (a θ on the boundary, or a check
+        # that took L-BFGS-B's instead), the start's own approximation stands in
+        estimate = start_curvature(model.layout, model.terms, cp, blocks, start)
+        curvature = (
+            estimate if curvature is None else np.where(np.isfinite(curvature) & (curvature > 0), curvature, estimate)
+        )
     record = optimize_theta(
         objective,
         model.layout,

@@ -205,3 +205,24 @@ def test_curvature_of_a_fit_without_a_measured_one_is_none(sleep) -> None:
     assert on_the_factor.engine.envelope_size == 0 and on_the_factor.optsummary.algorithm == "L-BFGS-B"
     curvature = curvature_of(on_the_factor)  # L-BFGS-B's own curvature served the check: none measured
     assert curvature is not None and curvature_steps(curvature) is None
+
+
+def test_curvature_not_measured_is_taken_from_the_start(sleep) -> None:
+    """Entries of a nearby optimum's curvature that were not measured are the start's own
+    approximation (``start_curvature``): a refit from a check that measured nothing runs as
+    one given no curvature, and one measured entry is kept."""
+    from lmmfast.start import start_curvature
+
+    prepared = prepare(F, sleep)
+    start = np.array([0.9, 0.02, 0.25])
+    plain = fit_prepared(prepared, start=start)
+    unmeasured = fit_prepared(prepared, start=start, curvature=np.full(3, np.nan))
+    np.testing.assert_array_equal(unmeasured.optsummary.trace_theta, plain.optsummary.trace_theta)
+    estimate = start_curvature(
+        prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks, start
+    )
+    given = fit_prepared(prepared, start=start, curvature=np.array([np.nan, estimate[1], estimate[2]]))
+    np.testing.assert_array_equal(given.optsummary.trace_theta, plain.optsummary.trace_theta)
+    other = fit_prepared(prepared, start=start, curvature=np.array([np.nan, 4 * estimate[1], estimate[2]]))
+    assert not np.array_equal(other.optsummary.trace_theta, plain.optsummary.trace_theta)
+    assert other.objective == pytest.approx(plain.objective, rel=1e-10)
