@@ -139,11 +139,25 @@ def _lbfgsb(
         value, gradient = recorder.with_gradient(to_theta(phi))
         return value, gradient * step
 
+    settled = False
+
+    def stop_when_settled(phi: np.ndarray) -> None:
+        # at each new iterate: where the diagonal curvature says a Newton step would gain far
+        # less than the objective's rounding, the line search would only sample that rounding
+        nonlocal settled
+        known = recorder.last_with_gradient()
+        if steps is None or known is None or not np.array_equal(known[0], to_theta(phi)):
+            return
+        if 0.5 * float(np.sum((known[2] * steps) ** 2)) <= DIAGONAL_MARGIN * settled_decrease(known[1]):
+            settled = True
+            raise StopIteration
+
     result = minimize(
         in_phi,
         phi0,
         jac=True,
         method="L-BFGS-B",
+        callback=stop_when_settled,
         # SciPy's ftol is relative to the objective: convert lme4's absolute tolerance; gtol
         # applies to φ's gradient, step times θ's
         options={
@@ -161,8 +175,12 @@ def _lbfgsb(
         value=float(result.fun),
         gradient=result.jac / step,
         inverse_hessian=result.hess_inv.todense() * np.outer(scales, scales),
-        success=bool(result.success),
-        message=str(result.message),
+        success=bool(result.success) or settled,
+        message=(
+            "CONVERGENCE: A DIAGONAL NEWTON STEP WOULD GAIN UNDER THE OBJECTIVE'S ROUNDING"
+            if settled
+            else str(result.message)
+        ),
     )
 
 
@@ -190,6 +208,14 @@ def settled_decrease(value: float) -> float:
     (1e-06, 1.1e-05)
     """
     return max(SETTLED_DECREASE, SETTLED_ROUNDINGS * OBJECTIVE_ROUNDING * abs(value))
+
+
+#: L-BFGS-B on θ scaled by its curvature stops at an iterate where the diagonal's Newton step,
+#: ½ Σ gᵢ²/cᵢ, would gain less than this share of :func:`settled_decrease`: a margin for a
+#: diagonal that is an approximation (within a factor of 2.5 on InstEval). The power-law
+#: 200,000 × 20,000 design otherwise spent four evaluations in a line search within 4e-7 of
+#: a deviance of 6.8e6.
+DIAGONAL_MARGIN = 0.01
 
 
 #: Runs of L-BFGS-B after its first, while a step would still gain over :func:`settled_decrease`.

@@ -21,7 +21,9 @@ from lmmfast.crossprod import CrossProducts
 from lmmfast.factor.base import MAX_GRADIENT_COST
 from lmmfast.factor.pattern import build_lower_pattern, fill_scaled, full_matrix
 from lmmfast.factor.plan import FactorPlan
+from lmmfast.factor.rank_update import available_cores
 from lmmfast.factor.selected_inverse import (
+    dense_tail,
     dense_tail_of_counts,
     pattern_positions,
     read_block,
@@ -93,6 +95,9 @@ class CholmodFactor:
         #: L's pattern (indptr, indices) and where Z'Z's blocks sit on it, once a gradient has
         #: read them (:meth:`_inverse_at_slots`)
         self._slot_positions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # the selected inverse's values and dense block, kept from one gradient to the next
+        # (each of this factor's own: a fresh copy starts without)
+        self._inverse_work: tuple[np.ndarray, np.ndarray] | None = None
         counts = factor_column_counts(self._pattern.indptr, self._pattern.indices, self._factor.P())
         #: nnz(L), exactly, and the multiply-adds of one factorisation
         self.factor_nonzeros = int(np.sum(counts))
@@ -164,6 +169,14 @@ class CholmodFactor:
     dense_size: int = 0
     blas_threads: int | None = None
 
+    @property
+    def threads(self) -> int:
+        """Threads for the selected inverse's terms in the dense block: the cores this
+        process may run on, at most :attr:`blas_threads` where that is set (CHOLMOD's own
+        threads are BLAS's)."""
+        cores = available_cores()
+        return cores if self.blas_threads is None else max(1, min(cores, self.blas_threads))
+
     def fresh(self, max_threads: int | None = None) -> CholmodFactor:
         """A copy with its own values and numeric factor; the pattern and the symbolic
         analysis are CHOLMOD's copy of this one's (no new analysis). CHOLMOD's threads are
@@ -175,6 +188,7 @@ class CholmodFactor:
             twin.blas_threads = max_threads
         twin._matrix = self._matrix.copy()
         twin._factor = self._factor.copy()
+        twin._inverse_work = None
         return twin
 
     def refill(self, cross_products: CrossProducts) -> None:
@@ -189,7 +203,7 @@ class CholmodFactor:
             route=None,
             merged_terms=self._merged_terms,
             dense_size=0,
-            threads=1,
+            threads=self.threads,
             blas_threads=None,
             estimated_bytes=self._estimated_bytes,
             estimated_seconds=self._estimated_seconds,
@@ -200,6 +214,7 @@ class CholmodFactor:
         # and, as after any fresh start, the next update factors the numbers
         state = self.__dict__.copy()
         del state["_factor"]
+        state["_inverse_work"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -214,7 +229,11 @@ class CholmodFactor:
         L.sort_indices()
         inverse_permutation = np.empty(self._cp.q, dtype=np.int64)
         inverse_permutation[self._factor.P()] = np.arange(self._cp.q, dtype=np.int64)
-        return L, selected_inverse(L.indptr, L.indices, L.data), inverse_permutation
+        work = self._inverse_work
+        tail = dense_tail(L.indptr)
+        if work is None or len(work[0]) != len(L.data) or work[1].shape != (tail, tail):
+            work = self._inverse_work = (np.empty_like(L.data), np.empty((tail, tail), order="F"))
+        return L, selected_inverse(L.indptr, L.indices, L.data, self.threads, *work), inverse_permutation
 
     def _inverse_at_slots(self) -> np.ndarray:
         """M⁻¹ at every stored block of Z'Z, laid out as the cross-products' block values,

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from lmmfast.factor.inverse_blocks import add_block_traces
+from lmmfast.factor.rank_update import map_shares
 
 #: The factor's last columns that are full below the diagonal (its dense last supernode, the
 #: items every subject couples) are inverted as one block by LAPACK where there are at least
@@ -57,27 +58,47 @@ def dense_tail(indptr: np.ndarray) -> int:
     return dense_tail_of_counts(np.diff(indptr))
 
 
-def selected_inverse(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> np.ndarray:
+def selected_inverse(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    threads: int = 1,
+    out: np.ndarray | None = None,
+    block: np.ndarray | None = None,
+) -> np.ndarray:
     """M⁻¹ on the pattern of L (lower CSC, rows sorted, the diagonal first in each column),
-    for M = LL'; returned as values on that pattern.
+    for M = LL'; returned as values on that pattern, in ``out`` where given (of L's size).
+    ``block`` is working space for the dense block's inverse (Fortran order, of its size:
+    :func:`dense_tail` squared) that a caller may keep from one call to the next: the
+    recurrence writes every entry it reads, so neither needs clearing, and a large one costs
+    page faults to make anew.
 
     The last columns that are full below the diagonal (:func:`dense_tail`) are inverted as
     one block by LAPACK (``dpotri`` on L's block: it factors the Schur complement of the
     columns before it, whose inverse is M⁻¹'s trailing block); the recurrence runs over the
     columns before them, reading that block's entries from the dense inverse.
+
+    The recurrence's terms among a column's rows in the dense block read only that block's
+    inverse, known before the recurrence starts: they are summed first, for every column,
+    on ``threads`` threads (columns dealt out round-robin; each column's sums made by one
+    thread in one order, so the result does not depend on the number of threads); the
+    recurrence then runs over the columns in order for the terms that need its own results.
     """
     n = len(indptr) - 1
-    Z = np.zeros_like(data)
+    Z = np.empty_like(data) if out is None else out
     tail = dense_tail(indptr)
     start = n - tail
-    block = np.zeros((tail, tail), order="F")
+    if block is None or block.shape != (tail, tail) or not block.flags.f_contiguous:
+        block = np.zeros((tail, tail), order="F")
     if tail:
         _unpack_tail(indptr, indices, data, start, block)
         block, info = lapack.dpotri(block, lower=1, overwrite_c=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"dpotri failed on the factor's last {tail} columns (info {info})")
         _pack_tail(indptr, indices, block, start, Z)
-    _sparse_columns(indptr, indices, data, start, block, Z)
+        columns = np.arange(start, dtype=np.int64)
+        map_shares(lambda share: _dense_terms(indptr, indices, data, start, block, share, Z), columns, threads)
+    _sparse_columns(indptr, indices, data, start, Z)
     return Z
 
 
@@ -135,11 +156,37 @@ def _dense_rows(indices, data, offset, width, tail_from, start, block, acc):
         a += 2
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_in_tail(indices, first, width, start):
+    """The first of column ``first``'s ``width`` rows below the diagonal that is in the dense
+    block (rows are sorted; ``width`` if none is)."""
+    for a in range(width):
+        if indices[first + 1 + a] >= start:
+            return a
+    return width
+
+
 @numba.njit(cache=True, nogil=True)
-def _sparse_columns(indptr, indices, data, start, block, Z):
-    """Takahashi's recurrence for the columns before ``start``, from the last; ``block`` is
-    M⁻¹'s trailing block from ``start`` on (lower triangle), read where the recurrence needs
-    an entry of it."""
+def _dense_terms(indptr, indices, data, start, block, columns, Z):
+    """For each of ``columns`` (before ``start``), the recurrence's terms among its rows in
+    the dense block, read from the block's inverse (``block``, lower triangle), left in Z at
+    those rows' places for :func:`_sparse_columns` to go on from."""
+    for j in columns:
+        first, last = indptr[j], indptr[j + 1]
+        width = last - first - 1
+        tail_from = _first_in_tail(indices, first, width, start)
+        if tail_from == width:
+            continue
+        acc = np.zeros(width)
+        _dense_rows(indices, data, first + 1, width, tail_from, start, block, acc)
+        for m in range(tail_from, width):
+            Z[first + 1 + m] = acc[m]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sparse_columns(indptr, indices, data, start, Z):
+    """Takahashi's recurrence for the columns before ``start``, from the last, its terms
+    among each column's rows in the dense block already summed in Z (:func:`_dense_terms`)."""
     n = indptr.shape[0] - 1
     position = np.full(n, -1, dtype=np.int64)
     for j in range(start - 1, -1, -1):
@@ -149,13 +196,11 @@ def _sparse_columns(indptr, indices, data, start, block, Z):
         for m in range(width):
             position[indices[first + 1 + m]] = m
         acc = np.zeros(width)
-        # the set's rows in the dense block come last (rows are sorted): before them, each row's
-        # column of Z is walked; from them on, the block's inverse is read
-        tail_from = width
-        for a in range(width):
-            if indices[first + 1 + a] >= start:
-                tail_from = a
-                break
+        # the set's rows in the dense block come last (rows are sorted): their terms among
+        # themselves are summed already; each row before them has its column of Z walked
+        tail_from = _first_in_tail(indices, first, width, start)
+        for m in range(tail_from, width):
+            acc[m] = Z[first + 1 + m]
         for a in range(tail_from):
             k = indices[first + 1 + a]
             l_k = data[first + 1 + a]
@@ -168,7 +213,6 @@ def _sparse_columns(indptr, indices, data, start, block, Z):
                     if m >= 0:  # Z(r, k) and its mirror Z(k, r), both rows of column j's set
                         acc[m] += Z[p] * l_k
                         acc[a] += Z[p] * data[first + 1 + m]
-        _dense_rows(indices, data, first + 1, width, tail_from, start, block, acc)
         total = 0.0
         for m in range(width):
             value = -acc[m] / diagonal

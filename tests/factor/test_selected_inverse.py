@@ -116,3 +116,36 @@ def test_a_dense_last_block_is_inverted_by_lapack_and_the_rest_by_the_recurrence
     lrows = L.indices
     lcols = np.repeat(np.arange(L.shape[0]), np.diff(L.indptr))
     np.testing.assert_allclose(values, dense[perm[lrows], perm[lcols]], rtol=1e-9, atol=1e-12)
+
+
+def test_the_dense_blocks_terms_on_threads_and_kept_buffers_give_the_same_inverse_to_the_bit() -> None:
+    """The recurrence's terms in the dense block are summed per column by one thread in one
+    order, so any number of threads gives the same values; buffers kept from another factor
+    (stale values everywhere) are overwritten wherever they are read."""
+    from lmmfast.factor.selected_inverse import dense_tail
+
+    rng = np.random.default_rng(3)
+    subjects, items = 400, 80
+    rows = np.repeat(np.arange(subjects), 5)
+    cols = subjects + rng.integers(0, items, len(rows))
+    incidence = sp.csc_matrix(
+        (np.ones(2 * len(rows)), (np.r_[np.arange(len(rows)), np.arange(len(rows))], np.r_[rows, cols])),
+        shape=(len(rows), subjects + items),
+    )
+    matrix = sp.csc_matrix(0.5 * (incidence.T @ incidence) + sp.eye(subjects + items))
+    L = cholesky(matrix, mode="simplicial").L().tocsc()
+    L.sort_indices()
+    tail = dense_tail(L.indptr)
+    assert tail >= 32
+    one = selected_inverse(L.indptr, L.indices, L.data, threads=1)
+    two = selected_inverse(L.indptr, L.indices, L.data, threads=2)
+    stale_values = rng.normal(size=len(L.data))
+    stale_block = np.asfortranarray(rng.normal(size=(tail, tail)))
+    kept = selected_inverse(L.indptr, L.indices, L.data, 2, stale_values, stale_block)
+    assert kept is stale_values
+    np.testing.assert_array_equal(two, one)
+    np.testing.assert_array_equal(kept, one)
+    dense = np.linalg.inv(matrix.toarray())
+    perm = cholesky(matrix, mode="simplicial").P()
+    lcols = np.repeat(np.arange(L.shape[0]), np.diff(L.indptr))
+    np.testing.assert_allclose(one, dense[perm[L.indices], perm[lcols]], rtol=1e-9, atol=1e-12)
