@@ -23,8 +23,8 @@ from lmmfast.factor.pattern import build_lower_pattern, fill_scaled, full_matrix
 from lmmfast.factor.plan import FactorPlan
 from lmmfast.factor.rank_update import available_cores
 from lmmfast.factor.selected_inverse import (
-    dense_tail,
     dense_tail_of_counts,
+    pattern_checksum,
     pattern_positions,
     read_block,
     selected_inverse,
@@ -94,10 +94,7 @@ class CholmodFactor:
         self._zz: sp.csr_matrix | None = None
         #: L's pattern (indptr, indices) and where Z'Z's blocks sit on it, once a gradient has
         #: read them (:meth:`_inverse_at_slots`)
-        self._slot_positions: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        # the selected inverse's values and dense block, kept from one gradient to the next
-        # (each of this factor's own: a fresh copy starts without)
-        self._inverse_work: tuple[np.ndarray, np.ndarray] | None = None
+        self._slot_positions: tuple[np.ndarray, int, np.ndarray] | None = None
         counts = factor_column_counts(self._pattern.indptr, self._pattern.indices, self._factor.P())
         #: nnz(L), exactly, and the multiply-adds of one factorisation
         self.factor_nonzeros = int(np.sum(counts))
@@ -188,7 +185,6 @@ class CholmodFactor:
             twin.blas_threads = max_threads
         twin._matrix = self._matrix.copy()
         twin._factor = self._factor.copy()
-        twin._inverse_work = None
         return twin
 
     def refill(self, cross_products: CrossProducts) -> None:
@@ -214,7 +210,6 @@ class CholmodFactor:
         # and, as after any fresh start, the next update factors the numbers
         state = self.__dict__.copy()
         del state["_factor"]
-        state["_inverse_work"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -229,11 +224,7 @@ class CholmodFactor:
         L.sort_indices()
         inverse_permutation = np.empty(self._cp.q, dtype=np.int64)
         inverse_permutation[self._factor.P()] = np.arange(self._cp.q, dtype=np.int64)
-        work = self._inverse_work
-        tail = dense_tail(L.indptr)
-        if work is None or len(work[0]) != len(L.data) or work[1].shape != (tail, tail):
-            work = self._inverse_work = (np.empty_like(L.data), np.empty((tail, tail), order="F"))
-        return L, selected_inverse(L.indptr, L.indices, L.data, self.threads, *work), inverse_permutation
+        return L, selected_inverse(L.indptr, L.indices, L.data, self.threads), inverse_permutation
 
     def _inverse_at_slots(self) -> np.ndarray:
         """M⁻¹ at every stored block of Z'Z, laid out as the cross-products' block values,
@@ -242,13 +233,16 @@ class CholmodFactor:
         cp = self._cp
         L, inverse, inverse_permutation = self._selected_inverse()
         known = self._slot_positions
-        if known is None or not (np.array_equal(known[0], L.indptr) and np.array_equal(known[1], L.indices)):
+        # L's pattern is recognised by its column pointers and a checksum of its rows: holding
+        # its row indices from one gradient to the next would hold 8 bytes per non-zero
+        checksum = pattern_checksum(L.indices)
+        if known is None or not (np.array_equal(known[0], L.indptr) and known[1] == checksum):
             positions = np.empty(len(cp.block_values), dtype=np.int64)
             pattern_positions(
                 L.indptr, L.indices, inverse_permutation, cp.slot_term_a, cp.slot_term_b, cp.slot_level_a,
                 cp.slot_level_b, cp.slot_offsets, cp.term_sizes, cp.column_offsets, positions,
             )  # fmt: skip
-            known = self._slot_positions = (L.indptr, L.indices, positions)
+            known = self._slot_positions = (L.indptr.copy(), checksum, positions)
         return inverse[known[2]]
 
     def logdet_gradient_sums(self, theta: np.ndarray) -> list[np.ndarray]:

@@ -58,20 +58,9 @@ def dense_tail(indptr: np.ndarray) -> int:
     return dense_tail_of_counts(np.diff(indptr))
 
 
-def selected_inverse(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    threads: int = 1,
-    out: np.ndarray | None = None,
-    block: np.ndarray | None = None,
-) -> np.ndarray:
+def selected_inverse(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, threads: int = 1) -> np.ndarray:
     """M⁻¹ on the pattern of L (lower CSC, rows sorted, the diagonal first in each column),
-    for M = LL'; returned as values on that pattern, in ``out`` where given (of L's size).
-    ``block`` is working space for the dense block's inverse (Fortran order, of its size:
-    :func:`dense_tail` squared) that a caller may keep from one call to the next: the
-    recurrence writes every entry it reads, so neither needs clearing, and a large one costs
-    page faults to make anew.
+    for M = LL'; returned as values on that pattern.
 
     The last columns that are full below the diagonal (:func:`dense_tail`) are inverted as
     one block by LAPACK (``dpotri`` on L's block: it factors the Schur complement of the
@@ -85,11 +74,10 @@ def selected_inverse(
     recurrence then runs over the columns in order for the terms that need its own results.
     """
     n = len(indptr) - 1
-    Z = np.empty_like(data) if out is None else out
+    Z = np.zeros_like(data)
     tail = dense_tail(indptr)
     start = n - tail
-    if block is None or block.shape != (tail, tail) or not block.flags.f_contiguous:
-        block = np.zeros((tail, tail), order="F")
+    block = np.zeros((tail, tail), order="F")
     if tail:
         _unpack_tail(indptr, indices, data, start, block)
         block, info = lapack.dpotri(block, lower=1, overwrite_c=1)
@@ -246,6 +234,26 @@ def read_block(indptr, indices, Z, inverse_permutation, row0, col0, ka, kb, out)
     for i in range(ka):
         for j in range(kb):
             out[i, j] = Z[entry_position(indptr, indices, inverse_permutation, row0 + i, col0 + j)]
+
+
+def pattern_checksum(indices: np.ndarray) -> int:
+    """A checksum of a sparse pattern's row indices (each weighted by its position, modulo
+    2⁶⁴): equal patterns have equal checksums, and a changed one almost surely another.
+
+    Examples
+    --------
+    >>> pattern_checksum(np.array([0, 1, 2])) == pattern_checksum(np.array([0, 2, 1]))
+    False
+    """
+    return int(_weighted_sum(np.asarray(indices)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _weighted_sum(indices):
+    total = np.uint64(0)
+    for i in range(indices.shape[0]):
+        total += np.uint64(indices[i] + 1) * np.uint64(i + 1)
+    return total
 
 
 @numba.njit(cache=True, nogil=True)

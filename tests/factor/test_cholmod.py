@@ -83,3 +83,17 @@ def test_the_inverse_is_read_at_positions_found_once_per_pattern(prepared) -> No
         if found is not None:
             assert factor._slot_positions is found  # the second θ reuses the first's positions
     assert factor._slot_positions is not None
+
+
+def test_positions_are_found_again_for_another_pattern(prepared) -> None:
+    """The positions are kept with L's column pointers and a checksum of its rows, not the
+    rows themselves: a pattern whose checksum differs has its positions found again."""
+    factor = prepared.objective.factor.fresh()
+    theta = np.array([1.0, 0.2, 0.5, 0.3])
+    factor.update(theta)
+    expected = factor.inverse_on_pattern()
+    indptr, checksum, positions = factor._slot_positions
+    assert isinstance(checksum, int)
+    factor._slot_positions = (indptr, checksum + 1, np.zeros_like(positions))  # as if another pattern's
+    np.testing.assert_array_equal(factor.inverse_on_pattern(), expected)
+    assert factor._slot_positions[1] == checksum
