@@ -1,7 +1,8 @@
 """L-BFGS-B runs for the optimiser (:mod:`lmmfast.optimize`): SciPy's L-BFGS-B on the
-analytic gradient, with a first step sized by one probe, its relative tolerance kept above the
-objective's rounding, and further runs from its last point while a quasi-Newton step would
-still gain more than :func:`settled_decrease` (the convergence check's measure).
+analytic gradient, on θ scaled by the criterion's diagonal curvature at the start (or with a
+first step sized by one probe), its relative tolerance kept above the objective's rounding,
+and further runs from its last point while a quasi-Newton step would still gain more than
+:func:`settled_decrease` (the convergence check's measure).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def _lbfgsb(
 
     def stop_when_settled(phi: np.ndarray) -> None:
         # at each new iterate: where the diagonal curvature says a Newton step would gain far
-        # less than the objective's rounding, the line search would only sample that rounding
+        # less than the settled decrease, a line search from there would sample rounding
         nonlocal settled
         known = recorder.last_with_gradient()
         if steps is None or known is None or not np.array_equal(known[0], to_theta(phi)):
@@ -177,7 +178,8 @@ def _lbfgsb(
         inverse_hessian=result.hess_inv.todense() * np.outer(scales, scales),
         success=bool(result.success) or settled,
         message=(
-            "CONVERGENCE: A DIAGONAL NEWTON STEP WOULD GAIN UNDER THE OBJECTIVE'S ROUNDING"
+            "CONVERGENCE: A NEWTON STEP ON THE DIAGONAL CURVATURE WOULD GAIN UNDER "
+            f"{DIAGONAL_MARGIN * settled_decrease(float(result.fun)):.1e}"
             if settled
             else str(result.message)
         ),

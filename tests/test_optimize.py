@@ -640,3 +640,27 @@ def test_the_start_curvature_scales_lbfgsb_for_fewer_evaluations_than_a_probe() 
     )
     assert fit.objective == pytest.approx(probed.final_objective, rel=1e-11)
     assert fit.n_evals <= probed.n_evals - 3
+
+
+def test_lbfgsb_scaled_by_a_curvature_stops_where_its_newton_step_would_gain_nothing() -> None:
+    """On θ scaled by the diagonal curvature, the first step is that diagonal's Newton step:
+    on a diagonal quadratic it lands at the minimum, where the run stops at once (not after
+    a line search through the criterion's rounding) and says why."""
+    layout = ThetaLayout.from_sizes([1, 1])
+    center, curvature = np.array([0.7, 0.3]), np.array([4e4, 9e2])
+
+    def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        d = theta - center
+        return 1e7 + 0.5 * float(curvature @ d**2), curvature * d
+
+    summary = optimize_theta(
+        lambda theta: value_and_gradient(theta)[0],
+        layout,
+        start=np.array([0.6, 0.5]),
+        value_and_gradient=value_and_gradient,
+        curvature=curvature,
+    )
+    assert summary.converged
+    assert summary.return_code.startswith("CONVERGENCE: A NEWTON STEP ON THE DIAGONAL CURVATURE WOULD GAIN UNDER")
+    assert summary.n_evals == 2  # the start and the Newton step
+    np.testing.assert_allclose(summary.final, center, atol=1e-9)
