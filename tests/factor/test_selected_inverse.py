@@ -82,6 +82,18 @@ def test_a_refilled_cholmod_factor_multiplies_by_its_new_products() -> None:
     np.testing.assert_allclose(factor.zz_times(V), 2.0 * before)
 
 
+def _crossed_system(rng: np.random.Generator, *, subjects: int, items: int, trials: int, scale: float) -> sp.csc_matrix:
+    """scale·Z'Z + I for crossed intercepts: ``trials`` trials a subject, each an item at
+    random; its factor ends in a dense block (the items every subject couples)."""
+    rows = np.repeat(np.arange(subjects), trials)
+    cols = subjects + rng.integers(0, items, len(rows))
+    incidence = sp.csc_matrix(
+        (np.ones(2 * len(rows)), (np.r_[np.arange(len(rows)), np.arange(len(rows))], np.r_[rows, cols])),
+        shape=(len(rows), subjects + items),
+    )
+    return sp.csc_matrix(scale * (incidence.T @ incidence) + sp.eye(subjects + items))
+
+
 @pytest.mark.parametrize("tail_min", [1, 32, 10**9])
 def test_a_dense_last_block_is_inverted_by_lapack_and_the_rest_by_the_recurrence(tail_min, monkeypatch) -> None:
     """A crossed design's factor ends in a dense block (the items every subject couples):
@@ -90,15 +102,7 @@ def test_a_dense_last_block_is_inverted_by_lapack_and_the_rest_by_the_recurrence
     import lmmfast.factor.selected_inverse as selected
 
     monkeypatch.setattr(selected, "DENSE_TAIL_MIN", tail_min)
-    rng = np.random.default_rng(7)
-    subjects, items = 300, 60
-    rows = np.repeat(np.arange(subjects), 4)  # four trials a subject, each an item at random
-    cols = subjects + rng.integers(0, items, len(rows))
-    incidence = sp.csc_matrix(
-        (np.ones(2 * len(rows)), (np.r_[np.arange(len(rows)), np.arange(len(rows))], np.r_[rows, cols])),
-        shape=(len(rows), subjects + items),
-    )
-    matrix = sp.csc_matrix(0.7 * (incidence.T @ incidence) + sp.eye(subjects + items))
+    matrix = _crossed_system(np.random.default_rng(7), subjects=300, items=60, trials=4, scale=0.7)
     factor = cholesky(matrix, mode="simplicial")
     L = factor.L().tocsc()
     L.sort_indices()
@@ -123,15 +127,7 @@ def test_the_dense_blocks_terms_on_threads_give_the_same_inverse_to_the_bit() ->
     order, so any number of threads gives the same values."""
     from lmmfast.factor.selected_inverse import dense_tail
 
-    rng = np.random.default_rng(3)
-    subjects, items = 400, 80
-    rows = np.repeat(np.arange(subjects), 5)
-    cols = subjects + rng.integers(0, items, len(rows))
-    incidence = sp.csc_matrix(
-        (np.ones(2 * len(rows)), (np.r_[np.arange(len(rows)), np.arange(len(rows))], np.r_[rows, cols])),
-        shape=(len(rows), subjects + items),
-    )
-    matrix = sp.csc_matrix(0.5 * (incidence.T @ incidence) + sp.eye(subjects + items))
+    matrix = _crossed_system(np.random.default_rng(3), subjects=400, items=80, trials=5, scale=0.5)
     factor = cholesky(matrix, mode="simplicial")
     L = factor.L().tocsc()
     L.sort_indices()
