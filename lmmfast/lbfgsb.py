@@ -193,9 +193,9 @@ def _lbfgsb(
 SETTLED_DECREASE = 1e-6
 
 #: On large criteria the floor of what counts as settled is this many times the objective's
-#: own rounding (``OBJECTIVE_ROUNDING`` of its size): the 1M-row crossed design with slopes
-#: (a deviance of 1.1e7, rounding 1.1e-6) stopped where a step would gain 1.9e-6, and another
-#: run of three evaluations gained 4e-8.
+#: own rounding (``OBJECTIVE_ROUNDING`` of its size): a decrease promised at a few times the
+#: rounding is within the noise of the gradient and curvature that promise it, and another
+#: run of L-BFGS-B (a probe or first step and a line search) finds nothing for it.
 SETTLED_ROUNDINGS = 10.0
 
 
@@ -213,10 +213,9 @@ def settled_decrease(value: float) -> float:
 
 
 #: L-BFGS-B on θ scaled by its curvature stops at an iterate where the diagonal's Newton step,
-#: ½ Σ gᵢ²/cᵢ, would gain less than this share of :func:`settled_decrease`: a margin for a
-#: diagonal that is an approximation (within a factor of 2.5 on InstEval). The power-law
-#: 200,000 × 20,000 design otherwise spent four evaluations in a line search within 4e-7 of
-#: a deviance of 6.8e6.
+#: ½ Σ gᵢ²/cᵢ, would gain less than this share of :func:`settled_decrease`, the margin for a
+#: diagonal that is an approximation (within a factor of 2.5 on InstEval): a line search from
+#: such a point samples only the objective's rounding, an evaluation at a time.
 DIAGONAL_MARGIN = 0.01
 
 
