@@ -15,9 +15,12 @@ factorisation's, and the memory one more array of nnz(L) values.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
+
 import numba
 import numpy as np
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 from lmmfast.factor.inverse_blocks import add_block_traces
 from lmmfast.factor.rank_update import map_shares
@@ -27,6 +30,13 @@ from lmmfast.factor.rank_update import map_shares
 #: this many: their part of the recurrence is a dense inverse, which BLAS runs many times
 #: faster than scalar loops.
 DENSE_TAIL_MIN = 32
+
+
+#: Runs of consecutive columns that share at least this many rows of the dense block (the
+#: supernodes of the factor's sparse part next to it) have the recurrence's terms among
+#: those rows formed by BLAS, the block's inverse there gathered once for the whole run;
+#: shorter sets are summed column by column, where a gather would cost as much as the sums.
+SUPERNODE_MIN_ROWS = 64
 
 
 def dense_tail_of_counts(counts: np.ndarray) -> int:
@@ -68,9 +78,11 @@ def selected_inverse(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, 
     columns before them, reading that block's entries from the dense inverse.
 
     The recurrence's terms among a column's rows in the dense block read only that block's
-    inverse, known before the recurrence starts: they are summed first, for every column,
-    on ``threads`` threads (columns dealt out round-robin; each column's sums made by one
-    thread in one order, so the result does not depend on the number of threads); the
+    inverse, known before the recurrence starts: they are formed first, for every column —
+    by BLAS for runs of consecutive columns that share those rows (``SUPERNODE_MIN_ROWS``),
+    the block's inverse there gathered once for the run; else column by column on
+    ``threads`` threads (dealt out round-robin; each column's sums made by one thread in
+    one order, so the result does not depend on the number of threads) — and the
     recurrence then runs over the columns in order for the terms that need its own results.
     """
     n = len(indptr) - 1
@@ -84,10 +96,108 @@ def selected_inverse(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, 
         if info != 0:
             raise np.linalg.LinAlgError(f"dpotri failed on the factor's last {tail} columns (info {info})")
         _pack_tail(indptr, indices, block, start, Z)
-        columns = np.arange(start, dtype=np.int64)
+        firsts, counts, widths, alone = _tail_supernodes(indptr, indices, start, SUPERNODE_MIN_ROWS)
+        with ThreadPoolExecutor(max_workers=threads) if threads > 1 else nullcontext() as pool:
+            for first, count, width in zip(firsts.tolist(), counts.tolist(), widths.tolist()):
+                _supernode_terms(indptr, indices, data, start, block, first, count, width, Z, threads, pool)
+        columns = np.flatnonzero(alone)
         map_shares(lambda share: _dense_terms(indptr, indices, data, start, block, share, Z), columns, threads)
     _sparse_columns(indptr, indices, data, start, Z)
     return Z
+
+
+def _supernode_terms(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    start: int,
+    block: np.ndarray,
+    first: int,
+    count: int,
+    width: int,
+    Z: np.ndarray,
+    threads: int,
+    pool: Executor | None,
+) -> None:
+    """:func:`_dense_terms` for the ``count`` columns from ``first``, whose last ``width``
+    rows are the same rows of the dense block: the block's inverse at those rows gathered
+    once (its columns dealt out to ``threads`` threads of ``pool``), times the columns'
+    values there, by BLAS (``dsymm``, its lower triangle read)."""
+    rows = indices[indptr[first + 1] - width : indptr[first + 1]] - start
+    inverse = np.empty((width, width), order="F")
+    map_shares(lambda share: _gather_lower(block, rows, share, inverse), np.arange(width), threads, pool)
+    values = np.empty((width, count), order="F")
+    _gather_values(indptr, data, first, values)
+    products = blas.dsymm(1.0, inverse, values, side=0, lower=1)
+    _scatter_supernode(indptr, first, products, Z)
+
+
+@numba.njit(cache=True, nogil=True)
+def _tail_supernodes(indptr, indices, start, min_rows):
+    """Runs of two or more consecutive columns before ``start`` whose rows in the dense block
+    are the same, at least ``min_rows`` of them: each run's first column, number of columns
+    and rows there; and which columns are in no run."""
+    firsts = np.empty(start, dtype=np.int64)
+    counts = np.empty(start, dtype=np.int64)
+    widths = np.empty(start, dtype=np.int64)
+    alone = np.ones(start, dtype=np.bool_)
+    runs = 0
+    j = 0
+    while j < start:
+        last = indptr[j + 1]
+        below = last - indptr[j] - 1
+        width = below - _first_in_tail(indices, indptr[j], below, start)
+        k = j + 1
+        if width >= min_rows:
+            while k < start:
+                other = indptr[k + 1]
+                other_below = other - indptr[k] - 1
+                if other_below - _first_in_tail(indices, indptr[k], other_below, start) != width:
+                    break
+                same = True
+                for m in range(1, width + 1):
+                    if indices[other - m] != indices[last - m]:
+                        same = False
+                        break
+                if not same:
+                    break
+                k += 1
+        if k - j >= 2:
+            firsts[runs], counts[runs], widths[runs] = j, k - j, width
+            alone[j:k] = False
+            runs += 1
+        j = k
+    return firsts[:runs], counts[:runs], widths[:runs], alone
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_lower(block, rows, columns, inverse):
+    """Columns ``columns`` of the lower triangle of the block's inverse at ``rows``."""
+    width = rows.shape[0]
+    for c in columns:
+        column = block[:, rows[c]]
+        for r in range(c, width):
+            inverse[r, c] = column[rows[r]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_values(indptr, data, first, values):
+    """The values of the columns from ``first`` at their last ``values.shape[0]`` rows."""
+    width = values.shape[0]
+    for i in range(values.shape[1]):
+        end = indptr[first + i + 1]
+        for r in range(width):
+            values[r, i] = data[end - width + r]
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_supernode(indptr, first, products, Z):
+    """Each column's products into Z at its last rows, for :func:`_sparse_columns`."""
+    width = products.shape[0]
+    for i in range(products.shape[1]):
+        end = indptr[first + i + 1]
+        for r in range(width):
+            Z[end - width + r] = products[r, i]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -139,3 +139,28 @@ def test_the_dense_blocks_terms_on_threads_give_the_same_inverse_to_the_bit() ->
     perm = factor.P()
     lcols = np.repeat(np.arange(L.shape[0]), np.diff(L.indptr))
     np.testing.assert_allclose(one, dense[perm[L.indices], perm[lcols]], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("min_rows", [1, 4, 10**9])
+def test_columns_sharing_the_dense_blocks_rows_are_formed_together(min_rows, monkeypatch) -> None:
+    """Runs of consecutive columns with the same rows in the dense block (supernodes next to
+    it) have their terms there formed by BLAS at once, for any run size allowed, or column
+    by column: M⁻¹ on L's pattern is the dense inverse's either way."""
+    import lmmfast.factor.selected_inverse as selected
+
+    monkeypatch.setattr(selected, "SUPERNODE_MIN_ROWS", min_rows)
+    matrix = _crossed_system(np.random.default_rng(11), subjects=500, items=70, trials=6, scale=0.6)
+    factor = cholesky(matrix, mode="simplicial")
+    L = factor.L().tocsc()
+    L.sort_indices()
+    start = L.shape[0] - selected.dense_tail(L.indptr)
+    firsts, counts, widths, alone = selected._tail_supernodes(L.indptr, L.indices, start, min_rows)
+    if min_rows < 10**9:
+        assert len(firsts) > 0 and np.all(counts >= 2) and np.all(widths >= min_rows)
+        assert np.count_nonzero(~alone) == counts.sum()
+    else:
+        assert len(firsts) == 0 and alone.all()
+    values = selected.selected_inverse(L.indptr, L.indices, L.data, threads=2)
+    dense = np.linalg.inv(matrix.toarray())
+    lcols = np.repeat(np.arange(L.shape[0]), np.diff(L.indptr))
+    np.testing.assert_allclose(values, dense[factor.P()[L.indices], factor.P()[lcols]], rtol=1e-9, atol=1e-12)
