@@ -135,7 +135,8 @@ class CholmodFactor:
         after the factorisation too; simplicial: values and row indices), and where the fit
         takes ``gradients`` the larger of two phases beside it: reading L (scikit-sparse's
         copy of the factor, turned simplicial and handed over as SciPy's), then inverting (L
-        as that matrix, M⁻¹ on its pattern and the dense last block as a square for LAPACK)."""
+        as that matrix, M⁻¹ on its pattern, the dense last block as a square for LAPACK and
+        the block's inverse gathered at the rows a run of columns shares, at most as large)."""
         simplicial = 12.0 * self.factor_nonzeros
         if self.supernodal:
             stored, update = self._supernodal_storage
@@ -145,7 +146,7 @@ class CholmodFactor:
         gradient = 0.0
         if gradients:
             reading = max(copy + simplicial, 2.0 * simplicial)
-            inverting = simplicial + 8.0 * self.factor_nonzeros + 8.0 * self.dense_tail**2
+            inverting = simplicial + 8.0 * self.factor_nonzeros + 16.0 * self.dense_tail**2
             gradient = max(reading, inverting)
         matrix = 12.0 * self._pattern.nnz + 8.0 * len(cp.block_values)
         solves = 8.0 * 3 * cp.q * (cp.p + 1)
