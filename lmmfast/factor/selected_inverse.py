@@ -126,10 +126,10 @@ def _supernode_terms(
     rows = indices[indptr[first + 1] - width : indptr[first + 1]] - start
     inverse = np.empty((width, width), order="F")
     map_shares(lambda share: _gather_lower(block, rows, share, inverse), np.arange(width), threads, pool)
-    values = np.empty((width, count), order="F")
-    _gather_values(indptr, data, first, values)
-    products = blas.dsymm(1.0, inverse, values, side=0, lower=1)
-    _scatter_supernode(indptr, first, products, Z)
+    # each column's last ``width`` entries, a column of positions per column of the run
+    positions = indptr[first + 1 : first + count + 1] - width + np.arange(width)[:, None]
+    products = blas.dsymm(1.0, inverse, np.asfortranarray(data[positions]), side=0, lower=1)
+    Z[positions] = products
 
 
 @numba.njit(cache=True, nogil=True)
@@ -178,26 +178,6 @@ def _gather_lower(block, rows, columns, inverse):
         column = block[:, rows[c]]
         for r in range(c, width):
             inverse[r, c] = column[rows[r]]
-
-
-@numba.njit(cache=True, nogil=True)
-def _gather_values(indptr, data, first, values):
-    """The values of the columns from ``first`` at their last ``values.shape[0]`` rows."""
-    width = values.shape[0]
-    for i in range(values.shape[1]):
-        end = indptr[first + i + 1]
-        for r in range(width):
-            values[r, i] = data[end - width + r]
-
-
-@numba.njit(cache=True, nogil=True)
-def _scatter_supernode(indptr, first, products, Z):
-    """Each column's products into Z at its last rows, for :func:`_sparse_columns`."""
-    width = products.shape[0]
-    for i in range(products.shape[1]):
-        end = indptr[first + i + 1]
-        for r in range(width):
-            Z[end - width + r] = products[r, i]
 
 
 @numba.njit(cache=True, nogil=True)
