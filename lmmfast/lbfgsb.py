@@ -383,9 +383,8 @@ def run_nlopt_lbfgs(
     # is as long as the probe says (the first step from sleepstudy's moment start otherwise
     # overshoots to θ ≈ 50 and takes six evaluations to come back) or, given per-θ ``scale``
     # from the curvature (:func:`curvature_steps`), a unit step where the curvature is one in
-    # every direction, which also evens out θ's scales for the quasi-Newton updates (taking
-    # the diagonal's Newton step instead, as L-BFGS-B does, took sleepstudy 9 evaluations
-    # instead of 8)
+    # every direction, which also evens out θ's scales for the quasi-Newton updates (the
+    # diagonal's Newton step, which L-BFGS-B takes, saves these small models nothing)
     step = _first_step_length(recorder, x0, known[1], known[2]) if scale is None else scale
     phi0 = x0 / step
     stalled = 0
