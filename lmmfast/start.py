@@ -37,6 +37,16 @@ EIGENVALUE_FLOOR = 1e-4
 #: The residual variance a moment start takes is at least this share of the OLS residuals'.
 RESIDUAL_SHARE = 0.05
 
+#: A θ whose estimated curvature is below this share of its term's largest is left without
+#: one (NaN): the approximation vanishes near the boundary of the parameter space.
+CURVATURE_SHARE = 0.01
+
+#: Grouping factors with more random-effect columns than this (a term's, or the terms' on
+#: one factor together) have no curvature estimate (NaN): the information about their θ is
+#: far from diagonal, and scaling θ by its diagonal took kb07's models with 4 to 8 columns
+#: on each factor more evaluations than one probe for a common step.
+CURVATURE_MAX_COLUMNS = 2
+
 #: Moment estimates are clipped into this range: they are starts, not estimates.
 START_RANGE = (0.01, 10.0)
 
@@ -268,7 +278,10 @@ def start_curvature(
     is twice its sum over levels. The Hessian of crossed designs is nearly diagonal and this
     its diagonal to a few per cent (a 100,000-row design with slopes on both factors: within
     3% at the start and at the optimum). Ωⱼ⁻¹ is taken as Gⱼ − GⱼT(I + T'GⱼT)⁻¹T'Gⱼ, which
-    holds where a level cannot estimate its own coefficients (Gⱼ singular) too.
+    holds where a level cannot estimate its own coefficients (Gⱼ singular) too. Entries
+    without an estimate are NaN: the θ of grouping factors with more than
+    ``CURVATURE_MAX_COLUMNS`` columns, and those below ``CURVATURE_SHARE`` of their term's
+    largest (near the boundary, where the information vanishes but the curvature does not).
 
     Examples
     --------
@@ -279,11 +292,13 @@ def start_curvature(
     >>> start_curvature(p.layout, p.terms, p.objective.cross_products, p.engine.blocks, theta).round(0).tolist()
     [44.0, 443.0, 925.0]
     """
-    curvature = np.zeros(len(theta))
+    curvature = np.full(len(theta), np.nan)
     for index, (term, (engine, first)) in enumerate(zip(terms, blocks)):
+        mask = layout.term_of == index
+        if int(cross_products.term_sizes[engine]) > CURVATURE_MAX_COLUMNS:
+            continue
         own = slice(first, first + term.k)
         gram = level_blocks(cross_products, engine)[:, own, own]
-        mask = layout.term_of == index
         template = np.zeros((term.k, term.k))
         template[layout.rows[mask], layout.cols[mask]] = theta[mask]
         projected = gram @ template  # GⱼT
@@ -295,4 +310,10 @@ def start_curvature(
             derivative = unit @ template.T + template @ unit.T
             product = precision @ derivative
             curvature[i] = float(np.einsum("jab,jba->", product, product))
+        # where T is near a boundary (a column near 0) the information vanishes along it,
+        # while the criterion's curvature there comes from its slope in the variance, which
+        # this leaves out: such entries are not estimated
+        own = curvature[mask]
+        own[own < CURVATURE_SHARE * own.max(initial=0.0)] = np.nan
+        curvature[mask] = own
     return curvature

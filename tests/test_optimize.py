@@ -664,3 +664,26 @@ def test_lbfgsb_scaled_by_a_curvature_stops_where_its_newton_step_would_gain_not
     assert summary.return_code.startswith("CONVERGENCE: A NEWTON STEP ON THE DIAGONAL CURVATURE WOULD GAIN UNDER")
     assert summary.n_evals == 2  # the start and the Newton step
     np.testing.assert_allclose(summary.final, center, atol=1e-9)
+
+
+def test_start_curvature_leaves_wide_factors_and_the_boundary_without_an_estimate() -> None:
+    """No diagonal for θ of a grouping factor with more than two columns (its information is
+    far from diagonal), nor near the boundary, where the information vanishes though the
+    curvature does not: those entries are NaN, and the optimiser gives them another scale."""
+    from lmmfast.api import prepare
+    from lmmfast.start import start_curvature
+
+    kb07 = lmmfast.datasets.load("kb07")
+    prepared = prepare("RTtrunc ~ S + P + C + (1 + S + P | subj) + (1 | item)", kb07, reml=False)
+    theta = prepared.layout.start
+    curvature = start_curvature(
+        prepared.layout, prepared.terms, prepared.objective.cross_products, prepared.engine.blocks, theta
+    )
+    wide = prepared.layout.term_of == 0
+    assert np.all(np.isnan(curvature[wide])) and np.all(curvature[~wide] > 0)
+    sleep = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    near_zero = np.array([1.0, 0.0, 1e-6])  # the slope's own column at 0
+    curvature = start_curvature(
+        sleep.layout, sleep.terms, sleep.objective.cross_products, sleep.engine.blocks, near_zero
+    )
+    assert np.isnan(curvature[2]) and np.all(curvature[:2] > 0)
