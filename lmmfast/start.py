@@ -353,11 +353,12 @@ def _unseparated_variances(
             if s == t:
                 continue
             theta_s = float(theta[layout.starts[s]])
-            # Z'Z's blocks between the two terms are stored once, either way round
-            for a, b, levels_t, levels_s in (
-                (engine_t, engine_s, cp.slot_level_a, cp.slot_level_b),
-                (engine_s, engine_t, cp.slot_level_b, cp.slot_level_a),
-            ):
+            # Z'Z's blocks between the two terms are stored once, either way round (once in
+            # all where both share an engine term, as two intercepts on one factor would)
+            orientations = [(engine_t, engine_s, cp.slot_level_a, cp.slot_level_b)]
+            if engine_s != engine_t:
+                orientations.append((engine_s, engine_t, cp.slot_level_b, cp.slot_level_a))
+            for a, b, levels_t, levels_s in orientations:
                 shared = (cp.slot_term_a == a) & (cp.slot_term_b == b)
                 if not shared.any():
                     continue
