@@ -523,3 +523,22 @@ def form_weighted_cross_products(
         shape.n,
         0.0,
     )
+
+
+def level_blocks(cp: CrossProducts, term: int) -> np.ndarray:
+    """The engine term's diagonal blocks of Z'Z, one k × k block per level, (levels, k, k).
+
+    Examples
+    --------
+    >>> import lmmfast
+    >>> from lmmfast.api import prepare
+    >>> p = prepare("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+    >>> level_blocks(p.objective.cross_products, 0)[0].tolist()  # a subject's 10 days, 0 to 9
+    [[10.0, 45.0], [45.0, 285.0]]
+    """
+    k, levels = int(cp.term_sizes[term]), int(cp.term_levels[term])
+    slots = np.flatnonzero((cp.slot_term_a == term) & (cp.slot_term_b == term))
+    values = cp.block_values[cp.slot_offsets[slots][:, None] + np.arange(k * k)]
+    blocks = np.zeros((levels, k, k))
+    blocks[cp.slot_level_a[slots]] = values.reshape(len(slots), k, k)
+    return blocks

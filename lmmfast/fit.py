@@ -22,6 +22,7 @@ import numpy as np
 from lmmfast.blas import limit_blas_threads
 from lmmfast.control import Control
 from lmmfast.convergence import ConvergenceCheck, check_convergence
+from lmmfast.curvature import start_curvature
 from lmmfast.diagnostics import report, resolve_checks
 from lmmfast.errors import ArgumentError, ConvergenceWarning, ModelError, SavedFitError, SingularFitWarning
 from lmmfast.objective import INFEASIBLE, ProfiledObjective, Solution
@@ -30,7 +31,7 @@ from lmmfast.optsummary import OptSummary
 from lmmfast.prepare import PreparedModel, with_reml, with_response
 from lmmfast.progress import FitMonitor
 from lmmfast.result import LmmFit
-from lmmfast.start import initial_theta, start_curvature
+from lmmfast.start import initial_theta
 
 
 def blas_threads_for(objective: ProfiledObjective) -> contextlib.AbstractContextManager:
@@ -152,13 +153,12 @@ def _optimize(
     cp, blocks = objective.cross_products, model.engine.blocks
     if start is None:
         start = initial_theta(model.layout, model.terms, cp, blocks, slopes=value_and_gradient is not None)
-    if value_and_gradient is not None and (curvature is None or not np.all(np.isfinite(curvature) & (curvature > 0))):
+    measured = np.zeros(len(start), dtype=bool) if curvature is None else np.isfinite(curvature) & (curvature > 0)
+    if value_and_gradient is not None and not measured.all():
         # where a nearby optimum's curvature was not measured (a θ on the boundary, or a check
         # that took L-BFGS-B's instead), the start's own approximation stands in
         estimate = start_curvature(model.layout, model.terms, cp, blocks, start)
-        curvature = (
-            estimate if curvature is None else np.where(np.isfinite(curvature) & (curvature > 0), curvature, estimate)
-        )
+        curvature = estimate if curvature is None else np.where(measured, curvature, estimate)
     record = optimize_theta(
         objective,
         model.layout,

@@ -334,7 +334,7 @@ STALLED_EVALUATIONS = 5
 def curvature_steps(curvature: np.ndarray | None) -> np.ndarray | None:
     """Per-θ scales for a quasi-Newton run from the objective's diagonal curvature near its
     start (the convergence check's central differences at the fit a refit starts from, or
-    :func:`lmmfast.start.start_curvature`): 1/√c, so that the run's unit first step is that
+    :func:`lmmfast.curvature.start_curvature`): 1/√c, so that the run's unit first step is that
     diagonal's Newton step and its quasi-Newton updates start from a problem of even scales.
     Each step, scale² = 1/c, is kept within ``CURVATURE_STEP_RANGE``; entries not measured (a
     θ on the boundary) take the others' geometric mean. None where nothing was measured.

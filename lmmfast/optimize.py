@@ -244,7 +244,7 @@ def optimize_theta(
         L-BFGS-B.
     curvature : numpy.ndarray, optional
         The objective's diagonal curvature near the start (the convergence check of the fit a
-        refit starts from, or :func:`lmmfast.start.start_curvature`): either L-BFGS then
+        refit starts from, or :func:`lmmfast.curvature.start_curvature`): either L-BFGS then
         scales θ by it (:func:`lmmfast.lbfgsb.curvature_steps`) instead of probing for its
         first step.
 

@@ -211,7 +211,7 @@ def test_curvature_not_measured_is_taken_from_the_start(sleep) -> None:
     """Entries of a nearby optimum's curvature that were not measured are the start's own
     approximation (``start_curvature``): a refit from a check that measured nothing runs as
     one given no curvature, and one measured entry is kept."""
-    from lmmfast.start import start_curvature
+    from lmmfast.curvature import start_curvature
 
     prepared = prepare(F, sleep)
     start = np.array([0.9, 0.02, 0.25])

@@ -609,7 +609,7 @@ def _hessian_diagonal(objective, theta: np.ndarray, h: float = 1e-4) -> np.ndarr
 )
 def test_start_curvature_is_the_hessian_diagonal_near_the_optimum(dataset, formula, rtol) -> None:
     from lmmfast.api import prepare
-    from lmmfast.start import start_curvature
+    from lmmfast.curvature import start_curvature
 
     data = (
         lmmfast.datasets.simulate_crossed(300, 200, 60, seed=2)
@@ -671,7 +671,7 @@ def test_start_curvature_leaves_wide_factors_and_the_boundary_without_an_estimat
     far from diagonal), nor near the boundary, where the information vanishes though the
     curvature does not: those entries are NaN, and the optimiser gives them another scale."""
     from lmmfast.api import prepare
-    from lmmfast.start import start_curvature
+    from lmmfast.curvature import start_curvature
 
     kb07 = lmmfast.datasets.load("kb07")
     prepared = prepare("RTtrunc ~ S + P + C + (1 + S + P | subj) + (1 | item)", kb07, reml=False)
@@ -694,7 +694,7 @@ def test_start_curvature_counts_what_nested_levels_cannot_separate() -> None:
     variance too, which its own rows cannot separate. Counting it brings the departments'
     curvature within a factor of two of the Hessian's (2.5× too large without)."""
     from lmmfast.api import prepare
-    from lmmfast.start import start_curvature
+    from lmmfast.curvature import start_curvature
 
     data = lmmfast.datasets.load("insteval")
     formula = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"
