@@ -111,7 +111,7 @@ def _lbfgsb(
     ftol_abs: float,
     maxeval: int,
     scale: float,
-    steps: np.ndarray | None = None,
+    root: np.ndarray | None = None,
 ) -> _QuasiNewtonResult:
     # Unbounded: the objective is even in every template column, so a negative diagonal is as
     # good as its mirror image (ThetaLayout.canonical maps it back). With lme4's bound at 0
@@ -120,36 +120,36 @@ def _lbfgsb(
     from scipy.optimize import minimize  # here: scipy.optimize costs a new process 0.1 s to import
 
     value, gradient = recorder.with_gradient(x0)
-    # L-BFGS-B works on φ = θ / step, where its first step (down the gradient, of length 1)
-    # is ``step`` long in θ. Given per-θ ``steps`` (1/√ of the diagonal curvature), θ / steps
-    # has unit curvature in every direction, where the diagonal's Newton step is the gradient
-    # itself: φ is scaled by the gradient's length on top, so that the first step is that
-    # Newton step. Else one probe sizes a single step; the quasi-Newton updates make the
-    # scale irrelevant after the first step, but start from a problem of even scales
-    step: float | np.ndarray
-    if steps is None:
-        step = _first_step_length(recorder, x0, value, gradient)
+    # L-BFGS-B works on φ with θ = T φ, where its first step (down the gradient, of length 1)
+    # is T's columns long in θ. Given a square root of the inverse curvature (``root``, from
+    # :func:`curvature_root`), θ = root φ has unit curvature in every direction, where the
+    # Newton step is the gradient itself: T is that root scaled by the gradient's length on
+    # top, so that the first step is the Newton step. Else one probe sizes a single step; the
+    # quasi-Newton updates make the scale irrelevant after the first step, but start from a
+    # problem of even scales
+    if root is None:
+        transform = _first_step_length(recorder, x0, value, gradient) * np.eye(len(x0))
     else:
-        step = steps * _newton_length(gradient * steps)
-    phi0 = x0 / step
+        transform = root * _newton_length(root.T @ gradient)
+    phi0 = np.linalg.solve(transform, x0)
 
     def to_theta(phi: np.ndarray) -> np.ndarray:
-        return x0 if np.array_equal(phi, phi0) else phi * step  # the start exactly, as recorded
+        return x0 if np.array_equal(phi, phi0) else transform @ phi  # the start exactly, as recorded
 
     def in_phi(phi: np.ndarray) -> tuple[float, np.ndarray]:
         value, gradient = recorder.with_gradient(to_theta(phi))
-        return value, gradient * step
+        return value, transform.T @ gradient
 
     settled = False
 
     def stop_when_settled(phi: np.ndarray) -> None:
-        # at each new iterate: where the diagonal curvature says a Newton step would gain far
-        # less than the settled decrease, a line search from there would sample rounding
+        # at each new iterate: where the curvature says a Newton step would gain far less than
+        # the settled decrease, a line search from there would sample rounding
         nonlocal settled
         known = recorder.last_with_gradient()
-        if steps is None or known is None or not np.array_equal(known[0], to_theta(phi)):
+        if root is None or known is None or not np.array_equal(known[0], to_theta(phi)):
             return
-        if 0.5 * float(np.sum((known[2] * steps) ** 2)) <= DIAGONAL_MARGIN * settled_decrease(known[1]):
+        if 0.5 * float(np.sum((root.T @ known[2]) ** 2)) <= CURVATURE_MARGIN * settled_decrease(known[1]):
             settled = True
             raise StopIteration
 
@@ -160,30 +160,40 @@ def _lbfgsb(
         method="L-BFGS-B",
         callback=stop_when_settled,
         # SciPy's ftol is relative to the objective: convert lme4's absolute tolerance; gtol
-        # applies to φ's gradient, step times θ's
+        # applies to φ's gradient, T' times θ's, so it is scaled by T's shortest direction
         options={
             "ftol": max(ftol_abs / max(1.0, abs(scale)), RELATIVE_FTOL_FLOOR),
-            "gtol": PROJECTED_GRADIENT_TOLERANCE * float(np.min(step)),
+            "gtol": PROJECTED_GRADIENT_TOLERANCE * _shortest(transform),
             "maxcor": LBFGSB_MEMORY,
             "maxfun": max(1, maxeval),
             "maxiter": max(1, maxeval),
         },
     )
-    scales = np.broadcast_to(step, x0.shape)
     return _QuasiNewtonResult(
         # where L-BFGS-B stopped at a point answered for by one evaluated next to it, that one
         x=recorder.evaluated_point(to_theta(result.x)).copy(),
         value=float(result.fun),
-        gradient=result.jac / step,
-        inverse_hessian=result.hess_inv.todense() * np.outer(scales, scales),
+        gradient=np.linalg.solve(transform.T, result.jac),
+        inverse_hessian=transform @ result.hess_inv.todense() @ transform.T,
         success=bool(result.success) or settled,
         message=(
-            "CONVERGENCE: A NEWTON STEP ON THE DIAGONAL CURVATURE WOULD GAIN UNDER "
-            f"{DIAGONAL_MARGIN * settled_decrease(float(result.fun)):.1e}"
+            "CONVERGENCE: A NEWTON STEP ON THE SCALING CURVATURE WOULD GAIN UNDER "
+            f"{CURVATURE_MARGIN * settled_decrease(float(result.fun)):.1e}"
             if settled
             else str(result.message)
         ),
     )
+
+
+def _shortest(transform: np.ndarray) -> float:
+    """The smallest singular value of ``transform``: the shortest θ step of a unit φ step.
+
+    Examples
+    --------
+    >>> _shortest(np.diag([0.5, 2.0]))
+    0.5
+    """
+    return float(np.linalg.svd(transform, compute_uv=False)[-1])
 
 
 #: A failed line search ends L-BFGS-B's run as converged when a quasi-Newton step from its
@@ -212,11 +222,12 @@ def settled_decrease(value: float) -> float:
     return max(SETTLED_DECREASE, SETTLED_ROUNDINGS * OBJECTIVE_ROUNDING * abs(value))
 
 
-#: L-BFGS-B on θ scaled by its curvature stops at an iterate where the diagonal's Newton step,
-#: ½ Σ gᵢ²/cᵢ, would gain less than this share of :func:`settled_decrease`, the margin for a
-#: diagonal that is an approximation (within a factor of 2.5 on InstEval): a line search from
-#: such a point samples only the objective's rounding, an evaluation at a time.
-DIAGONAL_MARGIN = 0.01
+#: L-BFGS-B on θ scaled by a curvature stops at an iterate where that curvature's Newton step,
+#: ½ g'C⁻¹g, would gain less than this share of :func:`settled_decrease`, the margin for a
+#: curvature that is an approximation (the start's diagonal is within a factor of 2.5 on
+#: InstEval; a nearby optimum's Hessian is not the replicate's): a line search from such a
+#: point samples only the objective's rounding, an evaluation at a time.
+CURVATURE_MARGIN = 0.01
 
 
 #: Runs of L-BFGS-B after its first, while a step would still gain over :func:`settled_decrease`.
@@ -231,17 +242,17 @@ def _predicted_decrease(result: _QuasiNewtonResult) -> float:
 
 
 def _lbfgsb_settled(
-    recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float, steps: np.ndarray | None
+    recorder: Recorder, x0: np.ndarray, *, ftol_abs: float, maxeval: int, scale: float, root: np.ndarray | None
 ) -> _QuasiNewtonResult:
     """L-BFGS-B, run again from its last point while a quasi-Newton step would still gain
     more than :func:`settled_decrease` (the convergence check's measure): its relative tolerance
     (``RELATIVE_FTOL_FLOOR``) alone can stop short of the optimum on large criteria."""
-    result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval, scale=scale, steps=steps)
+    result = _lbfgsb(recorder, x0, ftol_abs=ftol_abs, maxeval=maxeval, scale=scale, root=root)
     for _ in range(LBFGSB_RESTARTS):
         remaining = maxeval - recorder.count
         if not result.success or remaining <= 0 or _settled(result):
             break
-        again = _lbfgsb(recorder, result.x, ftol_abs=ftol_abs, maxeval=remaining, scale=scale, steps=steps)
+        again = _lbfgsb(recorder, result.x, ftol_abs=ftol_abs, maxeval=remaining, scale=scale, root=root)
         if not again.value < result.value:
             break
         result = again
@@ -268,12 +279,12 @@ def run_lbfgsb(
     initial_value: float,
     control: Control,
     canonical: Callable[[np.ndarray], np.ndarray],
-    steps: np.ndarray | None = None,
+    root: np.ndarray | None = None,
 ) -> tuple[str, bool, tuple[np.ndarray, np.ndarray] | None]:
     """L-BFGS-B from ``x0`` (unbounded: ``canonical`` maps its point into the bounds, the
     objective being even in each template column), run again while a step would still gain
-    (:func:`_lbfgsb_settled`), on θ scaled by ``steps`` (:func:`curvature_steps`) where
-    given, else by one probe. Returns (return code, converged, the gradient and inverse
+    (:func:`_lbfgsb_settled`), on θ = ``root`` φ (:func:`curvature_root`) where given,
+    else scaled by one probe. Returns (return code, converged, the gradient and inverse
     Hessian at the optimum where L-BFGS-B ended there); the recorder's best point is the
     optimum, in canonical coordinates."""
     ftol_abs = control.ftol_abs
@@ -284,7 +295,7 @@ def run_lbfgsb(
         ftol_abs=ftol_abs,
         maxeval=control.max_evaluations - LBFGSB_SETUP_EVALUATIONS,
         scale=initial_value,
-        steps=steps,
+        root=root,
     )
     return_code, converged = result.message, result.success
     if not converged and _settled(result):
@@ -331,30 +342,63 @@ NLOPT_LBFGS_MEMORY = 10
 STALLED_EVALUATIONS = 5
 
 
-def curvature_steps(curvature: np.ndarray | None) -> np.ndarray | None:
-    """Per-θ scales for a quasi-Newton run from the objective's diagonal curvature near its
-    start (the convergence check's central differences at the fit a refit starts from, or
-    :func:`lmmfast.curvature.start_curvature`): 1/√c, so that the run's unit first step is that
-    diagonal's Newton step and its quasi-Newton updates start from a problem of even scales.
-    Each step, scale² = 1/c, is kept within ``CURVATURE_STEP_RANGE``; entries not measured (a
-    θ on the boundary) take the others' geometric mean. None where nothing was measured.
+def curvature_root(curvature: np.ndarray | None) -> np.ndarray | None:
+    """A square root R of the inverse of the objective's curvature near a quasi-Newton run's
+    start (R R' = C⁻¹), for the run to work on φ with θ = R φ, where the curvature is the
+    identity: its unit first step is then C's Newton step, and its quasi-Newton updates start
+    from a problem of even scales.
+
+    ``curvature`` is either a diagonal (a vector: the convergence check's central differences
+    at the fit a refit starts from, or :func:`lmmfast.curvature.start_curvature`), whose
+    entries not measured (NaN or not positive: a θ on the boundary) take the others'
+    geometric mean, or a whole Hessian (a matrix: :func:`lmmfast.curvature.measured_curvature`),
+    whose symmetric root is taken. Either way the curvature's entries or eigenvalues c are
+    kept to 1/c within ``CURVATURE_STEP_RANGE`` (a flat direction of the Hessian, a variance at
+    0, then takes unit steps). None where nothing was measured.
 
     Examples
     --------
-    >>> curvature_steps(np.array([4.0, np.nan, 1e6])).round(4).tolist()
+    >>> curvature_root(np.array([4.0, np.nan, 1e6])).diagonal().round(4).tolist()
     [0.5, 0.0224, 0.001]
-    >>> curvature_steps(np.array([np.nan])) is None
+    >>> root = curvature_root(np.array([[2.0, 1.0], [1.0, 2.0]]))
+    >>> bool(np.allclose(root @ root.T, np.linalg.inv([[2.0, 1.0], [1.0, 2.0]])))
+    True
+    >>> curvature_root(np.array([np.nan])) is None
     True
     """
     if curvature is None:
         return None
     curvature = np.asarray(curvature, dtype=np.float64)
+    if curvature.ndim == 2:
+        if not np.all(np.isfinite(curvature)):
+            return curvature_root(np.diagonal(curvature))
+        values, vectors = np.linalg.eigh(0.5 * (curvature + curvature.T))
+        inverse = np.clip(1.0 / np.maximum(values, 0.0), *CURVATURE_STEP_RANGE)
+        return (vectors * np.sqrt(inverse)) @ vectors.T
     measured = np.isfinite(curvature) & (curvature > 0.0)
     if not measured.any():
         return None
     steps = np.clip(1.0 / np.where(measured, curvature, 1.0), *CURVATURE_STEP_RANGE)
     steps[~measured] = np.exp(np.mean(np.log(steps[measured])))
-    return np.sqrt(steps)
+    return np.diag(np.sqrt(steps))
+
+
+def _coordinates(
+    step: float | np.ndarray,
+) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """θ ↦ φ, φ ↦ θ and θ's gradient ↦ φ's for θ = step · φ (a number or a vector: entry by
+    entry) or θ = step φ (a matrix).
+
+    Examples
+    --------
+    >>> to_phi, to_theta, to_phi_gradient = _coordinates(np.array([[2.0, 0.0], [1.0, 1.0]]))
+    >>> to_theta(to_phi(np.array([3.0, 4.0]))).tolist(), to_phi_gradient(np.array([1.0, 1.0])).tolist()
+    ([3.0, 4.0], [3.0, 1.0])
+    """
+    if np.ndim(step) == 2:
+        matrix = np.asarray(step)
+        return (lambda theta: np.linalg.solve(matrix, theta)), matrix.__matmul__, matrix.T.__matmul__
+    return (lambda theta: theta / step), (lambda phi: phi * step), (lambda gradient: gradient * step)
 
 
 def run_nlopt_lbfgs(
@@ -363,7 +407,7 @@ def run_nlopt_lbfgs(
     control: Control,
     layout: ThetaLayout,
     gradient_into: Callable[[np.ndarray, np.ndarray], float],
-    scale: np.ndarray | None = None,
+    root: np.ndarray | None = None,
 ) -> tuple[str, bool]:
     """NLopt's L-BFGS from ``x0`` on a compiled criterion (``gradient_into``: θ, out ↦ value,
     the gradient written into out), unbounded as :func:`run_lbfgsb` (``layout.canonical``
@@ -381,12 +425,21 @@ def run_nlopt_lbfgs(
     assert known is not None and np.array_equal(known[0], x0)
     # NLopt's first step, like L-BFGS-B's, is a unit step down the gradient: in φ = θ / step it
     # is as long as the probe says (the first step from sleepstudy's moment start otherwise
-    # overshoots to θ ≈ 50 and takes six evaluations to come back) or, given per-θ ``scale``
-    # from the curvature (:func:`curvature_steps`), a unit step where the curvature is one in
-    # every direction, which also evens out θ's scales for the quasi-Newton updates (the
-    # diagonal's Newton step, which L-BFGS-B takes, saves these small models nothing)
-    step = _first_step_length(recorder, x0, known[1], known[2]) if scale is None else scale
-    phi0 = x0 / step
+    # overshoots to θ ≈ 50 and takes six evaluations to come back) or, given a ``root`` of the
+    # inverse curvature (:func:`curvature_root`), θ = root φ, a unit step where the curvature
+    # is one in every direction, which also evens out θ's scales for the quasi-Newton updates
+    # (the Newton step's length, which L-BFGS-B takes, saves these small models nothing). A
+    # diagonal root stays a vector: a matrix product costs a microsecond, as much as some of
+    # these evaluations
+    step: float | np.ndarray
+    if root is None:
+        step = _first_step_length(recorder, x0, known[1], known[2])
+    elif np.count_nonzero(root - np.diag(np.diagonal(root))) == 0:
+        step = np.diagonal(root).copy()
+    else:
+        step = root
+    to_phi, to_theta, to_phi_gradient = _coordinates(step)
+    phi0 = to_phi(x0)
     stalled = 0
     started = False
 
@@ -395,14 +448,14 @@ def run_nlopt_lbfgs(
         out = grad if grad.size else np.empty(len(phi))
         if not started:  # NLopt's first call is at the start
             started = True
-            np.multiply(known[2], step, out=out)
+            out[:] = to_phi_gradient(known[2])
             return known[1]
-        theta = phi * step
+        theta = to_theta(phi)
         before = recorder.best_f
         began = time.perf_counter()
         value = gradient_into(theta, out)
         recorder.record(theta, value, time.perf_counter() - began)
-        out *= step
+        out[:] = to_phi_gradient(out)
         # no gain beyond lme4's tolerance, and no loss beyond the settled decrease: rounding
         stalled = stalled + 1 if before - control.ftol_abs <= value <= before + SETTLED_DECREASE else 0
         if stalled >= STALLED_EVALUATIONS:
@@ -414,7 +467,8 @@ def run_nlopt_lbfgs(
     opt.set_vector_storage(NLOPT_LBFGS_MEMORY)
     opt.set_ftol_abs(control.ftol_abs)
     opt.set_ftol_rel(control.ftol_rel)
-    opt.set_xtol_abs(control.xtol_abs / step)
+    # per φ coordinate, the θ it moves: its column of the transform
+    opt.set_xtol_abs(control.xtol_abs / (np.abs(step).sum(axis=0) if np.ndim(step) == 2 else step))
     opt.set_maxeval(max(1, control.max_evaluations - recorder.count))
     converged = False
     try:

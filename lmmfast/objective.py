@@ -121,6 +121,11 @@ class ProfiledObjective:
         #: the criterion's degrees of freedom and constant term (:meth:`_value`'s)
         self._dof = float(cross_products.n - cross_products.p if reml else cross_products.n)
         self._offset = -float(cross_products.sum_log_weights)
+        #: the gradient's log-determinant sums at the last θ they were formed for: they depend
+        #: on θ and Z'Z alone, not on the response, so every copy (:meth:`fresh`: all share
+        #: the factor's Z'Z) keeps them, and refits from one θ̂ to many responses (bootstrap
+        #: replicates) form them once instead of once each
+        self._known_logdet_sums: tuple[np.ndarray, list[np.ndarray]] | None = None
 
     def describe(self) -> FactorPlan:
         """The factor's plan, with the order of the compiled criterion's matrix where there is one."""
@@ -143,13 +148,15 @@ class ProfiledObjective:
         >>> ml.reml, ml.factor is objective.factor
         (False, False)
         """
-        return ProfiledObjective(
+        twin = ProfiledObjective(
             self.cross_products if cross_products is None else cross_products,
             self.layout,
             self.factor.fresh(max_threads),
             self.reml if reml is None else reml,
             None if self.envelope is None else self.envelope.fresh(cross_products),
         )
+        twin._known_logdet_sums = self._known_logdet_sums
+        return twin
 
     def _schur(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Factor for θ; return (R_ZX | c_u, lower Cholesky of the [X y] Schur complement)."""
@@ -315,10 +322,15 @@ class ProfiledObjective:
             c = solved[:, 1:]
             c_by_rx = solve_triangular(rx_t.T, solve_triangular(rx_t, c.T, lower=True), lower=False).T
             reml_sums = per_level_products(c_by_rx, products[:, 1:] - cp.ZtXy[:, :p], sizes, levels)
-        try:
-            logdet_sums = self.factor.logdet_gradient_sums(theta)
-        except np.linalg.LinAlgError:  # potri on a factor that rounding left singular
-            return None
+        known = self._known_logdet_sums
+        if known is not None and np.array_equal(known[0], theta):
+            logdet_sums = known[1]
+        else:
+            try:
+                logdet_sums = self.factor.logdet_gradient_sums(theta)
+            except np.linalg.LinAlgError:  # potri on a factor that rounding left singular
+                return None
+            self._known_logdet_sums = (theta.copy(), logdet_sums)
         return float(value), logdet_sums, per_level_products(z_residual, u, sizes, levels), reml_sums, r2, rx_t
 
     def _beta(self, lower: np.ndarray) -> np.ndarray:

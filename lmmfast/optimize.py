@@ -19,7 +19,7 @@ import numpy as np
 
 from lmmfast.control import Control
 from lmmfast.factor.base import MAX_GRADIENT_COST
-from lmmfast.lbfgsb import NLOPT_RESULT_NAMES, curvature_steps, run_lbfgsb, run_nlopt_lbfgs
+from lmmfast.lbfgsb import NLOPT_RESULT_NAMES, curvature_root, run_lbfgsb, run_nlopt_lbfgs
 from lmmfast.optsummary import OptSummary
 from lmmfast.parameters import ThetaLayout
 from lmmfast.recorder import Recorder
@@ -166,20 +166,21 @@ def _quasi_newton(
     lower: np.ndarray,
     canonical: Callable[[np.ndarray], np.ndarray] = lambda x: x,
     compiled: tuple[ThetaLayout, Callable[[np.ndarray, np.ndarray], float]] | None = None,
-    steps: np.ndarray | None = None,
+    root: np.ndarray | None = None,
 ) -> tuple[str, bool, tuple[np.ndarray, np.ndarray] | None, str]:
     """L-BFGS-B (:func:`lmmfast.lbfgsb.run_lbfgsb`, with ``canonical``), or NLopt's L-BFGS on
     a ``compiled`` (θ's layout, gradient_into) criterion (:func:`lmmfast.lbfgsb.run_nlopt_lbfgs`),
-    either on θ scaled by ``steps`` where given, then BOBYQA from its best point should it
-    stop unsettled. Returns (return code, converged, the gradient and inverse Hessian at the
-    optimum where L-BFGS-B ended there, the algorithm's name)."""
+    either on θ = ``root`` φ (:func:`lmmfast.lbfgsb.curvature_root`) where given, then BOBYQA
+    from its best point should it stop unsettled. Returns (return code, converged, the
+    gradient and inverse Hessian at the optimum where L-BFGS-B ended there, the algorithm's
+    name)."""
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     if compiled is not None:
         algorithm = "NLOPT_LD_LBFGS"
-        return_code, converged = run_nlopt_lbfgs(recorder, x0, control, *compiled, steps)
+        return_code, converged = run_nlopt_lbfgs(recorder, x0, control, *compiled, root)
     else:
         algorithm = "L-BFGS-B"
-        return_code, converged, quasi_newton = run_lbfgsb(recorder, x0, initial_value, control, canonical, steps)
+        return_code, converged, quasi_newton = run_lbfgsb(recorder, x0, initial_value, control, canonical, root)
     if not converged and control.max_evaluations - recorder.count > _bobyqa_model_size(len(x0)):
         assert recorder.best_x is not None
         algorithm += "+NLOPT_LN_BOBYQA"
@@ -243,10 +244,10 @@ def optimize_theta(
         microseconds; with ``value_and_gradient``, selects NLopt's L-BFGS instead of SciPy's
         L-BFGS-B.
     curvature : numpy.ndarray, optional
-        The objective's diagonal curvature near the start (the convergence check of the fit a
-        refit starts from, or :func:`lmmfast.curvature.start_curvature`): either L-BFGS then
-        scales θ by it (:func:`lmmfast.lbfgsb.curvature_steps`) instead of probing for its
-        first step.
+        The objective's curvature near the start: its diagonal (the convergence check of the
+        fit a refit starts from, or :func:`lmmfast.curvature.start_curvature`) or its Hessian
+        (:func:`lmmfast.curvature.measured_curvature`). Either L-BFGS then runs on θ scaled by
+        it (:func:`lmmfast.lbfgsb.curvature_root`) instead of probing for its first step.
 
     Returns
     -------
@@ -279,7 +280,7 @@ def optimize_theta(
             lower,
             layout.canonical,
             None if gradient_into is None else (layout, gradient_into),
-            curvature_steps(curvature),
+            curvature_root(curvature),
         )
     else:
         return_code, converged = _bobyqa(recorder, lower, x0, maxeval=maxeval - 1, initial_step=None, **rules)

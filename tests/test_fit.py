@@ -193,7 +193,7 @@ def test_refits_scale_theta_by_the_fits_own_curvature(sleep, fit) -> None:
 
 def test_curvature_of_a_fit_without_a_measured_one_is_none(sleep) -> None:
     from lmmfast.fit import curvature_of
-    from lmmfast.lbfgsb import curvature_steps
+    from lmmfast.lbfgsb import curvature_root
 
     unchecked = lmmfast.lmm(F, sleep, checks={"convergence": "ignore"})
     assert curvature_of(unchecked) is None
@@ -204,7 +204,7 @@ def test_curvature_of_a_fit_without_a_measured_one_is_none(sleep) -> None:
         )
     assert on_the_factor.engine.envelope_size == 0 and on_the_factor.optsummary.algorithm == "L-BFGS-B"
     curvature = curvature_of(on_the_factor)  # L-BFGS-B's own curvature served the check: none measured
-    assert curvature is not None and curvature_steps(curvature) is None
+    assert curvature is not None and curvature_root(curvature) is None
 
 
 def test_curvature_not_measured_is_taken_from_the_start(sleep) -> None:

@@ -69,3 +69,29 @@ def test_a_block_that_rounding_leaves_indefinite_is_infeasible_not_an_exception(
     value, gradient = model.objective.value_and_gradient(np.array([1e9, 1e9]))
     assert value == INFEASIBLE and not np.any(gradient)
     assert np.isfinite(model.objective(np.array([1.0, 1.0])))
+
+
+def test_copies_for_new_responses_keep_the_gradients_log_determinant_part(monkeypatch) -> None:
+    """log|M|'s gradient depends on θ and Z'Z, not on the response: a copy of the objective
+    for another response reuses the sums formed at the last θ (the costly part of a gradient)
+    and gives the value and gradient it would have formed itself, to the bit."""
+    from lmmfast.prepare import with_response
+
+    prepared = prepare("RTtrunc ~ S + P + C + (1 | subj) + (1 + P | item)", lmmfast.datasets.load("kb07"), reml=False)
+    assert prepared.objective.envelope is None
+    theta = np.array([0.3, 0.2, 0.05, 0.1])
+    prepared.objective.value_and_gradient(theta)
+    y = 2.0 * prepared.fixed.y + 50.0
+    expected = with_response(prepared, y).objective
+    expected._known_logdet_sums = None
+    value, gradient = expected.value_and_gradient(theta)
+    copy = with_response(prepared, y).objective
+
+    def not_again(theta: np.ndarray) -> list[np.ndarray]:
+        raise AssertionError("the log-determinant sums were formed again")
+
+    monkeypatch.setattr(copy.factor, "logdet_gradient_sums", not_again)
+    again = copy.value_and_gradient(theta)
+    assert again[0] == value and np.array_equal(again[1], gradient)
+    with pytest.raises(AssertionError, match="formed again"):
+        copy.value_and_gradient(theta * 1.01)

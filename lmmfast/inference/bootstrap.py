@@ -22,7 +22,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from lmmfast.errors import ArgumentError, ConvergenceWarning
-from lmmfast.fit import assemble, curvature_of, response_estimates
+from lmmfast.fit import assemble, curvature_of, optimum_curvature, response_estimates
 from lmmfast.validation import check_count
 
 if TYPE_CHECKING:
@@ -69,10 +69,12 @@ def simulate_model(
     return out + noise
 
 
-def _replicate_row(fit: LmmFit, seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
-    """One replicate: estimates (β, σ, θ, objective) of the refit to a simulated response,
-    and whether that refit converged (singular replicates are expected and not reported)."""
-    replicate = response_estimates(fit.model, simulate(fit, 1, seed)[:, 0], fit.theta, curvature_of(fit))
+def _replicate_row(payload: tuple[LmmFit, np.ndarray | None], seed: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
+    """One replicate of the fit in ``payload``: estimates (β, σ, θ, objective) of the refit
+    to a simulated response, from θ̂ with the payload's curvature there, and whether that
+    refit converged (singular replicates are expected and not reported)."""
+    fit, curvature = payload
+    replicate = response_estimates(fit.model, simulate(fit, 1, seed)[:, 0], fit.theta, curvature)
     row = np.concatenate([replicate.beta, [replicate.sigma], replicate.theta, [replicate.objective]])
     return row, replicate.converged
 
@@ -230,7 +232,8 @@ def report_failed_replicates(results: list[tuple[np.ndarray, bool]], what: str, 
 def _single_threaded(fit: LmmFit) -> LmmFit:
     """The fit with its model prepared for one thread everywhere, re-assembled at θ̂ under
     one BLAS thread: the numbers then cannot depend on how many processes share the work.
-    Its convergence check stays, whose curvature scales the replicates' runs."""
+    Its convergence check stays, whose curvature scales the replicates' runs where the
+    Hessian is not measured."""
     model = fit.model
     control = replace(model.control, threads=1)
     objective = model.objective.fresh(control.threads)
@@ -283,7 +286,11 @@ def bootstrap(
     columns = [*fit.fixef_names, "sigma", *fit.theta_names, "objective"]
     with threadpool_limits(limits=1):
         base = _single_threaded(fit)
-    results = run_replicates(base, _replicate_row, seeds, processes=int(processes), progress=progress, client=client)
+        # the Hessian costs 2 evaluations per θ, once: at most one evaluation per replicate
+        curvature = optimum_curvature(base) if int(n) > 2 * len(fit.theta) else curvature_of(base)
+    results = run_replicates(
+        (base, curvature), _replicate_row, seeds, processes=int(processes), progress=progress, client=client
+    )
     report_failed_replicates(
         results, "did not converge", "their estimates may be off. Simplify the random effects if there are many."
     )

@@ -68,3 +68,60 @@ def test_bootstrap_is_reproducible_serially_and_in_parallel(fit) -> None:
 def test_bad_arguments(fit, call, error, phrase) -> None:
     with pytest.raises(error, match=phrase):
         call(fit)
+
+
+KB07_ON_THE_FACTOR = "RTtrunc ~ S + P + C + (1 | subj) + (1 + P | item)"
+
+
+@pytest.fixture(scope="module")
+def kb07_fit():
+    fit = lmmfast.lmm(KB07_ON_THE_FACTOR, lmmfast.datasets.load("kb07"), reml=False)
+    assert fit.engine.envelope_size == 0 and fit.optsummary.algorithm == "L-BFGS-B" and not fit.singular
+    return fit
+
+
+def test_replicates_from_the_measured_hessian_reach_fresh_fits_optima(kb07_fit) -> None:
+    """Replicates start from θ̂ with the Hessian measured there and the gradient's
+    log-determinant part formed once for all of them: the same numbers serially and in
+    parallel, and the optima of fresh fits to the same responses."""
+    from lmmfast.inference.bootstrap import simulate
+
+    replicates = kb07_fit.bootstrap(8, seed=3)
+    assert np.array_equal(replicates.to_numpy(), kb07_fit.bootstrap(8, seed=3, processes=2).to_numpy())
+    seeds = np.random.SeedSequence(3).spawn(8)
+    data = lmmfast.datasets.load("kb07")
+    for i in (0, 5):
+        fresh = lmmfast.lmm(KB07_ON_THE_FACTOR, data.assign(RTtrunc=simulate(kb07_fit, 1, seeds[i])[:, 0]), reml=False)
+        assert replicates["objective"][i] == pytest.approx(fresh.objective, rel=1e-10)
+        np.testing.assert_allclose(replicates[list(kb07_fit.theta_names)].iloc[i], fresh.theta, rtol=1e-4, atol=1e-6)
+
+
+def test_the_measured_hessian_saves_refits_evaluations(kb07_fit) -> None:
+    """The whole Hessian at θ̂ (2 evaluations per θ, once) takes the replicates' runs to their
+    optima in fewer evaluations than θ̂'s diagonal curvature: it holds θ's correlations."""
+    from lmmfast.fit import curvature_of, optimum_curvature, response_estimates
+    from lmmfast.inference.bootstrap import simulate
+
+    hessian = optimum_curvature(kb07_fit)
+    assert hessian.shape == (4, 4) and np.all(np.linalg.eigvalsh(hessian) > 0)
+    evaluations = {}
+    for name, curvature in [("diagonal", curvature_of(kb07_fit)), ("hessian", hessian)]:
+        runs = [
+            response_estimates(kb07_fit.model, simulate(kb07_fit, 1, seed)[:, 0], kb07_fit.theta, curvature)
+            for seed in range(8)
+        ]
+        evaluations[name] = np.mean([run.n_evals for run in runs])
+    assert evaluations["hessian"] < 0.85 * evaluations["diagonal"]
+
+
+def test_a_singular_fits_replicates_keep_the_diagonal_curvature() -> None:
+    from lmmfast.fit import curvature_of, optimum_curvature
+
+    fit = lmmfast.lmm(
+        "RTtrunc ~ S + P + (1 + S | subj) + (1 + P | item)",
+        lmmfast.datasets.load("kb07"),
+        reml=False,
+        checks={"singular": "ignore"},
+    )
+    assert fit.singular
+    assert optimum_curvature(fit) is curvature_of(fit)
