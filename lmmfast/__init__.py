@@ -15,6 +15,8 @@ from lmmfast.blas import request_short_idle_spin as _request_short_idle_spin
 # before anything below imports SciPy's LAPACK, which reads the variable once (lmmfast.blas)
 _request_short_idle_spin(_os.environ, _sys.modules)
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from lmmfast import datasets
 from lmmfast._version import __version__
 from lmmfast.api import glmm, lmm
@@ -40,14 +42,43 @@ from lmmfast.errors import (
     SingularFitWarning,
 )
 from lmmfast.fitted import LmmResult
-from lmmfast.generalized.family import Family
-from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference import anova
 from lmmfast.many import lmm_many
-from lmmfast.models import GeneralizedLinearMixedModel, LinearMixedModel
 from lmmfast.options import get_options, set_options
 from lmmfast.power import extend_levels, model_spec, power, power_curve
-from lmmfast.saved import load
+
+#: Names imported on first use (PEP 562): the generalized models' modules (with
+#: scipy.special), which the classes and saved fits import, cost a new process about 60 ms,
+#: and a process that fits only linear models never needs them. (Each name differs from
+#: its module's, which an import of the module binds on the package.)
+_LAZY = {
+    "Family": "lmmfast.generalized.family",
+    "GlmmResult": "lmmfast.generalized.result",
+    "GeneralizedLinearMixedModel": "lmmfast.models",
+    "LinearMixedModel": "lmmfast.models",
+    "load": "lmmfast.saved",
+}
+
+if _TYPE_CHECKING:
+    from lmmfast.generalized.family import Family
+    from lmmfast.generalized.result import GlmmResult
+    from lmmfast.models import GeneralizedLinearMixedModel, LinearMixedModel
+    from lmmfast.saved import load
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lmmfast' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ArgumentError",

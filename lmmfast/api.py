@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -20,10 +20,6 @@ from lmmfast.errors import ArgumentError, BinaryResponseWarning, LmmfastError, R
 from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
 from lmmfast.formula import parse_formula
-from lmmfast.generalized.family import Family, family_for
-from lmmfast.generalized.fit import fit_glmm
-from lmmfast.generalized.prepare import PreparedGlmm, glmm_columns, prepare_glmm
-from lmmfast.generalized.result import GlmmResult
 from lmmfast.inference.bootstrap import check_client
 from lmmfast.options import get_options
 from lmmfast.prepare import PreparedModel, model_columns, parse_linear, prepare
@@ -31,12 +27,17 @@ from lmmfast.recent import RECENT_MODELS
 from lmmfast.streamed import prepare_streamed
 from lmmfast.validation import check_bool, check_count
 
+if TYPE_CHECKING:
+    from lmmfast.generalized.family import Family
+    from lmmfast.generalized.prepare import PreparedGlmm
+    from lmmfast.generalized.result import GlmmResult
+
 __all__ = ["fit_and_report", "fit_and_report_glmm", "glmm", "glmm_settings", "lmm", "prepare", "report_design"]
 
 #: lme4's largest number of quadrature nodes.
 MAX_NAGQ = 25
 
-Prepared = TypeVar("Prepared", PreparedModel, PreparedGlmm)
+Prepared = TypeVar("Prepared", PreparedModel, "PreparedGlmm")
 
 
 def lmm(
@@ -351,6 +352,10 @@ def glmm(
     >>> round(fit.objective, 2)
     186.57
     """
+    # the generalized models' modules (and scipy.special, for their links) cost a new process
+    # about 60 ms to import: a process that fits only linear models never pays it
+    from lmmfast.generalized.prepare import glmm_columns, prepare_glmm
+
     nagq, chosen, control = glmm_settings(family, link, nagq, nAGQ, control, factorization, memory_budget)
     actions = resolve_checks(checks)
     if progress is not None:
@@ -381,6 +386,8 @@ def glmm_settings(
 ) -> tuple[int, Family, Control]:
     """A generalized model's nAGQ, family and control (with its shortcuts), validated as
     :func:`glmm` validates them."""
+    from lmmfast.generalized.family import family_for  # as in glmm: imported on first use
+
     if nAGQ is not None:
         if nagq != 1 and nagq != nAGQ:
             raise ArgumentError(f"nagq={nagq!r} and nAGQ={nAGQ!r} disagree; give one of them (nagq is lmmfast's name).")
@@ -410,6 +417,9 @@ def fit_and_report_glmm(
     """The design's warning (aliased columns dropped), then the generalized fit path: what
     :func:`glmm` and :class:`lmmfast.models.GeneralizedLinearMixedModel` do with a prepared
     model; ``began`` is when the fit's time starts."""
+    from lmmfast.generalized.fit import fit_glmm  # as in glmm: imported on first use
+    from lmmfast.generalized.result import GlmmResult
+
     verbose = check_bool("verbose", verbose)
     if prepared.fixed.dropped:
         report(
