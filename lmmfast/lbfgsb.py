@@ -128,17 +128,18 @@ def _lbfgsb(
     # quasi-Newton updates make the scale irrelevant after the first step, but start from a
     # problem of even scales
     if root is None:
-        transform = _first_step_length(recorder, x0, value, gradient) * np.eye(len(x0))
+        scaling = _Scaling(_first_step_length(recorder, x0, value, gradient))
     else:
-        transform = root * _newton_length(root.T @ gradient)
-    phi0 = np.linalg.solve(transform, x0)
+        unit = _Scaling(root)
+        scaling = _Scaling(root * _newton_length(unit.phi_gradient(gradient)))
+    phi0 = scaling.phi(x0)
 
     def to_theta(phi: np.ndarray) -> np.ndarray:
-        return x0 if np.array_equal(phi, phi0) else transform @ phi  # the start exactly, as recorded
+        return x0 if np.array_equal(phi, phi0) else scaling.theta(phi)  # the start exactly, as recorded
 
     def in_phi(phi: np.ndarray) -> tuple[float, np.ndarray]:
         value, gradient = recorder.with_gradient(to_theta(phi))
-        return value, transform.T @ gradient
+        return value, scaling.phi_gradient(gradient)
 
     settled = False
 
@@ -149,7 +150,7 @@ def _lbfgsb(
         known = recorder.last_with_gradient()
         if root is None or known is None or not np.array_equal(known[0], to_theta(phi)):
             return
-        if 0.5 * float(np.sum((root.T @ known[2]) ** 2)) <= CURVATURE_MARGIN * settled_decrease(known[1]):
+        if 0.5 * float(np.sum(unit.phi_gradient(known[2]) ** 2)) <= CURVATURE_MARGIN * settled_decrease(known[1]):
             settled = True
             raise StopIteration
 
@@ -163,7 +164,7 @@ def _lbfgsb(
         # applies to φ's gradient, T' times θ's, so it is scaled by T's shortest direction
         options={
             "ftol": max(ftol_abs / max(1.0, abs(scale)), RELATIVE_FTOL_FLOOR),
-            "gtol": PROJECTED_GRADIENT_TOLERANCE * _shortest(transform),
+            "gtol": PROJECTED_GRADIENT_TOLERANCE * scaling.shortest(),
             "maxcor": LBFGSB_MEMORY,
             "maxfun": max(1, maxeval),
             "maxiter": max(1, maxeval),
@@ -173,8 +174,8 @@ def _lbfgsb(
         # where L-BFGS-B stopped at a point answered for by one evaluated next to it, that one
         x=recorder.evaluated_point(to_theta(result.x)).copy(),
         value=float(result.fun),
-        gradient=np.linalg.solve(transform.T, result.jac),
-        inverse_hessian=transform @ result.hess_inv.todense() @ transform.T,
+        gradient=scaling.theta_gradient(result.jac),
+        inverse_hessian=scaling.theta_inverse_hessian(result.hess_inv.todense()),
         success=bool(result.success) or settled,
         message=(
             "CONVERGENCE: A NEWTON STEP ON THE SCALING CURVATURE WOULD GAIN UNDER "
@@ -185,15 +186,60 @@ def _lbfgsb(
     )
 
 
-def _shortest(transform: np.ndarray) -> float:
-    """The smallest singular value of ``transform``: the shortest θ step of a unit φ step.
+@dataclass(frozen=True)
+class _Scaling:
+    """The coordinates φ a quasi-Newton run works in: θ = T φ for a ``transform`` T that is a
+    number or a vector (entry by entry: a diagonal, kept a vector, as a matrix product costs
+    a microsecond, as much as a small model's evaluation) or a matrix.
 
     Examples
     --------
-    >>> _shortest(np.diag([0.5, 2.0]))
-    0.5
+    >>> scaling = _Scaling(np.array([[2.0, 0.0], [1.0, 1.0]]))
+    >>> scaling.theta(scaling.phi(np.array([3.0, 4.0]))).tolist(), scaling.phi_gradient(np.ones(2)).tolist()
+    ([3.0, 4.0], [3.0, 1.0])
+    >>> _Scaling(np.array([0.5, 2.0])).shortest(), _Scaling(np.diag([0.5, 2.0])).shortest()
+    (0.5, 0.5)
     """
-    return float(np.linalg.svd(transform, compute_uv=False)[-1])
+
+    transform: float | np.ndarray
+
+    @property
+    def _is_matrix(self) -> bool:
+        return np.ndim(self.transform) == 2
+
+    def theta(self, phi: np.ndarray) -> np.ndarray:
+        return self.transform @ phi if self._is_matrix else phi * self.transform
+
+    def phi(self, theta: np.ndarray) -> np.ndarray:
+        return np.linalg.solve(self.transform, theta) if self._is_matrix else theta / self.transform
+
+    def phi_gradient(self, gradient: np.ndarray) -> np.ndarray:
+        """φ's gradient from θ's: T' g."""
+        return np.transpose(self.transform) @ gradient if self._is_matrix else gradient * self.transform
+
+    def phi_gradient_into(self, gradient: np.ndarray) -> None:
+        """T' g, written over g."""
+        if self._is_matrix:
+            gradient[:] = np.transpose(self.transform) @ gradient
+        else:
+            gradient *= self.transform
+
+    def theta_gradient(self, gradient: np.ndarray) -> np.ndarray:
+        """θ's gradient from φ's."""
+        return np.linalg.solve(np.transpose(self.transform), gradient) if self._is_matrix else gradient / self.transform
+
+    def theta_inverse_hessian(self, inverse: np.ndarray) -> np.ndarray:
+        """θ's inverse Hessian from φ's: T H⁻¹ T'."""
+        if self._is_matrix:
+            return self.transform @ inverse @ np.transpose(self.transform)
+        scales = np.broadcast_to(self.transform, inverse.shape[:1])
+        return inverse * np.outer(scales, scales)
+
+    def shortest(self) -> float:
+        """The shortest θ step of a unit φ step (T's smallest singular value)."""
+        if self._is_matrix:
+            return float(np.linalg.svd(self.transform, compute_uv=False)[-1])
+        return float(np.min(np.abs(self.transform)))
 
 
 #: A failed line search ends L-BFGS-B's run as converged when a quasi-Newton step from its
@@ -349,16 +395,16 @@ def curvature_root(curvature: np.ndarray | None) -> np.ndarray | None:
     from a problem of even scales.
 
     ``curvature`` is either a diagonal (a vector: the convergence check's central differences
-    at the fit a refit starts from, or :func:`lmmfast.curvature.start_curvature`), whose
-    entries not measured (NaN or not positive: a θ on the boundary) take the others'
-    geometric mean, or a whole Hessian (a matrix: :func:`lmmfast.curvature.measured_curvature`),
-    whose symmetric root is taken. Either way the curvature's entries or eigenvalues c are
-    kept to 1/c within ``CURVATURE_STEP_RANGE`` (a flat direction of the Hessian, a variance at
-    0, then takes unit steps). None where nothing was measured.
+    at the fit a refit starts from, or :func:`lmmfast.curvature.start_curvature`), whose root
+    is a vector too (R's diagonal) and whose entries not measured (NaN or not positive: a θ on
+    the boundary) take the others' geometric mean, or a whole Hessian (a matrix:
+    :func:`lmmfast.curvature.measured_curvature`), whose symmetric root is taken. Either way
+    the curvature's entries or eigenvalues c are kept to 1/c within ``CURVATURE_STEP_RANGE``
+    (a flat direction of the Hessian then takes unit steps). None where nothing was measured.
 
     Examples
     --------
-    >>> curvature_root(np.array([4.0, np.nan, 1e6])).diagonal().round(4).tolist()
+    >>> curvature_root(np.array([4.0, np.nan, 1e6])).round(4).tolist()
     [0.5, 0.0224, 0.001]
     >>> root = curvature_root(np.array([[2.0, 1.0], [1.0, 2.0]]))
     >>> bool(np.allclose(root @ root.T, np.linalg.inv([[2.0, 1.0], [1.0, 2.0]])))
@@ -380,25 +426,7 @@ def curvature_root(curvature: np.ndarray | None) -> np.ndarray | None:
         return None
     steps = np.clip(1.0 / np.where(measured, curvature, 1.0), *CURVATURE_STEP_RANGE)
     steps[~measured] = np.exp(np.mean(np.log(steps[measured])))
-    return np.diag(np.sqrt(steps))
-
-
-def _coordinates(
-    step: float | np.ndarray,
-) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
-    """θ ↦ φ, φ ↦ θ and θ's gradient ↦ φ's for θ = step · φ (a number or a vector: entry by
-    entry) or θ = step φ (a matrix).
-
-    Examples
-    --------
-    >>> to_phi, to_theta, to_phi_gradient = _coordinates(np.array([[2.0, 0.0], [1.0, 1.0]]))
-    >>> to_theta(to_phi(np.array([3.0, 4.0]))).tolist(), to_phi_gradient(np.array([1.0, 1.0])).tolist()
-    ([3.0, 4.0], [3.0, 1.0])
-    """
-    if np.ndim(step) == 2:
-        matrix = np.asarray(step)
-        return (lambda theta: np.linalg.solve(matrix, theta)), matrix.__matmul__, matrix.T.__matmul__
-    return (lambda theta: theta / step), (lambda phi: phi * step), (lambda gradient: gradient * step)
+    return np.sqrt(steps)
 
 
 def run_nlopt_lbfgs(
@@ -428,18 +456,9 @@ def run_nlopt_lbfgs(
     # overshoots to θ ≈ 50 and takes six evaluations to come back) or, given a ``root`` of the
     # inverse curvature (:func:`curvature_root`), θ = root φ, a unit step where the curvature
     # is one in every direction, which also evens out θ's scales for the quasi-Newton updates
-    # (the Newton step's length, which L-BFGS-B takes, saves these small models nothing). A
-    # diagonal root stays a vector: a matrix product costs a microsecond, as much as some of
-    # these evaluations
-    step: float | np.ndarray
-    if root is None:
-        step = _first_step_length(recorder, x0, known[1], known[2])
-    elif np.count_nonzero(root - np.diag(np.diagonal(root))) == 0:
-        step = np.diagonal(root).copy()
-    else:
-        step = root
-    to_phi, to_theta, to_phi_gradient = _coordinates(step)
-    phi0 = to_phi(x0)
+    # (the Newton step's length, which L-BFGS-B takes, saves these small models nothing)
+    scaling = _Scaling(_first_step_length(recorder, x0, known[1], known[2]) if root is None else root)
+    phi0 = scaling.phi(x0)
     stalled = 0
     started = False
 
@@ -448,14 +467,15 @@ def run_nlopt_lbfgs(
         out = grad if grad.size else np.empty(len(phi))
         if not started:  # NLopt's first call is at the start
             started = True
-            out[:] = to_phi_gradient(known[2])
+            out[:] = known[2]
+            scaling.phi_gradient_into(out)
             return known[1]
-        theta = to_theta(phi)
+        theta = scaling.theta(phi)
         before = recorder.best_f
         began = time.perf_counter()
         value = gradient_into(theta, out)
         recorder.record(theta, value, time.perf_counter() - began)
-        out[:] = to_phi_gradient(out)
+        scaling.phi_gradient_into(out)
         # no gain beyond lme4's tolerance, and no loss beyond the settled decrease: rounding
         stalled = stalled + 1 if before - control.ftol_abs <= value <= before + SETTLED_DECREASE else 0
         if stalled >= STALLED_EVALUATIONS:
@@ -468,7 +488,8 @@ def run_nlopt_lbfgs(
     opt.set_ftol_abs(control.ftol_abs)
     opt.set_ftol_rel(control.ftol_rel)
     # per φ coordinate, the θ it moves: its column of the transform
-    opt.set_xtol_abs(control.xtol_abs / (np.abs(step).sum(axis=0) if np.ndim(step) == 2 else step))
+    transform = scaling.transform
+    opt.set_xtol_abs(control.xtol_abs / (np.abs(transform).sum(axis=0) if np.ndim(transform) == 2 else transform))
     opt.set_maxeval(max(1, control.max_evaluations - recorder.count))
     converged = False
     try:
