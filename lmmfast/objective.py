@@ -133,11 +133,17 @@ class ProfiledObjective:
         return plan if self.envelope is None else replace(plan, envelope_size=self.envelope.size)
 
     def fresh(
-        self, max_threads: int | None = None, *, reml: bool | None = None, cross_products: CrossProducts | None = None
+        self,
+        max_threads: int | None = None,
+        *,
+        reml: bool | None = None,
+        cross_products: CrossProducts | None = None,
+        factored: bool = False,
     ) -> ProfiledObjective:
         """The same criterion on a fresh copy of the factor (its numbers its own, at most
-        ``max_threads`` threads), optionally the other criterion or a new response's
-        cross-products.
+        ``max_threads`` threads; factored where this one's was last, where ``factored``:
+        :meth:`lmmfast.factor.RandomEffectsFactor.fresh`), optionally the other criterion or a
+        new response's cross-products.
 
         Examples
         --------
@@ -151,7 +157,7 @@ class ProfiledObjective:
         twin = ProfiledObjective(
             self.cross_products if cross_products is None else cross_products,
             self.layout,
-            self.factor.fresh(max_threads),
+            self.factor.fresh(max_threads, factored=factored),
             self.reml if reml is None else reml,
             None if self.envelope is None else self.envelope.fresh(cross_products),
         )

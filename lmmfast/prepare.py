@@ -329,7 +329,8 @@ def with_response(prepared: PreparedModel, y: np.ndarray) -> PreparedModel:
     cross_products = prepared.objective.cross_products.with_response(
         prepared.engine.terms, prepared.fixed.X, y, prepared.weights
     )
-    objective = prepared.objective.fresh(prepared.control.threads, cross_products=cross_products)
+    # factored where the model's own factor was last (a refit starts from the fit's θ̂)
+    objective = prepared.objective.fresh(prepared.control.threads, cross_products=cross_products, factored=True)
     return replace(prepared, fixed=replace(prepared.fixed, y=y), objective=objective)
 
 

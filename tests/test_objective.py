@@ -95,3 +95,42 @@ def test_copies_for_new_responses_keep_the_gradients_log_determinant_part(monkey
     assert again[0] == value and np.array_equal(again[1], gradient)
     with pytest.raises(AssertionError, match="formed again"):
         copy.value_and_gradient(theta * 1.01)
+
+
+@pytest.mark.parametrize(
+    ("formula", "coupling"),
+    [
+        ("RTtrunc ~ S + P + C + (1 | subj) + (1 + P | item)", "dense"),
+        ("RTtrunc ~ S + P + C + (1 | subj) + (1 + P | item)", "sparse"),
+        ("RTtrunc ~ S + P + C + (1 | subj) + (1 | item)", "grouped"),
+    ],
+)
+def test_copies_for_new_responses_start_factored_where_the_model_was(monkeypatch, formula, coupling) -> None:
+    """A copy for a new response starts with the factor's numbers at the θ the model's own
+    factor was last updated at, on every route of the blocked path, so a refit's first
+    evaluation there factors nothing; the numbers are the copy's own: updating it elsewhere
+    leaves the model's untouched."""
+    from lmmfast.factor import blocked
+    from lmmfast.prepare import with_response
+
+    control = lmmfast.Control(factorization="blocked", coupling=coupling)
+    prepared = prepare(formula, lmmfast.datasets.load("kb07"), reml=False, control=control)
+    assert prepared.objective.factor._route.name == coupling
+    theta = np.array([0.3, 0.2, 0.05, 0.1])[: prepared.layout.size]
+    source = prepared.objective.factor
+    source.update(theta)
+    before = source._L22.copy(), source._L21.copy()
+    y = 2.0 * prepared.fixed.y + 50.0
+    expected = with_response(prepared, y).objective
+    expected.factor._theta = None  # as a copy that was not factored
+    value = expected(theta)
+    copy = with_response(prepared, y).objective
+
+    def not_again(*args: object) -> int:
+        raise AssertionError("factored again")
+
+    monkeypatch.setattr(blocked, "_eliminate_first_term", not_again)
+    assert copy(theta) == value
+    monkeypatch.undo()
+    copy(1.1 * theta)
+    assert np.array_equal(source._L22, before[0]) and np.array_equal(source._L21, before[1])

@@ -57,9 +57,12 @@ class RandomEffectsFactor(Protocol):
         """M⁻¹ at every stored block of Z'Z (laid out as the cross-products' ``block_values``)
         at the last :meth:`update`, where the path has a selected inverse; else None."""
 
-    def fresh(self, max_threads: int | None = None) -> RandomEffectsFactor:
+    def fresh(self, max_threads: int | None = None, *, factored: bool = False) -> RandomEffectsFactor:
         """A factor with the same structure and numbers of its own, for another fit, thread or
-        process: updating one never changes the other. ``max_threads`` caps its threads."""
+        process: updating one never changes the other. ``max_threads`` caps its threads.
+        ``factored``: the copy starts factored at the θ this one was last updated at (its
+        numbers copied, where the path keeps track of that θ), for a refit to a new response
+        that starts there."""
 
     def refill(self, cross_products: CrossProducts) -> None:
         """Take Z'Z's values from cross-products of the same pattern and other weights (a

@@ -382,21 +382,29 @@ class BlockedFactor:
         self._L11 = np.empty((self._n1, self._k1, self._k1))
         self._L21 = np.empty_like(self._route.elimination_values)
 
-    def fresh(self, max_threads: int | None = None) -> BlockedFactor:
+    def fresh(self, max_threads: int | None = None, *, factored: bool = False) -> BlockedFactor:
         """A factor that shares this one's structure (patterns, the stored Z'Z, the routes'
-        data) and has numbers of its own, made by its first :meth:`update`; its sparse passes
-        and BLAS use at most ``max_threads`` threads where that is given."""
+        data) and has numbers of its own, made by its first :meth:`update` or, where
+        ``factored``, copied from this one's last (an update at that θ then has nothing to
+        do); its sparse passes and BLAS use at most ``max_threads`` threads where that is
+        given."""
         twin = copy.copy(self)
         if max_threads is not None:
             twin.threads = min(self.threads, max_threads)
             twin.blas_threads = min(self.blas_threads or max_threads, max_threads)
             twin._inverse_blas_threads = inverse_blas_threads(self.dense_size, twin.blas_threads, max_threads)
+        twin._pool = None
+        factored = factored and self._theta is not None
+        twin._route = self._route.fresh(factored)
+        if factored:
+            # the dense work array and the factor are one array after an update
+            twin._S = twin._L22 = np.array(self._L22, order="F", copy=True)
+            twin._L11, twin._L21 = self._L11.copy(), self._L21.copy()
+            return twin
         twin._S = twin._L22 = np.empty((0, 0), order="F")
         twin._L11 = np.empty((0, self._k1, self._k1))
         twin._L21 = np.empty(0)
         twin._theta = None
-        twin._pool = None
-        twin._route = self._route.fresh()
         return twin
 
     def refill(self, cross_products: CrossProducts) -> None:

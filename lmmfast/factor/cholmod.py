@@ -175,10 +175,11 @@ class CholmodFactor:
         cores = available_cores()
         return cores if self.blas_threads is None else max(1, min(cores, self.blas_threads))
 
-    def fresh(self, max_threads: int | None = None) -> CholmodFactor:
+    def fresh(self, max_threads: int | None = None, *, factored: bool = False) -> CholmodFactor:
         """A copy with its own values and numeric factor; the pattern and the symbolic
         analysis are CHOLMOD's copy of this one's (no new analysis). CHOLMOD's threads are
-        BLAS's, so ``max_threads`` caps those."""
+        BLAS's, so ``max_threads`` caps those. Its next update factors whatever θ it is
+        given (``factored`` changes nothing: this path does not keep the θ it factored)."""
         # not copy.copy: it would go through __setstate__, which analyses the pattern again
         twin = object.__new__(CholmodFactor)
         twin.__dict__.update(self.__dict__)

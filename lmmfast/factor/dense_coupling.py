@@ -128,9 +128,13 @@ class DenseCoupling:
         self._first_scaled = np.empty((0, k1, q2))
         self._band = np.zeros((1, q2))
 
-    def fresh(self) -> DenseCoupling:
-        """A coupling that shares Z₁'Z₂ with this one and holds its own L21 and products."""
+    def fresh(self, factored: bool = False) -> DenseCoupling:
+        """A coupling that shares Z₁'Z₂ with this one and holds its own L21 and products
+        (copies of this one's where ``factored``)."""
         twin = copy.copy(self)
+        if factored:
+            twin.L21t, twin._first_scaled = self.L21t.copy(), self._first_scaled.copy()
+            return twin  # the band is replaced, never written, by each elimination
         twin.L21t = np.empty((0, *self.cross.shape[1:]))
         twin._first_scaled = np.empty_like(twin.L21t)
         twin._band = np.zeros((1, self.cross.shape[2]))

@@ -158,8 +158,9 @@ class CouplingRoute(Protocol):
         """Y = X W at the coupling's entries, laid out as its values (−Y is M⁻¹ there), from
         :meth:`first_inverse`'s state; None where the route sums the couplings per group."""
 
-    def fresh(self) -> CouplingRoute:
-        """A route with the same data and workspaces of its own."""
+    def fresh(self, factored: bool = False) -> CouplingRoute:
+        """A route with the same data and workspaces of its own (holding this one's numbers of
+        the last update where ``factored``)."""
 
     def update_seconds(self, q1: int, q2: int, threads: int) -> float:
         """The update's estimated cost per evaluation (for the plan)."""
@@ -198,7 +199,7 @@ class _EntrywiseRoute:
         e = self.entries
         coupling_times(e.ptr, e.row, e.term, e.offsets, e.sizes, e.values, first, rest, out1, out2)
 
-    def fresh(self) -> Self:
+    def fresh(self, factored: bool = False) -> Self:
         return self  # holds no workspace: L21 is the factor's
 
 
@@ -399,9 +400,9 @@ class DenseRoute:
     def coupled_entries(self, state: Any) -> np.ndarray | None:
         return state.reshape(-1)[self.coupling.entry_index]
 
-    def fresh(self) -> DenseRoute:
+    def fresh(self, factored: bool = False) -> DenseRoute:
         twin = copy.copy(self)
-        twin.coupling = self.coupling.fresh()
+        twin.coupling = self.coupling.fresh(factored)
         return twin
 
 
