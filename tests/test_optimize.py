@@ -605,19 +605,22 @@ def _hessian_diagonal(objective, theta: np.ndarray, h: float = 1e-4) -> np.ndarr
     [
         # crossed, slopes on both factors: many levels, the per-level information is close
         ("crossed", "y ~ cond + freq + (1 + cond | subj) + (1 + cond | item)", 0.05),
-        ("sleepstudy", "Reaction ~ Days + (Days | Subject)", 0.2),
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)", 0.1),
         ("kb07", "RTtrunc ~ 1 + S + P + C + (1 | subj) + (1 + P | item)", 0.1),
+        # 3 rows a subject: σ profiled out takes a third off the subjects' curvature with σ held
+        ("few rows a level", "y ~ cond + freq + (1 | subj) + (1 | item)", 0.05),
     ],
 )
 def test_start_curvature_is_the_hessian_diagonal_near_the_optimum(dataset, formula, rtol) -> None:
     from lmmfast.api import prepare
     from lmmfast.curvature import start_curvature
 
-    data = (
-        lmmfast.datasets.simulate_crossed(300, 200, 60, seed=2)
-        if dataset == "crossed"
-        else lmmfast.datasets.load(dataset)
-    )
+    if dataset == "crossed":
+        data = lmmfast.datasets.simulate_crossed(300, 200, 60, seed=2)
+    elif dataset == "few rows a level":
+        data = lmmfast.datasets.simulate_crossed(20_000, 2_000, 3, slopes=False, popularity=1.0, seed=1)
+    else:
+        data = lmmfast.datasets.load(dataset)
     prepared = prepare(formula, data, reml=False)
     theta = lmmfast.lmm(formula, data, reml=False).theta
     approximate = start_curvature(

@@ -91,6 +91,8 @@ class CholmodFactor:
         data[self._pattern.diagonal] = 1.0
         self._matrix = sp.csc_matrix((data, self._pattern.indices, self._pattern.indptr), shape=(q, q))
         self._factor = analyze(self._matrix, mode="auto")
+        #: the θ the numeric factor was last formed for (None: none yet, or Z'Z refilled)
+        self._theta: np.ndarray | None = None
         self._zz: sp.csr_matrix | None = None
         #: L's pattern (indptr, indices) and where Z'Z's blocks sit on it, once a gradient has
         #: read them (:meth:`_inverse_at_slots`)
@@ -178,8 +180,8 @@ class CholmodFactor:
     def fresh(self, max_threads: int | None = None, *, factored: bool = False) -> CholmodFactor:
         """A copy with its own values and numeric factor; the pattern and the symbolic
         analysis are CHOLMOD's copy of this one's (no new analysis). CHOLMOD's threads are
-        BLAS's, so ``max_threads`` caps those. Its next update factors whatever θ it is
-        given (``factored`` changes nothing: this path does not keep the θ it factored)."""
+        BLAS's, so ``max_threads`` caps those. CHOLMOD copies the numeric factor either way,
+        so the copy is always factored where this one is (``factored`` changes nothing)."""
         # not copy.copy: it would go through __setstate__, which analyses the pattern again
         twin = object.__new__(CholmodFactor)
         twin.__dict__.update(self.__dict__)
@@ -194,6 +196,7 @@ class CholmodFactor:
         :meth:`update` factors it. Call it on a factor of one's own (a :meth:`fresh` copy)."""
         self._cp = cross_products
         self._zz = None  # Z'Z of the old weights
+        self._theta = None
 
     def describe(self) -> FactorPlan:
         return FactorPlan(
@@ -212,6 +215,7 @@ class CholmodFactor:
         # and, as after any fresh start, the next update factors the numbers
         state = self.__dict__.copy()
         del state["_factor"]
+        state["_theta"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -286,6 +290,9 @@ class CholmodFactor:
         return np.asarray(self._zz @ V)
 
     def update(self, theta: np.ndarray) -> None:
+        if self._theta is not None and np.array_equal(theta, self._theta):
+            return  # already factored here (the result's solve at the optimiser's last point)
+        self._theta = None
         cp = self._cp
         fill_scaled(
             cp.block_values,
@@ -300,6 +307,7 @@ class CholmodFactor:
             self._matrix.data,
         )
         self._factor.cholesky_inplace(self._matrix)
+        self._theta = np.array(theta, dtype=np.float64, copy=True)
 
     def logdet(self) -> float:
         return float(self._factor.logdet())
