@@ -80,12 +80,15 @@ def start_curvature(
     rows = float(cross_products.n)
     intercepts = len(terms) > 1 and all(term.columns == ("(Intercept)",) for term in terms)
     unseparated = _unseparated_variances(layout, cross_products, blocks, theta) if intercepts else None
+    grams: dict[int, np.ndarray] = {}  # per engine term: the terms split by ``||`` share one
     for index, (term, (engine, first)) in enumerate(zip(terms, blocks)):
         mask = layout.term_of == index
         if int(cross_products.term_sizes[engine]) > CURVATURE_MAX_COLUMNS:
             continue
+        if engine not in grams:
+            grams[engine] = level_blocks(cross_products, engine)
         own = slice(first, first + term.k)
-        gram = level_blocks(cross_products, engine)[:, own, own]
+        gram = grams[engine][:, own, own]
         template = np.zeros((term.k, term.k))
         template[layout.rows[mask], layout.cols[mask]] = theta[mask]
         if unseparated is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nlopt
 import numpy as np
@@ -202,10 +202,11 @@ class _Scaling:
     """
 
     transform: float | np.ndarray
+    _is_matrix: bool = field(init=False)
 
-    @property
-    def _is_matrix(self) -> bool:
-        return np.ndim(self.transform) == 2
+    def __post_init__(self) -> None:
+        # read on every evaluation of a compiled criterion: worked out once
+        object.__setattr__(self, "_is_matrix", np.ndim(self.transform) == 2)
 
     def theta(self, phi: np.ndarray) -> np.ndarray:
         return self.transform @ phi if self._is_matrix else phi * self.transform
