@@ -7,7 +7,7 @@ approximates the diagonal of the deviance's Hessian, from Z'Z's diagonal blocks 
 for models of intercepts, the counts the factors' levels share), so the estimate costs the
 numbers of levels, not of rows.
 
-At an optimum that many refits start from (bootstrap replicates, simulations), measured
+At an optimum that many refits start from (bootstrap replicates), measured
 (:func:`measured_curvature`): the whole Hessian, by central differences of the analytic
 gradient, 2 evaluations per θ once for all of them.
 """
@@ -175,8 +175,8 @@ def measured_curvature(
     Refits that start from one optimum with the whole Hessian there (bootstrap replicates:
     :func:`lmmfast.inference.bootstrap.bootstrap`) take its Newton step first and need no
     evaluations to learn θ's correlations, which the start's diagonal
-    (:func:`start_curvature`) leaves out: InstEval's instructors are nested in their
-    departments.
+    (:func:`start_curvature`) leaves out: kb07's replicates with a correlated slope took 6.0
+    evaluations with it against 7.9 with the diagonal.
 
     Examples
     --------

@@ -437,9 +437,9 @@ def curvature_of(fit: LmmFit) -> np.ndarray | None:
 def optimum_curvature(fit: LmmFit) -> np.ndarray | None:
     """What many refits from the fit's θ̂ (bootstrap replicates) start with: the whole
     Hessian of its criterion there (:func:`lmmfast.curvature.measured_curvature`, 2
-    evaluations per θ), and the gradient at θ̂ formed on the fit's objective, whose copies for
-    new responses keep its log-determinant part (the costly part, and the response's no
-    business). The diagonal of :func:`curvature_of` instead where the criterion has no
+    evaluations per θ); the fit's objective is left factored at θ̂ with its gradient's
+    log-determinant part formed there, which its copies for new responses keep (the costly
+    part of an evaluation, and none of the response's business). The diagonal of :func:`curvature_of` instead where the criterion has no
     gradient; for a singular fit, where at a boundary optimum the Hessian is flat along the
     variances at 0 and a poor guide to the replicates' optima (kb07's singular models with 16
     and 20 θ reached theirs in more evaluations with it than with the diagonal); and for a

@@ -1,6 +1,8 @@
 """L-BFGS-B runs for the optimiser (:mod:`lmmfast.optimize`): SciPy's L-BFGS-B on the
-analytic gradient, on θ scaled by the criterion's diagonal curvature at the start (or with a
-first step sized by one probe), its relative tolerance kept above the objective's rounding,
+analytic gradient, on θ scaled by the criterion's curvature (the start's diagonal, or the
+Hessian at the optimum that bootstrap replicates start from; else a first step sized by one
+probe), and NLopt's L-BFGS on a compiled criterion the same way; its relative tolerance kept
+above the objective's rounding,
 and further runs from its last point while a quasi-Newton step would still gain more than
 :func:`settled_decrease` (the convergence check's measure).
 """
@@ -271,9 +273,10 @@ def settled_decrease(value: float) -> float:
 
 #: L-BFGS-B on θ scaled by a curvature stops at an iterate where that curvature's Newton step,
 #: ½ g'C⁻¹g, would gain less than this share of :func:`settled_decrease`, the margin for a
-#: curvature that is an approximation (the start's diagonal is within a factor of 2.5 on
-#: InstEval; a nearby optimum's Hessian is not the replicate's): a line search from such a
-#: point samples only the objective's rounding, an evaluation at a time.
+#: curvature that is an approximation (the start's diagonal is within 10% of the Hessian's on
+#: the designs the tests measure, but leaves out its off-diagonal entries; a nearby optimum's
+#: Hessian is not a replicate's): a line search from such a point samples only the
+#: objective's rounding, an evaluation at a time.
 CURVATURE_MARGIN = 0.01
 
 
