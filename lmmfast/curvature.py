@@ -95,6 +95,8 @@ def start_curvature(
             # Ωⱼ = θ² + 1/nⱼ + the other terms' share that level j cannot separate from its own
             variance = template[0, 0] ** 2 + unseparated[index][:, None, None]
             precision = gram / (1.0 + gram * variance)
+        elif term.k == 1:  # Ωⱼ = θ² + 1/Gⱼ, without the batched solve's overhead
+            precision = gram / (1.0 + gram * template[0, 0] ** 2)
         else:
             projected = gram @ template  # GⱼT
             inner = np.eye(term.k) + template.T @ projected  # I + T'GⱼT

@@ -150,7 +150,15 @@ def _moment_covariance(gram: np.ndarray, cross: np.ndarray, residual_ss: float, 
 
 
 def _template(covariance: np.ndarray, sigma2: float) -> np.ndarray:
-    """Cholesky factor of ``covariance`` / σ², its eigenvalues raised to ``EIGENVALUE_FLOOR``."""
+    """Cholesky factor of ``covariance`` / σ², its eigenvalues raised to ``EIGENVALUE_FLOOR``.
+
+    Examples
+    --------
+    >>> _template(np.array([[4.0]]), 1.0).tolist(), _template(np.array([[-1.0]]), 1.0).tolist()
+    ([[2.0]], [[0.01]])
+    """
+    if covariance.shape == (1, 1):  # a term's single column (``||``): the square root, without LAPACK's overhead
+        return np.sqrt(np.maximum(covariance / sigma2, EIGENVALUE_FLOOR))
     values, vectors = np.linalg.eigh(covariance / sigma2)
     values = np.maximum(values, EIGENVALUE_FLOOR)
     return np.linalg.cholesky((vectors * values) @ vectors.T)
