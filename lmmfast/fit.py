@@ -443,11 +443,10 @@ def optimum_curvature(fit: LmmFit) -> np.ndarray | None:
 
     The diagonal of :func:`curvature_of` instead where the criterion has no gradient; for a
     singular fit, where at a boundary optimum the Hessian is flat along the variances at 0
-    and a poor guide to the replicates' optima (kb07's singular models with 16 and 20 θ
-    reached theirs in more evaluations with it than with the diagonal); and for a compiled
+    and a poor guide to the replicates' optima (on kb07's singular models it cost
+    evaluations); and for a compiled
     criterion, whose evaluations cost microseconds: there the Hessian's square root, formed
-    for each replicate, cost more than the evaluations it saved (sleepstudy's bootstrap ran
-    2,110–2,190 replicates/s with it, 2,350–2,380 without).
+    for each replicate, costs more than the few evaluations it saves.
 
     Examples
     --------

@@ -284,9 +284,8 @@ def curvature_stop(value: float) -> float:
     """The predicted decrease (½ g'C⁻¹g on the scaling curvature C) at which L-BFGS-B on a
     scaled θ stops at objective ``value``: ``CURVATURE_MARGIN`` of :func:`settled_decrease`,
     or the objective's own rounding where that is larger (deviances above 1e5): a step
-    promising less than the rounding cannot be told from it. The power-law
-    200,000 × 20,000 design (a deviance of 6.8e6) otherwise spent a fifth evaluation, 3 s, on
-    a promised 5e-7.
+    promising less than the rounding cannot be told from it (a deviance of 6.8e6 rounds at
+    about 7e-7, and a line search for a promised 5e-7 there samples noise).
 
     Examples
     --------

@@ -34,6 +34,7 @@ from lmmfast.errors import ArgumentError
 from lmmfast.factor.blas_threads import FACTOR_SECONDS_PER_MADD, choose_blas_threads, inverse_blas_threads
 from lmmfast.factor.blocked_layout import band_positions, run_index
 from lmmfast.factor.dense_coupling import prefer_dense
+from lmmfast.factor.first_term_solves import join_rows, split_rows
 from lmmfast.factor.grouped_coupling import prefer_grouped
 from lmmfast.factor.inverse_blocks import (
     dense_block_inverse,
@@ -396,15 +397,11 @@ class BlockedFactor:
         twin._pool = None
         factored = factored and self._theta is not None
         twin._route = self._route.fresh(factored)
-        if factored:
-            # the dense work array and the factor are one array after an update
-            twin._S = twin._L22 = np.array(self._L22, order="F", copy=True)
-            twin._L11, twin._L21 = self._L11.copy(), self._L21.copy()
-            return twin
-        twin._S = twin._L22 = np.empty((0, 0), order="F")
-        twin._L11 = np.empty((0, self._k1, self._k1))
-        twin._L21 = np.empty(0)
-        twin._theta = None
+        twin._theta = self._theta if factored else None  # else its first update allocates
+        # the dense work array and the factor are one array after an update
+        twin._S = twin._L22 = np.array(self._L22, order="F", copy=True) if factored else np.empty((0, 0), order="F")
+        twin._L11 = self._L11.copy() if factored else np.empty((0, self._k1, self._k1))
+        twin._L21 = self._L21.copy() if factored else np.empty(0)
         return twin
 
     def refill(self, cross_products: CrossProducts) -> None:
@@ -564,13 +561,13 @@ class BlockedFactor:
         """Z'Z V for ``V`` with one row per random effect (the model's order), from the
         factor's own copy of Z'Z's blocks (:mod:`lmmfast.factor.zz_product`)."""
         V = np.asarray(V, dtype=np.float64).reshape(self._q1 + self.dense_size, -1)
-        first, rest, _ = self._split(V, "C")
+        first, rest, _ = split_rows(V, self._n1, self._k1, "C")
         k1 = self._k1
         out1 = np.matmul(self._first_values.reshape(self._n1, k1, k1), first)
         out2 = np.zeros_like(rest)
         dense_block_times(*self._dense_slots, self._cp.term_sizes, rest, out2)
         self._route.times(first, rest, out1, out2)
-        return self._join(out1, out2, False)
+        return join_rows(out1, out2, False)
 
     def logdet(self) -> float:
         first = 2.0 * float(np.sum(np.log(np.diagonal(self._L11, axis1=1, axis2=2))))
@@ -578,31 +575,19 @@ class BlockedFactor:
             return first
         return first + 2.0 * float(np.sum(np.log(np.diag(self._L22))))
 
-    def _split(self, rhs: np.ndarray, rest_order: str) -> tuple[np.ndarray, np.ndarray, bool]:
-        vector = rhs.ndim == 1
-        matrix = np.array(rhs, dtype=np.float64, copy=True).reshape(len(rhs), -1)
-        first = matrix[: self._q1].reshape(self._n1, self._k1, -1).copy()
-        rest = np.asarray(matrix[self._q1 :], order="F" if rest_order == "F" else "C")
-        return first, rest, vector
-
-    @staticmethod
-    def _join(first: np.ndarray, rest: np.ndarray, vector: bool) -> np.ndarray:
-        out = np.vstack([first.reshape(-1, first.shape[2]), rest])
-        return out[:, 0] if vector else out
-
     def solve_L(self, rhs: np.ndarray) -> np.ndarray:
         # C order for the kernels, which read or write an entry's row across all columns
-        first, rest, vector = self._split(rhs, "C")
+        first, rest, vector = split_rows(rhs, self._n1, self._k1, "C")
         self._route.forward(self._L11, self._L21, first, rest)
         if self.dense_size:
             rest, _ = lapack.dtrtrs(self._L22, rest, lower=1, trans=0)  # L22 is a factor: info is 0
-        return self._join(first, rest, vector)
+        return join_rows(first, rest, vector)
 
     def solve_Lt(self, rhs: np.ndarray) -> np.ndarray:
         # Fortran order for LAPACK first, C order for the kernels after it
-        first, rest, vector = self._split(rhs, "F")
+        first, rest, vector = split_rows(rhs, self._n1, self._k1, "F")
         if self.dense_size:
             rest, _ = lapack.dtrtrs(self._L22, rest, lower=1, trans=1)
         rest = np.ascontiguousarray(rest)
         self._route.backward(self._L11, self._L21, rest, first)
-        return self._join(first, rest, vector)
+        return join_rows(first, rest, vector)

@@ -13,6 +13,38 @@ coupling (:mod:`lmmfast.factor.dense_coupling`), whose coupling products are BLA
 from __future__ import annotations
 
 import numba
+import numpy as np
+
+
+def split_rows(rhs: np.ndarray, n1: int, k1: int, rest_order: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A copy of the right-hand side ``rhs`` (a vector or a matrix) split into its first
+    term's rows, (levels, k₁, columns) C-ordered, and the later terms' rows in
+    ``rest_order`` ("C" for the kernels, "F" for LAPACK); and whether it was a vector.
+
+    Examples
+    --------
+    >>> first, rest, vector = split_rows(np.arange(5.0), 2, 1, "C")
+    >>> first.shape, rest.ravel().tolist(), vector
+    ((2, 1, 1), [2.0, 3.0, 4.0], True)
+    """
+    vector = rhs.ndim == 1
+    matrix = np.array(rhs, dtype=np.float64, copy=True).reshape(len(rhs), -1)
+    q1 = n1 * k1
+    first = matrix[:q1].reshape(n1, k1, -1).copy()
+    rest = np.asarray(matrix[q1:], order="F" if rest_order == "F" else "C")
+    return first, rest, vector
+
+
+def join_rows(first: np.ndarray, rest: np.ndarray, vector: bool) -> np.ndarray:
+    """The rows :func:`split_rows` split, stacked again (a vector where it was one).
+
+    Examples
+    --------
+    >>> join_rows(*split_rows(np.arange(5.0), 2, 1, "F")).tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0]
+    """
+    out = np.vstack([first.reshape(-1, first.shape[2]), rest])
+    return out[:, 0] if vector else out
 
 
 @numba.njit(cache=True, nogil=True)
