@@ -444,9 +444,9 @@ def optimum_curvature(fit: LmmFit) -> np.ndarray | None:
     The diagonal of :func:`curvature_of` instead where the criterion has no gradient; for a
     singular fit, where at a boundary optimum the Hessian is flat along the variances at 0
     and a poor guide to the replicates' optima (on kb07's singular models it cost
-    evaluations); and for a compiled
-    criterion, whose evaluations cost microseconds: there the Hessian's square root, formed
-    for each replicate, costs more than the few evaluations it saves.
+    evaluations); and for a compiled criterion, whose evaluations cost microseconds: there
+    the Hessian's square root, formed for each replicate, costs more than the few
+    evaluations it saves.
 
     Examples
     --------
