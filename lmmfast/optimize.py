@@ -17,6 +17,7 @@ from collections.abc import Callable
 import nlopt
 import numpy as np
 
+from lmmfast.bfgs import run_bfgs
 from lmmfast.control import Control
 from lmmfast.factor.base import MAX_GRADIENT_COST
 from lmmfast.lbfgsb import NLOPT_RESULT_NAMES, curvature_root, run_lbfgsb, run_nlopt_lbfgs
@@ -171,13 +172,25 @@ def _quasi_newton(
     """L-BFGS-B (:func:`lmmfast.lbfgsb.run_lbfgsb`, with ``canonical``), or NLopt's L-BFGS on
     a ``compiled`` (θ's layout, gradient_into) criterion (:func:`lmmfast.lbfgsb.run_nlopt_lbfgs`),
     either on θ = ``root`` φ (:func:`lmmfast.lbfgsb.curvature_root`) where given, then BOBYQA
-    from its best point should it stop unsettled. Returns (return code, converged, the
-    gradient and inverse Hessian at the optimum where L-BFGS-B ended there, the algorithm's
-    name)."""
+    from its best point should it stop unsettled. A ``root`` of a whole Hessian (a matrix)
+    starts BFGS from it instead (:func:`lmmfast.bfgs.run_bfgs`), and L-BFGS-B only where that
+    fails. Returns (return code, converged, the gradient and inverse Hessian at the optimum
+    where the run ended there, the algorithm's name)."""
     quasi_newton: tuple[np.ndarray, np.ndarray] | None = None
     if compiled is not None:
         algorithm = "NLOPT_LD_LBFGS"
         return_code, converged = run_nlopt_lbfgs(recorder, x0, control, *compiled, root)
+    elif root is not None and root.ndim == 2:
+        # a whole Hessian measured at a nearby optimum: BFGS keeps it, where L-BFGS-B would
+        # restart from a scaled identity at every step
+        algorithm = "BFGS"
+        maxeval = control.max_evaluations - recorder.count
+        return_code, converged, quasi_newton = run_bfgs(recorder, x0, root @ root.T, maxeval, canonical)
+        if not converged:
+            algorithm = "BFGS+L-BFGS-B"
+            assert recorder.best_x is not None
+            start = recorder.best_x.copy()
+            return_code, converged, quasi_newton = run_lbfgsb(recorder, start, initial_value, control, canonical, root)
     else:
         algorithm = "L-BFGS-B"
         return_code, converged, quasi_newton = run_lbfgsb(recorder, x0, initial_value, control, canonical, root)

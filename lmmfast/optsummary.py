@@ -17,7 +17,9 @@ class OptSummary:
     ----------
     algorithm : str
         ``"NLOPT_LN_BOBYQA"``, ``"L-BFGS-B"``, or ``"L-BFGS-B+NLOPT_LN_BOBYQA"`` when BOBYQA
-        had to finish what L-BFGS-B started.
+        had to finish what L-BFGS-B started; ``"NLOPT_LD_LBFGS"`` on a compiled criterion;
+        ``"BFGS"`` for refits from a measured Hessian (bootstrap replicates), and
+        ``"BFGS+L-BFGS-B"`` where L-BFGS-B finished.
     initial, final : numpy.ndarray
         θ at the start and at the end (after boundary snapping).
     initial_objective, final_objective : float
