@@ -38,8 +38,8 @@ FINAL_STEP_SETTLED_MULTIPLE = 10.0
 #: gradient predicts for it (Armijo's condition).
 SUFFICIENT_DECREASE = 1e-4
 
-#: Halvings (at least; a parabola through the trial may shorten more) before a line search
-#: gives up, and iterations before the run does.
+#: Trials (each shorter than the last by a half to a tenth) before a line search gives up,
+#: and iterations before the run does.
 MAX_BACKTRACKS = 12
 MAX_ITERATIONS = 50
 
@@ -186,8 +186,9 @@ def _shorter(length: float, change: float, slope_gain: float) -> float:
 
 def _bfgs_update(B: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
     """B after the BFGS update for the ``step`` s and the gradient's ``change`` y:
-    (I − ρsy')B(I − ρys') + ρss', ρ = 1/s'y; B unchanged where s'y is not positive (the
-    curvature along the step is not, and the update would lose positive definiteness).
+    (I − ρsy')B(I − ρys') + ρss', ρ = 1/s'y; B unchanged where s'y is not positive beyond
+    rounding (the curvature along the step is not, and the update would lose positive
+    definiteness).
 
     Examples
     --------
