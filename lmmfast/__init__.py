@@ -42,16 +42,17 @@ from lmmfast.errors import (
     SingularFitWarning,
 )
 from lmmfast.fitted import LmmResult
-from lmmfast.inference import anova
-from lmmfast.many import lmm_many
 from lmmfast.options import get_options, set_options
 from lmmfast.power import extend_levels, model_spec, power, power_curve
 
 #: Names imported on first use (PEP 562): the generalized models' modules (with
 #: scipy.special), which the classes and saved fits import, cost a new process about 60 ms,
-#: and a process that fits only linear models never needs them. (Each name differs from
-#: its module's, which an import of the module binds on the package.)
+#: and a process that fits only linear models never needs them; nor does it need the
+#: analysis after the fit. (Each name differs from its module's, which an import of the
+#: module binds on the package: ``power`` is imported when the package is.)
 _LAZY = {
+    "anova": "lmmfast.inference.anova",
+    "lmm_many": "lmmfast.many",
     "Family": "lmmfast.generalized.family",
     "GlmmResult": "lmmfast.generalized.result",
     "GeneralizedLinearMixedModel": "lmmfast.models",
@@ -62,6 +63,8 @@ _LAZY = {
 if _TYPE_CHECKING:
     from lmmfast.generalized.family import Family
     from lmmfast.generalized.result import GlmmResult
+    from lmmfast.inference.anova import anova
+    from lmmfast.many import lmm_many
     from lmmfast.models import GeneralizedLinearMixedModel, LinearMixedModel
     from lmmfast.saved import load
 

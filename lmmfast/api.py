@@ -20,11 +20,9 @@ from lmmfast.errors import ArgumentError, BinaryResponseWarning, LmmfastError, R
 from lmmfast.fit import fit_prepared
 from lmmfast.fitted import LmmResult
 from lmmfast.formula import parse_formula
-from lmmfast.inference.bootstrap import check_client
 from lmmfast.options import get_options
 from lmmfast.prepare import PreparedModel, model_columns, parse_linear, prepare
 from lmmfast.recent import RECENT_MODELS
-from lmmfast.streamed import prepare_streamed
 from lmmfast.validation import check_bool, check_count
 
 if TYPE_CHECKING:
@@ -174,6 +172,9 @@ def lmm(
     if progress is not None:
         progress = check_bool("progress", progress)
     if is_chunked(data):
+        from lmmfast.inference.bootstrap import check_client
+        from lmmfast.streamed import prepare_streamed  # with Dask's and Arrow's readers: only for chunked data
+
         check_client(client)
         prepared = prepare_streamed(
             formula,

@@ -23,7 +23,7 @@ from lmmfast.api import glmm, lmm
 from lmmfast.errors import ArgumentError, DataError, LmmfastError
 from lmmfast.fitted import LmmResult
 from lmmfast.generalized.result import GlmmResult
-from lmmfast.inference import anova
+from lmmfast.inference.anova import anova
 from lmmfast.saved import load
 
 #: The separators a text file's first lines are searched for when ``--sep`` is not given.

@@ -3,7 +3,9 @@ plus the methods that call inference, prediction and output.
 
 This layer sits above :mod:`lmmfast.inference`, :mod:`lmmfast.predict` and
 :mod:`lmmfast.summary`, which work on the data-only :class:`~lmmfast.result.LmmFit`; so no
-module below imports upwards, and the fit path stays free of them.
+module below imports upwards, and the fit path stays free of them. The methods import what
+they call when they are called: a process that fits and prints never loads the inference,
+prediction, plotting and saving modules (about 50 ms of a new process's first fit).
 """
 
 from __future__ import annotations
@@ -13,31 +15,22 @@ import os
 from collections.abc import Sequence
 from dataclasses import fields
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from lmmfast.archive import write_archive
-from lmmfast.chunk_rows import predict_chunks, row_results
 from lmmfast.design.source import is_chunked
 from lmmfast.distributions import normal_quantile
 from lmmfast.fit import refit_ml, refit_response
-from lmmfast.inference.bootstrap import bootstrap, simulate
-from lmmfast.inference.condvar import conditional_covariances, ranef_rows, variance_decomposition
-from lmmfast.inference.emmeans import MarginalMeans, marginal_means
-from lmmfast.inference.ftest import DDF_METHODS as TEST_DDF
-from lmmfast.inference.ftest import contrast_test, term_tests
-from lmmfast.inference.kenward_roger import KenwardRoger, kenward_roger, kenward_roger_table
-from lmmfast.inference.profile import bootstrap_intervals, profile_intervals, profile_traces
-from lmmfast.inference.r2 import r2_and_icc
-from lmmfast.inference.ranova import ranova
 from lmmfast.inference.satterthwaite import contrast_df, satterthwaite_table, variance_derivatives
-from lmmfast.plots import plot_bootstrap, plot_pooling, plot_profile, plot_ranef, plot_residuals
-from lmmfast.predict import predict
 from lmmfast.result import ROW_FIELDS, LmmFit
 from lmmfast.summary import format_summary, wants_satterthwaite
 from lmmfast.validation import check_bool, check_choice, check_level
+
+if TYPE_CHECKING:
+    from lmmfast.inference.emmeans import MarginalMeans
+    from lmmfast.inference.kenward_roger import KenwardRoger
 
 #: The ``ddf`` of :meth:`LmmResult.fixef_table`.
 FIXEF_DDF = ("satterthwaite", "kenward-roger", "none")
@@ -96,13 +89,17 @@ class LmmResult(LmmFit):
         """Kenward and Roger's adjustment (pbkrtest's): the adjusted covariance of β̂ and what
         its df need; see :mod:`lmmfast.inference.kenward_roger`. Computed on first use, for
         REML fits."""
+        from lmmfast.inference.kenward_roger import kenward_roger
+
         return kenward_roger(self)
 
     def test_contrasts(self, contrasts: np.ndarray | pd.DataFrame, ddf: str = "satterthwaite") -> dict[str, float]:
         """Joint F test of Lβ = 0 with Satterthwaite's denominator df (lmerTest's method) or
         Kenward–Roger's scaled F and df (``ddf="kenward-roger"``); see
         :func:`lmmfast.inference.ftest.contrast_test`."""
-        check_choice("ddf", ddf, TEST_DDF)
+        from lmmfast.inference.ftest import DDF_METHODS, contrast_test
+
+        check_choice("ddf", ddf, DDF_METHODS)
         if ddf == "kenward-roger":
             return contrast_test(self, contrasts, ddf=ddf, adjustment=self.kenward_roger)
         return contrast_test(self, contrasts, self.variance_derivatives)
@@ -111,7 +108,9 @@ class LmmResult(LmmFit):
         """One F test per fixed-effects term, of type 1, 2 or 3, with Satterthwaite's or
         Kenward–Roger's df (lmerTest's ``anova(m, type, ddf)``); see
         :func:`lmmfast.inference.ftest.term_tests`."""
-        check_choice("ddf", ddf, TEST_DDF)
+        from lmmfast.inference.ftest import DDF_METHODS, term_tests
+
+        check_choice("ddf", ddf, DDF_METHODS)
         if ddf == "kenward-roger":
             return term_tests(self, type=type, ddf=ddf, adjustment=self.kenward_roger)
         return term_tests(self, self.variance_derivatives, type=type)
@@ -143,7 +142,10 @@ class LmmResult(LmmFit):
         >>> means.contrasts("pairwise").p_value.round(4).tolist()  # Tukey-adjusted
         [0.0111, 0.0002, 0.0507]
         """
-        check_choice("ddf", ddf, TEST_DDF)
+        from lmmfast.inference.emmeans import marginal_means
+        from lmmfast.inference.ftest import DDF_METHODS
+
+        check_choice("ddf", ddf, DDF_METHODS)
         if ddf == "kenward-roger":
             adjustment = self.kenward_roger
             return marginal_means(
@@ -180,6 +182,8 @@ class LmmResult(LmmFit):
         if ddf == "satterthwaite":
             return self.coef_table
         if ddf == "kenward-roger":
+            from lmmfast.inference.kenward_roger import kenward_roger_table
+
             return kenward_roger_table(self, self.kenward_roger)
         table = pd.DataFrame({"estimate": self.fixef, "std_error": self.stderr})
         return table.assign(t_value=table.estimate / table.std_error)
@@ -196,16 +200,22 @@ class LmmResult(LmmFit):
     def cond_var(self) -> dict[str, np.ndarray]:
         """Conditional covariance matrices of the random effects, per term name (VarCorr's
         names): arrays of shape (n_levels, k, k). Computed on first use (from the factor's selected inverse)."""
+        from lmmfast.inference.condvar import conditional_covariances
+
         return {term.name: block for term, block in zip(self.terms, conditional_covariances(self))}
 
     def ranef_table(self) -> pd.DataFrame:
         """Conditional modes and conditional sds per level (``grpvar, term, grp, condval, condsd``),
         R's ``as.data.frame(ranef(m, condVar = TRUE))``."""
+        from lmmfast.inference.condvar import ranef_rows
+
         return ranef_rows(self.terms, list(self.cond_var.values()))
 
     def ranova(self) -> pd.DataFrame:
         """Likelihood-ratio tests of the random terms (lmerTest's ``ranova``): each term
         reduced and refitted; see :func:`lmmfast.inference.ranova.ranova`."""
+        from lmmfast.inference.ranova import ranova
+
         return ranova(self)
 
     def r2(self) -> dict[str, float]:
@@ -219,18 +229,24 @@ class LmmResult(LmmFit):
         >>> round(fit.r2()["conditional"], 3)
         0.799
         """
+        from lmmfast.inference.r2 import r2_and_icc
+
         values = r2_and_icc(self, self.sigma**2)
         return {"marginal": values["marginal"], "conditional": values["conditional"]}
 
     def icc(self) -> dict[str, float]:
         """The intraclass correlation, ``adjusted`` (random over random plus residual variance)
         and ``unadjusted`` (over the total, fixed effects included), as performance's ``icc``."""
+        from lmmfast.inference.r2 import r2_and_icc
+
         values = r2_and_icc(self, self.sigma**2)
         return {"adjusted": values["icc_adjusted"], "unadjusted": values["icc_unadjusted"]}
 
     def variance_decomposition(self) -> pd.DataFrame:
         """Variance components and their shares of the total (intraclass correlations for
         random-intercept models)."""
+        from lmmfast.inference.condvar import variance_decomposition
+
         return variance_decomposition(self)
 
     def confint(
@@ -260,8 +276,12 @@ class LmmResult(LmmFit):
         method = check_choice("confint method", method, ("wald", "profile", "boot"))
         progress = check_bool("progress", progress)
         if method == "profile":
+            from lmmfast.inference.profile import profile_intervals
+
             return profile_intervals(self, level, progress=progress, processes=processes, client=client)
         if method == "boot":
+            from lmmfast.inference.profile import bootstrap_intervals
+
             return bootstrap_intervals(
                 self,
                 n,
@@ -279,6 +299,8 @@ class LmmResult(LmmFit):
     def profile(self, level: float = 0.99, points: int = 9, *, progress: bool = False) -> pd.DataFrame:
         """Profile traces (``parameter, value, zeta``) for plotting; see
         :func:`lmmfast.inference.profile.profile_traces` (``progress``: a bar over the parameters)."""
+        from lmmfast.inference.profile import profile_traces
+
         return profile_traces(self, level, points, progress=check_bool("progress", progress))
 
     def refit_ml(self) -> LmmResult:
@@ -291,7 +313,11 @@ class LmmResult(LmmFit):
         read in chunks (a Dask DataFrame; a Parquet path or Arrow dataset), a lazy Dask Series
         or a ``pyarrow.ChunkedArray``, computed chunk by chunk."""
         if is_chunked(newdata):
+            from lmmfast.chunk_rows import predict_chunks
+
             return predict_chunks(self, newdata, re=re, new_levels=new_levels)
+        from lmmfast.predict import predict
+
         return predict(self, newdata, re=re, new_levels=new_levels)
 
     def fitted(self) -> Any:
@@ -300,6 +326,8 @@ class LmmResult(LmmFit):
         Series (indexed as the data) for a Dask DataFrame, a ``pyarrow.ChunkedArray`` for
         Parquet and Arrow."""
         if self._streamed:
+            from lmmfast.chunk_rows import row_results
+
             return row_results(self, "fitted")
         return super().fitted()
 
@@ -307,6 +335,8 @@ class LmmResult(LmmFit):
         """Residuals of the observations used: ``"response"`` (y − fitted) or ``"pearson"``
         (scaled by √w, as lme4); for a fit of data read in chunks, as :meth:`fitted`."""
         if self._streamed:
+            from lmmfast.chunk_rows import row_results
+
             check_choice("residual type", type, ("response", "pearson"))
             return row_results(self, type)
         return super().residuals(type)
@@ -317,6 +347,8 @@ class LmmResult(LmmFit):
 
     def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
         """Responses simulated from the fit, shape (nobs, nsim); see :func:`lmmfast.inference.bootstrap.simulate`."""
+        from lmmfast.inference.bootstrap import simulate
+
         return simulate(self, nsim, seed)
 
     def refit(self, y: np.ndarray) -> LmmResult:
@@ -327,31 +359,43 @@ class LmmResult(LmmFit):
         self, n: int, *, seed: int | None = None, processes: int = 1, progress: bool = False, client: Any = None
     ) -> pd.DataFrame:
         """Parametric bootstrap replicates; see :func:`lmmfast.inference.bootstrap.bootstrap`."""
+        from lmmfast.inference.bootstrap import bootstrap
+
         return bootstrap(self, n, seed=seed, processes=processes, progress=progress, client=client)
 
     # --- pictures (matplotlib, ``pip install lmmfast[plot]``) -----------------------------
     def plot_ranef(self, *, level: float = 0.95, ax: Any = None) -> Any:
         """Caterpillar plot of the conditional modes with their intervals; see
         :func:`lmmfast.plots.plot_ranef`."""
+        from lmmfast.plots import plot_ranef
+
         return plot_ranef(self, level=level, ax=ax, table=self.ranef_table())
 
     def plot_pooling(self, group: str | None = None, *, ax: Any = None) -> Any:
         """Per-level least-squares fits against the mixed model's estimates; see
         :func:`lmmfast.plots.plot_pooling`."""
+        from lmmfast.plots import plot_pooling
+
         return plot_pooling(self, group, ax=ax)
 
     def plot_residuals(self, *, ax: Any = None) -> Any:
         """Residuals against fitted values, QQ plots, scale-location; see
         :func:`lmmfast.plots.plot_residuals`."""
+        from lmmfast.plots import plot_residuals
+
         return plot_residuals(self, ax=ax)
 
     def plot_profile(self, level: float = 0.99, points: int = 9, *, ax: Any = None) -> Any:
         """ζ against each parameter, from :meth:`profile`; see :func:`lmmfast.plots.plot_profile`."""
+        from lmmfast.plots import plot_profile
+
         return plot_profile(self.profile(level, points), ax=ax)
 
     def plot_bootstrap(self, replicates: pd.DataFrame, *, columns: list[str] | None = None, ax: Any = None) -> Any:
         """Densities of bootstrap replicates from :meth:`bootstrap`; see
         :func:`lmmfast.plots.plot_bootstrap`."""
+        from lmmfast.plots import plot_bootstrap
+
         return plot_bootstrap(replicates, columns=columns, ax=ax)
 
     # --- saving -------------------------------------------------------------------------------
@@ -390,6 +434,8 @@ class LmmResult(LmmFit):
             data = model.model_frame.frame
             if model.weights is not None and self.weights_name not in data.columns:
                 content["weights"] = model.weights  # given as an array: kept with the rows
+        from lmmfast.archive import write_archive
+
         write_archive(path, "lmm", content, data)
 
     # --- output ---------------------------------------------------------------------------------

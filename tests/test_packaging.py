@@ -43,7 +43,8 @@ def test_a_fit_runs_from_the_installed_wheel(wheel, tmp_path) -> None:
     )
     script = (
         "import lmmfast\n"
-        "fit = lmmfast.lmm('Reaction ~ Days + (Days | Subject)', lmmfast.datasets.load('sleepstudy'))\n"
+        "data = lmmfast.datasets.load('sleepstudy')\n"
+        "fit = lmmfast.lmm('Reaction ~ Days + (Days | Subject)', data)\n"
         "print(lmmfast.__file__)\n"
         "print(round(fit.objective, 3))\n"
     )
@@ -60,21 +61,44 @@ def test_a_fit_runs_from_the_installed_wheel(wheel, tmp_path) -> None:
 def test_importing_lmmfast_leaves_what_a_linear_fit_does_not_need_unloaded() -> None:
     """A new process (the command line, a tool's subprocess) pays for every import before its
     first fit; scipy.stats and scipy.optimize cost a third of lmmfast's import, the
-    generalized models and scipy.special another 60 ms, and a plain fit needs none of them.
-    The package's names for them still resolve, on first use."""
-    unneeded = "('scipy.stats', 'scipy.optimize', 'scipy.special', 'lmmfast.generalized', 'lmmfast.saved')"
+    generalized models and scipy.special another 60 ms, the analysis after the fit (marginal
+    means, Kenward–Roger, profiles, plots, saving, reading in chunks) about 50 ms. A plain fit
+    needs none of them, and its summary only scipy.special (its p-values). The package's names
+    for them still resolve, on first use, and the methods that need them import them."""
+    unneeded = [
+        "scipy.stats",
+        "scipy.optimize",
+        "scipy.special",
+        "lmmfast.generalized",
+        "lmmfast.saved",
+        "lmmfast.inference.anova",
+        "lmmfast.inference.emmeans",
+        "lmmfast.inference.kenward_roger",
+        "lmmfast.inference.profile",
+        "lmmfast.plots",
+        "lmmfast.archive",
+        "lmmfast.streamed",
+        "lmmfast.many",
+        "lmmfast.predict",
+    ]
     code = (
         "import sys, lmmfast\n"
-        "lmmfast.lmm('Reaction ~ Days + (Days | Subject)', lmmfast.datasets.load('sleepstudy'))\n"
+        "data = lmmfast.datasets.load('sleepstudy')\n"
+        "fit = lmmfast.lmm('Reaction ~ Days + (Days | Subject)', data)\n"
         f"print(sorted(m for m in {unneeded} if m in sys.modules))\n"
+        "summary = fit.summary()  # its p-values need scipy.special\n"
+        f"print(sorted(m for m in {unneeded} if m in sys.modules and m != 'scipy.special'))\n"
         "print(lmmfast.Family('poisson').link, lmmfast.GlmmResult.__name__, callable(lmmfast.load))\n"
-        "print(lmmfast.LinearMixedModel.__name__, lmmfast.GeneralizedLinearMixedModel.__name__)"
+        "print(lmmfast.LinearMixedModel.__name__, lmmfast.GeneralizedLinearMixedModel.__name__)\n"
+        "print(lmmfast.anova.__name__, lmmfast.lmm_many.__name__, len(fit.predict(data.head(3))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.splitlines()[-3:] == [
+    assert result.stdout.splitlines()[-5:] == [
+        "[]",
         "[]",
         "log GlmmResult True",
         "LinearMixedModel GeneralizedLinearMixedModel",
+        "anova lmm_many 3",
     ]
 
 

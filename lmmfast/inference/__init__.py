@@ -1,6 +1,3 @@
-"""Inference on a fitted model: Satterthwaite tests, Wald intervals, likelihood-ratio tests."""
-
-from lmmfast.inference.anova import anova
-from lmmfast.inference.satterthwaite import satterthwaite_table
-
-__all__ = ["anova", "satterthwaite_table"]
+"""Inference on a fitted model: Satterthwaite and Kenward–Roger tests, marginal means,
+intervals, likelihood-ratio tests, the bootstrap; one module each, imported when used
+(:func:`lmmfast.anova` is ``lmmfast.inference.anova.anova``)."""
