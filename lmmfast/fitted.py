@@ -5,7 +5,7 @@ This layer sits above :mod:`lmmfast.inference`, :mod:`lmmfast.predict` and
 :mod:`lmmfast.summary`, which work on the data-only :class:`~lmmfast.result.LmmFit`; so no
 module below imports upwards, and the fit path stays free of them. The methods import what
 they call when they are called: a process that fits and prints never loads the inference,
-prediction, plotting and saving modules (about 50 ms of a new process's first fit).
+prediction, plotting and saving modules (about 30 ms of a new process's first fit).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Two optimisers: NLopt's BOBYQA (derivative-free, lme4's choice) and, where the analytic
 gradient is available, a quasi-Newton method — SciPy's L-BFGS-B on the factor, NLopt's
-L-BFGS on a compiled criterion, whose evaluations cost less than SciPy's wrapper does.
+L-BFGS on a compiled criterion, whose evaluations cost less than SciPy's wrapper does, and
+BFGS for refits that start with the Hessian of a nearby optimum (bootstrap replicates).
 :func:`choose_optimizer` picks the quasi-Newton method when the criterion is compiled or
 the model has many variance parameters, many random effects or an expensive factorisation,
 where it needs a fraction of BOBYQA's evaluations (kb07 with 20 θ: 50 evaluations against
@@ -181,8 +182,8 @@ def _quasi_newton(
         algorithm = "NLOPT_LD_LBFGS"
         return_code, converged = run_nlopt_lbfgs(recorder, x0, control, *compiled, root)
     elif root is not None and root.ndim == 2:
-        # a whole Hessian measured at a nearby optimum: BFGS keeps it, where L-BFGS-B would
-        # restart from a scaled identity at every step
+        # a whole Hessian measured at a nearby optimum: BFGS keeps it, where L-BFGS-B's limited
+        # memory starts every iteration from a scaled identity
         algorithm = "BFGS"
         maxeval = control.max_evaluations - recorder.count
         return_code, converged, quasi_newton = run_bfgs(recorder, x0, root @ root.T, maxeval, canonical)
@@ -259,8 +260,9 @@ def optimize_theta(
     curvature : numpy.ndarray, optional
         The objective's curvature near the start: its diagonal (the convergence check of the
         fit a refit starts from, or :func:`lmmfast.curvature.start_curvature`) or its Hessian
-        (:func:`lmmfast.curvature.measured_curvature`). Either L-BFGS then runs on θ scaled by
-        it (:func:`lmmfast.lbfgsb.curvature_root`) instead of probing for its first step.
+        (:func:`lmmfast.curvature.measured_curvature`). L-BFGS then runs on θ scaled by a
+        diagonal (:func:`lmmfast.lbfgsb.curvature_root`) instead of probing for its first step;
+        BFGS starts from a Hessian (:func:`lmmfast.bfgs.run_bfgs`).
 
     Returns
     -------

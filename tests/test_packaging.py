@@ -62,7 +62,7 @@ def test_importing_lmmfast_leaves_what_a_linear_fit_does_not_need_unloaded() -> 
     """A new process (the command line, a tool's subprocess) pays for every import before its
     first fit; scipy.stats and scipy.optimize cost a third of lmmfast's import, the
     generalized models and scipy.special another 60 ms, the analysis after the fit (marginal
-    means, Kenward–Roger, profiles, plots, saving, reading in chunks) about 50 ms. A plain fit
+    means, Kenward–Roger, profiles, plots, saving, reading in chunks) about 30 ms. A plain fit
     needs none of them, and its summary only scipy.special (its p-values). The package's names
     for them still resolve, on first use, and the methods that need them import them."""
     unneeded = [
