@@ -74,8 +74,8 @@ class SmallFits:
 
 class LargeBootstrap:
     """Parametric bootstrap of InstEval (73,421 rows, three crossed intercepts, ML): 40
-    replicates in one process (and the Hessian at θ̂, measured once per call), each a refit from θ̂ with the Hessian measured there (the
-    target: 5 replicates a second on one core)."""
+    replicates in one process, each a refit from θ̂ with the Hessian measured there (once per
+    call). The target: 5 replicates a second on one core."""
 
     timeout = 300
     number = 1
