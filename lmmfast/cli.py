@@ -8,6 +8,7 @@ import argparse
 import csv
 import gc
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -409,16 +410,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+#: The exit status when the reader closes the output pipe early: 128 + SIGPIPE, what a shell
+#: reports for a command that SIGPIPE stopped.
+BROKEN_PIPE_STATUS = 141
+
+
 def command() -> None:
     """The installed ``lmmfast`` command: :func:`main`, then the process's exit.
 
     The objects left at exit (about half a million, most of them the imported libraries') are
     moved out of the collector's reach first: Python's final collection would otherwise scan
     them all, a sizeable part of a short command's run (docs/performance.md). The output is
-    flushed before, and nothing of lmmfast's needs collecting at exit.
+    flushed before, and nothing of lmmfast's needs collecting at exit. Output cut short by its
+    reader (a closed pipe) ends the command quietly with ``BROKEN_PIPE_STATUS``, as a
+    command stopped by SIGPIPE would.
     """
-    status = main()
-    sys.stdout.flush()
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader stopped reading (``lmmfast fit ... | head``): the rest of the output has
+        # nowhere to go, and Python's own flush at exit would fail on it again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = BROKEN_PIPE_STATUS
     sys.stderr.flush()
     gc.freeze()
     raise SystemExit(status)

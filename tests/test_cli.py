@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 import lmmfast
-from lmmfast.cli import command, main
+from lmmfast.cli import BROKEN_PIPE_STATUS, command, main
 
 
 def test_summary_for_a_bundled_dataset(capsys) -> None:
@@ -39,6 +40,22 @@ def test_the_installed_command_exits_with_the_status_of_main(monkeypatch, capsys
     captured = capsys.readouterr()
     assert ("REML criterion at convergence" in captured.out) == (status == 0)
     assert ("is neither a file nor a bundled dataset" in captured.err) == (status == 2)
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path) -> None:
+    """``lmmfast fit ... | head``: the pipe is closed before the summary is written; the
+    command ends with SIGPIPE's status and no traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lmmfast", "fit", "sleepstudy", "Reaction ~ Days + (1 | Subject)"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == BROKEN_PIPE_STATUS == 141
+    assert "Traceback" not in error and "BrokenPipeError" not in error
 
 
 def test_json_has_the_contract_fields(capsys) -> None:
