@@ -90,6 +90,32 @@ class LargeBootstrap:
         self.fit.bootstrap(40, seed=1)
 
 
+class NewProcess:
+    """A new process, as the command line or a tool's subprocess starts one, once numba's
+    compiled cache is written: ``import lmmfast``; the import and a first sleepstudy fit (the
+    target: 1 s); the ``lmmfast`` command fitting it (the target: 1.5 s). Each sample is a
+    process of its own (asv's ``timeraw_``)."""
+
+    repeat = 5
+
+    def setup(self) -> None:
+        # numba's compiled cache, written here where a fresh installation has none yet
+        lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+
+    def timeraw_import(self) -> str:
+        return "import lmmfast"
+
+    def timeraw_first_fit(self) -> str:
+        return """
+        import lmmfast
+        lmmfast.lmm("Reaction ~ Days + (Days | Subject)", lmmfast.datasets.load("sleepstudy"))
+        """
+
+    def timeraw_command_line(self) -> tuple[str, str]:
+        command = '[sys.executable, "-m", "lmmfast", "fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)"]'
+        return f"subprocess.run({command}, check=True, capture_output=True)", "import subprocess, sys"
+
+
 class PowerSimulation:
     """``lmmfast.power``: 200 simulations of a 60-row cluster-randomised design by each test."""
 
