@@ -414,6 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 #: reports for a command that SIGPIPE stopped.
 BROKEN_PIPE_STATUS = 141
 
+#: The exit status after Ctrl-C: 128 + SIGINT, as a shell reports it.
+INTERRUPTED_STATUS = 130
+
 
 def command() -> None:
     """The installed ``lmmfast`` command: :func:`main`, then the process's exit.
@@ -423,7 +426,8 @@ def command() -> None:
     them all, a sizeable part of a short command's run (docs/performance.md). The output is
     flushed before, and nothing of lmmfast's needs collecting at exit. Output cut short by its
     reader (a closed pipe) ends the command quietly with ``BROKEN_PIPE_STATUS``, as a
-    command stopped by SIGPIPE would.
+    command stopped by SIGPIPE would; Ctrl-C with a one-line message and
+    ``INTERRUPTED_STATUS``, not a traceback from wherever the fit was.
     """
     try:
         status = main()
@@ -433,6 +437,9 @@ def command() -> None:
         # nowhere to go, and Python's own flush at exit would fail on it again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = BROKEN_PIPE_STATUS
+    except KeyboardInterrupt:
+        print("lmmfast: interrupted", file=sys.stderr)
+        status = INTERRUPTED_STATUS
     sys.stderr.flush()
     gc.freeze()
     raise SystemExit(status)

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 import lmmfast
-from lmmfast.cli import BROKEN_PIPE_STATUS, command, main
+import lmmfast.cli
+from lmmfast.cli import BROKEN_PIPE_STATUS, INTERRUPTED_STATUS, command, main
 
 
 def test_summary_for_a_bundled_dataset(capsys) -> None:
@@ -56,6 +57,20 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path) -> None:
     error = process.stderr.read().decode()
     assert process.wait(timeout=120) == BROKEN_PIPE_STATUS == 141
     assert "Traceback" not in error and "BrokenPipeError" not in error
+
+
+def test_ctrl_c_ends_the_command_with_a_line_not_a_traceback(monkeypatch, capsys) -> None:
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lmmfast.cli, "main", interrupted)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            command()
+    finally:
+        gc.unfreeze()
+    assert exit_.value.code == INTERRUPTED_STATUS == 130
+    assert capsys.readouterr().err == "lmmfast: interrupted\n"
 
 
 def test_json_has_the_contract_fields(capsys) -> None:
