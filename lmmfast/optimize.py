@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import nlopt
 import numpy as np
@@ -191,7 +192,9 @@ def _quasi_newton(
             algorithm = "BFGS+L-BFGS-B"
             assert recorder.best_x is not None
             start = recorder.best_x.copy()
-            return_code, converged, quasi_newton = run_lbfgsb(recorder, start, initial_value, control, canonical, root)
+            # L-BFGS-B counts its limit from its own start, as if BFGS's evaluations were its set-up
+            left = replace(control, max_evaluations=max(1, control.max_evaluations - recorder.count + 1))
+            return_code, converged, quasi_newton = run_lbfgsb(recorder, start, initial_value, left, canonical, root)
     else:
         algorithm = "L-BFGS-B"
         return_code, converged, quasi_newton = run_lbfgsb(recorder, x0, initial_value, control, canonical, root)

@@ -8,6 +8,7 @@ import pytest
 
 from lmmfast import bfgs
 from lmmfast.bfgs import run_bfgs
+from lmmfast.control import Control
 from lmmfast.optimize import optimize_theta
 from lmmfast.parameters import ThetaLayout
 from lmmfast.recorder import Recorder
@@ -74,6 +75,12 @@ def test_a_failed_run_is_finished_by_lbfgsb(monkeypatch) -> None:
     assert finished.algorithm == "BFGS+L-BFGS-B" and finished.converged
     np.testing.assert_allclose(finished.final, whole.final, atol=1e-4)
     np.testing.assert_allclose(whole.final, 2.0, atol=1e-4)
+    # the evaluation limit holds across both runs
+    for limit in (5, 8, 12):
+        starved = optimize_theta(
+            lambda t: value_and_gradient(t)[0], layout, control=Control(max_evaluations=limit), **kwargs
+        )
+        assert starved.algorithm.startswith("BFGS+L-BFGS-B") and starved.n_evals <= limit
 
 
 @pytest.mark.parametrize(
