@@ -109,8 +109,10 @@ def run_bfgs(
         step = _line_search(recorder, x, value, direction, 2.0 * gain, length, remaining)
         if step is None:
             if gain <= settled_decrease(value):
-                return_code = f"CONVERGENCE: NO STEP LOWERS THE OBJECTIVE, WHICH A STEP WOULD LOWER BY {gain:.1e}"
+                return_code = f"CONVERGENCE: THE LINE SEARCH ENDED WHERE A STEP WOULD GAIN ONLY {gain:.1e}"
                 converged, known = True, (gradient, B)
+            elif recorder.count - start >= maxeval:
+                return_code = "FAILURE: BFGS REACHED THE EVALUATION LIMIT"
             else:
                 return_code = "FAILURE: THE LINE SEARCH FOUND NO DECREASE"
             break

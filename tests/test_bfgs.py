@@ -60,6 +60,18 @@ def test_steps_far_from_the_optimum_take_the_gradient_and_reach_it() -> None:
     assert recorder.count <= 8
 
 
+def test_a_run_out_of_evaluations_says_so() -> None:
+    A = np.array([[3.0, 1.0], [1.0, 2.0]])
+
+    def value_and_gradient(x):
+        return 10.0 + float(x @ A @ x) + float(x[0] ** 4), 2.0 * A @ x + np.array([4.0 * x[0] ** 3, 0.0])
+
+    recorder = _recorder(value_and_gradient)
+    code, converged, _ = run_bfgs(recorder, np.array([1.0, -1.0]), np.linalg.inv(2.0 * A), 2, np.abs)
+    assert not converged and code == "FAILURE: BFGS REACHED THE EVALUATION LIMIT"
+    assert recorder.count == 2  # the start counts: it is one of the two
+
+
 def test_a_failed_run_is_finished_by_lbfgsb(monkeypatch) -> None:
     def value_and_gradient(theta):
         return float(np.sum((theta - 2.0) ** 2) + np.sum((theta - 2.0) ** 4)), 2.0 * (theta - 2.0) + 4.0 * (
