@@ -19,6 +19,14 @@ def _parabola(x: np.ndarray) -> tuple[float, np.ndarray]:
     return 1000.0 + float(x @ x), 2.0 * x
 
 
+QUADRATIC = np.array([[3.0, 1.0], [1.0, 2.0]])
+
+
+def _quartic(x: np.ndarray) -> tuple[float, np.ndarray]:
+    """10 + x'Ax + x₀⁴: its Hessian is 2A at the minimum (0), with 12x₀² added to its first entry elsewhere."""
+    return 10.0 + float(x @ QUADRATIC @ x) + float(x[0] ** 4), 2.0 * QUADRATIC @ x + np.array([4.0 * x[0] ** 3, 0.0])
+
+
 def _recorder(value_and_gradient) -> Recorder:
     return Recorder(lambda x: value_and_gradient(x)[0], value_and_gradient)
 
@@ -46,13 +54,8 @@ def test_a_last_step_the_value_contradicts_goes_on_with_the_gradient() -> None:
 
 
 def test_steps_far_from_the_optimum_take_the_gradient_and_reach_it() -> None:
-    A = np.array([[3.0, 1.0], [1.0, 2.0]])
-
-    def value_and_gradient(x):
-        return 10.0 + float(x @ A @ x) + float(x[0] ** 4), 2.0 * A @ x + np.array([4.0 * x[0] ** 3, 0.0])
-
-    recorder = _recorder(value_and_gradient)
-    code, converged, _ = run_bfgs(recorder, np.array([1.0, -1.0]), np.linalg.inv(2.0 * A), 50, np.abs)
+    recorder = _recorder(_quartic)
+    code, converged, _ = run_bfgs(recorder, np.array([1.0, -1.0]), np.linalg.inv(2.0 * QUADRATIC), 50, np.abs)
     assert converged and "VALUE ALONE" in code
     last = recorder.history[-1][0]
     assert np.any(last < 0.0) and np.array_equal(recorder.best_x, np.abs(last))  # in canonical coordinates
@@ -61,13 +64,8 @@ def test_steps_far_from_the_optimum_take_the_gradient_and_reach_it() -> None:
 
 
 def test_a_run_out_of_evaluations_says_so() -> None:
-    A = np.array([[3.0, 1.0], [1.0, 2.0]])
-
-    def value_and_gradient(x):
-        return 10.0 + float(x @ A @ x) + float(x[0] ** 4), 2.0 * A @ x + np.array([4.0 * x[0] ** 3, 0.0])
-
-    recorder = _recorder(value_and_gradient)
-    code, converged, _ = run_bfgs(recorder, np.array([1.0, -1.0]), np.linalg.inv(2.0 * A), 2, np.abs)
+    recorder = _recorder(_quartic)
+    code, converged, _ = run_bfgs(recorder, np.array([1.0, -1.0]), np.linalg.inv(2.0 * QUADRATIC), 2, np.abs)
     assert not converged and code == "FAILURE: BFGS REACHED THE EVALUATION LIMIT"
     assert recorder.count == 2  # the start counts: it is one of the two
 
