@@ -376,11 +376,25 @@ def run_lbfgsb(
         # the convergence check then needs no evaluations
         recorder.best_x, recorder.best_f = result.x.copy(), result.value
     if converged and np.array_equal(result.x, recorder.best_x):
-        # the same point in canonical coordinates: flipped entries change sign
-        signs = np.where(canonical(recorder.best_x) == recorder.best_x, 1.0, -1.0)
-        quasi_newton = (signs * result.gradient, signs[:, None] * result.inverse_hessian * signs[None, :])
+        quasi_newton = canonical_quasi_newton(canonical, recorder.best_x, result.gradient, result.inverse_hessian)
     recorder.best_x = canonical(recorder.best_x)
     return return_code, converged, quasi_newton
+
+
+def canonical_quasi_newton(
+    canonical: Callable[[np.ndarray], np.ndarray], x: np.ndarray, gradient: np.ndarray, inverse_hessian: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient and inverse Hessian at ``x`` as they are at the same point in canonical
+    coordinates (``canonical(x)``): the entries that it flips change sign.
+
+    Examples
+    --------
+    >>> g, H = canonical_quasi_newton(np.abs, np.array([-2.0, 1.0]), np.ones(2), np.ones((2, 2)))
+    >>> g.tolist(), H.tolist()
+    ([-1.0, 1.0], [[1.0, -1.0], [-1.0, 1.0]])
+    """
+    signs = np.where(canonical(x) == x, 1.0, -1.0)
+    return signs * gradient, signs[:, None] * inverse_hessian * signs[None, :]
 
 
 #: NLopt's return codes by name, for the optimisers' records.
